@@ -1,0 +1,58 @@
+# Ledgerflow. `make run` starts the platform; `make test` runs every test.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint format bench drill services browser clean
+
+# Installs are stamped, so a second `make run` starts at once; editing a
+# requirements file re-installs.
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+run: $(VENV)/.runtime
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@echo ""
+	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops web, worker and beat)"
+	@echo ""
+	PATH="$(CURDIR)/$(BIN):$$PATH" LEDGERFLOW_PORT=$(PORT) exec $(BIN)/honcho -f platform/Procfile -d . start
+
+services:
+	bash tests/services.sh
+
+browser:
+	bash tests/browser.sh
+
+test: $(VENV)/.dev services browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.dev services
+	@echo "No benchmarks yet: the run engine brings bench/engine.py."
+
+drill: $(VENV)/.dev services
+	@echo "No drills yet: the run engine brings the kill and broker drills."
+
+clean:
+	rm -rf var test-artifacts .pytest_cache

@@ -1,0 +1,91 @@
+"""Roles are Django groups with a fixed set of permissions.
+
+Operators build, run and edit flows; reviewers read the inventory and decide
+approval tasks; admins see and audit everything. Every view states the
+permission it needs with ``role_required``; the roles matrix test holds each
+URL to it.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+
+OPERATOR, REVIEWER, ADMIN = "Operator", "Reviewer", "Admin"
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    OPERATOR: ["flows.view_flow", "flows.add_flow", "flows.change_flow"],
+    REVIEWER: ["flows.view_flow"],
+    ADMIN: [
+        "flows.view_flow",
+        "flows.add_flow",
+        "flows.change_flow",
+        "flows.audit_inventory",
+        "flows.manage_teams",
+        "runs.view_audit_log",
+    ],
+}
+
+
+def ensure_roles(**_kwargs) -> None:
+    """Create the role groups and give them exactly their permissions.
+
+    Runs after every migrate, so a new permission reaches existing groups.
+    """
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            found = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if found is None:
+                # Permissions of an app not yet migrated; the next post_migrate
+                # (sent once per app) completes the set.
+                continue
+            wanted.append(found)
+        group.permissions.set(wanted)
+
+
+def user_role(user) -> str | None:
+    if not user.is_authenticated:
+        return None
+    names = {g.name for g in user.groups.all()}
+    for role in (ADMIN, OPERATOR, REVIEWER):
+        if role in names:
+            return role
+    return "Superuser" if user.is_superuser else None
+
+
+def role_required(permission: str) -> Callable:
+    """Anonymous users go to the login page; others need ``permission`` (403)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"Your role does not allow this ({permission}).")
+            return view(request, *args, **kwargs)
+
+        wrapper.required_permission = permission
+        return wrapper
+
+    return decorator
+
+
+def role_context(request) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "role": user_role(user),
+        "can_edit_flows": user.has_perm("flows.change_flow"),
+        "can_audit": user.has_perm("flows.audit_inventory"),
+        "can_manage_teams": user.has_perm("flows.manage_teams"),
+        "can_read_audit_log": user.has_perm("runs.view_audit_log"),
+    }

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real PostgreSQL and Redis on 127.0.0.1.
+
+`make test` starts them if they are installed but down. Each variable can be
+overridden from the environment.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledgerflow")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("LEDGERFLOW_DATA_DIR", tempfile.mkdtemp(prefix="ledgerflow-test-"))
+
+from config.settings import *  # noqa: E402, F403
+
+# Tests log in many users; a fast hasher keeps them quick. Never in production.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

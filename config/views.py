@@ -1,0 +1,96 @@
+"""Platform pages: health, readiness, the audit log, error pages."""
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+
+from config.roles import role_required
+from runs import clock
+from runs.models import Event, Heartbeat
+
+HEARTBEAT_STALE_AFTER = dt.timedelta(seconds=60)
+
+
+def home(request):
+    return redirect("flows:inventory")
+
+
+@never_cache
+def healthz(request):
+    """Liveness: the web process answers. No dependencies are checked."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any failure means not ready; say which
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_broker() -> str | None:
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@never_cache
+def readyz(request):
+    """Readiness: the database and broker answer. Heartbeats are reported,
+    not required, so a web process can serve while workers restart."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    now = clock.now()
+    heartbeats = (
+        {
+            beat.process: {
+                "seen_at": beat.seen_at.isoformat(),
+                "fresh": now - beat.seen_at < HEARTBEAT_STALE_AFTER,
+            }
+            for beat in Heartbeat.objects.all()
+        }
+        if checks["database"] is None
+        else {}
+    )
+    ok = all(problem is None for problem in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": {name: problem or "ok" for name, problem in checks.items()},
+        "heartbeats": heartbeats,
+        "embedded": settings.EMBEDDED,
+    }
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@role_required("runs.view_audit_log")
+def audit_log(request):
+    events = Event.objects.order_by("-occurred_at", "-id")
+    stream = request.GET.get("stream", "").strip()[:200]
+    if stream:
+        events = events.filter(stream=stream)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    return render(request, "audit_log.html", {"page": page, "stream": stream})
+
+
+def permission_denied(request, exception=None):
+    message = str(exception) if exception else ""
+    return render(request, "403.html", {"message": message}, status=403)
+
+
+def page_not_found(request, exception=None):
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    return render(request, "500.html", status=500)

@@ -1,0 +1,118 @@
+"""The inventory: every automation, in Ledgerflow or outside it.
+
+``Flow`` rows are a projection of the events on each flow's stream
+(``flow:<id>``); only ``flows.projection`` writes them.
+"""
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import models
+
+from runs import clock
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    # When set, only the team's members (and admins) may edit the team's flows.
+    restricts_edits = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Criticality(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Status(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    RETIRED = "retired", "Retired"
+
+
+class Kind(models.TextChoices):
+    LEDGERFLOW = "ledgerflow", "Runs in Ledgerflow"
+    EXTERNAL = "external", "Runs elsewhere"
+
+
+CRITICALITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class Flow(models.Model):
+    name = models.CharField(max_length=150)
+    slug = models.SlugField(max_length=150, unique=True)
+    purpose = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LEDGERFLOW)
+    external_platform = models.CharField(max_length=100, blank=True)
+    external_url = models.URLField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_flows",
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="flows"
+    )
+    criticality = models.CharField(
+        max_length=10, choices=Criticality.choices, default=Criticality.MEDIUM
+    )
+    runbook = models.TextField(blank=True)
+    failure_mode = models.TextField(blank=True)
+    review_cadence_days = models.PositiveIntegerField(default=90)
+    last_reviewed_on = models.DateField(null=True, blank=True)
+    last_reviewed_by = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    tags = models.JSONField(default=list, blank=True)
+    external_systems = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    # Seq of the last event folded into this row: the projection's position.
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("audit_inventory", "Can audit the inventory"),
+            ("manage_teams", "Can manage teams"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def stream(self) -> str:
+        return f"flow:{self.pk}"
+
+    @property
+    def review_due_on(self) -> dt.date:
+        start = self.last_reviewed_on or self.created_at.date()
+        return start + dt.timedelta(days=self.review_cadence_days)
+
+    @property
+    def review_overdue(self) -> bool:
+        return self.status != Status.RETIRED and self.review_due_on < clock.now().date()
+
+    @property
+    def activation_blockers(self) -> list[str]:
+        """What the flow lacks before it may be activated, in words."""
+        missing = []
+        if self.owner_id is None:
+            missing.append("an owner")
+        elif not self.owner.is_active:
+            missing.append(f"an active owner ({self.owner.username} is deactivated)")
+        if not self.runbook.strip():
+            missing.append("a runbook")
+        if not self.failure_mode.strip():
+            missing.append("a failure mode")
+        return missing

@@ -1,0 +1,196 @@
+"""Writes to the inventory. Each is an event on the flow's stream, projected
+onto the Flow row in the same transaction."""
+
+import datetime as dt
+
+from django.db import IntegrityError, connection, transaction
+
+from flows import projection
+from flows.models import Flow, Status
+from flows.projection import INVENTORY_FIELDS, team_ref, user_ref
+from runs import clock
+from runs.eventstore import NewEvent, append_many
+
+
+class FlowError(Exception):
+    """A request the inventory refuses; the message is shown to the user."""
+
+
+class ActivationBlocked(FlowError):
+    def __init__(self, missing: list[str]):
+        self.missing = missing
+        super().__init__("Cannot activate: this flow needs " + _join(missing) + ".")
+
+
+class StaleEdit(FlowError):
+    pass
+
+
+# action -> (states it may start from, resulting event)
+TRANSITIONS = {
+    "activate": ({Status.DRAFT, Status.PAUSED}, "flow.activated"),
+    "pause": ({Status.ACTIVE}, "flow.paused"),
+    "retire": ({Status.DRAFT, Status.ACTIVE, Status.PAUSED}, "flow.retired"),
+}
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def actor_of(user) -> str:
+    return f"user:{user.username}"
+
+
+def _serialise(field: str, value):
+    if field == "team":
+        return team_ref(value)
+    if field == "owner":
+        return user_ref(value)
+    if field in ("tags", "external_systems"):
+        return list(value or [])
+    return value
+
+
+def _current(flow: Flow, field: str):
+    if field == "team":
+        return team_ref(flow.team)
+    if field == "owner":
+        return user_ref(flow.owner)
+    return getattr(flow, field)
+
+
+def user_can_edit_flow(user, flow: Flow) -> bool:
+    """Operators may edit any flow unless its team restricts edits to members."""
+    if not user.has_perm("flows.change_flow"):
+        return False
+    if user.has_perm("flows.manage_teams"):
+        return True
+    team = flow.team
+    if team is None or not team.restricts_edits:
+        return True
+    return team.members.filter(pk=user.pk).exists()
+
+
+def _write(flow_id: int, events: list[tuple[str, dict]], actor) -> Flow:
+    written = append_many(
+        NewEvent(stream=f"flow:{flow_id}", type=type_, payload=payload, actor=actor_of(actor))
+        for type_, payload in events
+    )
+    flow = None
+    for event in written:
+        flow = projection.project(event)
+    return flow
+
+
+def _next_flow_id() -> int:
+    # The id is chosen before the first event (the stream is named after it),
+    # and the events carry it, so a rebuild restores the same ids.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('flows_flow', 'id'))")
+            return cursor.fetchone()[0]
+    # SQLite: transactions take the writer lock at BEGIN (IMMEDIATE), so no
+    # other writer can pick the same number between this read and the insert.
+    last = Flow.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return last + 1
+
+
+@transaction.atomic
+def flow_create(*, actor, data: dict) -> Flow:
+    fields = {field: _serialise(field, data.get(field)) for field in INVENTORY_FIELDS}
+    if data.get("review_cadence_days") is None:
+        fields["review_cadence_days"] = 90
+    for text_field in ("purpose", "external_platform", "external_url", "runbook", "failure_mode"):
+        fields[text_field] = fields[text_field] or ""
+    flow_id = _next_flow_id()
+    events = [("flow.created", {"flow_id": flow_id, "fields": fields})]
+    owner = data.get("owner")
+    if owner is not None:
+        events.append(
+            ("flow.owner_changed", {"flow_id": flow_id, "from": None, "to": user_ref(owner)})
+        )
+    try:
+        with transaction.atomic():
+            return _write(flow_id, events, actor)
+    except IntegrityError:
+        if Flow.objects.filter(slug=fields["slug"]).exists():
+            raise FlowError(f"The slug {fields['slug']!r} is already taken.") from None
+        raise
+
+
+@transaction.atomic
+def flow_update(*, flow: Flow, actor, data: dict, expected_version: int | None = None) -> Flow:
+    flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if expected_version is not None and flow.version != expected_version:
+        raise StaleEdit(
+            "Someone changed this flow while you were editing it. "
+            "Review the current values and save again."
+        )
+    changes = {}
+    for field in INVENTORY_FIELDS:
+        if field not in data:
+            continue
+        new = _serialise(field, data[field])
+        old = _current(flow, field)
+        if new != old:
+            changes[field] = {"from": old, "to": new}
+    events = []
+    if changes:
+        events.append(("flow.edited", {"flow_id": flow.pk, "changes": changes}))
+    if "owner" in data and user_ref(data["owner"]) != user_ref(flow.owner):
+        events.append(
+            (
+                "flow.owner_changed",
+                {"flow_id": flow.pk, "from": user_ref(flow.owner), "to": user_ref(data["owner"])},
+            )
+        )
+    if not events:
+        return flow
+    try:
+        with transaction.atomic():
+            return _write(flow.pk, events, actor)
+    except IntegrityError:
+        if "slug" in changes:
+            raise FlowError(f"The slug {changes['slug']['to']!r} is already taken.") from None
+        raise
+
+
+@transaction.atomic
+def flow_change_owner(*, flow: Flow, actor, owner) -> Flow:
+    return flow_update(flow=flow, actor=actor, data={"owner": owner})
+
+
+@transaction.atomic
+def flow_transition(*, flow: Flow, actor, action: str, reason: str = "") -> Flow:
+    if action not in TRANSITIONS:
+        raise FlowError(f"Unknown action {action!r}.")
+    flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    allowed_from, event_type = TRANSITIONS[action]
+    if flow.status not in allowed_from:
+        raise FlowError(f"A {flow.get_status_display().lower()} flow cannot be {action}d.")
+    if action == "activate" and flow.activation_blockers:
+        raise ActivationBlocked(flow.activation_blockers)
+    payload = {"flow_id": flow.pk, "from": flow.status, "reason": reason}
+    return _write(flow.pk, [(event_type, payload)], actor)
+
+
+@transaction.atomic
+def flow_record_review(
+    *, flow: Flow, actor, note: str = "", reviewed_on: dt.date | None = None
+) -> Flow:
+    flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if flow.status == Status.RETIRED:
+        raise FlowError("A retired flow is no longer reviewed.")
+    reviewed_on = reviewed_on or clock.now().date()
+    if reviewed_on > clock.now().date():
+        raise FlowError("A review cannot be recorded in the future.")
+    payload = {
+        "flow_id": flow.pk,
+        "reviewed_on": reviewed_on.isoformat(),
+        "by": actor.username,
+        "note": note,
+    }
+    return _write(flow.pk, [("flow.reviewed", payload)], actor)

@@ -1,0 +1,18 @@
+import markdown as markdown_lib
+import nh3
+from django import template
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+
+@register.filter
+def markdown(text: str) -> str:
+    """Render Markdown and sanitise the HTML: runbooks are user input."""
+    html = markdown_lib.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists"])
+    return mark_safe(nh3.clean(html, link_rel="noopener noreferrer nofollow"))
+
+
+@register.filter
+def actor_name(actor: str) -> str:
+    return actor.split(":", 1)[1] if ":" in actor else actor

@@ -1,0 +1,224 @@
+"""Inventory pages. Thin: parse, authorise, call one service, render."""
+
+import csv
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from config.roles import role_required
+from flows import history, services
+from flows.forms import FlowForm, OwnerForm, ReviewForm, TeamForm
+from flows.inventory import InventoryFilter, audit_findings, inventory
+from flows.models import Criticality, Flow, Kind, Status, Team
+from runs import clock
+from runs.models import Event
+
+
+@role_required("flows.view_flow")
+def inventory_list(request):
+    filters = InventoryFilter.from_params(request.GET)
+    context = {"flows": inventory(filters), "filters": filters}
+    if request.htmx and request.htmx.target == "inventory-results":
+        return render(request, "flows/_inventory_table.html", context)
+    context.update(
+        owners=get_user_model().objects.filter(owned_flows__isnull=False).distinct(),
+        teams=Team.objects.all(),
+        statuses=Status.choices,
+        criticalities=Criticality.choices,
+        kinds=Kind.choices,
+    )
+    return render(request, "flows/inventory.html", context)
+
+
+def _flow_page_context(request, flow: Flow) -> dict:
+    events = Event.objects.filter(stream=flow.stream).order_by("-seq")
+    return {
+        "flow": flow,
+        "history": [(event, history.describe(event)) for event in events],
+        "can_edit": services.user_can_edit_flow(request.user, flow),
+        "owner_form": OwnerForm(initial={"owner": flow.owner_id}),
+        "review_form": ReviewForm(),
+    }
+
+
+@role_required("flows.view_flow")
+def flow_detail(request, slug):
+    flow = get_object_or_404(Flow.objects.select_related("owner", "team"), slug=slug)
+    return render(request, "flows/detail.html", _flow_page_context(request, flow))
+
+
+@role_required("flows.add_flow")
+def flow_create(request):
+    form = FlowForm(request.POST or None, initial={"owner": request.user.pk})
+    if request.method == "POST" and form.is_valid():
+        try:
+            flow = services.flow_create(actor=request.user, data=form.cleaned_data)
+        except services.FlowError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"“{flow.name}” is in the inventory as a draft.")
+            return redirect("flows:detail", slug=flow.slug)
+    return render(request, "flows/form.html", {"form": form, "flow": None})
+
+
+def _editable_flow(request, slug) -> Flow:
+    flow = get_object_or_404(Flow.objects.select_related("owner", "team"), slug=slug)
+    if not services.user_can_edit_flow(request.user, flow):
+        raise PermissionDenied(f"Only members of the team {flow.team} may edit this flow.")
+    return flow
+
+
+@role_required("flows.change_flow")
+def flow_edit(request, slug):
+    flow = _editable_flow(request, slug)
+    form = FlowForm(request.POST or None, flow=flow, initial=FlowForm.initial_for(flow))
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        expected = data.pop("version")
+        try:
+            flow = services.flow_update(
+                flow=flow, actor=request.user, data=data, expected_version=expected
+            )
+        except services.FlowError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("flows:detail", slug=flow.slug)
+    return render(request, "flows/form.html", {"form": form, "flow": flow})
+
+
+@require_POST
+@role_required("flows.change_flow")
+def flow_transition(request, slug, action):
+    flow = _editable_flow(request, slug)
+    try:
+        flow = services.flow_transition(
+            flow=flow,
+            actor=request.user,
+            action=action,
+            reason=request.POST.get("reason", "")[:500],
+        )
+    except services.FlowError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"“{flow.name}” is now {flow.get_status_display().lower()}.")
+    return redirect("flows:detail", slug=flow.slug)
+
+
+def _facts_response(request, flow: Flow, status: int = 200, **extra):
+    """The facts panel, for htmx inline edits; a full redirect otherwise."""
+    if request.htmx:
+        context = _flow_page_context(request, flow)
+        context.update(extra)
+        return render(request, "flows/_facts.html", context, status=status)
+    for error in extra.get("errors", []):
+        messages.error(request, error)
+    return redirect("flows:detail", slug=flow.slug)
+
+
+@require_POST
+@role_required("flows.change_flow")
+def flow_change_owner(request, slug):
+    flow = _editable_flow(request, slug)
+    form = OwnerForm(request.POST)
+    if not form.is_valid():
+        errors = [f"Owner: {e}" for e in form.errors.get("owner", ["invalid choice"])]
+        return _facts_response(request, flow, status=422, errors=errors)
+    flow = services.flow_change_owner(
+        flow=flow, actor=request.user, owner=form.cleaned_data["owner"]
+    )
+    return _facts_response(request, flow, notice="Owner changed.")
+
+
+@require_POST
+@role_required("flows.change_flow")
+def flow_record_review(request, slug):
+    flow = _editable_flow(request, slug)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        errors = [f"Note: {e}" for e in form.errors.get("note", [])]
+        return _facts_response(request, flow, status=422, errors=errors)
+    try:
+        flow = services.flow_record_review(
+            flow=flow, actor=request.user, note=form.cleaned_data["note"]
+        )
+    except services.FlowError as exc:
+        return _facts_response(request, flow, status=422, errors=[str(exc)])
+    return _facts_response(request, flow, notice="Review recorded.")
+
+
+@role_required("flows.audit_inventory")
+def audit(request):
+    findings = audit_findings()
+    inactive_owners = get_user_model().objects.filter(is_active=False, owned_flows__isnull=False)
+    context = {
+        "findings": findings,
+        "inactive_owners": inactive_owners.distinct(),
+        "totals": {
+            "flows": Flow.objects.exclude(status=Status.RETIRED).count(),
+            "external": Flow.objects.exclude(status=Status.RETIRED)
+            .filter(kind=Kind.EXTERNAL)
+            .count(),
+            "with_findings": len(findings),
+        },
+        "today": clock.now().date(),
+    }
+    return render(request, "flows/audit.html", context)
+
+
+@role_required("flows.audit_inventory")
+def audit_csv(request):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="inventory-audit.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        ["slug", "name", "kind", "status", "criticality", "owner", "team",
+         "last_reviewed_on", "review_due_on", "problems"]
+    )  # fmt: skip
+    for finding in audit_findings():
+        flow = finding.flow
+        writer.writerow(
+            [
+                flow.slug,
+                _csv_safe(flow.name),
+                flow.kind,
+                flow.status,
+                flow.criticality,
+                flow.owner.username if flow.owner else "",
+                _csv_safe(flow.team.name) if flow.team else "",
+                flow.last_reviewed_on.isoformat() if flow.last_reviewed_on else "",
+                flow.review_due_on.isoformat(),
+                "; ".join(finding.problems),
+            ]
+        )
+    return response
+
+
+def _csv_safe(text: str) -> str:
+    # A cell starting with =, +, - or @ is a formula to spreadsheet programs.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+@role_required("flows.manage_teams")
+def teams(request):
+    form = TeamForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        team = form.save()
+        messages.success(request, f"Team “{team.name}” created.")
+        return redirect("flows:teams")
+    return render(request, "flows/teams.html", {"teams": Team.objects.all(), "form": form})
+
+
+@role_required("flows.manage_teams")
+def team_edit(request, team_id):
+    team = get_object_or_404(Team, pk=team_id)
+    form = TeamForm(request.POST or None, instance=team)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Team “{team.name}” saved.")
+        return redirect("flows:teams")
+    return render(request, "flows/team_form.html", {"team": team, "form": form})

@@ -1,0 +1,216 @@
+"""The one way to append to the event log, and the way to verify it.
+
+Each event's canonical text (sorted keys, compact separators, UTC time with
+microseconds, the previous event's hash) is stored verbatim in ``body`` and
+hashed with SHA-256, so each stream is a hash chain. Appends to a stream lock
+the stream's head row; a transaction appending to several streams locks them
+in sorted order so two such transactions cannot deadlock.
+"""
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from runs import clock
+from runs.models import Event, Stream
+from runs.redaction import redact, secret_forms
+
+GENESIS_HASH = "0" * 64
+
+
+class EventPayloadError(ValueError):
+    """The payload cannot be stored as canonical JSON."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    stream: str
+    type: str
+    payload: dict
+    actor: str
+
+
+def canonical_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_body(
+    *, stream: str, seq: int, type: str, payload: dict, actor: str, at: str, prev: str
+) -> str:
+    document = {
+        "actor": actor,
+        "at": at,
+        "payload": payload,
+        "prev": prev,
+        "seq": seq,
+        "stream": stream,
+        "type": type,
+    }
+    try:
+        return json.dumps(
+            document,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise EventPayloadError(f"event payload is not plain JSON: {exc}") from exc
+
+
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _lock_head(name: str) -> Stream:
+    # The common case is an existing stream: one locking read. A new stream is
+    # inserted with ON CONFLICT DO NOTHING so two first appends cannot both
+    # create it; the loser then waits on the winner's lock like any append.
+    try:
+        return Stream.objects.select_for_update().get(name=name)
+    except Stream.DoesNotExist:
+        Stream.objects.bulk_create(
+            [Stream(name=name, last_seq=0, last_hash=GENESIS_HASH)],
+            ignore_conflicts=True,
+        )
+        return Stream.objects.select_for_update().get(name=name)
+
+
+def append(stream: str, type: str, payload: dict, *, actor: str) -> Event:
+    """Append one event to ``stream`` and return it."""
+    return append_many([NewEvent(stream=stream, type=type, payload=payload, actor=actor)])[0]
+
+
+def append_many(new_events: Iterable[NewEvent]) -> list[Event]:
+    """Append events atomically, in the given order, to one or more streams.
+
+    This is the only code that writes events, and the one place that redacts
+    registered secrets: before hashing, so the chain never commits to one.
+    """
+    new_events = list(new_events)
+    if not new_events:
+        return []
+    forms = secret_forms()
+    at = clock.now()
+    at_text = canonical_time(at)
+    written: list[Event] = []
+    with transaction.atomic():
+        heads = {name: _lock_head(name) for name in sorted({e.stream for e in new_events})}
+        for new in new_events:
+            head = heads[new.stream]
+            payload = redact(new.payload, forms)
+            actor = redact(new.actor, forms)
+            seq = head.last_seq + 1
+            body = canonical_body(
+                stream=new.stream,
+                seq=seq,
+                type=new.type,
+                payload=payload,
+                actor=actor,
+                at=at_text,
+                prev=head.last_hash,
+            )
+            digest = body_hash(body)
+            # Store what was hashed: the payload column is parsed from the body,
+            # so the two can never disagree at write time.
+            event = Event(
+                stream=new.stream,
+                seq=seq,
+                type=new.type,
+                payload=json.loads(body)["payload"],
+                actor=actor,
+                occurred_at=at,
+                prev_hash=head.last_hash,
+                hash=digest,
+                body=body,
+            )
+            event.save(force_insert=True)
+            head.last_seq, head.last_hash = seq, digest
+            written.append(event)
+        for head in heads.values():
+            Stream.objects.filter(name=head.name).update(
+                last_seq=head.last_seq, last_hash=head.last_hash
+            )
+    return written
+
+
+def read_stream(stream: str, *, after_seq: int = 0) -> Iterator[Event]:
+    """Events of one stream in order. Followers track seq, never the table id:
+    ids are allocated before commit, so they commit out of order."""
+    return Event.objects.filter(stream=stream, seq__gt=after_seq).order_by("seq").iterator()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    stream: str
+    seq: int
+    event_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.stream}#{self.seq}"
+        if self.event_id is not None:
+            where += f" (event id {self.event_id})"
+        return f"{where}: {self.reason}"
+
+
+def verify_stream(stream: str) -> ChainBreak | None:
+    """Return the first broken event of ``stream``, or None if the chain holds."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    for event in read_stream(stream):
+        problem = _check_event(event, expected_seq, expected_prev)
+        if problem:
+            return ChainBreak(stream, event.seq, event.id, problem)
+        expected_prev = event.hash
+        expected_seq += 1
+    head = Stream.objects.filter(name=stream).first()
+    if head is None:
+        return ChainBreak(stream, expected_seq - 1, None, "stream has no head row")
+    if head.last_seq != expected_seq - 1 or head.last_hash != expected_prev:
+        return ChainBreak(
+            stream,
+            head.last_seq,
+            None,
+            f"head says seq {head.last_seq} but the chain ends at seq {expected_seq - 1}"
+            " (events removed, or head altered)",
+        )
+    return None
+
+
+def _check_event(event: Event, expected_seq: int, expected_prev: str) -> str | None:
+    if event.seq != expected_seq:
+        return f"sequence gap: expected seq {expected_seq}, found {event.seq}"
+    if body_hash(event.body) != event.hash:
+        return "hash does not match the stored body (body or hash altered)"
+    if event.prev_hash != expected_prev:
+        return "previous-hash link broken (an earlier event was replaced)"
+    try:
+        body = json.loads(event.body)
+    except ValueError:
+        return "stored body is not JSON"
+    columns = {
+        "stream": event.stream,
+        "seq": event.seq,
+        "type": event.type,
+        "actor": event.actor,
+        "at": canonical_time(event.occurred_at),
+        "prev": event.prev_hash,
+    }
+    for key, value in columns.items():
+        if body.get(key) != value:
+            return f"column {key!r} differs from the hashed body"
+    if body.get("payload") != event.payload:
+        return "payload column differs from the hashed body"
+    return None
+
+
+def verify_all() -> Iterator[tuple[str, ChainBreak | None]]:
+    names = set(Stream.objects.values_list("name", flat=True))
+    names |= set(Event.objects.values_list("stream", flat=True).distinct())
+    for name in sorted(names):
+        yield name, verify_stream(name)
