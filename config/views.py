@@ -3,6 +3,7 @@
 import datetime as dt
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import JsonResponse
@@ -16,6 +17,7 @@ from runs.models import Event, Heartbeat
 HEARTBEAT_STALE_AFTER = dt.timedelta(seconds=60)
 
 
+@login_required
 def home(request):
     return redirect("flows:inventory")
 

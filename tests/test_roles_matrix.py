@@ -1,0 +1,107 @@
+"""Every URL pattern, every role: allowed or denied, and anonymous users are
+sent to the login page. A new URL without a row here fails the suite."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from flows.models import Team
+from tests.conftest import PASSWORD, _user
+
+OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
+EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
+PUBLIC = "public"
+
+# url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
+MATRIX = {
+    "home": ("GET", EVERY_ROLE),
+    "login": ("GET", PUBLIC),
+    "logout": ("POST", EVERY_ROLE),
+    "healthz": ("GET", PUBLIC),
+    "readyz": ("GET", PUBLIC),
+    "audit_log": ("GET", {ADMIN}),
+    "flows:inventory": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "flows:create": ("GET", {OPERATOR, ADMIN}),
+    "flows:audit": ("GET", {ADMIN}),
+    "flows:audit_csv": ("GET", {ADMIN}),
+    "flows:teams": ("GET", {ADMIN}),
+    "flows:team_edit": ("GET", {ADMIN}),
+    "flows:detail": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "flows:edit": ("GET", {OPERATOR, ADMIN}),
+    "flows:change_owner": ("POST", {OPERATOR, ADMIN}),
+    "flows:record_review": ("POST", {OPERATOR, ADMIN}),
+    "flows:transition": ("POST", {OPERATOR, ADMIN}),
+}
+
+
+def _pattern_names(patterns, namespace=None):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = pattern.namespace or namespace
+            yield from _pattern_names(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern):
+            assert pattern.name, f"URL pattern {pattern.pattern} has no name"
+            yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+def test_every_url_pattern_is_in_the_matrix():
+    names = set(_pattern_names(get_resolver().url_patterns))
+    assert names - MATRIX.keys() == set(), "add these URL names to the roles matrix"
+    assert MATRIX.keys() - names == set(), "the matrix names URLs that no longer exist"
+
+
+@pytest.fixture
+def personas(db):
+    return {
+        OPERATOR: _user("olga", "Operator"),
+        REVIEWER: _user("rita", "Reviewer"),
+        ADMIN: _user("adam", "Admin"),
+        NOROLE: _user("nora", None),
+    }
+
+
+@pytest.fixture
+def url_for(personas, make_flow):
+    flow = make_flow(personas[ADMIN])
+    team = Team.objects.create(name="Payments")
+    kwargs = {
+        "flows:detail": {"slug": flow.slug},
+        "flows:edit": {"slug": flow.slug},
+        "flows:change_owner": {"slug": flow.slug},
+        "flows:record_review": {"slug": flow.slug},
+        "flows:transition": {"slug": flow.slug, "action": "pause"},
+        "flows:team_edit": {"team_id": team.pk},
+    }
+    return lambda name: reverse(name, kwargs=kwargs.get(name))
+
+
+def _request(client, method, url):
+    return client.post(url) if method == "POST" else client.get(url)
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_anonymous_users_are_sent_to_login(client, url_for, name):
+    method, allowed = MATRIX[name]
+    response = _request(client, method, url_for(name))
+    if allowed == PUBLIC:
+        assert response.status_code in (200, 503), response.status_code
+    else:
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("role", sorted(EVERY_ROLE))
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
+    method, allowed = MATRIX[name]
+    user: User = personas[role]
+    client.login(username=user.username, password=PASSWORD)
+    response = _request(client, method, url_for(name))
+    if allowed == PUBLIC:
+        assert response.status_code < 500
+    elif role in allowed:
+        assert response.status_code in (200, 302), response.status_code
+        if response.status_code == 302:
+            assert not response.url.startswith(reverse("login")) or name == "logout"
+    else:
+        assert response.status_code == 403, f"{role} reached {name}"
