@@ -15,3 +15,7 @@ from config.settings import *  # noqa: E402, F403
 
 # Tests log in many users; a fast hasher keeps them quick. Never in production.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The live server's threads must not keep connections open past a test, or
+# the test database cannot be dropped at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
