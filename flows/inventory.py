@@ -81,15 +81,13 @@ def audit_findings() -> list[Finding]:
     findings = []
     flows = Flow.objects.exclude(status=Status.RETIRED).select_related("owner", "team")
     for flow in flows.order_by("name"):
-        problems = []
-        if flow.owner_id is None:
-            problems.append("no owner")
-        elif not flow.owner.is_active:
-            problems.append(f"owner {flow.owner.username} is inactive")
-        if not flow.runbook.strip():
-            problems.append("no runbook")
-        if not flow.failure_mode.strip():
-            problems.append("no failure mode")
+        words = {
+            "owner": "no owner",
+            "active_owner": f"owner {flow.owner.username} is inactive" if flow.owner else "",
+            "runbook": "no runbook",
+            "failure_mode": "no failure mode",
+        }
+        problems = [words[code] for code in flow.missing_facts]
         if flow.review_overdue:
             problems.append(f"review overdue since {flow.review_due_on.isoformat()}")
         if problems:

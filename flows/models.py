@@ -104,15 +104,28 @@ class Flow(models.Model):
         return self.status != Status.RETIRED and self.review_due_on < clock.now().date()
 
     @property
-    def activation_blockers(self) -> list[str]:
-        """What the flow lacks before it may be activated, in words."""
+    def missing_facts(self) -> list[str]:
+        """Codes of the inventory facts an active flow must have but this lacks."""
         missing = []
         if self.owner_id is None:
-            missing.append("an owner")
+            missing.append("owner")
         elif not self.owner.is_active:
-            missing.append(f"an active owner ({self.owner.username} is deactivated)")
+            missing.append("active_owner")
         if not self.runbook.strip():
-            missing.append("a runbook")
+            missing.append("runbook")
         if not self.failure_mode.strip():
-            missing.append("a failure mode")
+            missing.append("failure_mode")
         return missing
+
+    @property
+    def activation_blockers(self) -> list[str]:
+        """What the flow lacks before it may be activated, in words."""
+        words = {
+            "owner": "an owner",
+            "active_owner": f"an active owner ({self.owner.username} is deactivated)"
+            if self.owner_id
+            else "",
+            "runbook": "a runbook",
+            "failure_mode": "a failure mode",
+        }
+        return [words[code] for code in self.missing_facts]
