@@ -52,7 +52,7 @@ class FlowForm(forms.Form):
         required=False,
         help_text="For automations that run elsewhere: Zapier, a cron job on ops-1, …",
     )
-    external_url = forms.URLField(required=False, assume_scheme="https")
+    external_url = forms.URLField(required=False, assume_scheme="https", label="Link to it")
     purpose = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     owner = forms.ModelChoiceField(queryset=None, required=False)
     team = forms.ModelChoiceField(queryset=Team.objects.all(), required=False)
