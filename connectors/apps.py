@@ -1,5 +1,20 @@
+import importlib
+import pkgutil
+
 from django.apps import AppConfig
+
+# Modules of this package that are not connectors.
+NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations"}
 
 
 class ConnectorsConfig(AppConfig):
     name = "connectors"
+
+    def ready(self) -> None:
+        # Every module in the package registers its connector on import, so
+        # the registry is the only list of them.
+        import connectors
+
+        for module in pkgutil.iter_modules(connectors.__path__):
+            if module.name not in NOT_CONNECTORS and not module.name.startswith("_"):
+                importlib.import_module(f"connectors.{module.name}")

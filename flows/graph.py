@@ -1,0 +1,304 @@
+"""A flow's graph: a JSON document of nodes and edges, its schema, and the
+semantic checks that make a draft publishable.
+
+Every message names the node and the field, because the person reading it is
+looking at an editor, not a stack trace.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from pydantic import ValidationError
+
+from connectors import base as connectors
+from runs import expressions
+
+DEFAULT_RETRY = {
+    "max_attempts": 3,
+    "initial_seconds": 1.0,
+    "multiplier": 2.0,
+    "max_seconds": 300.0,
+    "jitter": 0.2,
+}
+
+NODE_ID = r"^[a-z][a-z0-9_]{0,62}$"
+
+GRAPH_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["nodes", "edges"],
+    "additionalProperties": False,
+    "properties": {
+        "nodes": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 500,
+            "items": {
+                "type": "object",
+                "required": ["id", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": NODE_ID},
+                    "type": {"type": "string", "minLength": 1},
+                    "config": {"type": "object"},
+                    "retry": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 50},
+                            "initial_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+                            "multiplier": {"type": "number", "minimum": 1, "maximum": 10},
+                            "max_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
+                            "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+                        },
+                    },
+                    "position": {
+                        "type": "object",
+                        "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+                        "additionalProperties": False,
+                    },
+                },
+            },
+        },
+        "edges": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["from", "to"],
+                "additionalProperties": False,
+                "properties": {
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "from_port": {"type": "string"},
+                },
+            },
+        },
+        "settings": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"compensate_on_cancel": {"type": "boolean"}},
+        },
+    },
+}
+
+_validator = jsonschema.Draft202012Validator(GRAPH_SCHEMA)
+
+
+@dataclass(frozen=True)
+class GraphError:
+    message: str
+    node: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.node:
+            where.append(f"node “{self.node}”")
+        if self.field:
+            where.append(f"field “{self.field}”")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+
+class InvalidGraph(ValueError):
+    def __init__(self, errors: list[GraphError]):
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def normalise(graph: dict) -> dict:
+    """Fill defaults so that equal graphs have equal canonical text."""
+    nodes = []
+    for node in graph["nodes"]:
+        nodes.append(
+            {
+                "id": node["id"],
+                "type": node["type"],
+                "config": node.get("config", {}),
+                "retry": {**DEFAULT_RETRY, **node.get("retry", {})},
+                "position": node.get("position", {"x": 0, "y": 0}),
+            }
+        )
+    edges = [
+        {"from": e["from"], "to": e["to"], "from_port": e.get("from_port", "out")}
+        for e in graph["edges"]
+    ]
+    edges.sort(key=lambda e: (e["from"], e["from_port"], e["to"]))
+    settings = {"compensate_on_cancel": True, **graph.get("settings", {})}
+    return {"nodes": nodes, "edges": edges, "settings": settings}
+
+
+def canonical_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def graph_hash(graph: dict) -> str:
+    return hashlib.sha256(canonical_text(graph).encode()).hexdigest()
+
+
+def validate(graph: Any) -> dict:
+    """Return the normalised graph, or raise InvalidGraph with every problem."""
+    if not isinstance(graph, dict):
+        raise InvalidGraph([GraphError("the graph must be a JSON object with nodes and edges")])
+    schema_errors = sorted(_validator.iter_errors(graph), key=lambda e: list(e.absolute_path))
+    if schema_errors:
+        raise InvalidGraph([_schema_error(graph, e) for e in schema_errors[:20]])
+    graph = normalise(graph)
+    errors: list[GraphError] = []
+    nodes: dict[str, dict] = {}
+    for node in graph["nodes"]:
+        if node["id"] in nodes:
+            errors.append(GraphError("two nodes have this id", node=node["id"], field="id"))
+        nodes[node["id"]] = node
+    impls = {}
+    for node_id, node in nodes.items():
+        try:
+            impls[node_id] = connectors.get(node["type"])
+        except connectors.UnknownConnector:
+            errors.append(
+                GraphError(f"unknown connector type “{node['type']}”", node=node_id, field="type")
+            )
+    triggers = [n for n, impl in impls.items() if impl.is_trigger]
+    if len(triggers) != 1:
+        errors.append(
+            GraphError(f"a flow needs exactly one trigger, this one has {len(triggers)}")
+        )
+    errors += _edge_errors(graph["edges"], nodes, impls)
+    if errors:
+        raise InvalidGraph(errors)
+
+    preds = {n: [] for n in nodes}
+    succs = {n: [] for n in nodes}
+    for edge in graph["edges"]:
+        preds[edge["to"]].append(edge["from"])
+        succs[edge["from"]].append(edge["to"])
+    order = _topological_order(nodes, preds, succs)
+    if len(order) != len(nodes):
+        stuck = sorted(set(nodes) - set(order))
+        raise InvalidGraph([GraphError("these nodes form a cycle: " + ", ".join(stuck))])
+    trigger = triggers[0]
+    reachable = _reachable(trigger, succs)
+    for node_id in nodes:
+        if node_id not in reachable:
+            errors.append(GraphError("cannot be reached from the trigger", node=node_id))
+    dominators = _dominators(order, preds, trigger)
+    for node_id, node in nodes.items():
+        errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
+    if errors:
+        raise InvalidGraph(errors)
+    return graph
+
+
+def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:
+    path = list(error.absolute_path)
+    node = None
+    if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int):
+        candidate = graph["nodes"][path[1]]
+        node = candidate.get("id") if isinstance(candidate, dict) else None
+        node = node if isinstance(node, str) else f"#{path[1] + 1}"
+        path = path[2:]
+    elif len(path) >= 2 and path[0] == "edges":
+        path = [f"edges[{path[1]}]", *path[2:]]
+    return GraphError(error.message, node=node, field=".".join(str(p) for p in path) or None)
+
+
+def _edge_errors(edges: list[dict], nodes: dict, impls: dict) -> list[GraphError]:
+    errors = []
+    seen = set()
+    for index, edge in enumerate(edges):
+        label = f"edges[{index}]"
+        for end in ("from", "to"):
+            if edge[end] not in nodes:
+                errors.append(
+                    GraphError(f"{end} “{edge[end]}” is not a node (dangling edge)", field=label)
+                )
+        if edge["from"] not in nodes or edge["to"] not in nodes:
+            continue
+        if edge["from"] == edge["to"]:
+            errors.append(GraphError("an edge cannot loop to its own node", node=edge["to"]))
+        source = impls.get(edge["from"])
+        if source is not None and edge["from_port"] not in source.ports:
+            errors.append(
+                GraphError(
+                    f"has no port “{edge['from_port']}” (ports: {', '.join(source.ports)})",
+                    node=edge["from"],
+                    field=label,
+                )
+            )
+        target = impls.get(edge["to"])
+        if target is not None and target.is_trigger:
+            errors.append(GraphError("a trigger cannot have incoming edges", node=edge["to"]))
+        key = (edge["from"], edge["from_port"], edge["to"])
+        if key in seen:
+            errors.append(GraphError("duplicate edge", node=edge["from"], field=label))
+        seen.add(key)
+    return errors
+
+
+def _topological_order(nodes: dict, preds: dict, succs: dict) -> list[str]:
+    remaining = {n: len(preds[n]) for n in nodes}
+    ready = [n for n in nodes if remaining[n] == 0]
+    order = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for nxt in succs[current]:
+            remaining[nxt] -= 1
+            if remaining[nxt] == 0:
+                ready.append(nxt)
+    return order
+
+
+def _reachable(start: str, succs: dict) -> set[str]:
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in succs[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _dominators(order: list[str], preds: dict, trigger: str) -> dict[str, set[str]]:
+    """Nodes that lie on every path from the trigger to each node."""
+    dominators: dict[str, set[str]] = {}
+    for node in order:
+        incoming = [dominators[p] for p in preds[node] if p in dominators]
+        if node == trigger or not incoming:
+            dominators[node] = {node}
+        else:
+            dominators[node] = set.intersection(*incoming) | {node}
+    return dominators
+
+
+def _config_errors(node_id, node, impl, dominators, nodes) -> list[GraphError]:
+    errors = []
+    config = node["config"]
+    try:
+        impl.Config.model_validate(config)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            field = ".".join(str(p) for p in ("config", *problem["loc"]))
+            errors.append(GraphError(problem["msg"], node=node_id, field=field))
+    syntax = expressions.check_syntax(config)
+    if syntax:
+        errors.append(GraphError(f"expression syntax: {syntax}", node=node_id, field="config"))
+        return errors
+    for target, defaulted in expressions.step_references(config):
+        if target not in nodes:
+            errors.append(
+                GraphError(f"refers to steps.{target}, which is not a node", node=node_id)
+            )
+        elif target == node_id:
+            errors.append(GraphError("refers to its own output", node=node_id))
+        elif not defaulted and target not in dominators[node_id]:
+            errors.append(
+                GraphError(
+                    f"refers to steps.{target}, which does not run before it on every path;"
+                    " give a default, e.g. {{ steps." + target + ".output.x | default(none) }}",
+                    node=node_id,
+                )
+            )
+    return errors
