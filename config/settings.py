@@ -165,6 +165,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "recovery-sweep": {
+        "task": "runs.tasks.sweep",
+        "schedule": float(env_int("LEDGERFLOW_SWEEP_SECONDS", 2)),
+    },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
         "schedule": float(env_int("LEDGERFLOW_HEARTBEAT_SECONDS", 10)),
@@ -222,3 +226,10 @@ LOGGING = {
 # Days after which a flow's inventory review counts as overdue when it has no
 # cadence of its own.
 LEDGERFLOW_DEFAULT_REVIEW_DAYS = env_int("LEDGERFLOW_DEFAULT_REVIEW_DAYS", 90)
+# Run engine. Pure steps run inline up to these budgets per transaction.
+LEDGERFLOW_INLINE_STEP_BUDGET = env_int("LEDGERFLOW_INLINE_STEP_BUDGET", 50)
+LEDGERFLOW_INLINE_TIME_BUDGET = env_int("LEDGERFLOW_INLINE_TIME_BUDGET_MS", 100) / 1000
+# A worker keeps executing its run's next step itself for this long.
+LEDGERFLOW_EAGER_SECONDS = env_int("LEDGERFLOW_EAGER_MS", 2000) / 1000
+# A scheduled step with no progress for this long had its message lost.
+LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from connectors.base import Connector, Context, ConnectorError, Result, StrictConfig, register
+from connectors.base import Connector, ConnectorError, Context, Result, StrictConfig, register
 
 
 class BranchConfig(StrictConfig):

@@ -4,7 +4,7 @@ import datetime as dt
 
 from pydantic import model_validator
 
-from connectors.base import Connector, Context, ConnectorError, Result, StrictConfig, register
+from connectors.base import Connector, ConnectorError, Context, Result, StrictConfig, register
 
 
 class DelayConfig(StrictConfig):

@@ -162,9 +162,7 @@ def validate(graph: Any) -> dict:
             )
     triggers = [n for n, impl in impls.items() if impl.is_trigger]
     if len(triggers) != 1:
-        errors.append(
-            GraphError(f"a flow needs exactly one trigger, this one has {len(triggers)}")
-        )
+        errors.append(GraphError(f"a flow needs exactly one trigger, this one has {len(triggers)}"))
     errors += _edge_errors(graph["edges"], nodes, impls)
     if errors:
         raise InvalidGraph(errors)

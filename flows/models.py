@@ -77,6 +77,9 @@ class Flow(models.Model):
     external_systems = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    # The graph being edited; publishing copies it into an immutable version.
+    draft_graph = models.JSONField(null=True, blank=True)
+    published_version = models.PositiveIntegerField(default=0)
     # Seq of the last event folded into this row: the projection's position.
     version = models.PositiveIntegerField(default=0)
 
@@ -129,3 +132,24 @@ class Flow(models.Model):
             "failure_mode": "a failure mode",
         }
         return [words[code] for code in self.missing_facts]
+
+
+class FlowVersion(models.Model):
+    """An immutable published graph. Runs are pinned to one."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    graph = models.JSONField()
+    graph_hash = models.CharField(max_length=64)
+    published_by = models.CharField(max_length=200)
+    published_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["flow", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "number"], name="flow_version_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow.slug} v{self.number}"

@@ -9,7 +9,7 @@ import datetime as dt
 
 from django.contrib.auth import get_user_model
 
-from flows.models import Flow, Status, Team
+from flows.models import Flow, FlowVersion, Status, Team
 from runs.models import Event, Stream
 
 # Inventory facts carried by flow.created and flow.edited, in form order.
@@ -68,6 +68,10 @@ def evolve(flow: Flow | None, event: Event) -> Flow:
         _set_field(flow, "owner", payload["to"])
     elif event.type in STATUS_EVENTS:
         flow.status = STATUS_EVENTS[event.type]
+    elif event.type == "flow.draft_saved":
+        flow.draft_graph = payload["graph"]
+    elif event.type == "flow.published":
+        flow.published_version = payload["number"]
     elif event.type == "flow.reviewed":
         flow.last_reviewed_on = dt.date.fromisoformat(payload["reviewed_on"])
         flow.last_reviewed_by = payload["by"]
@@ -77,13 +81,28 @@ def evolve(flow: Flow | None, event: Event) -> Flow:
     return flow
 
 
+def version_from(event: Event) -> FlowVersion:
+    payload = event.payload
+    return FlowVersion(
+        flow_id=payload["flow_id"],
+        number=payload["number"],
+        graph=payload["graph"],
+        graph_hash=payload["graph_hash"],
+        note=payload.get("note", ""),
+        published_by=event.actor,
+        published_at=event.occurred_at,
+    )
+
+
 def project(event: Event) -> Flow:
-    """Apply one new event to its row, inside the appending transaction."""
+    """Apply one new event to its rows, inside the appending transaction."""
     current = None
     if event.type != "flow.created":
         current = Flow.objects.get(pk=event.payload["flow_id"])
     flow = evolve(current, event)
     flow.save(force_insert=event.type == "flow.created")
+    if event.type == "flow.published":
+        version_from(event).save(force_insert=True)
     return flow
 
 
@@ -97,10 +116,13 @@ def rebuild() -> int:
     existing_users = set(get_user_model().objects.values_list("id", flat=True))
     seen: set[int] = set()
     names = Stream.objects.filter(name__startswith="flow:").values_list("name", flat=True)
+    versions = []
     for name in names:
         flow = None
         for event in Event.objects.filter(stream=name).order_by("seq").iterator():
             flow = evolve(flow, event)
+            if event.type == "flow.published":
+                versions.append(version_from(event))
         if flow is None:
             continue
         # Teams and users are configuration, not events; one deleted since
@@ -112,4 +134,7 @@ def rebuild() -> int:
         flow.save()
         seen.add(flow.pk)
     Flow.objects.exclude(pk__in=seen).delete()
+    # Versions are immutable and runs refer to them by (flow, number), not id.
+    FlowVersion.objects.all().delete()
+    FlowVersion.objects.bulk_create(versions)
     return len(seen)

@@ -5,8 +5,9 @@ import datetime as dt
 
 from django.db import IntegrityError, connection, transaction
 
+from flows import graph as graph_module
 from flows import projection
-from flows.models import Flow, Status
+from flows.models import Flow, FlowVersion, Status
 from flows.projection import INVENTORY_FIELDS, team_ref, user_ref
 from runs import clock
 from runs.eventstore import NewEvent, append_many
@@ -194,3 +195,46 @@ def flow_record_review(
         "note": note,
     }
     return _write(flow.pk, [("flow.reviewed", payload)], actor)
+
+
+@transaction.atomic
+def flow_save_draft(*, flow: Flow, actor, graph: dict) -> Flow:
+    """Keep the graph being edited. Drafts may be incomplete; publishing checks."""
+    if flow.kind != "ledgerflow":
+        raise FlowError("This automation runs outside Ledgerflow; it has no graph to edit.")
+    if not isinstance(graph, dict):
+        raise FlowError("A graph is a JSON object with nodes and edges.")
+    flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if flow.draft_graph == graph:
+        return flow
+    return _write(flow.pk, [("flow.draft_saved", {"flow_id": flow.pk, "graph": graph})], actor)
+
+
+@transaction.atomic
+def flow_publish(*, flow: Flow, actor, note: str = "") -> FlowVersion:
+    """Freeze the draft as the next numbered, immutable version."""
+    flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if flow.status == Status.RETIRED:
+        raise FlowError("A retired flow cannot be published.")
+    if flow.draft_graph is None:
+        raise FlowError("There is no draft to publish.")
+    try:
+        normalised = graph_module.validate(flow.draft_graph)
+    except graph_module.InvalidGraph as exc:
+        raise InvalidDraft(exc.errors) from None
+    number = flow.published_version + 1
+    payload = {
+        "flow_id": flow.pk,
+        "number": number,
+        "graph": normalised,
+        "graph_hash": graph_module.graph_hash(normalised),
+        "note": note,
+    }
+    _write(flow.pk, [("flow.published", payload)], actor)
+    return FlowVersion.objects.get(flow=flow, number=number)
+
+
+class InvalidDraft(FlowError):
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("The draft cannot be published: " + "; ".join(map(str, errors)))

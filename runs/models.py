@@ -84,3 +84,91 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.process} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Run(models.Model):
+    """Projection of a run's stream (``run:<id>``); written only by the driver."""
+
+    flow = models.ForeignKey("flows.Flow", on_delete=models.PROTECT, related_name="runs")
+    # Pinned by number: versions are immutable, and a rebuild keeps numbers.
+    version_number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, default="pending", db_index=True)
+    input = models.JSONField(null=True)
+    output = models.JSONField(null=True)
+    error = models.TextField(blank=True)
+    root_run_id = models.BigIntegerField(null=True)
+    replay_of_id = models.BigIntegerField(null=True)
+    started_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["flow", "-id"], name="run_flow_recent")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def stream(self) -> str:
+        return f"run:{self.pk}"
+
+
+class Step(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    node_id = models.CharField(max_length=64)
+    position = models.PositiveIntegerField(default=0)  # topological order
+    connector = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, default="pending")
+    attempt = models.PositiveIntegerField(default=0)
+    revision = models.PositiveIntegerField(default=0)
+    port = models.CharField(max_length=50, blank=True)
+    input = models.JSONField(null=True)
+    output = models.JSONField(null=True)
+    error = models.TextField(blank=True)
+    errors = models.JSONField(default=list)
+    idempotency_key = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True)
+    due_at = models.DateTimeField(null=True)
+    wait_reason = models.CharField(max_length=20, blank=True)
+    outcome_unknown = models.BooleanField(default=False)
+    scheduled_at = models.DateTimeField(null=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id"], name="step_run_node"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "lease_until"], name="step_status_lease"),
+            models.Index(fields=["status", "scheduled_at"], name="step_status_scheduled"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.node_id} ({self.status})"
+
+
+class Timer(models.Model):
+    """A step waiting for a time (a delay, a retry's due time). The sweep
+    fires it by deleting the row in the transaction that moves the step on,
+    so two sweepers cannot fire one timer twice."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="timers")
+    node_id = models.CharField(max_length=64)
+    attempt = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    due_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "node_id", "attempt", "kind"], name="timer_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.run_id}/{self.node_id}@{self.due_at:%H:%M:%S}"

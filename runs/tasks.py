@@ -1,8 +1,9 @@
-"""Celery entry points of the runs app: thin, they call services."""
+"""Celery entry points of the runs app: thin, they load by id and call the
+driver. Celery is the wake-up call; the database decides what is true."""
 
 from celery import shared_task
 
-from runs import clock
+from runs import clock, driver, sweeper
 from runs.models import Heartbeat
 
 
@@ -12,3 +13,23 @@ def record_heartbeat(process: str) -> None:
     moment = clock.now()
     Heartbeat.objects.update_or_create(process=process, defaults={"seen_at": moment})
     Heartbeat.objects.update_or_create(process="worker", defaults={"seen_at": moment})
+
+
+@shared_task
+def continue_run(run_id: int) -> None:
+    driver.continue_run(run_id)
+
+
+@shared_task
+def execute_step(run_id: int, node: str, attempt: int) -> None:
+    driver.execute_step(run_id, node, attempt)
+
+
+@shared_task
+def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> None:
+    driver.fire_timer(run_id, node, attempt, kind)
+
+
+@shared_task
+def sweep() -> None:
+    sweeper.sweep(clock.now())

@@ -1,0 +1,588 @@
+"""The driver: the only code that changes a run, by running the decider.
+
+Each entry point locks the run row, loads the state from its projection rows,
+decides, appends the events and writes the evolved rows in one transaction,
+and enqueues follow-up work on commit. Pure steps run inline in that
+transaction, within a budget. Side-effecting steps are claimed in one
+transaction (``step.started`` commits before the effect), run outside any
+transaction, and completed in another, each a compare-and-set on
+(step, attempt).
+"""
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+from connectors import base as connectors
+from runs import clock, decider, expressions
+from runs.decider import Graph, RunState, StepState
+from runs.eventstore import NewEvent, append_many
+from runs.models import Run, Step, Timer
+
+log = logging.getLogger(__name__)
+
+STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
+# Waits shorter than this also get a Celery countdown, so short retries and
+# delays do not wait for the sweep; the durable timer row stays the truth.
+FAST_TIMER_SECONDS = 5.0
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# --- loading and saving a run ----------------------------------------------
+
+
+def _load_state(run: Run) -> RunState:
+    steps = {}
+    for row in run.steps.all():
+        steps[row.node_id] = StepState(
+            node=row.node_id,
+            **{name: getattr(row, name) for name in STEP_FIELDS if name != "port"},
+            port=row.port or None,
+        )
+    return RunState(
+        run_id=run.pk,
+        status=run.status,
+        input=run.input,
+        output=run.output,
+        error=run.error,
+        root_run_id=run.root_run_id,
+        steps=steps,
+        started_at=run.created_at,
+        finished_at=run.finished_at,
+    )
+
+
+_graph_cache: dict[tuple[int, int], Graph] = {}
+
+
+def graph_for(run: Run) -> Graph:
+    """Versions are immutable, so a worker keeps each graph it has loaded."""
+    from flows.models import FlowVersion
+
+    key = (run.flow_id, run.version_number)
+    if key not in _graph_cache:
+        version = FlowVersion.objects.get(flow_id=run.flow_id, number=run.version_number)
+        _graph_cache[key] = Graph.from_document(version.graph)
+    return _graph_cache[key]
+
+
+@dataclass
+class Work:
+    """Side-effecting steps scheduled by a session, to be dispatched."""
+
+    run_id: int
+    node: str
+    attempt: int
+
+
+class Session:
+    """One locked transaction on one run. Use inside ``transaction.atomic``."""
+
+    def __init__(self, run_id: int, *, actor: str = "system:engine"):
+        self.run = Run.objects.select_for_update().get(pk=run_id)
+        self.graph = graph_for(self.run)
+        self.state = _load_state(self.run)
+        self.before = self.state
+        self.actor = actor
+        self.now = clock.now()
+        self.events: list[tuple[str, dict]] = []
+        self.timers_due: list[tuple[str, int, str, float]] = []
+        self.needs_continuation = False
+
+    def apply(self, command) -> list[tuple[str, dict]]:
+        events = decider.decide(self.state, command, self.graph)
+        for event in events:
+            self.state = decider.evolve(self.state, event, at=self.now)
+        self.events.extend(events)
+        return events
+
+    # Pure steps, inline --------------------------------------------------
+    def drive(self) -> None:
+        """Advance, running pure steps inline until none is ready or the
+        budget is spent; then a continuation task carries on."""
+        limit = _setting("LEDGERFLOW_INLINE_STEP_BUDGET", 50)
+        seconds = _setting("LEDGERFLOW_INLINE_TIME_BUDGET", 0.1)
+        started = time.monotonic()
+        done = 0
+        while True:
+            self.apply(decider.Advance())
+            ready = [
+                s
+                for s in self.state.steps.values()
+                if s.status == decider.SCHEDULED and self.graph.connector(s.node).inline
+            ]
+            if not ready:
+                return
+            for step in ready:
+                if done >= limit or time.monotonic() - started > seconds:
+                    self.needs_continuation = True
+                    return
+                self._run_inline(step.node, step.attempt)
+                done += 1
+
+    def _run_inline(self, node: str, attempt: int) -> None:
+        connector = self.graph.connector(node)
+        config, error = render_config(self.graph, node, self.state)
+        self.apply(
+            decider.Claim(node=node, attempt=attempt, input=_jsonable(config), lease_until=self.now)
+        )
+        if error:
+            self.apply(self._fail(node, attempt, error, retryable=False))
+            return
+        ctx = _context(self.state, node, attempt, config, self.now)
+        outcome = perform(connector, ctx)
+        self.apply(outcome_command(outcome, node, attempt, self.now))
+
+    def _fail(self, node, attempt, error, retryable, retry_after=None) -> decider.Fail:
+        return decider.Fail(
+            node=node,
+            attempt=attempt,
+            error=error,
+            retryable=retryable,
+            retry_after=retry_after,
+            now=self.now,
+            jitter_sample=random.random(),
+        )
+
+    # Persisting ------------------------------------------------------------
+    def commit(self, *, keep_one_for: Callable[[Work], bool] | None = None) -> Work | None:
+        """Append the events, write the rows, enqueue follow-ups on commit.
+
+        ``keep_one_for`` lets the caller keep one newly scheduled step of this
+        run to execute itself (eager continuation) instead of dispatching it.
+        """
+        if not self.events:
+            return None
+        append_many(
+            NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
+            for kind, payload in self.events
+        )
+        self._write_rows()
+        work = [
+            Work(self.run.pk, step.node, step.attempt)
+            for step in self.state.steps.values()
+            if step.status == decider.SCHEDULED
+            and not self.graph.connector(step.node).inline
+            and (
+                self.before.steps.get(step.node) is None
+                or self.before.steps[step.node].status != decider.SCHEDULED
+                or self.before.steps[step.node].attempt != step.attempt
+            )
+        ]
+        kept = None
+        if keep_one_for is not None:
+            kept = next((w for w in work if keep_one_for(w)), None)
+        dispatch = [w for w in work if w is not kept]
+        continuation = self.needs_continuation
+        timers = list(self.timers_due)
+        run_id = self.run.pk
+
+        def enqueue() -> None:
+            from runs import tasks
+
+            for item in dispatch:
+                tasks.execute_step.delay(item.run_id, item.node, item.attempt)
+            if continuation:
+                tasks.continue_run.delay(run_id)
+            for node, attempt, kind, delay in timers:
+                tasks.fire_timer.apply_async((run_id, node, attempt, kind), countdown=delay)
+
+        transaction.on_commit(enqueue)
+        self.events = []
+        self.before = self.state
+        return kept
+
+    def _write_rows(self) -> None:
+        state, run = self.state, self.run
+        if not run.steps.exists() and state.steps:
+            Step.objects.bulk_create(
+                Step(
+                    run=run,
+                    node_id=node,
+                    position=index,
+                    connector=self.graph.nodes[node]["type"],
+                )
+                for index, node in enumerate(self.graph.order)
+            )
+            original: dict[str, StepState] = {n: StepState(node=n) for n in state.steps}
+        else:
+            original = self.before.steps
+        for node, step in state.steps.items():
+            old = original.get(node)
+            if old == step:
+                continue
+            fields = {name: getattr(step, name) for name in STEP_FIELDS}
+            fields["port"] = step.port or ""
+            Step.objects.filter(run=run, node_id=node).update(**fields)
+            self._sync_timer(old, step)
+        run.status = state.status
+        run.input = state.input
+        run.output = state.output
+        run.error = state.error
+        run.root_run_id = state.root_run_id
+        run.finished_at = state.finished_at
+        run.updated_at = self.now
+        run.last_seq = run.last_seq + len(self.events)
+        run.save(
+            update_fields=[
+                "status", "input", "output", "error", "root_run_id", "finished_at",
+                "updated_at", "last_seq",
+            ]
+        )  # fmt: skip
+
+    def _sync_timer(self, old: StepState | None, new: StepState) -> None:
+        timed = (decider.WAITING, decider.RETRYING)
+        if (
+            old is not None
+            and old.status in timed
+            and (new.status != old.status or new.attempt != old.attempt)
+        ):
+            Timer.objects.filter(run=self.run, node_id=new.node, attempt=old.attempt).delete()
+        if (
+            new.status in timed
+            and new.due_at is not None
+            and (old is None or old.status != new.status or old.attempt != new.attempt)
+        ):
+            kind = "retry" if new.status == decider.RETRYING else new.wait_reason or "timer"
+            Timer.objects.create(
+                run=self.run, node_id=new.node, attempt=new.attempt, kind=kind, due_at=new.due_at
+            )
+            delay = (new.due_at - self.now).total_seconds()
+            if delay <= FAST_TIMER_SECONDS:
+                self.timers_due.append((new.node, new.attempt, kind, max(0.0, delay)))
+
+
+# --- rendering and performing ------------------------------------------------
+
+
+def _jsonable(config: Any) -> Any:
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    return config
+
+
+def step_data(state: RunState) -> dict:
+    return {
+        "trigger": state.input,
+        "steps": {
+            node: {"output": s.output}
+            for node, s in state.steps.items()
+            if s.status in (decider.SUCCEEDED, decider.WAITING)
+        },
+        "run": {"id": state.run_id, "root_id": state.root_run_id},
+    }
+
+
+def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | None]:
+    """The node's config with expressions rendered, validated; or an error."""
+    raw = graph.nodes[node]["config"]
+    step = state.steps[node]
+    if step.revision > 0 and step.input is not None:
+        raw = step.input  # an operator edited the input of a dead letter
+    try:
+        rendered = expressions.render(raw, step_data(state))
+    except expressions.ExpressionError as exc:
+        return raw, f"config: {exc}"
+    try:
+        return graph.connector(node).Config.model_validate(rendered), None
+    except ValueError as exc:
+        return rendered, f"config after rendering: {exc}"
+
+
+def _context(state: RunState, node: str, attempt: int, config, now, heartbeat=None):
+    step = state.steps[node]
+    key = step.idempotency_key or decider.idempotency_key(
+        root_run_id=state.root_run_id or state.run_id, node=node, revision=step.revision
+    )
+    return connectors.Context(
+        run_id=state.run_id,
+        node_id=node,
+        attempt=attempt,
+        config=config,
+        idempotency_key=key,
+        data=step_data(state),
+        now=now,
+        heartbeat=heartbeat or (lambda: None),
+    )
+
+
+@dataclass
+class Outcome:
+    result: connectors.Result | None = None
+    error: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome:
+    try:
+        return Outcome(result=connector.execute(ctx))
+    except connectors.ConnectorError as exc:
+        return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+    except Exception as exc:  # a bug in a connector fails the step, visibly
+        log.exception(
+            "connector %s raised on run %s step %s", connector.key, ctx.run_id, ctx.node_id
+        )
+        return Outcome(error=f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+def outcome_command(outcome: Outcome, node: str, attempt: int, now):
+    if outcome.result is None:
+        return decider.Fail(
+            node=node,
+            attempt=attempt,
+            error=outcome.error,
+            retryable=outcome.retryable,
+            retry_after=outcome.retry_after,
+            now=now,
+            jitter_sample=random.random(),
+        )
+    result = outcome.result
+    if result.wait_until is not None:
+        return decider.Wait(
+            node=node, attempt=attempt, due_at=result.wait_until, output=result.output
+        )
+    return decider.Complete(node=node, attempt=attempt, output=result.output, port=result.port)
+
+
+# --- entry points ---------------------------------------------------------------
+
+
+def start_run(
+    *, flow, input: Any, actor: str, version_number: int | None = None,
+    replay_of: int | None = None,
+) -> Run:  # fmt: skip
+    """Create a run pinned to a published version and drive it."""
+    number = version_number or flow.published_version
+    if not number:
+        raise ValueError(f"flow {flow.slug} has no published version")
+    now = clock.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            flow=flow,
+            version_number=number,
+            status=decider.RUN_PENDING,
+            input=input,
+            started_by=actor,
+            replay_of_id=replay_of,
+            created_at=now,
+            updated_at=now,
+        )
+        session = Session(run.pk, actor=actor)
+        session.apply(
+            decider.Start(
+                input=input,
+                root_run_id=run.pk,
+                flow_id=flow.pk,
+                version=number,
+                replay_of=replay_of,
+            )
+        )
+        session.drive()
+        session.commit()
+    run.refresh_from_db()
+    return run
+
+
+def continue_run(run_id: int) -> None:
+    with transaction.atomic():
+        session = Session(run_id)
+        session.drive()
+        session.commit()
+
+
+@dataclass
+class Claimed:
+    connector: connectors.Connector
+    ctx: connectors.Context
+    lease_seconds: float
+
+
+def _claim(run_id: int, node: str, attempt: int) -> Claimed | None:
+    with transaction.atomic():
+        session = Session(run_id)
+        step = session.state.steps.get(node)
+        if (
+            session.state.status not in (decider.RUN_RUNNING, decider.RUN_WAITING)
+            or step is None
+            or step.status != decider.SCHEDULED
+            or step.attempt != attempt
+        ):
+            log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
+                     run_id, node, attempt)  # fmt: skip
+            return None
+        connector = session.graph.connector(node)
+        config, error = render_config(session.graph, node, session.state)
+        lease = connector.lease_seconds(config) if not error else 30.0
+        lease_until = session.now + _seconds(lease)
+        session.apply(
+            decider.Claim(
+                node=node, attempt=attempt, input=_jsonable(config), lease_until=lease_until
+            )
+        )
+        if error:
+            session.apply(session._fail(node, attempt, error, retryable=False))
+            session.commit()
+            return None
+        ctx = _context(session.state, node, attempt, config, session.now)
+        session.commit()
+    return Claimed(connector=connector, ctx=ctx, lease_seconds=lease)
+
+
+def _seconds(value: float):
+    import datetime as dt
+
+    return dt.timedelta(seconds=value)
+
+
+class _Heartbeat:
+    """Extends a long call's lease every third of it, in its own transactions."""
+
+    def __init__(self, run_id: int, node: str, attempt: int, lease_seconds: float):
+        self.args = (run_id, node, attempt, lease_seconds)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        run_id, node, attempt, lease = self.args
+        try:
+            while not self.stop.wait(lease / 3):
+                try:
+                    with transaction.atomic():
+                        session = Session(run_id)
+                        session.apply(
+                            decider.ExtendLease(
+                                node=node, attempt=attempt,
+                                lease_until=session.now + _seconds(lease),
+                            )
+                        )  # fmt: skip
+                        session.commit()
+                except decider.StaleCommand:
+                    return
+        finally:
+            close_old_connections()
+
+
+def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool) -> Work | None:
+    with transaction.atomic():
+        session = Session(run_id)
+        try:
+            session.apply(outcome_command(outcome, node, attempt, session.now))
+        except decider.StaleCommand as exc:
+            # A newer attempt owns the step (this one's lease expired): the
+            # late result must change nothing.
+            log.warning("run %s: late result of step %s attempt %s discarded: %s",
+                        run_id, node, attempt, exc)  # fmt: skip
+            return None
+        session.drive()
+        keep = (lambda work: work.run_id == run_id) if eager else None
+        return session.commit(keep_one_for=keep)
+
+
+def execute_step(run_id: int, node: str, attempt: int) -> None:
+    """Claim, perform and complete a side-effecting step; then, within a time
+    budget, continue this run's next ready step here (eager continuation)."""
+    budget = _setting("LEDGERFLOW_EAGER_SECONDS", 2.0)
+    deadline = time.monotonic() + budget
+    work: Work | None = Work(run_id, node, attempt)
+    while work is not None:
+        claimed = _claim(work.run_id, work.node, work.attempt)
+        if claimed is None:
+            return
+        with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
+            outcome = perform(claimed.connector, claimed.ctx)
+        eager = time.monotonic() < deadline
+        kept = _finish(work.run_id, work.node, work.attempt, outcome, eager)
+        work = kept
+
+
+# --- timers, leases, people -------------------------------------------------------
+
+
+def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> bool:
+    """Fire a due timer once: deleting its row is the compare-and-set."""
+    with transaction.atomic():
+        session = Session(run_id)
+        timer = Timer.objects.filter(
+            run_id=run_id, node_id=node, attempt=attempt, kind=kind
+        ).first()
+        if timer is None or timer.due_at > session.now:
+            return False
+        try:
+            session.apply(decider.FireTimer(node=node, attempt=attempt))
+        except (decider.StaleCommand, decider.IllegalTransition) as exc:
+            log.info("timer %s for run %s step %s is moot: %s", kind, run_id, node, exc)
+            timer.delete()
+            return False
+        session.drive()
+        session.commit()
+    return True
+
+
+def expire_lease(run_id: int, node: str, attempt: int) -> bool:
+    with transaction.atomic():
+        session = Session(run_id)
+        step = session.state.steps.get(node)
+        if step is None or step.status != decider.RUNNING or step.attempt != attempt:
+            return False
+        if step.lease_until is None or step.lease_until > session.now:
+            return False
+        session.apply(
+            decider.ExpireLease(
+                node=node, attempt=attempt, safe_to_rerun=_safe_to_rerun(session, step)
+            )
+        )
+        session.drive()
+        session.commit()
+    return True
+
+
+def _safe_to_rerun(session: Session, step: StepState) -> bool:
+    connector = session.graph.connector(step.node)
+    try:
+        config = connector.Config.model_validate(step.input)
+    except ValueError:
+        return False
+    return connector.side_effect(config) in connectors.SAFE_TO_RERUN
+
+
+def replay_dead_letter(run_id: int, node: str, *, actor: str, edited_input: Any = None,
+                       edited: bool = False) -> None:  # fmt: skip
+    with transaction.atomic():
+        session = Session(run_id, actor=actor)
+        session.apply(decider.Replay(node=node, edited_input=edited_input, edited=edited))
+        session.drive()
+        session.commit()
+
+
+def discard_dead_letter(run_id: int, node: str, *, actor: str, reason: str) -> None:
+    with transaction.atomic():
+        session = Session(run_id, actor=actor)
+        session.apply(decider.Discard(node=node, reason=reason))
+        session.commit()
+
+
+def cancel_run(run_id: int, *, actor: str, reason: str) -> None:
+    with transaction.atomic():
+        session = Session(run_id, actor=actor)
+        session.apply(decider.Cancel(reason=reason))
+        session.commit()

@@ -1,0 +1,58 @@
+"""The recovery sweep: the path by which nothing is lost.
+
+Beat ticks it every ``LEDGERFLOW_SWEEP_SECONDS``. It fires due timers, expires
+leases of steps whose worker died mid-call, and re-dispatches scheduled work
+whose message never arrived (lost between commit and enqueue, fetched by a
+worker that then died, or dropped by a broker restart). The broker's own
+redelivery is a convenience; this sweep is the guarantee. Recovery deadline:
+a lost step is picked up within its lease plus one sweep interval; a lost
+message within ``LEDGERFLOW_REDISPATCH_SECONDS`` plus one sweep interval.
+"""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+
+from connectors import base as connectors
+from runs import decider, driver
+from runs.models import Step, Timer
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+def sweep(now: dt.datetime) -> dict[str, int]:
+    fired = 0
+    for timer in Timer.objects.filter(due_at__lte=now).order_by("due_at")[:BATCH]:
+        if driver.fire_timer(timer.run_id, timer.node_id, timer.attempt, timer.kind):
+            fired += 1
+    expired = 0
+    stale_leases = Step.objects.filter(status=decider.RUNNING, lease_until__lt=now)
+    for step in stale_leases.order_by("lease_until")[:BATCH]:
+        if driver.expire_lease(step.run_id, step.node_id, step.attempt):
+            expired += 1
+    redispatched = redispatch_lost(now)
+    if fired or expired or redispatched:
+        log.info("sweep: %s timers fired, %s leases expired, %s redispatched",
+                 fired, expired, redispatched)  # fmt: skip
+    return {"timers": fired, "leases": expired, "redispatched": redispatched}
+
+
+def redispatch_lost(now: dt.datetime) -> int:
+    from runs import tasks
+
+    cutoff = now - dt.timedelta(seconds=settings.LEDGERFLOW_REDISPATCH_SECONDS)
+    lost = Step.objects.filter(status=decider.SCHEDULED, scheduled_at__lt=cutoff)
+    count = 0
+    continued: set[int] = set()
+    for step in lost.order_by("scheduled_at")[:BATCH]:
+        # Duplicates are harmless: claims are compare-and-set on the attempt.
+        if connectors.get(step.connector).inline:
+            if step.run_id not in continued:
+                tasks.continue_run.delay(step.run_id)
+                continued.add(step.run_id)
+        else:
+            tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
+        count += 1
+    return count
