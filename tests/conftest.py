@@ -80,3 +80,28 @@ def ready_flow(olga, make_flow):
 def login(client, user):
     client.login(username=user.username, password=PASSWORD)
     return client
+
+
+@pytest.fixture
+def eager_celery(django_capture_on_commit_callbacks):
+    """Run tasks in-process as soon as their transaction's on_commit fires.
+
+    The tasks and the driver are the real ones; only the broker hop is left
+    out. End-to-end tests with real workers live in test_engine_e2e.py.
+    """
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    try:
+        yield lambda: django_capture_on_commit_callbacks(execute=True)
+    finally:
+        app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def payments():
+    from fakeapi.payments import PaymentsServer
+
+    with PaymentsServer() as server:
+        yield server

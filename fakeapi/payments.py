@@ -1,0 +1,205 @@
+"""A fake payments API: a real HTTP server on 127.0.0.1.
+
+It charges and refunds, honours ``Idempotency-Key`` (a repeated key returns
+the first answer and charges nothing), can be told to fail, be slow or be
+down, and reports charges per order id, so that one order charged under two
+different keys shows up as a duplicate effect.
+
+    python -m fakeapi.payments --port 8765
+"""
+
+import argparse
+import itertools
+import json
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class PaymentsState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids = itertools.count(1)
+        self.by_key: dict[str, dict] = {}  # key -> {"done": Event, "response": (status, body)}
+        self.charges: dict[str, dict] = {}
+        self.refunds: dict[str, dict] = {}
+        self.keys_per_order: dict[str, set[str]] = {}
+        self.latency_ms = (0, 0)
+        self.fail_next = 0
+        self.fail_status = 503
+        self.retry_after: float | None = None
+        self.down = False
+        self.requests = 0
+
+    def report(self) -> dict:
+        orders = {
+            order: {"keys": sorted(keys), "charges": len(keys)}
+            for order, keys in self.keys_per_order.items()
+        }
+        return {
+            "orders": orders,
+            "charges": len(self.charges),
+            "refunds": len(self.refunds),
+            "duplicates": sorted(o for o, keys in self.keys_per_order.items() if len(keys) > 1),
+            "requests": self.requests,
+        }
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: PaymentsState
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # quiet: tests and drills read reports instead
+        pass
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        try:
+            return json.loads(self.rfile.read(length))
+        except ValueError:
+            return {"__invalid__": True}
+
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        state = self.state
+        with state.lock:
+            if url.path == "/report":
+                return self._send(200, state.report())
+            if url.path == "/charges":
+                order = parse_qs(url.query).get("order_id", [None])[0]
+                found = [c for c in state.charges.values() if order in (None, c["order_id"])]
+                return self._send(200, {"charges": found})
+        return self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        url = urlparse(self.path)
+        body = self._body()
+        state = self.state
+        if url.path == "/control":
+            with state.lock:
+                if body.get("reset"):
+                    state.reset()
+                if "latency_ms" in body:
+                    state.latency_ms = tuple(body["latency_ms"])
+                for name in ("fail_next", "fail_status", "retry_after", "down"):
+                    if name in body:
+                        setattr(state, name, body[name])
+            return self._send(200, {"ok": True})
+        if url.path not in ("/charges", "/refunds"):
+            return self._send(404, {"error": "not found"})
+        with state.lock:
+            state.requests += 1
+            if state.down:
+                # Down: drop the connection without an answer, as a dead host would.
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            if state.fail_next > 0:
+                state.fail_next -= 1
+                headers = {"Retry-After": str(state.retry_after)} if state.retry_after else {}
+                return self._send(state.fail_status, {"error": "injected failure"}, headers)
+            latency = random.uniform(*state.latency_ms) / 1000 if state.latency_ms[1] else 0
+        if body.get("__invalid__"):
+            return self._send(400, {"error": "body is not JSON"})
+        key = self.headers.get("Idempotency-Key")
+        if not key:
+            return self._send(400, {"error": "Idempotency-Key header is required"})
+        status, response = self._once(key, url.path, body, latency)
+        return self._send(status, response)
+
+    def _once(self, key: str, path: str, body: dict, latency: float) -> tuple[int, dict]:
+        """Perform the effect once per key; concurrent repeats wait for it."""
+        state = self.state
+        with state.lock:
+            entry = state.by_key.get(key)
+            owner = entry is None
+            if owner:
+                entry = {"done": threading.Event(), "response": None}
+                state.by_key[key] = entry
+        if not owner:
+            entry["done"].wait(timeout=60)
+            status, response = entry["response"] or (409, {"error": "in progress"})
+            return status, {**response, "replayed": True}
+        time.sleep(latency)
+        with state.lock:
+            if path == "/charges":
+                order = str(body.get("order_id", ""))
+                amount = body.get("amount")
+                if not order or not isinstance(amount, int | float) or amount <= 0:
+                    result = (422, {"error": "order_id and a positive amount are required"})
+                else:
+                    charge = {
+                        "id": f"ch_{next(state.ids)}",
+                        "order_id": order,
+                        "amount": amount,
+                        "key": key,
+                        "at": time.time(),
+                    }
+                    state.charges[charge["id"]] = charge
+                    state.keys_per_order.setdefault(order, set()).add(key)
+                    result = (201, charge)
+            else:
+                charge = state.charges.get(str(body.get("charge_id", "")))
+                if charge is None:
+                    result = (404, {"error": "no such charge"})
+                else:
+                    refund = {"id": f"re_{next(state.ids)}", "charge_id": charge["id"], "key": key}
+                    state.refunds[refund["id"]] = refund
+                    result = (201, refund)
+            entry["response"] = result
+        entry["done"].set()
+        return result
+
+
+class PaymentsServer:
+    """Runs the API in a thread; used by tests and drills."""
+
+    def __init__(self, port: int = 0):
+        self.state = PaymentsState()
+        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "PaymentsServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    server = PaymentsServer(args.port)
+    print(f"fake payments API on {server.url}", flush=True)
+    server.httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
