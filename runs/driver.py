@@ -89,13 +89,13 @@ class Work:
 class Session:
     """One locked transaction on one run. Use inside ``transaction.atomic``."""
 
-    def __init__(self, run_id: int, *, actor: str = "system:engine"):
+    def __init__(self, run_id: int, *, actor: str = "system:engine", now=None):
         self.run = Run.objects.select_for_update().get(pk=run_id)
         self.graph = graph_for(self.run)
         self.state = _load_state(self.run)
         self.before = self.state
         self.actor = actor
-        self.now = clock.now()
+        self.now = now or clock.now()
         self.events: list[tuple[str, dict]] = []
         self.timers_due: list[tuple[str, int, str, float]] = []
         self.needs_continuation = False
@@ -164,10 +164,19 @@ class Session:
         """
         if not self.events:
             return None
-        append_many(
-            NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
-            for kind, payload in self.events
+        stored = append_many(
+            (
+                NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
+                for kind, payload in self.events
+            ),
+            at=self.now,
         )
+        # The rows are the projection of what was stored (secrets redacted,
+        # JSON normalised), exactly as a rebuild from the log would derive.
+        state = self.before
+        for event in stored:
+            state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
+        self.state = state
         self._write_rows()
         work = [
             Work(self.run.pk, step.node, step.attempt)
@@ -379,7 +388,7 @@ def start_run(
             created_at=now,
             updated_at=now,
         )
-        session = Session(run.pk, actor=actor)
+        session = Session(run.pk, actor=actor, now=now)
         session.apply(
             decider.Start(
                 input=input,

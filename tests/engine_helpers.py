@@ -22,3 +22,7 @@ def chain(*nodes: dict, trigger: str = "start") -> dict:
         {"from": a["id"], "to": b["id"]} for a, b in zip(all_nodes, all_nodes[1:], strict=False)
     ]
     return {"nodes": all_nodes, "edges": edges}
+
+
+def transform(node_id: str, **fields) -> dict:
+    return {"id": node_id, "type": "transform", "config": {"fields": fields}}

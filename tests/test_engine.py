@@ -2,6 +2,7 @@
 local payments API. Time is moved with the one clock."""
 
 import datetime as dt
+import io
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from django.core.management import call_command
 from runs import clock, decider, driver, sweeper
 from runs.eventstore import verify_stream
 from runs.models import Event, Run, Step, Timer
-from tests.engine_helpers import chain, publish
+from tests.engine_helpers import chain, publish, transform
 
 
 def charge_node(payments, **overrides) -> dict:
@@ -73,16 +74,17 @@ def sweep_at(eager_celery):
 
 
 def test_branches_run_inline_and_the_path_not_taken_is_skipped(olga, eager_celery):
+    condition = "{{ steps.calc.output.double > 5 }}"
     graph = chain(
-        {"id": "calc", "type": "transform", "config": {"fields": {"double": "{{ trigger.n * 2 }}"}}},
-        {"id": "check", "type": "branch", "config": {"condition": "{{ steps.calc.output.double > 5 }}"}},
-    )  # fmt: skip
+        transform("calc", double="{{ trigger.n * 2 }}"),
+        {"id": "check", "type": "branch", "config": {"condition": condition}},
+    )
+    either = "{{ steps.big.output.size | default(steps.small.output.size | default('')) }}"
     graph["nodes"] += [
-        {"id": "big", "type": "transform", "config": {"fields": {"size": "big"}}},
-        {"id": "small", "type": "transform", "config": {"fields": {"size": "small"}}},
-        {"id": "join", "type": "transform", "config": {"fields": {
-            "size": "{{ steps.big.output.size | default(steps.small.output.size | default('')) }}"}}},
-    ]  # fmt: skip
+        transform("big", size="big"),
+        transform("small", size="small"),
+        transform("join", size=either),
+    ]
     graph["edges"] += [
         {"from": "check", "from_port": "true", "to": "big"},
         {"from": "check", "from_port": "false", "to": "small"},
@@ -303,9 +305,7 @@ def test_a_long_chain_continues_in_new_tasks_past_the_inline_budget(olga, eager_
 
 
 def test_an_expression_error_dead_letters_with_a_clear_message(olga, eager_celery):
-    flow = publish(
-        olga, chain({"id": "calc", "type": "transform", "config": {"fields": {"x": "{{ trigger.missing.deep }}"}}})
-    )  # fmt: skip
+    flow = publish(olga, chain(transform("calc", x="{{ trigger.missing.deep }}")))
     with eager_celery():
         run = driver.start_run(flow=flow, input={}, actor="u")
     calc = steps(run)["calc"]
@@ -335,6 +335,39 @@ def test_runs_are_pinned_to_their_version(olga, eager_celery):
     assert Run.objects.get(pk=second.pk).output == {"a": {"v": 2}}
 
 
-def test_rebuild_projections_derives_the_same_run_rows(olga, payments, eager_celery):
-    pytest.skip("runs projection rebuild lands with the runs rebuild work")
-    call_command("rebuild_projections")
+def test_rebuild_projections_derives_the_same_run_rows(olga, payments, eager_celery, sweep_at):
+    """A mixed workload: success, a retry in flight, a dead letter, a delay,
+    a cancellation; then every projection is dropped and derived again."""
+    flow = order_flow(olga, payments, retry={"max_attempts": 2, "initial_seconds": 60})
+    start = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+    with clock.frozen_at(start), eager_celery():
+        driver.start_run(flow=flow, input={"order_id": "r-1", "amount": 5}, actor="user:olga")
+        control(payments, fail_next=1)
+        driver.start_run(flow=flow, input={"order_id": "r-2", "amount": 5}, actor="user:olga")
+        driver.start_run(flow=flow, input={"order_id": "r-3", "amount": -5}, actor="user:olga")
+    delay = publish(
+        olga, chain({"id": "wait", "type": "delay", "config": {"seconds": 60}}), slug="d"
+    )
+    with clock.frozen_at(start), eager_celery():
+        waiting = driver.start_run(flow=delay, input={}, actor="user:olga")
+        cancelled = driver.start_run(flow=delay, input={}, actor="user:olga")
+    driver.cancel_run(cancelled.pk, actor="user:olga", reason="test")
+    assert waiting.status == "waiting"
+
+    def snapshot():
+        runs = list(Run.objects.order_by("pk").values())
+        step_rows = list(Step.objects.order_by("run_id", "position").values())
+        for row in step_rows:
+            row.pop("id")
+        timers = list(Timer.objects.order_by("run_id", "node_id").values())
+        for row in timers:
+            row.pop("id")
+        return runs, step_rows, timers
+
+    before = snapshot()
+    assert len(before[2]) == 2  # the retry in flight and the delay
+    Timer.objects.all().delete()
+    Step.objects.all().delete()
+    Run.objects.all().delete()
+    call_command("rebuild_projections", stdout=io.StringIO())
+    assert snapshot() == before

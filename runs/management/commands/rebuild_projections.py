@@ -8,10 +8,11 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from flows import projection as flow_projection
+from runs import projection as run_projection
 
 # Each later projection (runs, steps, approval tasks, dead letters) adds its
 # rebuild here.
-PROJECTIONS = [("flows", flow_projection.rebuild)]
+PROJECTIONS = [("flows", flow_projection.rebuild), ("runs", run_projection.rebuild)]
 
 
 class Command(BaseCommand):

@@ -1,0 +1,91 @@
+"""Derive the run projections (runs, steps, timers) from the events alone.
+
+The live rows are written by the driver from the same ``evolve``, so a
+rebuild yields the same rows (step and timer ids aside).
+"""
+
+from flows.models import FlowVersion
+from runs import decider
+from runs.decider import Graph, RunState
+from runs.models import Event, Run, Step, Stream, Timer
+
+
+def rebuild() -> int:
+    graphs: dict[tuple[int, int], Graph] = {}
+    seen = []
+    for name in Stream.objects.filter(name__startswith="run:").values_list("name", flat=True):
+        events = list(Event.objects.filter(stream=name).order_by("seq"))
+        if not events or events[0].type != "run.started":
+            continue
+        run_id = int(name.split(":", 1)[1])
+        started = events[0].payload
+        key = (started["flow_id"], started["version"])
+        if key not in graphs:
+            version = FlowVersion.objects.get(flow_id=key[0], number=key[1])
+            graphs[key] = Graph.from_document(version.graph)
+        graph = graphs[key]
+        state = RunState(run_id=run_id)
+        for event in events:
+            state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
+        _write(run_id, state, graph, events)
+        seen.append(run_id)
+    Run.objects.exclude(pk__in=seen).delete()
+    return len(seen)
+
+
+def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> None:
+    first, last = events[0], events[-1]
+    Run(
+        id=run_id,
+        flow_id=first.payload["flow_id"],
+        version_number=first.payload["version"],
+        status=state.status,
+        input=state.input,
+        output=state.output,
+        error=state.error,
+        root_run_id=state.root_run_id,
+        replay_of_id=first.payload.get("replay_of"),
+        started_by=first.actor,
+        created_at=first.occurred_at,
+        updated_at=last.occurred_at,
+        finished_at=state.finished_at,
+        last_seq=last.seq,
+    ).save()
+    Step.objects.filter(run_id=run_id).delete()
+    Timer.objects.filter(run_id=run_id).delete()
+    rows, timers = [], []
+    for index, node in enumerate(graph.order):
+        step = state.steps[node]
+        rows.append(
+            Step(
+                run_id=run_id,
+                node_id=node,
+                position=index,
+                connector=graph.nodes[node]["type"],
+                status=step.status,
+                attempt=step.attempt,
+                revision=step.revision,
+                port=step.port or "",
+                input=step.input,
+                output=step.output,
+                error=step.error,
+                errors=step.errors,
+                idempotency_key=step.idempotency_key,
+                lease_until=step.lease_until,
+                due_at=step.due_at,
+                wait_reason=step.wait_reason,
+                outcome_unknown=step.outcome_unknown,
+                scheduled_at=step.scheduled_at,
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+            )
+        )
+        if step.status in (decider.WAITING, decider.RETRYING) and step.due_at is not None:
+            kind = "retry" if step.status == decider.RETRYING else step.wait_reason or "timer"
+            timers.append(
+                Timer(
+                    run_id=run_id, node_id=node, attempt=step.attempt, kind=kind, due_at=step.due_at
+                )
+            )
+    Step.objects.bulk_create(rows)
+    Timer.objects.bulk_create(timers)
