@@ -108,7 +108,7 @@ class InvalidGraph(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
-def normalise(graph: dict) -> dict:
+def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
     """Fill defaults so that equal graphs have equal canonical text."""
     nodes = []
     for node in graph["nodes"]:
@@ -125,7 +125,8 @@ def normalise(graph: dict) -> dict:
         {"from": e["from"], "to": e["to"], "from_port": e.get("from_port", "out")}
         for e in graph["edges"]
     ]
-    edges.sort(key=lambda e: (e["from"], e["from_port"], e["to"]))
+    if sort_edges:
+        edges.sort(key=lambda e: (e["from"], e["from_port"], e["to"]))
     settings = {"compensate_on_cancel": True, **graph.get("settings", {})}
     return {"nodes": nodes, "edges": edges, "settings": settings}
 
@@ -145,7 +146,8 @@ def validate(graph: Any) -> dict:
     schema_errors = sorted(_validator.iter_errors(graph), key=lambda e: list(e.absolute_path))
     if schema_errors:
         raise InvalidGraph([_schema_error(graph, e) for e in schema_errors[:20]])
-    graph = normalise(graph)
+    # Checked in the author's edge order, so "edges[2]" means their third edge.
+    graph = normalise(graph, sort_edges=False)
     errors: list[GraphError] = []
     nodes: dict[str, dict] = {}
     for node in graph["nodes"]:
@@ -186,7 +188,7 @@ def validate(graph: Any) -> dict:
         errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
     if errors:
         raise InvalidGraph(errors)
-    return graph
+    return normalise(graph)
 
 
 def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:

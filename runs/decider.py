@@ -184,6 +184,7 @@ class Wait:
     due_at: dt.datetime
     output: Any = None
     reason: str = "timer"
+    port: str = "out"  # the port the step leaves by when the wait ends
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,10 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
 def _wait(state: RunState, cmd: Wait, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
+    if cmd.port not in graph.connector(cmd.node).ports:
+        raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {
+        "port": cmd.port,
         "node": cmd.node,
         "attempt": cmd.attempt,
         "reason": cmd.reason,
@@ -465,7 +469,12 @@ def _fire_timer(state: RunState, cmd: FireTimer, graph: Graph) -> list[Event]:
     return [
         (
             "step.succeeded",
-            {"node": cmd.node, "attempt": cmd.attempt, "output": step.output, "port": "out"},
+            {
+                "node": cmd.node,
+                "attempt": cmd.attempt,
+                "output": step.output,
+                "port": step.port or "out",
+            },
         )
     ]
 
@@ -623,6 +632,7 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
         step.due_at = _parse(payload["due_at"])
         step.wait_reason = payload["reason"]
         step.output = payload.get("output")
+        step.port = payload.get("port", "out")
         step.lease_until = None
     elif kind == "step.attempt_failed":
         step.error = payload["error"]

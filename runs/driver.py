@@ -360,7 +360,11 @@ def outcome_command(outcome: Outcome, node: str, attempt: int, now):
     result = outcome.result
     if result.wait_until is not None:
         return decider.Wait(
-            node=node, attempt=attempt, due_at=result.wait_until, output=result.output
+            node=node,
+            attempt=attempt,
+            due_at=result.wait_until,
+            output=result.output,
+            port=result.port,
         )
     return decider.Complete(node=node, attempt=attempt, output=result.output, port=result.port)
 
