@@ -372,14 +372,24 @@ def outcome_command(outcome: Outcome, node: str, attempt: int, now):
 # --- entry points ---------------------------------------------------------------
 
 
+class StartRefused(Exception):
+    """The flow cannot start a run now; the message says why."""
+
+
 def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None,
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it."""
+    from flows.models import FlowVersion
+
+    if flow.status in ("paused", "retired"):
+        raise StartRefused(f"“{flow.name}” is {flow.status}; it starts no runs.")
     number = version_number or flow.published_version
     if not number:
-        raise ValueError(f"flow {flow.slug} has no published version")
+        raise StartRefused(f"“{flow.name}” has no published version to run.")
+    if not FlowVersion.objects.filter(flow=flow, number=number).exists():
+        raise StartRefused(f"“{flow.name}” has no version {number}.")
     now = clock.now()
     with transaction.atomic():
         run = Run.objects.create(
