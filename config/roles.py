@@ -16,12 +16,20 @@ from django.core.exceptions import PermissionDenied
 OPERATOR, REVIEWER, ADMIN = "Operator", "Reviewer", "Admin"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    OPERATOR: ["flows.view_flow", "flows.add_flow", "flows.change_flow"],
-    REVIEWER: ["flows.view_flow"],
+    OPERATOR: [
+        "flows.view_flow",
+        "flows.add_flow",
+        "flows.change_flow",
+        "runs.view_run",
+        "runs.change_run",
+    ],
+    REVIEWER: ["flows.view_flow", "runs.view_run"],
     ADMIN: [
         "flows.view_flow",
         "flows.add_flow",
         "flows.change_flow",
+        "runs.view_run",
+        "runs.change_run",
         "flows.audit_inventory",
         "flows.manage_teams",
         "runs.view_audit_log",

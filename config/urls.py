@@ -11,6 +11,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("audit-log/", views.audit_log, name="audit_log"),
     path("flows/", include("flows.urls")),
+    path("runs/", include("runs.urls")),
 ]
 
 handler403 = "config.views.permission_denied"

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 
 from flows.models import Criticality, Flow, Kind, Team
+from runs.forms import JSONTextField
 
 MAX_LIST_ITEMS = 20
 # Path segments of the inventory's own pages; a flow slug may not take them.
@@ -145,3 +146,8 @@ class TeamForm(forms.ModelForm):
         help_texts = {
             "restricts_edits": "Only members (and admins) may edit this team's flows.",
         }
+
+
+class GraphForm(forms.Form):
+    graph = JSONTextField(widget=forms.Textarea(attrs={"rows": 24, "class": "code"}))
+    note = forms.CharField(max_length=500, required=False, label="Version note")

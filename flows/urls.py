@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
 from flows import views
+from runs import views as run_views
 
 app_name = "flows"
 
@@ -13,6 +14,8 @@ urlpatterns = [
     path("teams/<int:team_id>/", views.team_edit, name="team_edit"),
     path("<slug:slug>/", views.flow_detail, name="detail"),
     path("<slug:slug>/edit/", views.flow_edit, name="edit"),
+    path("<slug:slug>/graph/", views.flow_graph, name="graph"),
+    path("<slug:slug>/runs/", run_views.run_start, name="start_run"),
     path("<slug:slug>/owner/", views.flow_change_owner, name="change_owner"),
     path("<slug:slug>/review/", views.flow_record_review, name="record_review"),
     re_path(

@@ -10,12 +10,32 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
+from connectors.base import all_connectors
 from flows import history, services
-from flows.forms import FlowForm, OwnerForm, ReviewForm, TeamForm
+from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
+from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
 from runs import clock
-from runs.models import Event
+from runs.forms import StartRunForm
+from runs.models import Event, Run
+
+EMPTY_GRAPH = {"nodes": [{"id": "start", "type": "trigger.manual"}], "edges": []}
+
+
+def graph_problems(document) -> list[str]:
+    try:
+        validate(document)
+    except InvalidGraph as exc:
+        return [str(error) for error in exc.errors]
+    return []
+
+
+def connector_catalogue() -> list[dict]:
+    return [
+        {"key": key, "label": cls.label, "category": cls.category, "ports": cls.ports}
+        for key, cls in all_connectors().items()
+    ]
 
 
 @role_required("flows.view_flow")
@@ -42,6 +62,10 @@ def _flow_page_context(request, flow: Flow) -> dict:
         "can_edit": services.user_can_edit_flow(request.user, flow),
         "owner_form": OwnerForm(initial={"owner": flow.owner_id}),
         "review_form": ReviewForm(),
+        "start_form": StartRunForm(),
+        "can_run": request.user.has_perm("runs.change_run"),
+        "runs": Run.objects.filter(flow=flow).order_by("-id")[:15],
+        "versions": flow.versions.all()[:5],
     }
 
 
@@ -222,3 +246,41 @@ def team_edit(request, team_id):
         messages.success(request, f"Team “{team.name}” saved.")
         return redirect("flows:teams")
     return render(request, "flows/team_form.html", {"team": team, "form": form})
+
+
+@role_required("flows.change_flow")
+def flow_graph(request, slug):
+    """The graph as JSON: save a draft, check it, publish it as a new version."""
+    flow = _editable_flow(request, slug)
+    form = GraphForm(request.POST or None, initial={"graph": flow.draft_graph or EMPTY_GRAPH})
+    problems: list[str] = []
+    if request.method == "POST" and form.is_valid():
+        try:
+            flow = services.flow_save_draft(
+                flow=flow, actor=request.user, graph=form.cleaned_data["graph"]
+            )
+            if request.POST.get("action") == "publish":
+                version = services.flow_publish(
+                    flow=flow, actor=request.user, note=form.cleaned_data["note"]
+                )
+                messages.success(request, f"Published version {version.number}.")
+                return redirect("flows:detail", slug=flow.slug)
+        except services.InvalidDraft as exc:
+            problems = [str(error) for error in exc.errors]
+        except services.FlowError as exc:
+            form.add_error(None, str(exc))
+        else:
+            problems = graph_problems(flow.draft_graph)
+            if not problems:
+                messages.success(request, "Draft saved; it is valid and ready to publish.")
+    elif flow.draft_graph is not None:
+        problems = graph_problems(flow.draft_graph)
+    context = {
+        "flow": flow,
+        "form": form,
+        "problems": problems,
+        "versions": flow.versions.all()[:20],
+        "connectors": connector_catalogue(),
+    }
+    status = 422 if problems and request.method == "POST" else 200
+    return render(request, "flows/graph.html", context, status=status)

@@ -107,6 +107,7 @@ class Run(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["flow", "-id"], name="run_flow_recent")]
+        # view_run and change_run are Django's defaults; the roles use them.
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"

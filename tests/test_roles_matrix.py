@@ -6,7 +6,9 @@ from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from flows.models import Team
+from runs import driver
 from tests.conftest import PASSWORD, _user
+from tests.engine_helpers import chain, publish
 
 OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
 EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
@@ -31,6 +33,12 @@ MATRIX = {
     "flows:change_owner": ("POST", {OPERATOR, ADMIN}),
     "flows:record_review": ("POST", {OPERATOR, ADMIN}),
     "flows:transition": ("POST", {OPERATOR, ADMIN}),
+    "flows:graph": ("GET", {OPERATOR, ADMIN}),
+    "flows:start_run": ("POST", {OPERATOR, ADMIN}),
+    "runs:detail": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "runs:cancel": ("POST", {OPERATOR, ADMIN}),
+    "runs:replay": ("POST", {OPERATOR, ADMIN}),
+    "runs:discard": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -64,6 +72,10 @@ def personas(db):
 def url_for(personas, make_flow):
     flow = make_flow(personas[ADMIN])
     team = Team.objects.create(name="Payments")
+    graph = chain({"id": "wait", "type": "delay", "config": {"seconds": 600}})
+    publish(personas[ADMIN], graph, slug=flow.slug)
+    flow.refresh_from_db()
+    run = driver.start_run(flow=flow, input={}, actor="user:adam")
     kwargs = {
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},
@@ -71,6 +83,12 @@ def url_for(personas, make_flow):
         "flows:record_review": {"slug": flow.slug},
         "flows:transition": {"slug": flow.slug, "action": "pause"},
         "flows:team_edit": {"team_id": team.pk},
+        "flows:graph": {"slug": flow.slug},
+        "flows:start_run": {"slug": flow.slug},
+        "runs:detail": {"run_id": run.pk},
+        "runs:cancel": {"run_id": run.pk},
+        "runs:replay": {"run_id": run.pk, "node": "wait"},
+        "runs:discard": {"run_id": run.pk, "node": "wait"},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 

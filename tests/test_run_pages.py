@@ -1,0 +1,82 @@
+import json
+
+from django.urls import reverse
+
+from flows.models import Flow
+from runs.models import Run, Step
+from tests.conftest import login
+from tests.engine_helpers import chain, publish, transform
+
+
+def test_graph_page_saves_a_draft_explains_problems_and_publishes(client, olga, make_flow):
+    flow = make_flow(olga)
+    login(client, olga)
+    url = reverse("flows:graph", args=[flow.slug])
+    bad = chain(transform("a", x="{{ steps.ghost.output }}"))
+    response = client.post(url, {"graph": json.dumps(bad), "action": "publish"})
+    assert response.status_code == 422
+    assert "node “a”: refers to steps.ghost, which is not a node" in response.content.decode()
+    flow.refresh_from_db()
+    assert flow.draft_graph == bad and flow.published_version == 0
+    response = client.post(url, {"graph": "{not json", "action": "save"})
+    assert "Not valid JSON" in response.content.decode()
+    good = chain(transform("a", x=1))
+    response = client.post(url, {"graph": json.dumps(good), "action": "publish", "note": "first"})
+    assert response.status_code == 302
+    flow.refresh_from_db()
+    assert flow.published_version == 1 and flow.versions.get().note == "first"
+
+
+def test_start_a_run_from_the_flow_page_and_read_it(client, olga, rita, eager_celery):
+    flow = publish(olga, chain(transform("a", doubled="{{ trigger.n * 2 }}")), slug="calc")
+    login(client, olga)
+    with eager_celery():
+        response = client.post(reverse("flows:start_run", args=["calc"]), {"input": '{"n": 21}'})
+    run = Run.objects.get(flow=flow)
+    assert response.url == reverse("runs:detail", args=[run.pk])
+    client.logout()
+    login(client, rita)  # reviewers read runs
+    page = client.get(response.url).content.decode()
+    assert "succeeded" in page and "&#x27;doubled&#x27;: 42" in page and "step.succeeded" in page
+    assert "Cancel run" not in page
+
+
+def test_bad_start_input_is_an_error_message_not_a_run(client, olga):
+    publish(olga, chain(transform("a", x=1)), slug="calc")
+    login(client, olga)
+    for bad, message in [("[1, 2]", "Enter a JSON object"), ("{oops", "Not valid JSON")]:
+        page = client.post(reverse("flows:start_run", args=["calc"]), {"input": bad}, follow=True)
+        assert message in page.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_a_paused_flow_starts_nothing(client, olga, eager_celery):
+    flow = publish(olga, chain(transform("a", x=1)), slug="calc", owner=olga,
+                   runbook="r", failure_mode="f")  # fmt: skip
+    from flows import services
+
+    services.flow_transition(flow=flow, actor=olga, action="activate")
+    services.flow_transition(flow=flow, actor=olga, action="pause")
+    login(client, olga)
+    page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
+    assert "is paused; it starts no runs" in page.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_replay_and_discard_from_the_run_page(client, olga, eager_celery):
+    flow = publish(olga, chain(transform("a", x="{{ trigger.value.deep }}")), slug="calc")
+    login(client, olga)
+    with eager_celery():
+        client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"})
+    run = Run.objects.get(flow=flow)
+    assert Step.objects.get(run=run, node_id="a").status == "dead_lettered"
+    page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert "Replay" in page and "trigger.value.deep is undefined" in page
+    edited = json.dumps({"fields": {"x": "fixed"}})
+    with eager_celery():
+        client.post(reverse("runs:replay", args=[run.pk, "a"]), {"edited_input": edited})
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.output == {"a": {"x": "fixed"}}
+    page = client.post(reverse("runs:discard", args=[run.pk, "a"]), {"reason": "x"}, follow=True)
+    assert "Cannot discard" in page.content.decode()
+    assert Flow.objects.get(pk=flow.pk).published_version == 1
