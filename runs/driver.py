@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 
 from connectors import base as connectors
 from runs import clock, decider, expressions
@@ -502,7 +502,7 @@ class _Heartbeat:
                 except decider.StaleCommand:
                     return
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection
 
 
 def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool) -> Work | None:
