@@ -233,3 +233,6 @@ LEDGERFLOW_INLINE_TIME_BUDGET = env_int("LEDGERFLOW_INLINE_TIME_BUDGET_MS", 100)
 LEDGERFLOW_EAGER_SECONDS = env_int("LEDGERFLOW_EAGER_MS", 2000) / 1000
 # A scheduled step with no progress for this long had its message lost.
 LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)
+# A side-effecting step's lease is its connector's timeout plus this margin;
+# the sweep re-runs (or dead-letters) a step whose lease ran out.
+LEDGERFLOW_LEASE_MARGIN_SECONDS = env_int("LEDGERFLOW_LEASE_MARGIN_SECONDS", 30)

@@ -90,7 +90,14 @@ class Connector:
         raise NotImplementedError
 
     def lease_seconds(self, config: BaseModel) -> float:
-        return self.timeout_seconds + 30.0
+        return self.timeout_seconds + lease_margin()
+
+
+def lease_margin() -> float:
+    """Seconds a lease outlasts a call's timeout: room for a slow commit."""
+    from django.conf import settings
+
+    return float(getattr(settings, "LEDGERFLOW_LEASE_MARGIN_SECONDS", 30))
 
 
 class UnknownConnector(KeyError):

@@ -16,6 +16,7 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    lease_margin,
     register,
 )
 
@@ -65,7 +66,7 @@ class HttpRequest(Connector):
         return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
 
     def lease_seconds(self, config: HttpConfig) -> float:
-        return config.timeout_seconds + 30.0
+        return config.timeout_seconds + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
         config: HttpConfig = ctx.config

@@ -35,6 +35,7 @@ class PaymentsState:
         self.retry_after: float | None = None
         self.down = False
         self.requests = 0
+        self.in_flight = 0
 
     def report(self) -> dict:
         orders = {
@@ -47,6 +48,7 @@ class PaymentsState:
             "refunds": len(self.refunds),
             "duplicates": sorted(o for o, keys in self.keys_per_order.items() if len(keys) > 1),
             "requests": self.requests,
+            "in_flight": self.in_flight,
         }
 
 
@@ -137,7 +139,13 @@ class Handler(BaseHTTPRequestHandler):
             entry["done"].wait(timeout=60)
             status, response = entry["response"] or (409, {"error": "in progress"})
             return status, {**response, "replayed": True}
-        time.sleep(latency)
+        with state.lock:
+            state.in_flight += 1
+        try:
+            time.sleep(latency)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
         with state.lock:
             if path == "/charges":
                 order = str(body.get("order_id", ""))
@@ -168,14 +176,24 @@ class Handler(BaseHTTPRequestHandler):
         return result
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Drills kill clients mid-request; a broken pipe is expected, not news.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class PaymentsServer:
     """Runs the API in a thread; used by tests and drills."""
 
     def __init__(self, port: int = 0):
         self.state = PaymentsState()
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietServer(("127.0.0.1", port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

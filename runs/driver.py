@@ -207,7 +207,9 @@ class Session:
             for node, attempt, kind, delay in timers:
                 tasks.fire_timer.apply_async((run_id, node, attempt, kind), countdown=delay)
 
-        transaction.on_commit(enqueue)
+        # robust: a broker that is down must not turn a committed change into
+        # an error; the sweep re-dispatches what was not sent.
+        transaction.on_commit(enqueue, robust=True)
         self.events = []
         self.before = self.state
         return kept
