@@ -103,7 +103,7 @@ def run(runs: int, kills: int, unsafe: bool, name: str) -> dict:
                     flow=flow, input={"order_id": f"order-{n}", "amount": 10}, actor="user:drill"
                 )
                 run_ids.append(started.pk)
-            kill_log = _kill_loop(supervisor, kills, port, api)
+            kill_log = _kill_loop(supervisor, kills, port, run_ids)
             last_kill = time.monotonic()
             deadline = last_kill + 2 * (lease + SWEEP_SECONDS)
             figures = _wait_for_terminal(run_ids, deadline)
@@ -123,11 +123,19 @@ def run(runs: int, kills: int, unsafe: bool, name: str) -> dict:
     return figures
 
 
-def _kill_loop(supervisor: Supervisor, kills: int, port: int, api: str) -> list[dict]:
+def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]) -> list[dict]:
+    """Spread the kills over the workload: kill k waits until k/(kills+1) of
+    the runs are done, so the last kill falls near the end of the work and
+    "stuck after the last kill" measures recovery, not a queue."""
+    from runs.models import Run
+
     log = []
     in_effect_wanted = (kills + 1) // 2
     while len(log) < kills:
-        time.sleep(random.uniform(0.4, 1.0))
+        time.sleep(random.uniform(0.2, 0.6))
+        done = Run.objects.filter(pk__in=run_ids, status="succeeded").count()
+        if done < len(run_ids) * (len(log) + 1) / (kills + 1):
+            continue
         worker = supervisor.services["worker"]
         if not worker.alive() or time.monotonic() - worker.started_at < 2:
             continue  # restarting; kill a worker that is working
