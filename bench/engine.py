@@ -58,7 +58,9 @@ def flows() -> dict[str, dict]:
     }
 
 
-def closed_loop(start, finished, in_flight: int, seconds: float, max_runs: int, warmup=5.0):
+def closed_loop(start, finished, in_flight: int, seconds: float, max_runs: int, warmup: float):
+    """Latency is what a client sees: from asking for the run to seeing it
+    done (polling every few ms), the same for the engine and the floor."""
     pending: dict[int, float] = {}
     latencies: list[float] = []
     began = time.monotonic()
@@ -68,10 +70,10 @@ def closed_loop(start, finished, in_flight: int, seconds: float, max_runs: int, 
             pending[start()] = time.monotonic()
         done = finished(list(pending))
         now = time.monotonic()
-        for key, ms in done.items():
-            pending.pop(key, None)
+        for key in done:
+            began_at = pending.pop(key)
             if now >= measure_from:
-                latencies.append(ms)
+                latencies.append((now - began_at) * 1000)
         if now >= measure_from and (now - measure_from >= seconds or len(latencies) >= max_runs):
             return latencies, now - measure_from
         if not done:
@@ -114,7 +116,9 @@ def floor_runner(steps: int):
 
 def point(system: str, in_flight: int, runner, steps: int, args, round_=0) -> dict:
     start, finished = runner
-    latencies, seconds = closed_loop(start, finished, in_flight, args.seconds, args.max_runs)
+    latencies, seconds = closed_loop(
+        start, finished, in_flight, args.seconds, args.max_runs, args.warmup
+    )
     result = {
         "system": system,
         "in_flight": in_flight,
@@ -228,6 +232,7 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=10)
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds discarded per point")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 

@@ -99,13 +99,27 @@ def _next_flow_id() -> int:
     return last + 1
 
 
+# What a new flow has where the caller says nothing.
+DEFAULT_FACTS = {
+    "kind": "ledgerflow",
+    "external_platform": "",
+    "external_url": "",
+    "purpose": "",
+    "team": None,
+    "criticality": "medium",
+    "runbook": "",
+    "failure_mode": "",
+    "review_cadence_days": 90,
+    "tags": [],
+    "external_systems": [],
+}
+
+
 @transaction.atomic
 def flow_create(*, actor, data: dict) -> Flow:
-    fields = {field: _serialise(field, data.get(field)) for field in INVENTORY_FIELDS}
-    if data.get("review_cadence_days") is None:
-        fields["review_cadence_days"] = 90
-    for text_field in ("purpose", "external_platform", "external_url", "runbook", "failure_mode"):
-        fields[text_field] = fields[text_field] or ""
+    given = {key: value for key, value in data.items() if value is not None}
+    merged = {**DEFAULT_FACTS, **given}
+    fields = {field: _serialise(field, merged.get(field)) for field in INVENTORY_FIELDS}
     flow_id = _next_flow_id()
     events = [("flow.created", {"flow_id": flow_id, "fields": fields})]
     owner = data.get("owner")

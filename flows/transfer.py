@@ -20,20 +20,7 @@ FACTS = [
     "name", "slug", "kind", "external_platform", "external_url", "purpose", "criticality",
     "runbook", "failure_mode", "review_cadence_days", "tags", "external_systems",
 ]  # fmt: skip
-DEFAULT_FACTS = {
-    "kind": "ledgerflow",
-    "external_platform": "",
-    "external_url": "",
-    "purpose": "",
-    "criticality": "medium",
-    "runbook": "",
-    "failure_mode": "",
-    "review_cadence_days": 90,
-    "tags": [],
-    "external_systems": [],
-    "owner": None,
-    "team": None,
-}
+DEFAULT_FACTS = {**services.DEFAULT_FACTS, "owner": None}
 
 
 class TransferError(ValueError):

@@ -9,6 +9,7 @@ driver logs and drops.
 """
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -328,8 +329,8 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
     if state.status not in (RUN_RUNNING, RUN_WAITING):
         return []
     events: list[Event] = []
-    # Work on a copy so a skip made here is seen by the nodes after it.
-    scratch = copy.deepcopy(state)
+    # Fold as we go, so a skip made here is seen by the nodes after it.
+    scratch = state
     for node in graph.order:
         step = scratch.steps[node]
         if step.status != PENDING:
@@ -574,7 +575,9 @@ def _move(step: StepState, to: str) -> None:
 def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunState:
     """The state after ``event``. ``at`` is the event's time (for timestamps)."""
     kind, payload = event
-    state = copy.deepcopy(state)
+    # Copy on write: a new run state and steps dict; only the step an event
+    # touches is copied. Earlier states stay valid (the decider relies on it).
+    state = dataclasses.replace(state, steps=dict(state.steps))
     if kind == "run.started":
         if state.status != RUN_PENDING:
             raise IllegalTransition(f"run {state.run_id} has already started")
@@ -593,12 +596,12 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
         state.error = payload.get("error") or payload.get("reason") or ""
         state.finished_at = at
         if kind == "run.cancelled":
-            for step in state.steps.values():
+            for node, step in state.steps.items():
                 if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
-                    step.status = CANCELLED
-                    step.due_at = None
+                    state.steps[node] = dataclasses.replace(step, status=CANCELLED, due_at=None)
         return state
-    step = _step(state, payload["node"])
+    step = copy.copy(_step(state, payload["node"]))
+    state.steps[step.node] = step
     if kind == "step.scheduled":
         _move(step, SCHEDULED)
         step.attempt = payload["attempt"]

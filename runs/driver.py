@@ -10,11 +10,11 @@ transaction, and completed in another, each a compare-and-set on
 """
 
 import dataclasses
+import datetime as dt
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,14 +156,57 @@ class Session:
         )
 
     # Persisting ------------------------------------------------------------
-    def commit(self, *, keep_one_for: Callable[[Work], bool] | None = None) -> Work | None:
-        """Append the events, write the rows, enqueue follow-ups on commit.
+    def newly_scheduled(self) -> list[Work]:
+        """Side-effecting steps this session scheduled (they need a worker)."""
+        before = self.before.steps
+        return [
+            Work(self.run.pk, step.node, step.attempt)
+            for step in self.state.steps.values()
+            if step.status == decider.SCHEDULED
+            and not self.graph.connector(step.node).inline
+            and (
+                step.node not in before
+                or before[step.node].status != decider.SCHEDULED
+                or before[step.node].attempt != step.attempt
+            )
+        ]
 
-        ``keep_one_for`` lets the caller keep one newly scheduled step of this
-        run to execute itself (eager continuation) instead of dispatching it.
-        """
-        if not self.events:
+    def claim(self, node: str, attempt: int) -> "Claimed | None":
+        """Claim a scheduled side-effecting step: ``step.started`` is part of
+        this session's commit, which happens before the effect runs."""
+        step = self.state.steps.get(node)
+        if (
+            self.state.status not in (decider.RUN_RUNNING, decider.RUN_WAITING)
+            or step is None
+            or step.status != decider.SCHEDULED
+            or step.attempt != attempt
+        ):
+            log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
+                     self.run.pk, node, attempt)  # fmt: skip
             return None
+        connector = self.graph.connector(node)
+        config, error = render_config(self.graph, node, self.state)
+        lease = connector.lease_seconds(config) if not error else 30.0
+        self.apply(
+            decider.Claim(
+                node=node,
+                attempt=attempt,
+                input=_jsonable(config),
+                lease_until=self.now + dt.timedelta(seconds=lease),
+            )
+        )
+        if error:
+            self.apply(self._fail(node, attempt, error, retryable=False))
+            return None
+        ctx = _context(self.state, node, attempt, config, self.now)
+        return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
+                       work=Work(self.run.pk, node, attempt))  # fmt: skip
+
+    def commit(self) -> None:
+        """Append the events, write the rows, enqueue follow-ups on commit."""
+        if not self.events:
+            return
+        dispatch = self.newly_scheduled()
         stored = append_many(
             (
                 NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
@@ -178,21 +221,6 @@ class Session:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
         self.state = state
         self._write_rows()
-        work = [
-            Work(self.run.pk, step.node, step.attempt)
-            for step in self.state.steps.values()
-            if step.status == decider.SCHEDULED
-            and not self.graph.connector(step.node).inline
-            and (
-                self.before.steps.get(step.node) is None
-                or self.before.steps[step.node].status != decider.SCHEDULED
-                or self.before.steps[step.node].attempt != step.attempt
-            )
-        ]
-        kept = None
-        if keep_one_for is not None:
-            kept = next((w for w in work if keep_one_for(w)), None)
-        dispatch = [w for w in work if w is not kept]
         continuation = self.needs_continuation
         timers = list(self.timers_due)
         run_id = self.run.pk
@@ -200,23 +228,26 @@ class Session:
         def enqueue() -> None:
             from runs import tasks
 
-            for item in dispatch:
-                tasks.execute_step.delay(item.run_id, item.node, item.attempt)
+            sends = [(tasks.execute_step, (w.run_id, w.node, w.attempt), 0) for w in dispatch]
             if continuation:
-                tasks.continue_run.delay(run_id)
-            for node, attempt, kind, delay in timers:
-                tasks.fire_timer.apply_async((run_id, node, attempt, kind), countdown=delay)
+                sends.append((tasks.continue_run, (run_id,), 0))
+            sends += [(tasks.fire_timer, (run_id, *t[:3]), t[3]) for t in timers]
+            for task, args, countdown in sends:
+                try:
+                    task.apply_async(args, countdown=countdown or None)
+                except Exception as exc:  # the broker is down: the change is committed
+                    log.warning(
+                        "could not send %s%s (%s); the recovery sweep will pick it up",
+                        task.name, args, exc,
+                    )  # fmt: skip
 
-        # robust: a broker that is down must not turn a committed change into
-        # an error; the sweep re-dispatches what was not sent.
-        transaction.on_commit(enqueue, robust=True)
+        transaction.on_commit(enqueue)
         self.events = []
         self.before = self.state
-        return kept
 
     def _write_rows(self) -> None:
         state, run = self.state, self.run
-        if not run.steps.exists() and state.steps:
+        if self.before.status == decider.RUN_PENDING and state.steps:
             Step.objects.bulk_create(
                 Step(
                     run=run,
@@ -432,43 +463,15 @@ class Claimed:
     connector: connectors.Connector
     ctx: connectors.Context
     lease_seconds: float
+    work: Work
 
 
 def _claim(run_id: int, node: str, attempt: int) -> Claimed | None:
     with transaction.atomic():
         session = Session(run_id)
-        step = session.state.steps.get(node)
-        if (
-            session.state.status not in (decider.RUN_RUNNING, decider.RUN_WAITING)
-            or step is None
-            or step.status != decider.SCHEDULED
-            or step.attempt != attempt
-        ):
-            log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
-                     run_id, node, attempt)  # fmt: skip
-            return None
-        connector = session.graph.connector(node)
-        config, error = render_config(session.graph, node, session.state)
-        lease = connector.lease_seconds(config) if not error else 30.0
-        lease_until = session.now + _seconds(lease)
-        session.apply(
-            decider.Claim(
-                node=node, attempt=attempt, input=_jsonable(config), lease_until=lease_until
-            )
-        )
-        if error:
-            session.apply(session._fail(node, attempt, error, retryable=False))
-            session.commit()
-            return None
-        ctx = _context(session.state, node, attempt, config, session.now)
+        claimed = session.claim(node, attempt)
         session.commit()
-    return Claimed(connector=connector, ctx=ctx, lease_seconds=lease)
-
-
-def _seconds(value: float):
-    import datetime as dt
-
-    return dt.timedelta(seconds=value)
+    return claimed
 
 
 class _Heartbeat:
@@ -497,7 +500,7 @@ class _Heartbeat:
                         session.apply(
                             decider.ExtendLease(
                                 node=node, attempt=attempt,
-                                lease_until=session.now + _seconds(lease),
+                                lease_until=session.now + dt.timedelta(seconds=lease),
                             )
                         )  # fmt: skip
                         session.commit()
@@ -507,7 +510,10 @@ class _Heartbeat:
             connection.close()  # this thread's own connection
 
 
-def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool) -> Work | None:
+def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool) -> Claimed | None:
+    """Record a step's outcome (compare-and-set on the attempt), drive the run,
+    and with ``eager`` claim its next ready step in the same commit, so a
+    sequential run pays one transaction per step and no broker hop."""
     with transaction.atomic():
         session = Session(run_id)
         try:
@@ -519,25 +525,26 @@ def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool)
                         run_id, node, attempt, exc)  # fmt: skip
             return None
         session.drive()
-        keep = (lambda work: work.run_id == run_id) if eager else None
-        return session.commit(keep_one_for=keep)
+        following = None
+        if eager:
+            ready = session.newly_scheduled()
+            if ready:
+                following = session.claim(ready[0].node, ready[0].attempt)
+        session.commit()
+    return following
 
 
 def execute_step(run_id: int, node: str, attempt: int) -> None:
     """Claim, perform and complete a side-effecting step; then, within a time
     budget, continue this run's next ready step here (eager continuation)."""
-    budget = _setting("LEDGERFLOW_EAGER_SECONDS", 2.0)
-    deadline = time.monotonic() + budget
-    work: Work | None = Work(run_id, node, attempt)
-    while work is not None:
-        claimed = _claim(work.run_id, work.node, work.attempt)
-        if claimed is None:
-            return
+    deadline = time.monotonic() + _setting("LEDGERFLOW_EAGER_SECONDS", 2.0)
+    claimed = _claim(run_id, node, attempt)
+    while claimed is not None:
+        work = claimed.work
         with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
             outcome = perform(claimed.connector, claimed.ctx)
         eager = time.monotonic() < deadline
-        kept = _finish(work.run_id, work.node, work.attempt, outcome, eager)
-        work = kept
+        claimed = _finish(work.run_id, work.node, work.attempt, outcome, eager)
 
 
 # --- timers, leases, people -------------------------------------------------------

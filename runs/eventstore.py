@@ -130,9 +130,10 @@ def append_many(new_events: Iterable[NewEvent], *, at: dt.datetime | None = None
                 hash=digest,
                 body=body,
             )
-            event.save(force_insert=True)
             head.last_seq, head.last_hash = seq, digest
             written.append(event)
+        # One INSERT for the batch; the unique (stream, seq) still guards it.
+        Event.objects.bulk_create(written)
         for head in heads.values():
             Stream.objects.filter(name=head.name).update(
                 last_seq=head.last_seq, last_hash=head.last_hash
