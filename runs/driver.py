@@ -77,6 +77,19 @@ def graph_for(run: Run) -> Graph:
     return _graph_cache[key]
 
 
+_state_cache: dict[int, tuple[int, RunState]] = {}
+STATE_CACHE_SIZE = 2000
+
+
+def _remember(run_id: int, last_seq: int, state: RunState) -> None:
+    if len(_state_cache) >= STATE_CACHE_SIZE:
+        _state_cache.pop(next(iter(_state_cache)))
+    if state.status in decider.RUN_TERMINAL:
+        _state_cache.pop(run_id, None)
+    else:
+        _state_cache[run_id] = (last_seq, state)
+
+
 @dataclass
 class Work:
     """Side-effecting steps scheduled by a session, to be dispatched."""
@@ -92,7 +105,11 @@ class Session:
     def __init__(self, run_id: int, *, actor: str = "system:engine", now=None):
         self.run = Run.objects.select_for_update().get(pk=run_id)
         self.graph = graph_for(self.run)
-        self.state = _load_state(self.run)
+        cached = _state_cache.get(run_id)
+        if cached is not None and cached[0] == self.run.last_seq:
+            self.state = cached[1]
+        else:
+            self.state = _load_state(self.run)
         self.before = self.state
         self.actor = actor
         self.now = now or clock.now()
@@ -242,6 +259,11 @@ class Session:
                     )  # fmt: skip
 
         transaction.on_commit(enqueue)
+        # Remember the committed state: the next session on this run in this
+        # process (eager continuation) skips reloading it. Keyed by the run's
+        # event count, so any other writer in between invalidates it.
+        seq, committed = self.run.last_seq, self.state
+        transaction.on_commit(lambda: _remember(run_id, seq, committed))
         self.events = []
         self.before = self.state
 
@@ -264,24 +286,26 @@ class Session:
             old = original.get(node)
             if old == step:
                 continue
-            fields = {name: getattr(step, name) for name in STEP_FIELDS}
-            fields["port"] = step.port or ""
+            # Only the columns that changed: most commits touch a few fields
+            # of one or two steps, and JSON columns are costly to send.
+            fields = {
+                name: getattr(step, name)
+                for name in STEP_FIELDS
+                if old is None or getattr(old, name) != getattr(step, name)
+            }
+            if "port" in fields:
+                fields["port"] = step.port or ""
             Step.objects.filter(run=run, node_id=node).update(**fields)
             self._sync_timer(old, step)
-        run.status = state.status
-        run.input = state.input
-        run.output = state.output
-        run.error = state.error
-        run.root_run_id = state.root_run_id
-        run.finished_at = state.finished_at
-        run.updated_at = self.now
-        run.last_seq = run.last_seq + len(self.events)
-        run.save(
-            update_fields=[
-                "status", "input", "output", "error", "root_run_id", "finished_at",
-                "updated_at", "last_seq",
-            ]
-        )  # fmt: skip
+        before = self.before
+        changed = {"updated_at": self.now, "last_seq": run.last_seq + len(self.events)}
+        for name in ("status", "input", "output", "error", "root_run_id", "finished_at"):
+            value = getattr(state, name)
+            if value != getattr(before, name) or before.status == decider.RUN_PENDING:
+                changed[name] = value
+        Run.objects.filter(pk=run.pk).update(**changed)
+        for name, value in changed.items():
+            setattr(run, name, value)
 
     def _sync_timer(self, old: StepState | None, new: StepState) -> None:
         timed = (decider.WAITING, decider.RETRYING)
