@@ -48,11 +48,16 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Benchmarks and drills use PostgreSQL and Redis on 127.0.0.1 (databases
+# ledgerflow_bench, ledgerflow_drill_*; Redis databases 11 and 12; the broker
+# drill starts its own redis-server on a spare port).
 bench: $(VENV)/.dev services
-	@echo "No benchmarks yet: the run engine brings bench/engine.py."
+	$(BIN)/python -m bench.engine
 
 drill: $(VENV)/.dev services
-	@echo "No drills yet: the run engine brings the kill and broker drills."
+	$(BIN)/python -m bench.drill_kill
+	$(BIN)/python -m bench.drill_kill --unsafe --runs 100 --kills 10
+	$(BIN)/python -m bench.drill_broker
 
 clean:
 	rm -rf var test-artifacts .pytest_cache
