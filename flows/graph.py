@@ -28,6 +28,19 @@ NODE_ID = r"^[a-z][a-z0-9_]{0,62}$"
 
 GRAPH_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$defs": {
+        "retry": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 50},
+                "initial_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+                "multiplier": {"type": "number", "minimum": 1, "maximum": 10},
+                "max_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
+                "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+    },
     "type": "object",
     "required": ["nodes", "edges"],
     "additionalProperties": False,
@@ -44,15 +57,15 @@ GRAPH_SCHEMA: dict = {
                     "id": {"type": "string", "pattern": NODE_ID},
                     "type": {"type": "string", "minLength": 1},
                     "config": {"type": "object"},
-                    "retry": {
+                    "retry": {"$ref": "#/$defs/retry"},
+                    "compensation": {
                         "type": "object",
+                        "required": ["type"],
                         "additionalProperties": False,
                         "properties": {
-                            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 50},
-                            "initial_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
-                            "multiplier": {"type": "number", "minimum": 1, "maximum": 10},
-                            "max_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
-                            "jitter": {"type": "number", "minimum": 0, "maximum": 1},
+                            "type": {"type": "string", "minLength": 1},
+                            "config": {"type": "object"},
+                            "retry": {"$ref": "#/$defs/retry"},
                         },
                     },
                     "position": {
@@ -112,15 +125,21 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
     """Fill defaults so that equal graphs have equal canonical text."""
     nodes = []
     for node in graph["nodes"]:
-        nodes.append(
-            {
-                "id": node["id"],
-                "type": node["type"],
-                "config": node.get("config", {}),
-                "retry": {**DEFAULT_RETRY, **node.get("retry", {})},
-                "position": node.get("position", {"x": 0, "y": 0}),
+        normal = {
+            "id": node["id"],
+            "type": node["type"],
+            "config": node.get("config", {}),
+            "retry": {**DEFAULT_RETRY, **node.get("retry", {})},
+            "position": node.get("position", {"x": 0, "y": 0}),
+        }
+        if node.get("compensation"):
+            spec = node["compensation"]
+            normal["compensation"] = {
+                "type": spec["type"],
+                "config": spec.get("config", {}),
+                "retry": {**DEFAULT_RETRY, "max_attempts": 10, **spec.get("retry", {})},
             }
-        )
+        nodes.append(normal)
     edges = [
         {"from": e["from"], "to": e["to"], "from_port": e.get("from_port", "out")}
         for e in graph["edges"]
@@ -186,6 +205,8 @@ def validate(graph: Any) -> dict:
     dominators = _dominators(order, preds, trigger)
     for node_id, node in nodes.items():
         errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
+        if "compensation" in node:
+            errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
@@ -273,25 +294,41 @@ def _dominators(order: list[str], preds: dict, trigger: str) -> dict[str, set[st
     return dominators
 
 
-def _config_errors(node_id, node, impl, dominators, nodes) -> list[GraphError]:
+def _compensation_errors(node_id, spec, dominators, nodes) -> list[GraphError]:
+    """The undo runs after its node succeeded, so it may read that node's
+    output as well as anything that ran before it."""
+    try:
+        impl = connectors.get(spec["type"])
+    except connectors.UnknownConnector:
+        return [GraphError(f"unknown connector type “{spec['type']}”", node=node_id,
+                           field="compensation.type")]  # fmt: skip
+    if impl.is_trigger:
+        return [GraphError("a trigger cannot compensate", node=node_id, field="compensation.type")]
+    errors = _config_errors(node_id, spec, impl, dominators, nodes, field_prefix="compensation.")
+    return errors
+
+
+def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> list[GraphError]:
     errors = []
     config = node["config"]
     try:
         impl.Config.model_validate(config)
     except ValidationError as exc:
         for problem in exc.errors():
-            field = ".".join(str(p) for p in ("config", *problem["loc"]))
+            field = field_prefix + ".".join(str(p) for p in ("config", *problem["loc"]))
             errors.append(GraphError(problem["msg"], node=node_id, field=field))
     syntax = expressions.check_syntax(config)
     if syntax:
-        errors.append(GraphError(f"expression syntax: {syntax}", node=node_id, field="config"))
+        errors.append(
+            GraphError(f"expression syntax: {syntax}", node=node_id, field=field_prefix + "config")
+        )
         return errors
     for target, defaulted in expressions.step_references(config):
         if target not in nodes:
             errors.append(
                 GraphError(f"refers to steps.{target}, which is not a node", node=node_id)
             )
-        elif target == node_id:
+        elif target == node_id and not field_prefix:
             errors.append(GraphError("refers to its own output", node=node_id))
         elif not defaulted and target not in dominators[node_id]:
             errors.append(

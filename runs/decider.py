@@ -48,7 +48,7 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
     RETRYING: {SCHEDULED, CANCELLED},
     DEAD_LETTERED: {SCHEDULED, FAILED},
     SUCCEEDED: {COMPENSATING},
-    COMPENSATING: {COMPENSATED, DEAD_LETTERED},
+    COMPENSATING: {COMPENSATED, FAILED},
     FAILED: set(),
     SKIPPED: set(),
     CANCELLED: set(),
@@ -58,7 +58,24 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
 # Run states. "waiting" is derived: running, but every live step waits.
 RUN_PENDING, RUN_RUNNING, RUN_WAITING = "pending", "running", "waiting"
 RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED = "succeeded", "failed", "cancelled"
-RUN_TERMINAL = {RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED}
+RUN_COMPENSATING, RUN_COMPENSATED = "compensating", "compensated"
+RUN_TERMINAL = {RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED, RUN_COMPENSATED}
+# A run that still moves: steps may be claimed, timers fire, letters replay.
+RUN_LIVE = {RUN_RUNNING, RUN_WAITING, RUN_COMPENSATING}
+
+# A node's compensation runs as its own step, named after it.
+UNDO_SUFFIX = "~undo"
+
+
+def undo_of(node: str) -> str:
+    return node + UNDO_SUFFIX
+
+
+def base_node(node: str) -> tuple[str, str]:
+    """(node, phase): "charge~undo" -> ("charge", "undo")."""
+    if node.endswith(UNDO_SUFFIX):
+        return node[: -len(UNDO_SUFFIX)], "undo"
+    return node, "do"
 
 
 class IllegalTransition(Exception):
@@ -80,6 +97,7 @@ class Graph:
     incoming: dict[str, list[dict]]
     order: list[str]
     trigger: str
+    settings: dict = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: dict) -> "Graph":
@@ -99,7 +117,24 @@ class Graph:
                 if remaining[nxt] == 0:
                     ready.append(nxt)
         trigger = next(n for n in order if not incoming[n])
-        return cls(nodes=nodes, incoming=incoming, order=order, trigger=trigger)
+        # A node's compensation is a step of its own, outside the edges: the
+        # saga schedules it, never Advance.
+        for node in list(nodes.values()):
+            spec = node.get("compensation")
+            if spec:
+                nodes[undo_of(node["id"])] = {
+                    "id": undo_of(node["id"]),
+                    "type": spec["type"],
+                    "config": spec.get("config", {}),
+                    "retry": spec["retry"],
+                }
+        return cls(
+            nodes=nodes, incoming=incoming, order=order, trigger=trigger,
+            settings=document.get("settings", {}),
+        )  # fmt: skip
+
+    def compensable(self, node_id: str) -> bool:
+        return undo_of(node_id) in self.nodes
 
     def connector(self, node_id: str) -> connectors.Connector:
         return connectors.get(self.nodes[node_id]["type"])
@@ -155,6 +190,10 @@ class Start:
     flow_id: int
     version: int
     replay_of: int | None = None
+    mode: str = "start"  # "start", "replay" (new keys) or "resume" (same keys)
+    # Resume: steps that succeeded in the failed run, carried over with their
+    # outputs so they are not run again: {node: {"output": ..., "port": ...}}.
+    carried: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +326,7 @@ def _current(step: StepState, status: str | set[str], attempt: int) -> None:
 
 
 def _live(state: RunState) -> None:
-    if state.status not in (RUN_RUNNING, RUN_WAITING):
+    if state.status not in RUN_LIVE:
         raise IllegalTransition(f"run {state.run_id} is {state.status}")
 
 
@@ -313,6 +352,12 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
     }
     if cmd.replay_of is not None:
         payload["replay_of"] = cmd.replay_of
+        payload["mode"] = cmd.mode
+    if cmd.carried:
+        unknown = set(cmd.carried) - set(graph.nodes)
+        if unknown:
+            raise IllegalTransition(f"cannot carry over unknown nodes {sorted(unknown)}")
+        payload["carried"] = cmd.carried
     return [("run.started", payload)]
 
 
@@ -326,6 +371,8 @@ def _edge_state(state: RunState, edge: dict) -> str:
 
 
 def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
+    if state.status == RUN_COMPENSATING:
+        return _advance_saga(state, graph)
     if state.status not in (RUN_RUNNING, RUN_WAITING):
         return []
     events: list[Event] = []
@@ -358,6 +405,35 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
     return events
 
 
+def _advance_saga(state: RunState, graph: Graph) -> list[Event]:
+    """Undo what succeeded, one compensation at a time, newest effect first."""
+    steps = state.steps.values()
+    busy = {SCHEDULED, RUNNING, WAITING, RETRYING, DEAD_LETTERED}
+    # A forward call still in flight may yet succeed; its undo waits for it.
+    if any(s.status in busy for s in steps):
+        return []
+    todo = [
+        s for s in steps
+        if s.status == SUCCEEDED and base_node(s.node)[1] == "do" and graph.compensable(s.node)
+    ]  # fmt: skip
+    if todo:
+        position = {node: index for index, node in enumerate(graph.order)}
+        latest = max(todo, key=lambda s: (s.finished_at or _EPOCH, position[s.node]))
+        return [("step.compensation_scheduled", {"node": undo_of(latest.node), "for": latest.node})]
+    abandoned = [s.node for s in steps if base_node(s.node)[1] == "undo" and s.status == FAILED]
+    if abandoned:
+        return [("run.failed", {"error": state.error + "; compensation incomplete: "
+                                + ", ".join(abandoned) + " discarded"})]  # fmt: skip
+    return [("run.compensated", {"reason": state.error})]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _compensable_steps(state: RunState, graph: Graph) -> bool:
+    return any(s.status == SUCCEEDED and graph.compensable(s.node) for s in state.steps.values())
+
+
 def _has_live_successor(node: str, state: RunState, graph: Graph) -> bool:
     return any(
         edge["from"] == node and state.steps[target].status == SUCCEEDED
@@ -370,9 +446,11 @@ def _claim(state: RunState, cmd: Claim, graph: Graph) -> list[Event]:
     _live(state)
     step = _step(state, cmd.node)
     _current(step, SCHEDULED, cmd.attempt)
+    node, phase = base_node(cmd.node)
     key = idempotency_key(
-        root_run_id=state.root_run_id or state.run_id, node=cmd.node, revision=step.revision
-    )
+        root_run_id=state.root_run_id or state.run_id, node=node, revision=step.revision,
+        phase=phase,
+    )  # fmt: skip
     return [
         (
             "step.started",
@@ -450,6 +528,8 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
                     "error": cmd.error,
                     "reason": reason,
                     "outcome_unknown": False,
+                    # An undo that cannot complete leaves an effect in place.
+                    "severity": "critical" if base_node(cmd.node)[1] == "undo" else "error",
                 },
             )
         )
@@ -536,14 +616,21 @@ def _discard(state: RunState, cmd: Discard, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     if step.status != DEAD_LETTERED:
         raise IllegalTransition(f"step {cmd.node} is {step.status}, not dead-lettered")
-    return [
-        ("step.discarded", {"node": cmd.node, "reason": cmd.reason}),
-        ("run.failed", {"error": f"step {cmd.node} was discarded: {cmd.reason}"}),
-    ]
+    discarded = ("step.discarded", {"node": cmd.node, "reason": cmd.reason})
+    if state.status == RUN_COMPENSATING:
+        return [discarded]  # an abandoned undo; the saga goes on with the rest
+    error = f"step {cmd.node} was discarded: {cmd.reason}"
+    if _compensable_steps(state, graph):
+        return [discarded, ("run.compensating", {"reason": error})]
+    return [discarded, ("run.failed", {"error": error})]
 
 
 def _cancel(state: RunState, cmd: Cancel, graph: Graph) -> list[Event]:
     _live(state)
+    if state.status == RUN_COMPENSATING:
+        raise IllegalTransition(f"run {state.run_id} is already compensating")
+    if graph.settings.get("compensate_on_cancel", True) and _compensable_steps(state, graph):
+        return [("run.compensating", {"reason": f"cancelled: {cmd.reason}"})]
     return [("run.cancelled", {"reason": cmd.reason})]
 
 
@@ -585,13 +672,28 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
         state.input = payload["input"]
         state.root_run_id = payload["root_run_id"]
         state.steps = {node: StepState(node=node) for node in payload["nodes"]}
+        for node, done in (payload.get("carried") or {}).items():
+            state.steps[node] = StepState(
+                node=node, status=SUCCEEDED, output=done["output"], port=done["port"],
+                finished_at=at,
+            )  # fmt: skip
         state.started_at = at
+        return state
+    if kind == "run.compensating":
+        if state.status not in (RUN_RUNNING, RUN_WAITING):
+            raise IllegalTransition(f"run {state.run_id} is {state.status}")
+        state.status = RUN_COMPENSATING
+        state.error = payload["reason"]
+        for node, step in state.steps.items():
+            if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
+                state.steps[node] = dataclasses.replace(step, status=CANCELLED, due_at=None)
         return state
     if kind.startswith("run."):
         if state.status in RUN_TERMINAL:
             raise IllegalTransition(f"run {state.run_id} is already {state.status}")
         state.status = {"run.succeeded": RUN_SUCCEEDED, "run.failed": RUN_FAILED,
-                        "run.cancelled": RUN_CANCELLED}[kind]  # fmt: skip
+                        "run.cancelled": RUN_CANCELLED,
+                        "run.compensated": RUN_COMPENSATED}[kind]  # fmt: skip
         state.output = payload.get("output")
         state.error = payload.get("error") or payload.get("reason") or ""
         state.finished_at = at
@@ -600,8 +702,22 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
                 if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
                     state.steps[node] = dataclasses.replace(step, status=CANCELLED, due_at=None)
         return state
+    if kind == "step.compensation_scheduled":
+        original = copy.copy(_step(state, payload["for"]))
+        _move(original, COMPENSATING)
+        state.steps[original.node] = original
+        state.steps[payload["node"]] = StepState(
+            node=payload["node"], status=SCHEDULED, attempt=1, scheduled_at=at
+        )
+        return state
     step = copy.copy(_step(state, payload["node"]))
     state.steps[step.node] = step
+    node, phase = base_node(step.node)
+    if phase == "undo" and kind in ("step.succeeded", "step.discarded"):
+        original = copy.copy(state.steps[node])
+        _move(original, COMPENSATED if kind == "step.succeeded" else FAILED)
+        original.finished_at = at
+        state.steps[node] = original
     if kind == "step.scheduled":
         _move(step, SCHEDULED)
         step.attempt = payload["attempt"]
@@ -674,7 +790,7 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
 
 def _derived_run_status(state: RunState) -> str:
     if state.status not in (RUN_RUNNING, RUN_WAITING):
-        return state.status
+        return state.status  # compensating stays so until the saga ends
     busy = any(s.status in (SCHEDULED, RUNNING) for s in state.steps.values())
     parked = any(s.status in (WAITING, RETRYING, DEAD_LETTERED) for s in state.steps.values())
     return RUN_WAITING if parked and not busy else RUN_RUNNING

@@ -193,7 +193,7 @@ class Session:
         this session's commit, which happens before the effect runs."""
         step = self.state.steps.get(node)
         if (
-            self.state.status not in (decider.RUN_RUNNING, decider.RUN_WAITING)
+            self.state.status not in decider.RUN_LIVE
             or step is None
             or step.status != decider.SCHEDULED
             or step.attempt != attempt
@@ -284,6 +284,13 @@ class Session:
             original = self.before.steps
         for node, step in state.steps.items():
             old = original.get(node)
+            if old is None:  # a compensation step, added by the saga
+                Step.objects.create(
+                    run=run,
+                    node_id=node,
+                    position=len(self.graph.order) + len(original),
+                    connector=self.graph.nodes[node]["type"],
+                )
             if old == step:
                 continue
             # Only the columns that changed: most commits touch a few fields
@@ -344,7 +351,8 @@ def step_data(state: RunState) -> dict:
         "steps": {
             node: {"output": s.output}
             for node, s in state.steps.items()
-            if s.status in (decider.SUCCEEDED, decider.WAITING)
+            if s.status
+            in (decider.SUCCEEDED, decider.WAITING, decider.COMPENSATING, decider.COMPENSATED)
         },
         "run": {"id": state.run_id, "root_id": state.root_run_id},
     }
@@ -435,7 +443,8 @@ class StartRefused(Exception):
 
 def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
-    replay_of: int | None = None,
+    replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
+    carried: dict | None = None,
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it."""
     from flows.models import FlowVersion
@@ -463,16 +472,53 @@ def start_run(
         session.apply(
             decider.Start(
                 input=input,
-                root_run_id=run.pk,
+                root_run_id=root_run_id or run.pk,
                 flow_id=flow.pk,
                 version=number,
                 replay_of=replay_of,
+                mode=mode,
+                carried=carried,
             )
         )
         session.drive()
         session.commit()
     run.refresh_from_db()
     return run
+
+
+def replay_run(run_id: int, *, actor: str, newest_version: bool = False) -> Run:
+    """A new run from the old one's recorded trigger input, linked to it.
+
+    It is a new root: every side effect gets a new idempotency key, so the
+    remote systems see new requests (a new charge, not a repeat).
+    """
+    old = Run.objects.select_related("flow").get(pk=run_id)
+    if old.status not in decider.RUN_TERMINAL:
+        raise StartRefused(f"Run {old.pk} is still {old.status}; replay a finished run.")
+    number = old.flow.published_version if newest_version else old.version_number
+    return start_run(
+        flow=old.flow, input=old.input, actor=actor, version_number=number,
+        replay_of=old.pk, mode="replay",
+    )  # fmt: skip
+
+
+def resume_run(run_id: int, *, actor: str) -> Run:
+    """Continue a failed run from its failed step onward, as a new run that
+    carries over every step that succeeded (they are not run again) and keeps
+    the old run's idempotency keys, so a step that did reach the remote before
+    failing is recognised there, not repeated."""
+    old = Run.objects.select_related("flow").get(pk=run_id)
+    if old.status != decider.RUN_FAILED:
+        raise StartRefused(f"Run {old.pk} is {old.status}; only a failed run can be resumed.")
+    carried = {
+        step.node_id: {"output": step.output, "port": step.port or "out"}
+        for step in Step.objects.filter(run=old, status=decider.SUCCEEDED)
+    }
+    return start_run(
+        flow=old.flow, input=old.input, actor=actor, version_number=old.version_number,
+        replay_of=old.pk, mode="resume", root_run_id=old.root_run_id or old.pk,
+        carried=carried,
+    )  # fmt: skip
 
 
 def continue_run(run_id: int) -> None:
@@ -634,6 +680,7 @@ def discard_dead_letter(run_id: int, node: str, *, actor: str, reason: str) -> N
     with transaction.atomic():
         session = Session(run_id, actor=actor)
         session.apply(decider.Discard(node=node, reason=reason))
+        session.drive()  # a failed run may now compensate
         session.commit()
 
 
@@ -641,4 +688,5 @@ def cancel_run(run_id: int, *, actor: str, reason: str) -> None:
     with transaction.atomic():
         session = Session(run_id, actor=actor)
         session.apply(decider.Cancel(reason=reason))
+        session.drive()
         session.commit()

@@ -54,7 +54,8 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
     rows, timers = [], []
-    for index, node in enumerate(graph.order):
+    undo = [node for node in state.steps if node not in graph.nodes or node not in graph.order]
+    for index, node in enumerate([*graph.order, *undo]):
         step = state.steps[node]
         rows.append(
             Step(

@@ -40,7 +40,7 @@ def run_detail(request, run_id):
         "run": run,
         "steps": Step.objects.filter(run=run).order_by("position"),
         "events": Event.objects.filter(stream=run.stream).order_by("seq"),
-        "live": run.status in (decider.RUN_RUNNING, decider.RUN_WAITING),
+        "live": run.status in decider.RUN_LIVE,
         "can_act": request.user.has_perm("runs.change_run"),
     }
     if request.htmx and request.htmx.target == "run-body":
@@ -105,3 +105,78 @@ def step_discard(request, run_id, node):
     else:
         messages.success(request, f"Step {node} discarded; the run has failed.")
     return redirect("runs:detail", run_id=run.pk)
+
+
+@require_POST
+@role_required("runs.change_run")
+def run_replay(request, run_id):
+    """A new run from the recorded trigger input; new idempotency keys."""
+    run = get_object_or_404(Run, pk=run_id)
+    newest = request.POST.get("version") == "newest"
+    try:
+        new = driver.replay_run(run.pk, actor=actor_of(request), newest_version=newest)
+    except driver.StartRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("runs:detail", run_id=run.pk)
+    messages.success(
+        request,
+        f"Run {new.pk} replays run {run.pk} on version {new.version_number} with new "
+        "idempotency keys: its side effects are new requests to the remote systems.",
+    )
+    return redirect("runs:detail", run_id=new.pk)
+
+
+@require_POST
+@role_required("runs.change_run")
+def run_resume(request, run_id):
+    """Continue a failed run from its failed step; succeeded steps are kept."""
+    run = get_object_or_404(Run, pk=run_id)
+    try:
+        new = driver.resume_run(run.pk, actor=actor_of(request))
+    except driver.StartRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("runs:detail", run_id=run.pk)
+    messages.success(request, f"Run {new.pk} resumes run {run.pk} from its failed step.")
+    return redirect("runs:detail", run_id=new.pk)
+
+
+@role_required("runs.view_run")
+def dead_letters(request):
+    """Every dead-lettered step across runs, oldest first, for the operator
+    on duty: what failed, why, and whether its outcome is known."""
+    letters = (
+        Step.objects.filter(status=decider.DEAD_LETTERED)
+        .select_related("run__flow")
+        .order_by("run__updated_at")
+    )
+    flow = request.GET.get("flow", "").strip()[:150]
+    if flow:
+        letters = letters.filter(run__flow__slug=flow)
+    context = {"letters": letters[:500], "flow": flow,
+               "can_act": request.user.has_perm("runs.change_run")}  # fmt: skip
+    return render(request, "runs/dead_letters.html", context)
+
+
+@require_POST
+@role_required("runs.change_run")
+def dead_letters_replay(request):
+    """Replay many dead letters at once, after a fix; each keeps its key."""
+    chosen = request.POST.getlist("step")
+    replayed, refused = 0, []
+    for value in chosen[:500]:
+        run_id, _, node = value.partition(":")
+        if not run_id.isdigit() or not node:
+            refused.append(f"{value!r} is not a step")
+            continue
+        try:
+            driver.replay_dead_letter(int(run_id), node, actor=actor_of(request))
+            replayed += 1
+        except (decider.IllegalTransition, Run.DoesNotExist) as exc:
+            refused.append(f"run {run_id} step {node}: {exc}")
+    if replayed:
+        messages.success(request, f"Replayed {replayed} dead letter{'s' if replayed > 1 else ''}.")
+    for reason in refused:
+        messages.error(request, f"Not replayed: {reason}.")
+    if not chosen:
+        messages.error(request, "Select the dead letters to replay.")
+    return redirect("runs:dead_letters")

@@ -19,10 +19,12 @@ NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def _graph() -> Graph:
+    undo = {"type": "http.request", "config": {"url": "http://127.0.0.1:1/undo"}}
     document = chain(
-        {"id": "call", "type": "http.request", "config": {"url": "http://127.0.0.1:1/x"}},
+        {"id": "call", "type": "http.request", "config": {"url": "http://127.0.0.1:1/x"},
+         "compensation": undo},
         {"id": "check", "type": "branch", "config": {"condition": True}},
-    )
+    )  # fmt: skip
     document["nodes"] += [transform("yes", v=1), transform("no", v=2), transform("end", v=3)]
     document["edges"] += [
         {"from": "check", "from_port": "true", "to": "yes"},
@@ -35,7 +37,7 @@ def _graph() -> Graph:
 
 GRAPH = None
 outcomes: dict[str, int] = {}
-NODES = ["start", "call", "check", "yes", "no", "end", "ghost"]
+NODES = ["start", "call", "call~undo", "check", "yes", "no", "end", "ghost"]
 
 commands = st.one_of(
     st.builds(decider.Advance),
@@ -105,7 +107,9 @@ def _plausible(state: RunState, draw) -> object:
     return draw(st.sampled_from(options))
 
 
-@settings(max_examples=300, deadline=None)
+# Derandomised: the same 300 walks every run, so the coverage check below is
+# stable; widen locally with --hypothesis-seed to explore.
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.data())
 def test_random_command_sequences_keep_the_invariants(data):
     global GRAPH
@@ -142,13 +146,21 @@ def _check(before: RunState, after: RunState) -> None:
     if before.status in decider.RUN_TERMINAL:
         assert after.status == before.status
     for node, step in after.steps.items():
-        old = before.steps[node]
+        old = before.steps.get(node)
+        if old is None:
+            continue  # a compensation step, checked below
         assert step.attempt >= old.attempt
         assert step.revision >= old.revision
         if step.status != old.status:
             assert step.status in decider.STEP_TRANSITIONS[old.status] or (
-                after.status == decider.RUN_CANCELLED and step.status == decider.CANCELLED
+                after.status in (decider.RUN_CANCELLED, decider.RUN_COMPENSATING)
+                and step.status == decider.CANCELLED
             )
+    for node in after.steps.keys() - before.steps.keys():
+        assert node.endswith("~undo") and after.status == decider.RUN_COMPENSATING
+    if after.status == decider.RUN_COMPENSATED:
+        assert after.steps["call"].status == decider.COMPENSATED
+        assert after.steps["call~undo"].status == decider.SUCCEEDED
     if after.status == decider.RUN_SUCCEEDED:
         assert all(s.status in (decider.SUCCEEDED, decider.SKIPPED) for s in after.steps.values())
         # Dead-path elimination: exactly one branch ran.
@@ -188,4 +200,5 @@ def test_the_random_walk_reaches_every_run_outcome():
     """Guards the property test against only ever exploring dead ends."""
     if not outcomes:  # run on its own rather than after the property test
         test_random_command_sequences_keep_the_invariants()
-    assert {"succeeded", "failed", "cancelled", "waiting"} <= set(outcomes), outcomes
+    expected = {"succeeded", "failed", "cancelled", "compensating", "compensated"}
+    assert expected <= set(outcomes), outcomes

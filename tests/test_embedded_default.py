@@ -84,7 +84,12 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
     port = free_port()
-    env = embedded_env(tmp_path, PORT=str(port), LEDGERFLOW_HEARTBEAT_SECONDS="2")
+    env = embedded_env(
+        tmp_path,
+        PORT=str(port),
+        LEDGERFLOW_HEARTBEAT_SECONDS="2",
+        LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()),
+    )
     log = open(tmp_path / "run.log", "w")
     run = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"PORT={port}"],

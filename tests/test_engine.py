@@ -371,3 +371,152 @@ def test_rebuild_projections_derives_the_same_run_rows(olga, payments, eager_cel
     Run.objects.all().delete()
     call_command("rebuild_projections", stdout=io.StringIO())
     assert snapshot() == before
+
+
+def test_replaying_a_finished_run_is_a_new_run_with_new_keys(olga, payments, eager_celery):
+    flow = order_flow(olga, payments)
+    with eager_celery():
+        first = driver.start_run(flow=flow, input={"order_id": "rp-1", "amount": 5}, actor="u")
+    with eager_celery():
+        second = driver.replay_run(first.pk, actor="user:olga")
+    second.refresh_from_db()
+    assert second.status == "succeeded" and second.replay_of_id == first.pk
+    assert second.root_run_id == second.pk
+    assert steps(second)["charge"].idempotency_key != steps(first)["charge"].idempotency_key
+    # The remote saw two requests under two keys: a replay is a new effect.
+    assert report(payments)["orders"]["rp-1"]["charges"] == 2
+
+
+def test_replay_on_the_newest_version_picks_up_a_fix(olga, eager_celery):
+    flow = publish(olga, chain(transform("a", v="{{ trigger.x.y }}")))
+    with eager_celery():
+        broken = driver.start_run(flow=flow, input={"x": {}}, actor="u")
+    driver.discard_dead_letter(broken.pk, "a", actor="user:olga", reason="bug")
+    flow = publish(olga, chain(transform("a", v="{{ trigger.x.y | default('none') }}")))
+    with eager_celery():
+        fixed = driver.replay_run(broken.pk, actor="user:olga", newest_version=True)
+    fixed.refresh_from_db()
+    assert (fixed.version_number, fixed.status, fixed.output) == (
+        2,
+        "succeeded",
+        {"a": {"v": "none"}},
+    )
+
+
+def test_resuming_a_failed_run_does_not_rerun_what_succeeded(olga, payments, eager_celery):
+    graph = chain(
+        charge_node(payments),
+        {"id": "ship", "type": "http.request", "config": {
+            "method": "POST", "url": f"{payments.url}/nowhere", "honours_idempotency_key": True},
+         "retry": {"max_attempts": 1}},
+    )  # fmt: skip
+    flow = publish(olga, graph, slug="ship")
+    with eager_celery():
+        failed = driver.start_run(flow=flow, input={"order_id": "rs-1", "amount": 5}, actor="u")
+    assert steps(failed)["ship"].status == "dead_lettered"
+    driver.discard_dead_letter(failed.pk, "ship", actor="user:olga", reason="route missing")
+    fixed_graph = flow.versions.get(number=1).graph
+    with eager_celery():
+        resumed = driver.resume_run(failed.pk, actor="user:olga")
+    by_node = steps(resumed)
+    assert by_node["charge"].status == "succeeded" and by_node["charge"].started_at is None
+    assert by_node["charge"].output == steps(failed)["charge"].output
+    assert resumed.root_run_id == failed.pk and resumed.replay_of_id == failed.pk
+    assert report(payments)["orders"]["rs-1"]["charges"] == 1  # the charge was not repeated
+    assert fixed_graph  # same version: resumption does not change the graph
+    with pytest.raises(driver.StartRefused, match="only a failed run can be resumed"):
+        driver.resume_run(resumed.pk, actor="user:olga")
+
+
+def saga_flow(olga, payments, *, refund_attempts=3, **settings):
+    charge = charge_node(payments)
+    charge["compensation"] = {
+        "type": "http.request",
+        "config": {
+            "method": "POST",
+            "url": f"{payments.url}/refunds",
+            "json_body": {"charge_id": "{{ steps.charge.output.body.id }}"},
+            "honours_idempotency_key": True,
+        },
+        "retry": {"max_attempts": refund_attempts, "initial_seconds": 5, "jitter": 0},
+    }
+    reserve = {
+        "id": "reserve", "type": "http.request", "retry": {"max_attempts": 1},
+        "config": {"method": "POST", "url": f"{payments.url}/inventory-is-down",
+                   "honours_idempotency_key": True},
+    }  # fmt: skip
+    graph = chain(charge, reserve)
+    if settings:
+        graph["settings"] = settings
+    return publish(olga, graph, slug="saga")
+
+
+def test_a_failed_saga_refunds_the_charge_exactly_once(olga, payments, eager_celery):
+    flow = saga_flow(olga, payments)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={"order_id": "s-1", "amount": 9}, actor="u")
+    assert steps(run)["reserve"].status == "dead_lettered"
+    with eager_celery():
+        driver.discard_dead_letter(run.pk, "reserve", actor="user:olga", reason="no stock")
+    run.refresh_from_db()
+    by_node = steps(run)
+    assert run.status == "compensated" and "no stock" in run.error
+    assert by_node["charge"].status == "compensated"
+    undo = by_node["charge~undo"]
+    assert undo.status == "succeeded" and undo.input["json_body"]["charge_id"].startswith("ch_")
+    assert undo.idempotency_key == decider.idempotency_key(
+        root_run_id=run.pk, node="charge", phase="undo"
+    )
+    assert report(payments)["refunds"] == 1
+    assert verify_stream(run.stream) is None
+
+
+def test_a_compensation_that_cannot_complete_is_a_critical_dead_letter(
+    olga, payments, eager_celery, sweep_at
+):
+    flow = saga_flow(olga, payments, refund_attempts=1)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={"order_id": "s-2", "amount": 9}, actor="u")
+    control(payments, fail_next=1, fail_status=503)
+    with eager_celery():
+        driver.discard_dead_letter(run.pk, "reserve", actor="user:olga", reason="no stock")
+    run.refresh_from_db()
+    undo = steps(run)["charge~undo"]
+    assert (run.status, undo.status) == ("compensating", "dead_lettered")
+    dead = Event.objects.get(
+        stream=run.stream, type="step.dead_lettered", payload__node="charge~undo"
+    )
+    assert dead.payload["severity"] == "critical"
+    with eager_celery():
+        driver.replay_dead_letter(run.pk, "charge~undo", actor="user:olga")
+    run.refresh_from_db()
+    assert run.status == "compensated" and report(payments)["refunds"] == 1
+
+
+def test_cancelling_compensates_what_ran_when_the_flow_says_so(olga, payments, eager_celery):
+    def flow_with(**settings):
+        charge = charge_node(payments)
+        charge["compensation"] = {
+            "type": "http.request",
+            "config": {"method": "POST", "url": f"{payments.url}/refunds",
+                       "json_body": {"charge_id": "{{ steps.charge.output.body.id }}"},
+                       "honours_idempotency_key": True},
+        }  # fmt: skip
+        graph = chain(charge, {"id": "wait", "type": "delay", "config": {"seconds": 600}})
+        graph["settings"] = settings
+        return publish(olga, graph, slug="cancel-saga")
+
+    flow = flow_with(compensate_on_cancel=True)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={"order_id": "c-1", "amount": 3}, actor="u")
+    with eager_celery():
+        driver.cancel_run(run.pk, actor="user:olga", reason="customer changed mind")
+    run.refresh_from_db()
+    assert run.status == "compensated" and report(payments)["refunds"] == 1
+    flow = flow_with(compensate_on_cancel=False)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={"order_id": "c-2", "amount": 3}, actor="u")
+    with eager_celery():
+        driver.cancel_run(run.pk, actor="user:olga", reason="no refund wanted")
+    run.refresh_from_db()
+    assert run.status == "cancelled" and report(payments)["refunds"] == 1

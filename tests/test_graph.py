@@ -5,6 +5,8 @@ import pytest
 from flows import graph as graphs
 from tests.engine_helpers import chain, transform
 
+UNDO_READING_B = {"type": "transform", "config": {"fields": {"x": "{{ steps.b.output }}"}}}
+
 
 def errors_of(document) -> list[str]:
     with pytest.raises(graphs.InvalidGraph) as caught:
@@ -42,6 +44,12 @@ def test_a_valid_graph_is_normalised_with_defaults():
          "node “a”, field “retry.max_attempts”: 0 is less than the minimum of 1"),
         (lambda g: g["nodes"][2].update(config={"fields": {"y": "{{ steps.nope.output }}"}}),
          "node “b”: refers to steps.nope, which is not a node"),
+        (lambda g: g["nodes"][1].update(compensation={"type": "transform", "config": {}}),
+         "node “a”, field “compensation.config.fields”: Field required"),
+        (lambda g: g["nodes"][1].update(compensation={"type": "teleport"}),
+         "node “a”, field “compensation.type”: unknown connector type"),
+        (lambda g: g["nodes"][1].update(compensation=UNDO_READING_B),
+         "node “a”: refers to steps.b, which does not run before it"),
     ],
 )  # fmt: skip
 def test_invalid_graphs_are_explained(mutate, expected):

@@ -39,6 +39,10 @@ MATRIX = {
     "runs:cancel": ("POST", {OPERATOR, ADMIN}),
     "runs:replay": ("POST", {OPERATOR, ADMIN}),
     "runs:discard": ("POST", {OPERATOR, ADMIN}),
+    "runs:replay_run": ("POST", {OPERATOR, ADMIN}),
+    "runs:resume": ("POST", {OPERATOR, ADMIN}),
+    "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -89,6 +93,8 @@ def url_for(personas, make_flow):
         "runs:cancel": {"run_id": run.pk},
         "runs:replay": {"run_id": run.pk, "node": "wait"},
         "runs:discard": {"run_id": run.pk, "node": "wait"},
+        "runs:replay_run": {"run_id": run.pk},
+        "runs:resume": {"run_id": run.pk},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 

@@ -3,6 +3,7 @@ import json
 from django.urls import reverse
 
 from flows.models import Flow
+from runs import driver
 from runs.models import Run, Step
 from tests.conftest import login
 from tests.engine_helpers import chain, publish, transform
@@ -80,3 +81,39 @@ def test_replay_and_discard_from_the_run_page(client, olga, eager_celery):
     page = client.post(reverse("runs:discard", args=[run.pk, "a"]), {"reason": "x"}, follow=True)
     assert "Cannot discard" in page.content.decode()
     assert Flow.objects.get(pk=flow.pk).published_version == 1
+
+
+def test_dead_letter_page_replays_many_at_once(client, olga, rita, eager_celery):
+    flow = publish(olga, chain(transform("a", x="{{ trigger.v.deep }}")), slug="calc")
+    with eager_celery():
+        runs = [driver.start_run(flow=flow, input={}, actor="u") for _ in range(3)]
+    login(client, rita)
+    page = client.get(reverse("runs:dead_letters")).content.decode()
+    assert page.count("trigger.v.deep is undefined") == 3 and "Replay selected" not in page
+    client.logout()
+    login(client, olga)
+    flow = publish(olga, chain(transform("a", x="{{ trigger.v.deep | default(1) }}")), slug="calc")
+    chosen = [f"{run.pk}:a" for run in runs[:2]] + ["junk"]
+    with eager_celery():
+        response = client.post(reverse("runs:dead_letters_replay"), {"step": chosen}, follow=True)
+    text = response.content.decode()
+    assert "Replayed 2 dead letters." in text and "&#x27;junk&#x27; is not a step" in text
+    # Replays run the run's own pinned version, so the same error recurs: the
+    # fix reaches old runs through "replay as new run" on the newest version.
+    assert Step.objects.filter(status="dead_lettered").count() == 3
+
+
+def test_replay_and_resume_buttons(client, olga, eager_celery):
+    flow = publish(olga, chain(transform("a", x="{{ trigger.v.deep }}")), slug="calc")
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="u")
+    driver.discard_dead_letter(run.pk, "a", actor="user:olga", reason="bad input")
+    login(client, olga)
+    page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert "Resume from failed step" in page and "Replay as new run" in page
+    with eager_celery():
+        response = client.post(reverse("runs:replay_run", args=[run.pk]), {"version": "same"})
+    new = Run.objects.exclude(pk=run.pk).get()
+    assert response.url == reverse("runs:detail", args=[new.pk])
+    refused = client.post(reverse("runs:resume", args=[new.pk]), follow=True)
+    assert "only a failed run can be resumed" in refused.content.decode()

@@ -29,6 +29,41 @@ ORDER_RUNBOOK = """\
 """
 
 
+DEMO_PAYMENTS_URL = "http://127.0.0.1:8765"
+
+
+def order_graph() -> dict:
+    """Check the order, charge it through the demo payments API (started by
+    `make run`), let it settle, confirm. Start it with {"order_id": "A-1",
+    "amount": 42}."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
+            {"id": "check", "type": "branch", "position": {"x": 200, "y": 0},
+             "config": {"condition": "{{ trigger.amount is number and trigger.amount > 0 }}"}},
+            {"id": "reject", "type": "transform", "position": {"x": 400, "y": 120},
+             "config": {"fields": {"rejected": "amount must be a positive number"}}},
+            {"id": "charge", "type": "http.request", "position": {"x": 400, "y": 0},
+             "config": {"method": "POST", "url": DEMO_PAYMENTS_URL + "/charges",
+                        "json_body": {"order_id": "{{ trigger.order_id }}",
+                                      "amount": "{{ trigger.amount }}"},
+                        "honours_idempotency_key": True, "timeout_seconds": 10}},
+            {"id": "settle", "type": "delay", "position": {"x": 600, "y": 0},
+             "config": {"seconds": 3}},
+            {"id": "confirm", "type": "transform", "position": {"x": 800, "y": 0},
+             "config": {"fields": {"order_id": "{{ trigger.order_id }}",
+                                   "charge_id": "{{ steps.charge.output.body.id }}"}}},
+        ],
+        "edges": [
+            {"from": "start", "to": "check"},
+            {"from": "check", "from_port": "true", "to": "charge"},
+            {"from": "check", "from_port": "false", "to": "reject"},
+            {"from": "charge", "to": "settle"},
+            {"from": "settle", "to": "confirm"},
+        ],
+    }  # fmt: skip
+
+
 class Command(BaseCommand):
     help = "Create the demo users (printing their passwords), teams and inventory."
 
@@ -111,6 +146,8 @@ class Command(BaseCommand):
             external_systems=["Payments API", "Inventory API"],
         )
         services.flow_record_review(flow=order, actor=operator, note="Initial review.")
+        services.flow_save_draft(flow=order, actor=operator, graph=order_graph())
+        services.flow_publish(flow=order, actor=operator, note="Demo version")
         services.flow_transition(flow=order, actor=operator, action="activate")
         make(
             operator,
