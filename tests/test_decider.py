@@ -76,7 +76,6 @@ commands = st.one_of(
     ),
     st.builds(decider.Replay, node=st.sampled_from(NODES), edited=st.booleans()),
     st.builds(decider.Discard, node=st.sampled_from(NODES), reason=st.just("no")),
-    st.builds(decider.Cancel, reason=st.just("stop")),
 )
 
 
@@ -121,10 +120,16 @@ def test_random_command_sequences_keep_the_invariants(data):
         state = decider.evolve(state, event, at=NOW)
         log.append(event)
     for _ in range(data.draw(st.integers(0, 80))):
-        if data.draw(st.booleans()):
+        # Mostly commands aimed at the current attempt, so walks get far;
+        # some arbitrary ones (stale, duplicate, nonsense); rarely a cancel.
+        # (Hypothesis favours small numbers, so the common case comes first.)
+        roll = data.draw(st.integers(0, 99))
+        if roll < 73:
+            command = _plausible(state, data.draw)
+        elif roll < 98:
             command = data.draw(commands)
         else:
-            command = _plausible(state, data.draw)
+            command = decider.Cancel(reason="stop")
         before = state
         try:
             events = decider.decide(state, command, GRAPH)
@@ -200,5 +205,5 @@ def test_the_random_walk_reaches_every_run_outcome():
     """Guards the property test against only ever exploring dead ends."""
     if not outcomes:  # run on its own rather than after the property test
         test_random_command_sequences_keep_the_invariants()
-    expected = {"succeeded", "failed", "cancelled", "compensating", "compensated"}
+    expected = {"succeeded", "failed", "cancelled", "compensated"}
     assert expected <= set(outcomes), outcomes
