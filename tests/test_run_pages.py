@@ -38,7 +38,7 @@ def test_start_a_run_from_the_flow_page_and_read_it(client, olga, rita, eager_ce
     client.logout()
     login(client, rita)  # reviewers read runs
     page = client.get(response.url).content.decode()
-    assert "succeeded" in page and "&#x27;doubled&#x27;: 42" in page and "step.succeeded" in page
+    assert "succeeded" in page and "&quot;doubled&quot;: 42" in page and "step.succeeded" in page
     assert "Cancel run" not in page
 
 

@@ -16,3 +16,11 @@ def markdown(text: str) -> str:
 @register.filter
 def actor_name(actor: str) -> str:
     return actor.split(":", 1)[1] if ":" in actor else actor
+
+
+@register.filter
+def as_json(value) -> str:
+    """Pretty JSON for input and output panels (escaped by the template)."""
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
