@@ -178,6 +178,8 @@ class RunState:
     steps: dict[str, StepState] = field(default_factory=dict)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    # When a run-level fact (status, output, error...) last changed.
+    updated_at: dt.datetime | None = None
 
 
 # --- commands ---------------------------------------------------------------
@@ -659,8 +661,20 @@ def _move(step: StepState, to: str) -> None:
     step.status = to
 
 
+def _run_facts(state: RunState) -> tuple:
+    return (state.status, state.input, state.output, state.error, state.root_run_id,
+            state.finished_at)  # fmt: skip
+
+
 def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunState:
     """The state after ``event``. ``at`` is the event's time (for timestamps)."""
+    after = _evolve(state, event, at)
+    if _run_facts(after) != _run_facts(state):
+        after.updated_at = at
+    return after
+
+
+def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
     kind, payload = event
     # Copy on write: a new run state and steps dict; only the step an event
     # touches is copied. Earlier states stay valid (the decider relies on it).

@@ -25,7 +25,7 @@ from connectors import base as connectors
 from runs import clock, decider, expressions
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
-from runs.models import Run, Step, Timer
+from runs.models import Run, Step, Stream, Timer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def _load_state(run: Run) -> RunState:
         steps=steps,
         started_at=run.created_at,
         finished_at=run.finished_at,
+        updated_at=run.updated_at,
     )
 
 
@@ -77,17 +78,18 @@ def graph_for(run: Run) -> Graph:
     return _graph_cache[key]
 
 
-_state_cache: dict[int, tuple[int, RunState]] = {}
+_state_cache: dict[int, tuple[tuple[int, str], Run, RunState]] = {}
+RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "finished_at", "updated_at")
 STATE_CACHE_SIZE = 2000
 
 
-def _remember(run_id: int, last_seq: int, state: RunState) -> None:
+def _remember(run_id: int, head: tuple[int, str], run: Run, state: RunState) -> None:
     if len(_state_cache) >= STATE_CACHE_SIZE:
         _state_cache.pop(next(iter(_state_cache)))
     if state.status in decider.RUN_TERMINAL:
         _state_cache.pop(run_id, None)
     else:
-        _state_cache[run_id] = (last_seq, state)
+        _state_cache[run_id] = (head, run, state)
 
 
 @dataclass
@@ -103,13 +105,17 @@ class Session:
     """One locked transaction on one run. Use inside ``transaction.atomic``."""
 
     def __init__(self, run_id: int, *, actor: str = "system:engine", now=None):
-        self.run = Run.objects.select_for_update().get(pk=run_id)
-        self.graph = graph_for(self.run)
+        # The run's stream head is the run's lock: every change to a run is an
+        # append to its stream, so holding the head serialises the deciders.
+        head = Stream.objects.select_for_update().filter(name=f"run:{run_id}").first()
+        self.head: tuple[int, str] | None = (head.last_seq, head.last_hash) if head else None
         cached = _state_cache.get(run_id)
-        if cached is not None and cached[0] == self.run.last_seq:
-            self.state = cached[1]
+        if cached is not None and self.head is not None and cached[0] == self.head:
+            _, self.run, self.state = cached
         else:
+            self.run = Run.objects.get(pk=run_id)
             self.state = _load_state(self.run)
+        self.graph = graph_for(self.run)
         self.before = self.state
         self.actor = actor
         self.now = now or clock.now()
@@ -230,7 +236,11 @@ class Session:
                 for kind, payload in self.events
             ),
             at=self.now,
+            # This session holds the head's lock (taken above); the append
+            # checks it by compare-and-set instead of locking it again.
+            known_heads={self.run.stream: self.head} if self.head else None,
         )
+        self.head = (stored[-1].seq, stored[-1].hash)
         # The rows are the projection of what was stored (secrets redacted,
         # JSON normalised), exactly as a rebuild from the log would derive.
         state = self.before
@@ -260,10 +270,10 @@ class Session:
 
         transaction.on_commit(enqueue)
         # Remember the committed state: the next session on this run in this
-        # process (eager continuation) skips reloading it. Keyed by the run's
-        # event count, so any other writer in between invalidates it.
-        seq, committed = self.run.last_seq, self.state
-        transaction.on_commit(lambda: _remember(run_id, seq, committed))
+        # process (eager continuation) skips reloading it. Keyed by the stream
+        # head, so any other writer in between invalidates it.
+        head, run, committed = self.head, self.run, self.state
+        transaction.on_commit(lambda: _remember(run_id, head, run, committed))
         self.events = []
         self.before = self.state
 
@@ -304,15 +314,18 @@ class Session:
                 fields["port"] = step.port or ""
             Step.objects.filter(run=run, node_id=node).update(**fields)
             self._sync_timer(old, step)
+        # The run's own row changes only when a run-level fact does (most
+        # steps leave it alone: one statement fewer per step).
         before = self.before
-        changed = {"updated_at": self.now, "last_seq": run.last_seq + len(self.events)}
-        for name in ("status", "input", "output", "error", "root_run_id", "finished_at"):
-            value = getattr(state, name)
-            if value != getattr(before, name) or before.status == decider.RUN_PENDING:
-                changed[name] = value
-        Run.objects.filter(pk=run.pk).update(**changed)
-        for name, value in changed.items():
-            setattr(run, name, value)
+        changed = {
+            name: getattr(state, name)
+            for name in RUN_FIELDS
+            if getattr(state, name) != getattr(before, name) or before.status == decider.RUN_PENDING
+        }
+        if changed:
+            Run.objects.filter(pk=run.pk).update(**changed)
+            for name, value in changed.items():
+                setattr(run, name, value)
 
     def _sync_timer(self, old: StepState | None, new: StepState) -> None:
         timed = (decider.WAITING, decider.RETRYING)

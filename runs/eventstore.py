@@ -85,27 +85,54 @@ def append(stream: str, type: str, payload: dict, *, actor: str) -> Event:
     return append_many([NewEvent(stream=stream, type=type, payload=payload, actor=actor)])[0]
 
 
-def append_many(new_events: Iterable[NewEvent], *, at: dt.datetime | None = None) -> list[Event]:
+class StaleStreamHead(Exception):
+    """A caller's known head was not the stream's head: someone else appended."""
+
+
+def append_many(
+    new_events: Iterable[NewEvent],
+    *,
+    at: dt.datetime | None = None,
+    known_heads: dict[str, tuple[int, str]] | None = None,
+) -> list[Event]:
     """Append events atomically, in the given order, to one or more streams.
 
     This is the only code that writes events, and the one place that redacts
     registered secrets: before hashing, so the chain never commits to one.
+
+    ``known_heads`` ({stream: (last seq, last hash)}) is for a caller that
+    already serialises appends to a stream by a lock of its own (the driver
+    holds the run row): the head is then checked by a compare-and-set on
+    update instead of being read and locked first.
     """
     new_events = list(new_events)
     if not new_events:
         return []
     forms = secret_forms()
+    prepared = []
+    for new in new_events:
+        payload = redact(new.payload, forms)
+        _check_plain_json(payload)  # before any query: a bad payload changes nothing
+        prepared.append((new, payload, redact(new.actor, forms)))
     # A caller that stamps its own rows with a time passes it, so that the
     # rows and the events agree to the microsecond (rebuilds compare them).
     at = at or clock.now()
     at_text = canonical_time(at)
+    known_heads = known_heads or {}
     written: list[Event] = []
-    with transaction.atomic():
-        heads = {name: _lock_head(name) for name in sorted({e.stream for e in new_events})}
-        for new in new_events:
+    # No savepoint: an append fails with its caller's transaction, and a
+    # savepoint costs two round trips on every step.
+    with transaction.atomic(savepoint=False):
+        heads = {}
+        for name in sorted({e.stream for e in new_events}):
+            if name in known_heads:
+                seq, digest = known_heads[name]
+                heads[name] = Stream(name=name, last_seq=seq, last_hash=digest)
+            else:
+                heads[name] = _lock_head(name)
+        expected = {name: heads[name].last_seq for name in known_heads if name in heads}
+        for new, payload, actor in prepared:
             head = heads[new.stream]
-            payload = redact(new.payload, forms)
-            actor = redact(new.actor, forms)
             seq = head.last_seq + 1
             body = canonical_body(
                 stream=new.stream,
@@ -135,10 +162,21 @@ def append_many(new_events: Iterable[NewEvent], *, at: dt.datetime | None = None
         # One INSERT for the batch; the unique (stream, seq) still guards it.
         Event.objects.bulk_create(written)
         for head in heads.values():
-            Stream.objects.filter(name=head.name).update(
-                last_seq=head.last_seq, last_hash=head.last_hash
-            )
+            rows = Stream.objects.filter(name=head.name)
+            if head.name in expected:
+                rows = rows.filter(last_seq=expected[head.name])
+            if rows.update(last_seq=head.last_seq, last_hash=head.last_hash) != 1:
+                raise StaleStreamHead(
+                    f"stream {head.name} moved on since seq {expected[head.name]}"
+                )
     return written
+
+
+def _check_plain_json(payload) -> None:
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EventPayloadError(f"event payload is not plain JSON: {exc}") from exc
 
 
 def read_stream(stream: str, *, after_seq: int = 0) -> Iterator[Event]:

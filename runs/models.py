@@ -102,7 +102,6 @@ class Run(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True)
-    last_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]

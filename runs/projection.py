@@ -34,7 +34,7 @@ def rebuild() -> int:
 
 
 def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> None:
-    first, last = events[0], events[-1]
+    first = events[0]
     Run(
         id=run_id,
         flow_id=first.payload["flow_id"],
@@ -47,9 +47,8 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         replay_of_id=first.payload.get("replay_of"),
         started_by=first.actor,
         created_at=first.occurred_at,
-        updated_at=last.occurred_at,
+        updated_at=state.updated_at,
         finished_at=state.finished_at,
-        last_seq=last.seq,
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
