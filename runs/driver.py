@@ -1,12 +1,13 @@
 """The driver: the only code that changes a run, by running the decider.
 
-Each entry point locks the run row, loads the state from its projection rows,
-decides, appends the events and writes the evolved rows in one transaction,
-and enqueues follow-up work on commit. Pure steps run inline in that
-transaction, within a budget. Side-effecting steps are claimed in one
-transaction (``step.started`` commits before the effect), run outside any
-transaction, and completed in another, each a compare-and-set on
-(step, attempt).
+Each entry point locks the run (the head row of its stream ``run:<id>``),
+loads the state from its projection rows (or keeps it from this process's
+previous commit on the run), decides, appends the events and writes the
+evolved rows in one transaction, and enqueues follow-up work on commit. Pure
+steps run inline in that transaction, within a budget. Side-effecting steps
+are claimed in one transaction (``step.started`` commits before the effect),
+run outside any transaction, and completed in another, each a compare-and-set
+on (step, attempt); the completion also claims the run's next ready step.
 """
 
 import dataclasses
