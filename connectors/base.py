@@ -65,6 +65,9 @@ class Result:
     output: Any = None
     port: str = "out"
     wait_until: dt.datetime | None = None  # the step waits for a durable timer
+    # The step waits, with no timer, for a signal of this kind ("approval",
+    # "subflow"); the driver's ``signal_step`` ends the wait.
+    wait_for: str | None = None
 
 
 class Connector:

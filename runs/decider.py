@@ -221,9 +221,12 @@ class Complete:
 
 @dataclass(frozen=True)
 class Wait:
+    """The step waits: for its timer (``due_at``), or with no timer for a
+    ``Signal`` from outside (a person's decision, a sub-flow's result)."""
+
     node: str
     attempt: int
-    due_at: dt.datetime
+    due_at: dt.datetime | None
     output: Any = None
     reason: str = "timer"
     port: str = "out"  # the port the step leaves by when the wait ends
@@ -238,6 +241,19 @@ class Fail:
     now: dt.datetime
     retry_after: float | None = None
     jitter_sample: float = 0.5  # uniform in [0, 1), drawn by the driver
+
+
+@dataclass(frozen=True)
+class Signal:
+    """End a step's wait from outside (an approval decided, a sub-flow
+    finished). ``reason`` must match the wait's, so a signal meant for one
+    kind of wait can never end another."""
+
+    node: str
+    attempt: int
+    reason: str
+    output: Any = None
+    port: str = "out"
 
 
 @dataclass(frozen=True)
@@ -538,6 +554,18 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
     return events
 
 
+def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
+    _live(state)
+    step = _step(state, cmd.node)
+    _current(step, WAITING, cmd.attempt)
+    if step.wait_reason != cmd.reason:
+        raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
+    if cmd.port not in graph.connector(cmd.node).ports:
+        raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
+    payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
+    return [("step.succeeded", payload)]
+
+
 def _fire_timer(state: RunState, cmd: FireTimer, graph: Graph) -> list[Event]:
     _live(state)
     step = _step(state, cmd.node)
@@ -644,6 +672,7 @@ _HANDLERS = {
     Wait: _wait,
     Fail: _fail,
     FireTimer: _fire_timer,
+    Signal: _signal,
     ExpireLease: _expire_lease,
     ExtendLease: _extend_lease,
     Replay: _replay,
@@ -676,6 +705,10 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
 
 def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
     kind, payload = event
+    if not kind.startswith(("run.", "step.")):
+        # Other facts recorded on a run's stream (an approval's claim, a
+        # comment) belong to other projections; the run's state ignores them.
+        return state
     # Copy on write: a new run state and steps dict; only the step an event
     # touches is copied. Earlier states stay valid (the decider relies on it).
     state = dataclasses.replace(state, steps=dict(state.steps))

@@ -437,12 +437,13 @@ def outcome_command(outcome: Outcome, node: str, attempt: int, now):
             jitter_sample=random.random(),
         )
     result = outcome.result
-    if result.wait_until is not None:
+    if result.wait_until is not None or result.wait_for:
         return decider.Wait(
             node=node,
             attempt=attempt,
             due_at=result.wait_until,
             output=result.output,
+            reason=result.wait_for or "timer",
             port=result.port,
         )
     return decider.Complete(node=node, attempt=attempt, output=result.output, port=result.port)
@@ -695,6 +696,25 @@ def discard_dead_letter(run_id: int, node: str, *, actor: str, reason: str) -> N
         session = Session(run_id, actor=actor)
         session.apply(decider.Discard(node=node, reason=reason))
         session.drive()  # a failed run may now compensate
+        session.commit()
+
+
+def signal_step(
+    run_id: int, node: str, attempt: int, *, reason: str, output: Any = None,
+    port: str = "out", actor: str = "system:engine", extra_events: list | None = None,
+) -> None:  # fmt: skip
+    """End a waiting step from outside and drive the run on, once: the
+    decider refuses a second signal (the step no longer waits), so callers
+    that race (two reviewers, a redelivered message) resume the run once.
+    ``extra_events`` are appended to the run's stream in the same commit
+    (the approval's own decision event, say), so they share its fate."""
+    with transaction.atomic():
+        session = Session(run_id, actor=actor)
+        session.apply(
+            decider.Signal(node=node, attempt=attempt, reason=reason, output=output, port=port)
+        )
+        session.events[:0] = extra_events or []
+        session.drive()
         session.commit()
 
 
