@@ -61,8 +61,10 @@ def test_a_signal_resumes_a_waiting_step_once_on_its_port(olga, eager_celery):
     )
     assert types.index("test.answered") < types.index("step.succeeded")
 
-    with pytest.raises(decider.StaleCommand):
+    # The run has moved on: a second signal is refused and changes nothing.
+    with pytest.raises((decider.StaleCommand, decider.IllegalTransition)):
         driver.signal_step(run.pk, "ask", step.attempt, reason="test", port="yes")
+    assert Event.objects.filter(stream=run.stream).count() == len(types)
 
 
 def test_a_signal_of_another_kind_does_not_end_the_wait(olga, eager_celery):
