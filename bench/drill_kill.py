@@ -127,13 +127,17 @@ def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]
     """Spread the kills over the workload: kill k waits until k/(kills+1) of
     the runs are done, so the last kill falls near the end of the work and
     "stuck after the last kill" measures recovery, not a queue."""
-    from runs.models import Run
 
     log = []
     in_effect_wanted = (kills + 1) // 2
     while len(log) < kills:
         time.sleep(random.uniform(0.2, 0.6))
-        done = Run.objects.filter(pk__in=run_ids, status="succeeded").count()
+        # Progress is runs settled, not runs succeeded: in the unsafe variant
+        # every kill during a charge parks a run as an outcome-unknown dead
+        # letter, which never succeeds.
+        done = _settled(run_ids)
+        if done == len(run_ids):
+            break  # nothing left to interrupt; the report counts the kills made
         if done < len(run_ids) * (len(log) + 1) / (kills + 1):
             continue
         worker = supervisor.services["worker"]
@@ -165,6 +169,14 @@ def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]
             continue
         log.append({"target": target, "pid": chosen, "in_effect": in_effect, "at": time.time()})
     return log
+
+
+def _settled(run_ids: list[int]) -> int:
+    from runs.models import Run, Step
+
+    ended = Run.objects.filter(pk__in=run_ids, status__in=["succeeded", "failed", "cancelled"])
+    parked = Step.objects.filter(run_id__in=run_ids, status="dead_lettered").values("run_id")
+    return ended.count() + parked.distinct().count()
 
 
 def _wait_for_terminal(run_ids: list[int], deadline: float) -> dict:

@@ -63,11 +63,23 @@ def sqlite_rows(data_dir: Path, sql: str, params=()) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Last-resort cleanup so a failing test never leaves processes behind."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=timeout)
+    """Last-resort cleanup so a failing test never leaves processes behind.
+
+    The whole process group goes, not only its leader: a Celery worker whose
+    shell has exited lives on in the group (and, orphaned, would keep
+    consuming from the test's broker long after the test).
+    """
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=timeout)

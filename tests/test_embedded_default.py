@@ -13,6 +13,7 @@ from tests.processes import (
     ROOT,
     embedded_env,
     free_port,
+    group_alive,
     manage,
     sqlite_rows,
     stop_group,
@@ -108,7 +109,7 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
         run.wait(timeout=30)
         wait_until(lambda: _get(f"{base}/healthz")[0] == 0, timeout=15, what="web to stop")
         # Nothing of the group survives: web, worker (and its pool), beat.
-        wait_until(lambda: not _group_alive(run.pid), timeout=15, what="all processes to exit")
+        wait_until(lambda: not group_alive(run.pid), timeout=15, what="all processes to exit")
         output = (tmp_path / "run.log").read_text()
         assert f"http://127.0.0.1:{port}" in output
         for user in ("admin", "operator", "reviewer"):
@@ -116,11 +117,3 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
     finally:
         stop_group(run)
         log.close()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

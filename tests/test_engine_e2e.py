@@ -11,7 +11,15 @@ import pytest
 from django.db import connection
 
 from fakeapi.payments import PaymentsServer
-from tests.processes import ROOT, embedded_env, manage, sqlite_rows, stop_group, wait_until
+from tests.processes import (
+    ROOT,
+    embedded_env,
+    group_alive,
+    manage,
+    sqlite_rows,
+    stop_group,
+    wait_until,
+)  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +66,13 @@ def start_processes(env: dict, log_path) -> subprocess.Popen:
 
 
 def stop_processes(proc: subprocess.Popen) -> None:
+    """SIGTERM the group, give the worker its warm shutdown, then make sure
+    nothing of the group is left (the shell exits before its children)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+        wait_until(lambda: not group_alive(proc.pid), timeout=15, what="workers to stop")
+    except (ProcessLookupError, subprocess.TimeoutExpired, AssertionError):
         pass
     finally:
         stop_group(proc)
