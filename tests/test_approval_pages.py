@@ -1,0 +1,242 @@
+"""The reviewer's pages: inbox, task, decide, the email link, queues, the
+badge, and both live modes (htmx polling, Channels websocket)."""
+
+import re
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.core import mail
+
+from approvals import links
+from approvals.consumers import InboxConsumer
+from approvals.models import ApprovalTask
+from runs import driver
+from runs.models import Event, Run
+from tests.approval_helpers import INPUT, approval_flow, reviewer, task_of
+from tests.conftest import login
+
+
+@pytest.fixture
+def rita(db):
+    return reviewer("rita")
+
+
+@pytest.fixture
+def ravi(db):
+    return reviewer("ravi")
+
+
+@pytest.fixture
+def waiting_run(olga):
+    return driver.start_run(flow=approval_flow(olga), input=INPUT, actor="user:olga")
+
+
+def test_reviewer_sees_the_groups_task_with_a_badge(client, rita, waiting_run):
+    page = login(client, rita).get("/approvals/?tab=groups")
+    html = page.content.decode()
+    assert "Refund 640 EUR for A-7" in html
+    assert re.search(r'id="inbox-badge"[^>]*>1</span>', html)
+
+
+def test_operators_have_no_inbox(client, olga, waiting_run):
+    assert login(client, olga).get("/approvals/").status_code == 403
+
+
+def test_task_page_shows_the_runs_context_and_the_form(client, rita, waiting_run):
+    task = task_of(waiting_run)
+    html = login(client, rita).get(f"/approvals/tasks/{task.pk}/").content.decode()
+    assert "Customer says: arrived broken" in html
+    assert "Charge, reserve, confirm." in html  # the flow's inventory purpose
+    assert "approval.requested" in html  # the run's history so far
+    assert 'name="field_refund_kind"' in html and 'value="approved"' in html
+
+
+def test_deciding_on_the_page_resumes_the_run(client, rita, waiting_run):
+    task = task_of(waiting_run)
+    response = login(client, rita).post(
+        f"/approvals/tasks/{task.pk}/decide/",
+        {"decision": "approved", "comment": "Fine.", "field_refund_kind": "card"},
+    )
+    assert response.status_code == 302
+    assert Run.objects.get(pk=waiting_run.pk).status == "succeeded"
+    html = client.get(f"/approvals/tasks/{task.pk}/").content.decode()
+    assert "rita</strong> approved this task" in html
+
+
+def test_a_bad_form_keeps_what_was_typed(client, rita, waiting_run):
+    task = task_of(waiting_run)
+    response = login(client, rita).post(
+        f"/approvals/tasks/{task.pk}/decide/",
+        {"decision": "approved", "comment": "Looks right to me", "field_amount_ok": "lots"},
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "refund_kind: this field is required" in html
+    assert "Looks right to me" in html and 'value="lots"' in html
+    assert task_of(waiting_run).status == "open"
+
+
+def test_the_second_reviewer_sees_who_decided(client, rita, ravi, waiting_run):
+    task = task_of(waiting_run)
+    login(client, rita).post(f"/approvals/tasks/{task.pk}/decide/",
+                             {"decision": "rejected", "comment": "No."})  # fmt: skip
+    client.logout()
+    response = login(client, ravi).post(
+        f"/approvals/tasks/{task.pk}/decide/",
+        {"decision": "approved", "field_refund_kind": "card"},
+        follow=True,
+    )
+    assert "rita already rejected this task" in response.content.decode()
+    assert Event.objects.filter(stream=waiting_run.stream, type="approval.decided").count() == 1
+
+
+def test_separation_of_duties_on_the_page(client, olga, rita, ravi):
+    flow = approval_flow(olga, separation_of_duties=True)
+    run = driver.start_run(flow=flow, input=INPUT, actor="user:rita")
+    task = task_of(run)
+    login(client, rita)
+    html = client.get(f"/approvals/tasks/{task.pk}/").content.decode()
+    assert "you started this run" in html and 'value="approved"' not in html
+    response = client.post(
+        f"/approvals/tasks/{task.pk}/decide/",
+        {"decision": "approved", "field_refund_kind": "card"},
+        follow=True,
+    )
+    assert "you started this run" in response.content.decode()
+    assert task_of(run).status == "open"
+
+
+def test_a_reviewer_outside_the_queue_cannot_open_the_task(client, olga, waiting_run):
+    outsider = reviewer("otto")
+    outsider.groups.clear()
+    from django.contrib.auth.models import Group
+
+    outsider.groups.add(Group.objects.get(name="Reviewer"))
+    task = task_of(waiting_run)
+    ApprovalTask.objects.filter(pk=task.pk).update(assignee_group=None, assignee_user=olga)
+    assert login(client, outsider).get(f"/approvals/tasks/{task.pk}/").status_code == 403
+
+
+# --- the email link -------------------------------------------------------------
+
+
+def link_path(message) -> str:
+    return re.search(r"http://[^/]+(/approvals/link/\S+/)", message.body).group(1)
+
+
+@pytest.fixture
+def mailed_run(olga, rita, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return driver.start_run(flow=approval_flow(olga), input=INPUT, actor="user:olga")
+
+
+def test_the_email_link_opens_a_confirmation_and_decides_nothing(client, rita, mailed_run):
+    path = link_path(mail.outbox[0])
+    anonymous = client.get(path)
+    assert anonymous.status_code == 302 and anonymous.url.startswith("/login/")
+    page = login(client, rita).get(path)
+    assert page.status_code == 200
+    assert "Nothing is decided until you press a button" in page.content.decode()
+    assert task_of(mailed_run).status == "open"
+    task = task_of(mailed_run)
+    post = {"decision": "approved", "field_refund_kind": "card"}
+    assert client.post(f"/approvals/tasks/{task.pk}/decide/", post).status_code == 302
+    # Single use: the same decision again is refused by the compare-and-set.
+    again = client.post(f"/approvals/tasks/{task.pk}/decide/", post, follow=True)
+    assert "rita already approved this task" in again.content.decode()
+
+
+def test_a_link_is_refused_to_another_user_and_when_tampered(client, ravi, rita, mailed_run):
+    path = link_path(next(m for m in mail.outbox if m.to == ["rita@example.com"]))
+    refused = login(client, ravi).get(path, follow=True)
+    assert "That link was sent to someone else" in refused.content.decode()
+    assert "Nothing is decided until" not in refused.content.decode()
+    assert client.get(path[:-3] + "xx/").status_code == 400
+
+
+def test_an_expired_link_is_refused(client, rita, mailed_run, settings):
+    settings.LEDGERFLOW_APPROVAL_LINK_HOURS = 0
+    token = links.make_token(task_id=task_of(mailed_run).pk, user_id=rita.pk)
+    import time
+
+    time.sleep(1.1)
+    response = login(client, rita).get(f"/approvals/link/{token}/")
+    assert response.status_code == 400
+    assert "This link has expired" in response.content.decode()
+
+
+# --- admins -------------------------------------------------------------------------
+
+
+def test_admins_see_every_queue_with_its_backlog_and_oldest_task(client, adam, waiting_run):
+    html = login(client, adam).get("/approvals/queues/").content.decode()
+    assert "Reviewer" in html and "<td>1</td>" in html
+
+
+def test_admin_reassigns_a_task_to_a_person(client, adam, ravi, waiting_run):
+    task = task_of(waiting_run)
+    login(client, adam).post(f"/approvals/tasks/{task.pk}/reassign/", {"assignee": "user:ravi"})
+    assert task_of(waiting_run).assignee_user == ravi
+
+
+def test_decided_tasks_stay_findable_with_filters(client, rita, waiting_run):
+    from approvals import services
+
+    services.task_decide(task_id=task_of(waiting_run).pk, user=rita, decision="rejected",
+                         comment="duplicate refund")  # fmt: skip
+    login(client, rita)
+    assert "Refund 640" in client.get("/approvals/?tab=decided&q=duplicate").content.decode()
+    assert (
+        "Refund 640" not in client.get("/approvals/?tab=decided&decision=approved").content.decode()
+    )
+
+
+# --- live modes ---------------------------------------------------------------------
+
+
+def test_polling_mode_refreshes_inbox_and_badge_by_htmx(client, rita, settings):
+    settings.LEDGERFLOW_LIVE_UPDATES = "polling"
+    html = login(client, rita).get("/approvals/").content.decode()
+    assert 'hx-trigger="every 3s"' in html
+    assert "new WebSocket" not in html
+
+
+def test_channels_mode_listens_on_the_websocket(client, rita, settings):
+    settings.LEDGERFLOW_LIVE_UPDATES = "channels"
+    html = login(client, rita).get("/approvals/").content.decode()
+    assert 'hx-trigger="approvals-changed from:body"' in html
+    assert "/ws/approvals/" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_websocket_announces_a_new_task_over_redis(olga, settings):
+    settings.LEDGERFLOW_LIVE_UPDATES = "channels"
+    listener = reviewer("rita")
+    flow = approval_flow(olga)
+
+    async def scenario():
+        communicator = WebsocketCommunicator(InboxConsumer.as_asgi(), "/ws/approvals/")
+        communicator.scope["user"] = listener
+        connected, _ = await communicator.connect()
+        assert connected
+        from channels.db import database_sync_to_async
+
+        await database_sync_to_async(driver.start_run)(flow=flow, input=INPUT, actor="user:olga")
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return message
+
+    assert async_to_sync(scenario)() == {"event": "approvals-changed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_websocket_refuses_anonymous_users():
+    async def scenario():
+        communicator = WebsocketCommunicator(InboxConsumer.as_asgi(), "/ws/approvals/")
+        communicator.scope["user"] = AnonymousUser()
+        connected, code = await communicator.connect()
+        return connected, code
+
+    assert async_to_sync(scenario)() == (False, 4403)
