@@ -179,13 +179,15 @@ def task_comment(*, task_id: int, user, body: str) -> ApprovalTask:
     return task
 
 
-def clean_fields(form: list[dict], submitted: dict[str, Any]) -> dict:
-    """The reviewer's typed fields, parsed; FormInvalid names each problem."""
+def clean_fields(form: list[dict], submitted: dict[str, Any], *, decision: str) -> dict:
+    """The reviewer's typed fields, parsed; FormInvalid names each problem.
+    Required fields are what an approval needs to go ahead; a rejection may
+    leave them empty."""
     values, errors = {}, {}
     for spec in form:
         name, raw = spec["name"], str(submitted.get(spec["name"], "") or "").strip()
         if not raw:
-            if spec.get("required"):
+            if spec.get("required") and decision == "approved":
                 errors[name] = "this field is required"
             continue
         if spec["type"] == "number":
@@ -232,7 +234,7 @@ def task_decide(
         refusal = refusal_to_decide(task, user)
         if refusal:
             raise ApprovalRefused(refusal)
-        values = clean_fields(task.form, fields or {})
+        values = clean_fields(task.form, fields or {}, decision=decision)
         _signal_decision(task, decision=decision, comment=comment, fields=values,
                          by=user.get_username())  # fmt: skip
         task.refresh_from_db()

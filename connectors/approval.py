@@ -84,7 +84,6 @@ class Approval(Connector):
         payload = {"node": ctx.node_id, "attempt": ctx.attempt, **request}
         return Result(
             output={"requested": True, "due_at": request["due_at"]},
-            port="approved",
             wait_for=WAIT_REASON,
             events=[("approval.requested", payload)],
         )

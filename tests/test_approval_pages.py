@@ -1,17 +1,17 @@
 """The reviewer's pages: inbox, task, decide, the email link, queues, the
 badge, and both live modes (htmx polling, Channels websocket)."""
 
+import json
 import re
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
+from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core import mail
 
 from approvals import links
 from approvals.consumers import InboxConsumer
-from approvals.models import ApprovalTask
 from runs import driver
 from runs.models import Event, Run
 from tests.approval_helpers import INPUT, approval_flow, reviewer, task_of
@@ -108,15 +108,11 @@ def test_separation_of_duties_on_the_page(client, olga, rita, ravi):
     assert task_of(run).status == "open"
 
 
-def test_a_reviewer_outside_the_queue_cannot_open_the_task(client, olga, waiting_run):
+def test_a_reviewer_outside_the_queue_cannot_open_the_task(client, olga, adam, ravi):
+    flow = approval_flow(olga, assignee_group=None, assignee_user="ravi")
+    run = driver.start_run(flow=flow, input=INPUT, actor="user:olga")
     outsider = reviewer("otto")
-    outsider.groups.clear()
-    from django.contrib.auth.models import Group
-
-    outsider.groups.add(Group.objects.get(name="Reviewer"))
-    task = task_of(waiting_run)
-    ApprovalTask.objects.filter(pk=task.pk).update(assignee_group=None, assignee_user=olga)
-    assert login(client, outsider).get(f"/approvals/tasks/{task.pk}/").status_code == 403
+    assert login(client, outsider).get(f"/approvals/tasks/{task_of(run).pk}/").status_code == 403
 
 
 # --- the email link -------------------------------------------------------------
@@ -210,6 +206,13 @@ def test_channels_mode_listens_on_the_websocket(client, rita, settings):
     assert "/ws/approvals/" in html
 
 
+def socket(user) -> ApplicationCommunicator:
+    """The consumer as the ASGI server would run it (channels.testing needs
+    daphne, which we do not serve with)."""
+    scope = {"type": "websocket", "path": "/ws/approvals/", "user": user, "headers": []}
+    return ApplicationCommunicator(InboxConsumer.as_asgi(), scope)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_websocket_announces_a_new_task_over_redis(olga, settings):
     settings.LEDGERFLOW_LIVE_UPDATES = "channels"
@@ -217,16 +220,16 @@ def test_the_websocket_announces_a_new_task_over_redis(olga, settings):
     flow = approval_flow(olga)
 
     async def scenario():
-        communicator = WebsocketCommunicator(InboxConsumer.as_asgi(), "/ws/approvals/")
-        communicator.scope["user"] = listener
-        connected, _ = await communicator.connect()
-        assert connected
         from channels.db import database_sync_to_async
 
+        communicator = socket(listener)
+        await communicator.send_input({"type": "websocket.connect"})
+        assert (await communicator.receive_output(timeout=5))["type"] == "websocket.accept"
         await database_sync_to_async(driver.start_run)(flow=flow, input=INPUT, actor="user:olga")
-        message = await communicator.receive_json_from(timeout=5)
-        await communicator.disconnect()
-        return message
+        message = await communicator.receive_output(timeout=5)
+        await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+        await communicator.wait(timeout=5)
+        return json.loads(message["text"])
 
     assert async_to_sync(scenario)() == {"event": "approvals-changed"}
 
@@ -234,9 +237,8 @@ def test_the_websocket_announces_a_new_task_over_redis(olga, settings):
 @pytest.mark.django_db(transaction=True)
 def test_the_websocket_refuses_anonymous_users():
     async def scenario():
-        communicator = WebsocketCommunicator(InboxConsumer.as_asgi(), "/ws/approvals/")
-        communicator.scope["user"] = AnonymousUser()
-        connected, code = await communicator.connect()
-        return connected, code
+        communicator = socket(AnonymousUser())
+        await communicator.send_input({"type": "websocket.connect"})
+        return await communicator.receive_output(timeout=5)
 
-    assert async_to_sync(scenario)() == (False, 4403)
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4403}

@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 
-from approvals import services, sweep
+from approvals import selectors, services, sweep
 from approvals.models import ApprovalTask, TaskStatus
 from runs import clock, driver
 from runs.models import Event, Run, Step
@@ -252,6 +252,7 @@ def test_the_sla_passes_and_the_task_escalates_to_the_supervisors(
     escalated = Event.objects.get(stream=run.stream, type="approval.escalated")
     assert escalated.payload["from_group"] == "Reviewer"
     assert escalated.actor == "system:sla"
+    assert selectors.metrics() == {"backlog": 1, "breaches": 1, "escalated": 1}
     assert [m.to for m in mail.outbox] == [["sam@example.com"]]
     assert mail.outbox[0].subject.startswith("[Ledgerflow] Escalated to Finance leads")
     with pytest.raises(services.ApprovalRefused, match="escalated to Finance leads"):
