@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.inbox, name="inbox"),
     path("badge/", views.badge, name="badge"),
     path("queues/", views.queues, name="queues"),
+    path("calendars/", views.calendars, name="calendars"),
     path("link/<str:token>/", views.decide_link, name="link"),
     path("tasks/<int:task_id>/", views.task_detail, name="task"),
     path("tasks/<int:task_id>/claim/", views.task_claim, name="claim"),

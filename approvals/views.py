@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from approvals import links, selectors, services
-from approvals.models import ApprovalTask
+from approvals.forms import BusinessCalendarForm, hours_to_text
+from approvals.models import ApprovalTask, BusinessCalendar
 from config.roles import role_required
 from flows.models import Flow
 from runs import clock
@@ -184,3 +185,18 @@ def decide_link(request, token):
         return redirect("approvals:inbox")
     task = _readable_task(request, task_id)
     return render(request, "approvals/task.html", _task_context(request, task, from_link=True))
+
+
+@role_required("approvals.manage_queues")
+def calendars(request):
+    """Business hours per group, for SLAs counted in business hours. A change
+    applies to tasks requested or escalated afterwards; recorded due times
+    stay as they were."""
+    form = BusinessCalendarForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        calendar = form.save()
+        messages.success(request, f"Business hours of {calendar.group.name} saved.")
+        return redirect("approvals:calendars")
+    rows = BusinessCalendar.objects.select_related("group").order_by("group__name")
+    context = {"form": form, "calendars": [(c, hours_to_text(c.opening_hours)) for c in rows]}
+    return render(request, "approvals/calendars.html", context, status=400 if form.errors else 200)

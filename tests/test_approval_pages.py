@@ -242,3 +242,39 @@ def test_the_websocket_refuses_anonymous_users():
         return await communicator.receive_output(timeout=5)
 
     assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4403}
+
+
+def test_admin_sets_a_groups_business_hours(client, adam):
+    from django.contrib.auth.models import Group
+
+    from approvals.models import BusinessCalendar
+
+    group = Group.objects.get(name="Reviewer")
+    login(client, adam)
+    hours = "mon 09:00-12:00 13:00-17:00\nfri 09:00-15:00"
+    response = client.post(
+        "/approvals/calendars/",
+        {"group": group.pk, "time_zone": "Europe/Berlin", "opening_hours": hours,
+         "holidays": "2026-12-25\n2026-12-24"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    calendar = BusinessCalendar.objects.get(group=group)
+    assert calendar.opening_hours == {
+        "mon": [["09:00", "12:00"], ["13:00", "17:00"]],
+        "fri": [["09:00", "15:00"]],
+    }
+    assert calendar.holidays == ["2026-12-24", "2026-12-25"]
+    assert "mon 09:00-12:00 13:00-17:00" in client.get("/approvals/calendars/").content.decode()
+
+
+def test_a_bad_calendar_says_what_is_wrong_and_keeps_the_input(client, adam):
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.get(name="Reviewer")
+    response = login(client, adam).post(
+        "/approvals/calendars/",
+        {"group": group.pk, "time_zone": "Mars/Olympus", "opening_hours": "mon 09:00-17:00"},
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "unknown time zone" in html and "Mars/Olympus" in html

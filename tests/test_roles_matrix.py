@@ -48,6 +48,7 @@ MATRIX = {
     "approvals:inbox": ("GET", {REVIEWER, ADMIN}),
     "approvals:badge": ("GET", {REVIEWER, ADMIN}),
     "approvals:queues": ("GET", {ADMIN}),
+    "approvals:calendars": ("GET", {ADMIN}),
     "approvals:link": ("GET", {REVIEWER, ADMIN}),
     "approvals:task": ("GET", {REVIEWER, ADMIN}),
     "approvals:claim": ("POST", {REVIEWER, ADMIN}),
