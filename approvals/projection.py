@@ -14,6 +14,7 @@ from django.db import transaction
 
 from approvals import live, notify
 from approvals.models import ApprovalTask, TaskStatus
+from runs import driver
 from runs.models import Event, Run
 
 # Run events after which no decision can resume the run.
@@ -40,6 +41,12 @@ def _task(run_id: int, payload: dict) -> ApprovalTask:
     )
 
 
+def _asks_people(run: Run) -> bool:
+    # Most runs have no approval step: their end costs no query here (the
+    # graph of a version is cached by the driver).
+    return any(node["type"] == "approval" for node in driver.graph_for(run).nodes.values())
+
+
 def project(run: Run, events: list[Event]) -> None:
     """Apply newly stored events of ``run``'s stream to its task rows; after
     commit, mail new requests and tell open inboxes."""
@@ -54,7 +61,7 @@ def _project(run: Run, events: list[Event], *, effects: bool) -> None:
             changed = True
             if effects and event.type == "approval.requested":
                 notify.send_on_commit(task.pk, "request")
-        elif event.type in RUN_ENDS:
+        elif event.type in RUN_ENDS and _asks_people(run):
             changed |= bool(
                 ApprovalTask.objects.filter(run_id=run.pk, status=TaskStatus.OPEN).update(
                     status=TaskStatus.CANCELLED, updated_at=event.occurred_at

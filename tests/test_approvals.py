@@ -359,3 +359,15 @@ def test_rebuild_projections_derives_the_same_tasks_from_events(
     call_command("rebuild_projections", stdout=out)
     assert "approval tasks: 3 rows rebuilt from events" in out.getvalue()
     assert task_rows() == before
+
+
+def test_the_beat_task_sweeps_at_the_time_it_is_given(olga, sam, settings):
+    from approvals import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["approvals-sla-sweep"]["task"] == tasks.sweep_slas.name
+    run = start(escalating_flow(olga))
+    assert tasks.sweep_slas((T0 + dt.timedelta(hours=1)).isoformat()) == {
+        "reminded": 0, "breached": 0}  # fmt: skip
+    assert tasks.sweep_slas((T0 + dt.timedelta(hours=4)).isoformat()) == {
+        "reminded": 0, "breached": 1}  # fmt: skip
+    assert task_of(run).escalation_level == 1
