@@ -47,6 +47,11 @@ def test_reviewer_approves_a_live_refund(browser, live_server, olga, rita, adam,
     screenshot(reviewer, "approval-task-form")
     reviewer.click("button:has-text('Approve')")
     expect(reviewer.locator(".message-success")).to_contain_text("You approved")
+    expect(reviewer.locator("#inbox-badge")).to_have_text("0")
+    reviewer.click("text=Decided")
+    decided = reviewer.locator("#inbox-list tr.task-row", has_text="Refund 640 EUR")
+    expect(decided).to_contain_text("approved")
+    expect(decided).to_contain_text("rita")
     screenshot(reviewer, "approval-decided")
 
     operator.reload()
