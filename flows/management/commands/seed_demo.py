@@ -156,6 +156,12 @@ class Command(BaseCommand):
     @transaction.atomic
     def _approvals(self) -> None:
         User = get_user_model()
+        # Addresses for the demo users, so approval notifications show up in
+        # the console mail backend that `make run` uses.
+        for username, _ in DEMO_USERS:
+            User.objects.filter(username=username, email="").update(
+                email=f"{username}@ledgerflow.example"
+            )
         operator = User.objects.get(username="operator")
         flow = seed_approvals(actor=User.objects.get(username="admin"), owner=operator)
         self.stdout.write(f"Demo approval flow: {flow.name} (/flows/{flow.slug}/).")
