@@ -61,8 +61,17 @@ def breach(task_id: int, now: dt.datetime) -> bool:
         if escalation and task.escalation_level == 0:
             _escalate(task, escalation)
         else:
-            _apply_policy(task, escalation.get("then", "keep_waiting") if escalation else "")
+            _apply_policy(task, breach_policy(task))
     return True
+
+
+def breach_policy(task: ApprovalTask) -> str:
+    """The node's own choice, else the flow's (on the run's pinned version)."""
+    chosen = (task.escalation or {}).get("then")
+    if chosen:
+        return chosen
+    settings = driver.graph_for(task.run).settings
+    return settings.get("approval_breach_policy", "keep_waiting")
 
 
 def _escalate(task: ApprovalTask, escalation: dict) -> None:

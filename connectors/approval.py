@@ -26,13 +26,16 @@ class FormField(StrictConfig):
         return self
 
 
+Policy = Literal["keep_waiting", "auto_reject", "dead_letter"]
+
+
 class Escalation(StrictConfig):
     """After the SLA: reassign to ``group`` and notify; after ``hours`` more,
-    the flow's policy ``then``."""
+    ``then``, or by default the flow's ``settings.approval_breach_policy``."""
 
     group: str = Field(min_length=1)
     hours: float = Field(gt=0, le=24 * 366)
-    then: Literal["keep_waiting", "auto_reject", "dead_letter"] = "keep_waiting"
+    then: Policy | None = None
 
 
 class ApprovalConfig(StrictConfig):

@@ -35,9 +35,9 @@ def approval_node(node_id: str = "review", **config) -> dict:
     return {"id": node_id, "type": "approval", "config": base}
 
 
-def approval_flow(actor, slug: str = "refunds", **config):
+def approval_flow(actor, slug: str = "refunds", settings: dict | None = None, **config):
     """trigger -> review -> done (approved) | declined (rejected)."""
-    graph = {
+    graph: dict = {
         "nodes": [
             {"id": "start", "type": "trigger.manual"},
             approval_node(**config),
@@ -50,6 +50,8 @@ def approval_flow(actor, slug: str = "refunds", **config):
             {"from": "review", "from_port": "rejected", "to": "declined"},
         ],
     }
+    if settings:
+        graph["settings"] = settings
     return publish(actor, graph, slug=slug)
 
 

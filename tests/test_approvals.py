@@ -313,6 +313,29 @@ def test_a_second_breach_keeps_waiting_and_is_counted(
     assert event_types(run).count("approval.sla_breached") == 1
 
 
+def test_without_an_escalation_the_flows_policy_applies_at_the_first_breach(
+    olga, rita, django_capture_on_commit_callbacks
+):
+    flow = approval_flow(olga, sla_hours=4, settings={"approval_breach_policy": "auto_reject"})
+    run = start(flow)
+    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
+    task = task_of(run)
+    assert (task.decision, task.decided_by_name, task.breaches) == ("rejected", "system:sla", 1)
+    assert statuses(run)["declined"] == "succeeded"
+
+
+def test_the_nodes_own_policy_overrides_the_flows(olga, sam, django_capture_on_commit_callbacks):
+    escalation = {"group": SUPERVISORS, "hours": 8, "then": "keep_waiting"}
+    flow = approval_flow(
+        olga, sla_hours=4, escalation=escalation,
+        settings={"approval_breach_policy": "dead_letter"},
+    )  # fmt: skip
+    run = start(flow)
+    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
+    sweep_at(T0 + dt.timedelta(hours=12), django_capture_on_commit_callbacks)
+    assert (task_of(run).status, task_of(run).breaches) == ("open", 2)
+
+
 def test_reminders_go_out_before_the_due_time(olga, rita, django_capture_on_commit_callbacks):
     run = start(approval_flow(olga, sla_hours=4, remind_before_hours=[1, 2]))
     assert task_of(run).remind_at == T0 + dt.timedelta(hours=2)
