@@ -13,7 +13,7 @@ from django.db import transaction
 from approvals import notify, projection
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.approval import WAIT_REASON
-from runs import clock, driver
+from runs import clock, decider, driver
 from runs.eventstore import append
 from runs.models import Stream
 
@@ -235,8 +235,13 @@ def task_decide(
         if refusal:
             raise ApprovalRefused(refusal)
         values = clean_fields(task.form, fields or {}, decision=decision)
-        _signal_decision(task, decision=decision, comment=comment, fields=values,
-                         by=user.get_username())  # fmt: skip
+        try:
+            _signal_decision(task, decision=decision, comment=comment, fields=values,
+                             by=user.get_username())  # fmt: skip
+        except (decider.StaleCommand, decider.IllegalTransition) as exc:
+            # The projection said open but the run disagrees: the run is the
+            # truth, and nothing was appended.
+            raise ApprovalRefused(f"The run no longer waits for this decision ({exc}).") from exc
         task.refresh_from_db()
     return task
 

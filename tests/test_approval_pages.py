@@ -10,7 +10,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core import mail
 
-from approvals import links
+from approvals import links, services
 from approvals.consumers import InboxConsumer
 from runs import driver
 from runs.models import Event, Run
@@ -38,6 +38,12 @@ def test_reviewer_sees_the_groups_task_with_a_badge(client, rita, waiting_run):
     html = page.content.decode()
     assert "Refund 640 EUR for A-7" in html
     assert re.search(r'id="inbox-badge"[^>]*>1</span>', html)
+
+
+def test_a_claimed_task_moves_to_my_tasks(client, rita, waiting_run):
+    login(client, rita).post(f"/approvals/tasks/{task_of(waiting_run).pk}/claim/")
+    assert "Refund 640 EUR for A-7" in client.get("/approvals/?tab=mine").content.decode()
+    assert "claimed by rita" in client.get("/approvals/?tab=groups").content.decode()
 
 
 def test_operators_have_no_inbox(client, olga, waiting_run):
@@ -178,8 +184,6 @@ def test_admin_reassigns_a_task_to_a_person(client, adam, ravi, waiting_run):
 
 
 def test_decided_tasks_stay_findable_with_filters(client, rita, waiting_run):
-    from approvals import services
-
     services.task_decide(task_id=task_of(waiting_run).pk, user=rita, decision="rejected",
                          comment="duplicate refund")  # fmt: skip
     login(client, rita)
@@ -225,13 +229,19 @@ def test_the_websocket_announces_a_new_task_over_redis(olga, settings):
         communicator = socket(listener)
         await communicator.send_input({"type": "websocket.connect"})
         assert (await communicator.receive_output(timeout=5))["type"] == "websocket.accept"
-        await database_sync_to_async(driver.start_run)(flow=flow, input=INPUT, actor="user:olga")
-        message = await communicator.receive_output(timeout=5)
+        run = await database_sync_to_async(driver.start_run)(
+            flow=flow, input=INPUT, actor="user:olga"
+        )
+        requested = await communicator.receive_output(timeout=5)
+        claimer = await database_sync_to_async(reviewer)("ravi")
+        task = await database_sync_to_async(task_of)(run)
+        await database_sync_to_async(services.task_claim)(task_id=task.pk, user=claimer)
+        claimed = await communicator.receive_output(timeout=5)
         await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
         await communicator.wait(timeout=5)
-        return json.loads(message["text"])
+        return [json.loads(message["text"]) for message in (requested, claimed)]
 
-    assert async_to_sync(scenario)() == {"event": "approvals-changed"}
+    assert async_to_sync(scenario)() == [{"event": "approvals-changed"}] * 2
 
 
 @pytest.mark.django_db(transaction=True)
