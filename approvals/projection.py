@@ -120,7 +120,7 @@ def _apply(run: Run, event: Event) -> ApprovalTask:
         task.escalated_at = at
         task.breaches += 1
         task.due_at = _moment(p["due_at"])
-        task.remind_at = None
+        task.remind_at = _moment(p.get("remind_at"))
     elif kind == "approval.sla_breached":
         task.breaches += 1
         task.escalation_level = p["level"]

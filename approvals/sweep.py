@@ -59,7 +59,7 @@ def breach(task_id: int, now: dt.datetime) -> bool:
             return False
         escalation = task.escalation
         if escalation and task.escalation_level == 0:
-            _escalate(task, escalation)
+            _escalate(task, escalation, now)
         else:
             _apply_policy(task, breach_policy(task))
     return True
@@ -74,7 +74,7 @@ def breach_policy(task: ApprovalTask) -> str:
     return settings.get("approval_breach_policy", "keep_waiting")
 
 
-def _escalate(task: ApprovalTask, escalation: dict) -> None:
+def _escalate(task: ApprovalTask, escalation: dict, now: dt.datetime) -> None:
     # Counted from the missed due time, not from when the sweep noticed, so a
     # late sweep does not lengthen the second SLA.
     clock_kind = task.sla.get("clock", "wall")
@@ -92,6 +92,9 @@ def _escalate(task: ApprovalTask, escalation: dict) -> None:
         "from_user": task.assignee_user.get_username() if task.assignee_user else None,
         "due_at": due.isoformat(),
     }
+    # The supervisors are reminded before their own due time, like the first.
+    following = requests.first_reminder(due, task.reminders, now)
+    payload["remind_at"] = following.isoformat() if following else None
     services._record(task, "approval.escalated", payload, by=SLA_ACTOR)
     notify.send_on_commit(task.pk, "escalation")
 

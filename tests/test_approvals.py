@@ -348,6 +348,17 @@ def test_reminders_go_out_before_the_due_time(olga, rita, django_capture_on_comm
     assert [m.subject.split(":")[0] for m in mail.outbox] == ["[Ledgerflow] Reminder"] * 2
 
 
+def test_supervisors_are_reminded_before_their_own_due_time(
+    olga, sam, django_capture_on_commit_callbacks
+):
+    run = start(escalating_flow(olga, remind_before_hours=[1]))
+    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
+    assert task_of(run).remind_at == T0 + dt.timedelta(hours=11)
+    mail.outbox.clear()
+    sweep_at(T0 + dt.timedelta(hours=11), django_capture_on_commit_callbacks)
+    assert [m.to for m in mail.outbox] == [["sam@example.com"]]
+
+
 def test_an_unknown_assignee_group_makes_a_dead_letter_not_a_crash(olga):
     run = start(approval_flow(olga, assignee_group="Nobody here"))
     step = Step.objects.get(run=run, node_id="review")
