@@ -42,8 +42,9 @@ def actor(user) -> str:
     return f"user:{user.get_username()}"
 
 
-def _locked(task_id: int) -> ApprovalTask:
-    """The task, re-read after locking its run's stream head."""
+def lock_task(task_id: int) -> ApprovalTask:
+    """The task, re-read after locking its run's stream head. Inside
+    ``transaction.atomic``: the lock lasts until the caller commits."""
     run_id = ApprovalTask.objects.values_list("run_id", flat=True).get(pk=task_id)
     Stream.objects.select_for_update().filter(name=f"run:{run_id}").first()
     return ApprovalTask.objects.select_related("run", "assignee_group", "claimed_by").get(
@@ -51,7 +52,9 @@ def _locked(task_id: int) -> ApprovalTask:
     )
 
 
-def _record(task: ApprovalTask, kind: str, payload: dict, *, by: str) -> None:
+def record_fact(task: ApprovalTask, kind: str, payload: dict, *, by: str) -> None:
+    """Append an approval fact to the run's stream and project it, in the
+    caller's transaction (which holds the lock from ``lock_task``)."""
     event = append(
         task.run.stream,
         kind,
@@ -123,18 +126,18 @@ def refusal_to_decide(task: ApprovalTask, user) -> str | None:
 
 def task_claim(*, task_id: int, user) -> ApprovalTask:
     with transaction.atomic():
-        task = _locked(task_id)
+        task = lock_task(task_id)
         refusal = refusal_to_decide(task, user)
         if refusal:
             raise ApprovalRefused(refusal)
         if task.claimed_by_id != user.pk:
-            _record(task, "approval.claimed", {"user": user.get_username()}, by=actor(user))
+            record_fact(task, "approval.claimed", {"user": user.get_username()}, by=actor(user))
     return task
 
 
 def task_release(*, task_id: int, user) -> ApprovalTask:
     with transaction.atomic():
-        task = _locked(task_id)
+        task = lock_task(task_id)
         closed = refusal_if_closed(task)
         if closed:
             raise ApprovalRefused(closed)
@@ -142,7 +145,7 @@ def task_release(*, task_id: int, user) -> ApprovalTask:
             raise ApprovalRefused("Nobody has claimed this task.")
         if task.claimed_by_id != user.pk and not user.has_perm("approvals.manage_queues"):
             raise ApprovalRefused(f"{task.claimed_by.get_username()} holds this task.")
-        _record(task, "approval.released", {"user": user.get_username()}, by=actor(user))
+        record_fact(task, "approval.released", {"user": user.get_username()}, by=actor(user))
     return task
 
 
@@ -152,7 +155,7 @@ def task_reassign(*, task_id: int, by, user=None, group: Group | None = None) ->
     if (user is None) == (group is None):
         raise ApprovalRefused("Choose either a person or a group.")
     with transaction.atomic():
-        task = _locked(task_id)
+        task = lock_task(task_id)
         closed = refusal_if_closed(task)
         if closed:
             raise ApprovalRefused(closed)
@@ -161,7 +164,7 @@ def task_reassign(*, task_id: int, by, user=None, group: Group | None = None) ->
             "group": group.name if group else None,
             "by": by.get_username(),
         }
-        _record(task, "approval.reassigned", payload, by=actor(by))
+        record_fact(task, "approval.reassigned", payload, by=actor(by))
         notify.send_on_commit(task.pk, "request")
     return task
 
@@ -173,8 +176,8 @@ def task_comment(*, task_id: int, user, body: str) -> ApprovalTask:
     if len(body) > MAX_TEXT:
         raise ApprovalRefused(f"A comment has at most {MAX_TEXT} characters.")
     with transaction.atomic():
-        task = _locked(task_id)
-        _record(task, "approval.commented", {"user": user.get_username(), "body": body},
+        task = lock_task(task_id)
+        record_fact(task, "approval.commented", {"user": user.get_username(), "body": body},
                 by=actor(user))  # fmt: skip
     return task
 
@@ -228,7 +231,7 @@ def task_decide(
     if len(comment) > MAX_TEXT:
         raise FormInvalid({"comment": f"at most {MAX_TEXT} characters"})
     with transaction.atomic():
-        task = _locked(task_id)
+        task = lock_task(task_id)
         if task.status == TaskStatus.DECIDED:
             raise AlreadyDecided(task)
         refusal = refusal_to_decide(task, user)
@@ -236,7 +239,7 @@ def task_decide(
             raise ApprovalRefused(refusal)
         values = clean_fields(task.form, fields or {}, decision=decision)
         try:
-            _signal_decision(task, decision=decision, comment=comment, fields=values,
+            signal_decision(task, decision=decision, comment=comment, fields=values,
                              by=user.get_username())  # fmt: skip
         except (decider.StaleCommand, decider.IllegalTransition) as exc:
             # The projection said open but the run disagrees: the run is the
@@ -246,7 +249,7 @@ def task_decide(
     return task
 
 
-def _signal_decision(task: ApprovalTask, *, decision: str, comment: str, fields: dict, by: str,
+def signal_decision(task: ApprovalTask, *, decision: str, comment: str, fields: dict, by: str,
                      breach: bool = False) -> None:  # fmt: skip
     now = clock.now()
     output = {

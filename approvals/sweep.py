@@ -9,7 +9,7 @@ import logging
 
 from django.db import transaction
 
-from approvals import notify, requests, services, sla
+from approvals import notify, requesting, services, sla
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.approval import WAIT_REASON
 from runs import driver
@@ -40,11 +40,11 @@ def sweep(now: dt.datetime) -> dict[str, int]:
 
 def remind(task_id: int, now: dt.datetime) -> bool:
     with transaction.atomic():
-        task = services._locked(task_id)
+        task = services.lock_task(task_id)
         if task.status != TaskStatus.OPEN or task.remind_at is None or task.remind_at > now:
             return False
-        following = requests.first_reminder(task.due_at, task.reminders, now)
-        services._record(
+        following = requesting.first_reminder(task.due_at, task.reminders, now)
+        services.record_fact(
             task, "approval.reminded",
             {"next_remind_at": following.isoformat() if following else None}, by=SLA_ACTOR,
         )  # fmt: skip
@@ -54,7 +54,7 @@ def remind(task_id: int, now: dt.datetime) -> bool:
 
 def breach(task_id: int, now: dt.datetime) -> bool:
     with transaction.atomic():
-        task = services._locked(task_id)
+        task = services.lock_task(task_id)
         if task.status != TaskStatus.OPEN or task.due_at is None or task.due_at > now:
             return False
         escalation = task.escalation
@@ -93,9 +93,9 @@ def _escalate(task: ApprovalTask, escalation: dict, now: dt.datetime) -> None:
         "due_at": due.isoformat(),
     }
     # The supervisors are reminded before their own due time, like the first.
-    following = requests.first_reminder(due, task.reminders, now)
+    following = requesting.first_reminder(due, task.reminders, now)
     payload["remind_at"] = following.isoformat() if following else None
-    services._record(task, "approval.escalated", payload, by=SLA_ACTOR)
+    services.record_fact(task, "approval.escalated", payload, by=SLA_ACTOR)
     notify.send_on_commit(task.pk, "escalation")
 
 
@@ -103,7 +103,7 @@ def _apply_policy(task: ApprovalTask, policy: str) -> None:
     """After the last SLA: keep waiting (counted), auto-reject, or dead-letter."""
     level = task.escalation_level + 1
     if policy == "auto_reject":
-        services._signal_decision(
+        services.signal_decision(
             task, decision="rejected", by=SLA_ACTOR, fields={}, breach=True,
             comment="Nobody decided in time; rejected by the flow's policy.",
         )  # fmt: skip
@@ -116,6 +116,6 @@ def _apply_policy(task: ApprovalTask, policy: str) -> None:
                            {"node": task.node_id, "attempt": task.attempt, "level": level})],
         )  # fmt: skip
     else:
-        services._record(
+        services.record_fact(
             task, "approval.sla_breached", {"level": level, "policy": "keep_waiting"}, by=SLA_ACTOR
         )

@@ -78,11 +78,11 @@ class Approval(Connector):
     inline = True
 
     def execute(self, ctx: Context) -> Result:
-        from approvals import requests
+        from approvals import requesting
 
         try:
-            request = requests.build(ctx.config, now=ctx.now)
-        except requests.RequestError as exc:
+            request = requesting.build(ctx.config, now=ctx.now)
+        except requesting.RequestError as exc:
             raise ConnectorError(str(exc), retryable=False) from None
         payload = {"node": ctx.node_id, "attempt": ctx.attempt, **request}
         return Result(

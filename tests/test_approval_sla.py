@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from approvals import sla
-from approvals.requests import first_reminder
+from approvals.requesting import first_reminder
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = {day: [["09:00", "12:00"], ["13:00", "17:00"]] for day in sla.WEEKDAYS[:5]}
