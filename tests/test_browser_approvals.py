@@ -58,3 +58,25 @@ def test_reviewer_approves_a_live_refund(browser, live_server, olga, rita, adam,
     expect(operator.locator("h1 .pill")).to_have_text("succeeded")
     expect(operator.locator("#run-body")).to_contain_text('"approved_by": "rita"')
     screenshot(operator, "approval-run-completed")
+
+
+def test_admin_sees_the_queues_and_sets_business_hours(browser, live_server, olga, adam):  # noqa: F811
+    from runs import driver
+
+    flow = seed_approvals(actor=adam, owner=olga)
+    for order in ("A-1", "A-2"):
+        driver.start_run(flow=flow, input={"order_id": order, "amount": 700}, actor="user:olga")
+    page = log_in(browser, live_server, "adam", PASSWORD)
+    page.goto(f"{live_server.url}/approvals/queues/")
+    row = page.locator("tr", has_text="Reviewer")
+    expect(row.locator("td").nth(1)).to_have_text("2")
+    screenshot(page, "approval-queues")
+
+    page.click("text=Business hours")
+    page.select_option("#id_group", label="Finance leads")
+    page.fill("#id_time_zone", "Europe/Lisbon")
+    page.fill("#id_opening_hours", "mon 08:00-16:00\ntue 08:00-16:00")
+    page.click("button:has-text('Save')")
+    expect(page.locator(".message-success")).to_contain_text("Business hours of Finance leads")
+    expect(page.locator("tr", has_text="Finance leads")).to_contain_text("Europe/Lisbon")
+    screenshot(page, "approval-business-hours")
