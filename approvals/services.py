@@ -98,6 +98,17 @@ def is_assignee(task: ApprovalTask, user) -> bool:
     return bool(task.assignee_group_id) and user.groups.filter(pk=task.assignee_group_id).exists()
 
 
+def may_read(task: ApprovalTask, user) -> bool:
+    """Its queue, whoever holds or decided it, and admins."""
+    if not user.has_perm("approvals.view_approvaltask"):
+        return False
+    return (
+        user.has_perm("approvals.manage_queues")
+        or is_assignee(task, user)
+        or user.pk in (task.decided_by_id, task.claimed_by_id)
+    )
+
+
 def refusal_to_decide(task: ApprovalTask, user) -> str | None:
     """Why ``user`` may not claim or decide ``task`` now, or None."""
     closed = refusal_if_closed(task)
@@ -177,6 +188,8 @@ def task_comment(*, task_id: int, user, body: str) -> ApprovalTask:
         raise ApprovalRefused(f"A comment has at most {MAX_TEXT} characters.")
     with transaction.atomic():
         task = lock_task(task_id)
+        if not may_read(task, user):
+            raise ApprovalRefused("This task is in another queue.")
         record_fact(task, "approval.commented", {"user": user.get_username(), "body": body},
                 by=actor(user))  # fmt: skip
     return task

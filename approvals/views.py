@@ -59,13 +59,7 @@ def _readable_task(request, task_id: int) -> ApprovalTask:
         ),
         pk=task_id,
     )
-    may_read = (
-        request.user.has_perm("approvals.manage_queues")
-        or services.is_assignee(task, request.user)
-        or task.decided_by_id == request.user.pk
-        or task.claimed_by_id == request.user.pk
-    )
-    if not may_read:
+    if not services.may_read(task, request.user):
         raise PermissionDenied("This task is in another queue.")
     return task
 

@@ -152,6 +152,15 @@ def test_a_claimed_task_is_decided_only_by_its_claimer_until_released(olga, rita
     assert task_of(run).decided_by == ravi
 
 
+def test_only_readers_of_a_task_may_comment_on_it(olga, rita):
+    run = start(approval_flow(olga, assignee_group=None, assignee_user="rita"))
+    outsider = reviewer("otto")
+    with pytest.raises(services.ApprovalRefused, match="in another queue"):
+        services.task_comment(task_id=task_of(run).pk, user=outsider, body="Me too")
+    services.task_comment(task_id=task_of(run).pk, user=rita, body="Checking the photos.")
+    assert [c["body"] for c in task_of(run).comments] == ["Checking the photos."]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_decisions_make_one_decision_and_one_resumption(olga):
     deciders = [reviewer(f"reviewer{n}") for n in range(20)]
