@@ -23,7 +23,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "runs.view_run",
         "runs.change_run",
     ],
-    REVIEWER: ["flows.view_flow", "runs.view_run"],
+    REVIEWER: [
+        "flows.view_flow",
+        "runs.view_run",
+        "approvals.view_approvaltask",
+        "approvals.decide_task",
+    ],
     ADMIN: [
         "flows.view_flow",
         "flows.add_flow",
@@ -33,6 +38,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.audit_inventory",
         "flows.manage_teams",
         "runs.view_audit_log",
+        "approvals.view_approvaltask",
+        "approvals.decide_task",
+        "approvals.manage_queues",
     ],
 }
 
@@ -96,4 +104,6 @@ def role_context(request) -> dict:
         "can_audit": user.has_perm("flows.audit_inventory"),
         "can_manage_teams": user.has_perm("flows.manage_teams"),
         "can_read_audit_log": user.has_perm("runs.view_audit_log"),
+        "can_review": user.has_perm("approvals.view_approvaltask"),
+        "can_manage_queues": user.has_perm("approvals.manage_queues"),
     }

@@ -1,3 +1,5 @@
 """Websocket routes. Live pages (runs, inbox) add theirs here."""
 
-websocket_urlpatterns: list = []
+from approvals.routing import websocket_urlpatterns as approval_routes
+
+websocket_urlpatterns: list = [*approval_routes]

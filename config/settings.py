@@ -101,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.roles.role_context",
+                "approvals.context.inbox_badge",
             ],
         },
     },
@@ -169,6 +170,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "runs.tasks.sweep",
         "schedule": float(env_int("LEDGERFLOW_SWEEP_SECONDS", 2)),
     },
+    # Reminders, escalations and the flow's policy after a missed SLA; the
+    # task passes the clock's now to the sweep.
+    "approvals-sla-sweep": {
+        "task": "approvals.tasks.sweep_slas",
+        "schedule": float(env_int("LEDGERFLOW_APPROVAL_SWEEP_SECONDS", 30)),
+    },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
         "schedule": float(env_int("LEDGERFLOW_HEARTBEAT_SECONDS", 10)),
@@ -236,3 +243,24 @@ LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)
 # A side-effecting step's lease is its connector's timeout plus this margin;
 # the sweep re-runs (or dead-letters) a step whose lease ran out.
 LEDGERFLOW_LEASE_MARGIN_SECONDS = env_int("LEDGERFLOW_LEASE_MARGIN_SECONDS", 30)
+
+# --- Approvals --------------------------------------------------------------
+# How inbox pages learn of changes: "channels" (websocket over the Redis
+# channel layer) needs a layer shared by web and worker processes, which only
+# Redis gives; the embedded default polls with htmx instead.
+LEDGERFLOW_LIVE_UPDATES = env_str("LEDGERFLOW_LIVE_UPDATES", "channels" if REDIS_URL else "polling")
+if LEDGERFLOW_LIVE_UPDATES not in ("channels", "polling"):
+    raise ImproperlyConfigured("LEDGERFLOW_LIVE_UPDATES must be channels or polling")
+# Seconds between refreshes of a polling inbox and badge.
+LEDGERFLOW_INBOX_POLL_SECONDS = env_int("LEDGERFLOW_INBOX_POLL_SECONDS", 3)
+# Decide-by-email links expire: a week covers a reviewer's absence, and a
+# leaked old email stops working.
+LEDGERFLOW_APPROVAL_LINK_HOURS = env_int("LEDGERFLOW_APPROVAL_LINK_HOURS", 7 * 24)
+# Links in emails are absolute; the web process cannot know its public name.
+LEDGERFLOW_BASE_URL = env_str("LEDGERFLOW_BASE_URL", "http://127.0.0.1:8000")
+# Mail: printed to the console unless an SMTP server is configured, so
+# `make run` needs none and shows the notifications it would send.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ledgerflow@localhost")

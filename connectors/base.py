@@ -68,6 +68,10 @@ class Result:
     # The step waits, with no timer, for a signal of this kind ("approval",
     # "subflow"); the driver's ``signal_step`` ends the wait.
     wait_for: str | None = None
+    # Facts recorded on the run's stream in the same commit as the step's
+    # outcome (an approval's request, say), so they share its fate; the run
+    # state ignores them and their own projection reads them.
+    events: list[tuple[str, dict]] = field(default_factory=list)
 
 
 class Connector:

@@ -92,7 +92,12 @@ GRAPH_SCHEMA: dict = {
         "settings": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"compensate_on_cancel": {"type": "boolean"}},
+            "properties": {
+                "compensate_on_cancel": {"type": "boolean"},
+                # What an approval does when nobody decides after its last SLA,
+                # unless the node's escalation says otherwise.
+                "approval_breach_policy": {"enum": ["keep_waiting", "auto_reject", "dead_letter"]},
+            },
         },
     },
 }

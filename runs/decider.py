@@ -44,7 +44,8 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
     PENDING: {SCHEDULED, SKIPPED, CANCELLED},
     SCHEDULED: {RUNNING, CANCELLED},
     RUNNING: {SUCCEEDED, WAITING, RETRYING, DEAD_LETTERED, SCHEDULED},
-    WAITING: {SUCCEEDED, CANCELLED},
+    # A wait may give up (an approval nobody decided): a person takes over.
+    WAITING: {SUCCEEDED, CANCELLED, DEAD_LETTERED},
     RETRYING: {SCHEDULED, CANCELLED},
     DEAD_LETTERED: {SCHEDULED, FAILED},
     SUCCEEDED: {COMPENSATING},
@@ -254,6 +255,18 @@ class Signal:
     reason: str
     output: Any = None
     port: str = "out"
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """End a step's wait without its signal: the step becomes a dead letter
+    for a person (an approval that no one decided in time, by the flow's
+    policy). ``reason`` must match the wait's, like a ``Signal``."""
+
+    node: str
+    attempt: int
+    reason: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -496,7 +509,9 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
 def _wait(state: RunState, cmd: Wait, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    if cmd.port not in graph.connector(cmd.node).ports:
+    # A timer's wait ends by the port named here; a signal names its own
+    # (checked by ``_signal``), so a signal wait need not guess one.
+    if cmd.due_at is not None and cmd.port not in graph.connector(cmd.node).ports:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {
         "port": cmd.port,
@@ -564,6 +579,23 @@ def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
     return [("step.succeeded", payload)]
+
+
+def _give_up(state: RunState, cmd: GiveUp, graph: Graph) -> list[Event]:
+    _live(state)
+    step = _step(state, cmd.node)
+    _current(step, WAITING, cmd.attempt)
+    if step.wait_reason != cmd.reason:
+        raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
+    payload = {
+        "node": cmd.node,
+        "attempt": cmd.attempt,
+        "error": cmd.error,
+        "reason": f"{cmd.reason} abandoned",
+        "outcome_unknown": False,
+        "severity": "error",
+    }
+    return [("step.dead_lettered", payload)]
 
 
 def _fire_timer(state: RunState, cmd: FireTimer, graph: Graph) -> list[Event]:
@@ -673,6 +705,7 @@ _HANDLERS = {
     Fail: _fail,
     FireTimer: _fire_timer,
     Signal: _signal,
+    GiveUp: _give_up,
     ExpireLease: _expire_lease,
     ExtendLease: _extend_lease,
     Replay: _replay,

@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,21 @@ from connectors import base as connectors
 from runs import clock, decider, expressions
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
-from runs.models import Run, Step, Stream, Timer
+from runs.models import Event, Run, Step, Stream, Timer
 
 log = logging.getLogger(__name__)
+
+# Projections of facts other apps record on a run's stream (approval tasks):
+# each is called with the run and its newly stored events, inside the commit,
+# so those rows change in the same transaction as the events.
+StreamProjector = Callable[[Run, list[Event]], None]
+_projectors: list[StreamProjector] = []
+
+
+def register_projector(project: StreamProjector) -> None:
+    if project not in _projectors:
+        _projectors.append(project)
+
 
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 # Waits shorter than this also get a Celery countdown, so short retries and
@@ -167,6 +180,12 @@ class Session:
         ctx = _context(self.state, node, attempt, config, self.now)
         outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
+        self.record_facts(outcome)
+
+    def record_facts(self, outcome: "Outcome") -> None:
+        """The connector's own facts go after the step's outcome they explain."""
+        if outcome.result is not None:
+            self.events.extend(outcome.result.events)
 
     def _fail(self, node, attempt, error, retryable, retry_after=None) -> decider.Fail:
         return decider.Fail(
@@ -249,6 +268,8 @@ class Session:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
         self.state = state
         self._write_rows()
+        for project in _projectors:
+            project(self.run, stored)
         continuation = self.needs_continuation
         timers = list(self.timers_due)
         run_id = self.run.pk
@@ -609,6 +630,7 @@ def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool)
             log.warning("run %s: late result of step %s attempt %s discarded: %s",
                         run_id, node, attempt, exc)  # fmt: skip
             return None
+        session.record_facts(outcome)
         session.drive()
         following = None
         if eager:
@@ -715,6 +737,19 @@ def signal_step(
         )
         session.events[:0] = extra_events or []
         session.drive()
+        session.commit()
+
+
+def give_up_wait(
+    run_id: int, node: str, attempt: int, *, reason: str, error: str,
+    actor: str = "system:engine", extra_events: list | None = None,
+) -> None:  # fmt: skip
+    """End a waiting step without its signal: it becomes a dead letter that an
+    operator replays (the step runs again: a new request) or discards."""
+    with transaction.atomic():
+        session = Session(run_id, actor=actor)
+        session.apply(decider.GiveUp(node=node, attempt=attempt, reason=reason, error=error))
+        session.events[:0] = extra_events or []
         session.commit()
 
 

@@ -69,6 +69,13 @@ commands = st.one_of(
     ),
     st.builds(decider.FireTimer, node=st.sampled_from(NODES), attempt=st.integers(1, 4)),
     st.builds(
+        decider.GiveUp,
+        node=st.sampled_from(NODES),
+        attempt=st.integers(1, 4),
+        reason=st.sampled_from(["timer", "approval"]),
+        error=st.just("nobody came"),
+    ),
+    st.builds(
         decider.ExpireLease,
         node=st.sampled_from(NODES),
         attempt=st.integers(1, 4),
@@ -97,7 +104,10 @@ def _plausible(state: RunState, draw) -> object:
             decider.Wait(step.node, step.attempt, NOW),
         ],
         decider.RETRYING: [decider.FireTimer(step.node, step.attempt)],
-        decider.WAITING: [decider.FireTimer(step.node, step.attempt)],
+        decider.WAITING: [
+            decider.FireTimer(step.node, step.attempt),
+            decider.GiveUp(step.node, step.attempt, step.wait_reason, "nobody came"),
+        ],
         decider.DEAD_LETTERED: [
             decider.Replay(step.node, edited=draw(st.booleans())),
             decider.Discard(step.node, "no"),

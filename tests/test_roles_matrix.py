@@ -5,8 +5,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from approvals import links
 from flows.models import Team
 from runs import driver
+from tests.approval_helpers import INPUT, approval_flow, task_of
 from tests.conftest import PASSWORD, _user
 from tests.engine_helpers import chain, publish
 
@@ -43,6 +45,17 @@ MATRIX = {
     "runs:resume": ("POST", {OPERATOR, ADMIN}),
     "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
+    "approvals:inbox": ("GET", {REVIEWER, ADMIN}),
+    "approvals:badge": ("GET", {REVIEWER, ADMIN}),
+    "approvals:queues": ("GET", {ADMIN}),
+    "approvals:calendars": ("GET", {ADMIN}),
+    "approvals:link": ("GET", {REVIEWER, ADMIN}),
+    "approvals:task": ("GET", {REVIEWER, ADMIN}),
+    "approvals:claim": ("POST", {REVIEWER, ADMIN}),
+    "approvals:release": ("POST", {REVIEWER, ADMIN}),
+    "approvals:comment": ("POST", {REVIEWER, ADMIN}),
+    "approvals:reassign": ("POST", {ADMIN}),
+    "approvals:decide": ("POST", {REVIEWER, ADMIN}),
 }
 
 
@@ -80,6 +93,13 @@ def url_for(personas, make_flow):
     publish(personas[ADMIN], graph, slug=flow.slug)
     flow.refresh_from_db()
     run = driver.start_run(flow=flow, input={}, actor="user:adam")
+    approval = driver.start_run(
+        flow=approval_flow(personas[ADMIN], slug="matrix-approvals"), input=INPUT,
+        actor="user:adam",
+    )  # fmt: skip
+    task = task_of(approval)
+    token = links.make_token(task_id=task.pk, user_id=personas[REVIEWER].pk)
+    task_kwargs = {"task_id": task.pk}
     kwargs = {
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},
@@ -95,6 +115,11 @@ def url_for(personas, make_flow):
         "runs:discard": {"run_id": run.pk, "node": "wait"},
         "runs:replay_run": {"run_id": run.pk},
         "runs:resume": {"run_id": run.pk},
+        "approvals:link": {"token": token},
+        **{
+            f"approvals:{name}": task_kwargs
+            for name in ("task", "claim", "release", "comment", "reassign", "decide")
+        },
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 

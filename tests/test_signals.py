@@ -56,10 +56,16 @@ def test_a_signal_resumes_a_waiting_step_once_on_its_port(olga, eager_celery):
     assert run.status == "succeeded"
     states = dict(Step.objects.filter(run=run).values_list("node_id", "status"))
     assert states["approved"] == "skipped" and states["refused"] == "succeeded"
-    types = list(
-        Event.objects.filter(stream=run.stream).order_by("seq").values_list("type", flat=True)
+    events = list(
+        Event.objects.filter(stream=run.stream).order_by("seq").values_list("type", "payload")
     )
-    assert types.index("test.answered") < types.index("step.succeeded")
+    types = [kind for kind, _ in events]
+    # The signal's own fact is recorded just before the step it ends.
+    answered = types.index("test.answered")
+    assert events[answered + 1] == (
+        "step.succeeded",
+        {"node": "ask", "attempt": 1, "output": {"answer": "no"}, "port": "no"},
+    )
 
     # The run has moved on: a second signal is refused and changes nothing.
     with pytest.raises((decider.StaleCommand, decider.IllegalTransition)):
@@ -74,3 +80,18 @@ def test_a_signal_of_another_kind_does_not_end_the_wait(olga, eager_celery):
     with pytest.raises(decider.StaleCommand):
         driver.signal_step(run.pk, "ask", 1, reason="subflow", port="yes")
     assert Step.objects.get(run=run, node_id="ask").status == "waiting"
+
+
+def test_a_wait_that_gives_up_becomes_a_dead_letter_and_a_replay_waits_again(olga, eager_celery):
+    flow = signal_flow(olga)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="olga")
+    with pytest.raises(decider.StaleCommand):
+        driver.give_up_wait(run.pk, "ask", 1, reason="subflow", error="no answer")
+    driver.give_up_wait(run.pk, "ask", 1, reason="test", error="nobody answered in time")
+    step = Step.objects.get(run=run, node_id="ask")
+    assert (step.status, step.error) == ("dead_lettered", "nobody answered in time")
+    with eager_celery():
+        driver.replay_dead_letter(run.pk, "ask", actor="olga")
+    step.refresh_from_db()
+    assert (step.status, step.attempt, step.wait_reason) == ("waiting", 2, "test")

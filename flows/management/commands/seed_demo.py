@@ -64,6 +64,82 @@ def order_graph() -> dict:
     }  # fmt: skip
 
 
+SUPERVISORS = "Finance leads"
+
+
+def approval_graph() -> dict:
+    """A refund waits for a reviewer: 4 business hours, reminded an hour
+    before, then escalated to the finance leads for 8 more, then rejected.
+    Start it with {"order_id": "A-1", "amount": 640, "reason": "damaged"}."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
+            {"id": "review", "type": "approval", "position": {"x": 200, "y": 0},
+             "config": {
+                 "title": "Refund {{ trigger.amount }} EUR for order {{ trigger.order_id }}",
+                 "description": "The customer says: "
+                                "{{ trigger.reason | default('no reason given') }}.",
+                 "assignee_group": REVIEWER,
+                 "shows": {"order": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}"},
+                 "fields": [
+                     {"name": "refund_kind", "label": "Refund as", "type": "choice",
+                      "choices": ["card", "store credit"], "required": True},
+                     {"name": "ticket", "label": "Support ticket", "type": "text"},
+                 ],
+                 "sla_hours": 4, "sla_clock": "business", "remind_before_hours": [1],
+                 "escalation": {"group": SUPERVISORS, "hours": 8, "then": "auto_reject"},
+                 "separation_of_duties": True,
+             }},
+            {"id": "refund", "type": "transform", "position": {"x": 400, "y": 0},
+             "config": {"fields": {"refunded": "{{ trigger.amount }}",
+                                   "as": "{{ steps.review.output.fields.refund_kind }}",
+                                   "approved_by": "{{ steps.review.output.decided_by }}"}}},
+            {"id": "decline", "type": "transform", "position": {"x": 400, "y": 120},
+             "config": {"fields": {"declined": "{{ steps.review.output.comment }}"}}},
+        ],
+        "edges": [
+            {"from": "start", "to": "review"},
+            {"from": "review", "from_port": "approved", "to": "refund"},
+            {"from": "review", "from_port": "rejected", "to": "decline"},
+        ],
+    }  # fmt: skip
+
+
+def seed_approvals(*, actor, owner) -> Flow:
+    """The demo approval flow ("Refund approvals"), its supervisor group and
+    the reviewers' business hours. Publishes only when the flow has no
+    version yet, so a second run changes nothing."""
+    from approvals.models import BusinessCalendar
+
+    supervisors, _ = Group.objects.get_or_create(name=SUPERVISORS)
+    weekdays = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+    for group in (Group.objects.get(name=REVIEWER), supervisors):
+        BusinessCalendar.objects.get_or_create(
+            group=group,
+            defaults={"time_zone": "Europe/Berlin", "opening_hours": weekdays,
+                      "holidays": ["2026-12-24", "2026-12-25", "2026-12-26"]},
+        )  # fmt: skip
+    flow = Flow.objects.filter(slug="refund-approvals").first()
+    if flow is None:
+        flow = services.flow_create(
+            actor=actor,
+            data={
+                "name": "Refund approvals", "slug": "refund-approvals", "kind": "ledgerflow",
+                "external_platform": "", "external_url": "",
+                "purpose": "Refunds over 500 EUR wait for a reviewer's approval.",
+                "owner": owner, "team": None, "criticality": "high",
+                "runbook": "Check the approval inbox backlog; escalate to finance leads.",
+                "failure_mode": "", "review_cadence_days": 90, "tags": ["approvals"],
+                "external_systems": ["Payments API"],
+            },
+        )  # fmt: skip
+    if not flow.published_version:
+        services.flow_save_draft(flow=flow, actor=actor, graph=approval_graph())
+        services.flow_publish(flow=flow, actor=actor, note="Demo approval flow")
+        flow.refresh_from_db()
+    return flow
+
+
 class Command(BaseCommand):
     help = "Create the demo users (printing their passwords), teams and inventory."
 
@@ -75,6 +151,20 @@ class Command(BaseCommand):
         if not Flow.objects.exists():
             self._inventory()
             self.stdout.write(f"Demo inventory: {Flow.objects.count()} automations.")
+        self._approvals()
+
+    @transaction.atomic
+    def _approvals(self) -> None:
+        User = get_user_model()
+        # Addresses for the demo users, so approval notifications show up in
+        # the console mail backend that `make run` uses.
+        for username, _ in DEMO_USERS:
+            User.objects.filter(username=username, email="").update(
+                email=f"{username}@ledgerflow.example"
+            )
+        operator = User.objects.get(username="operator")
+        flow = seed_approvals(actor=User.objects.get(username="admin"), owner=operator)
+        self.stdout.write(f"Demo approval flow: {flow.name} (/flows/{flow.slug}/).")
 
     def _password_file(self):
         return settings.DATA_DIR / "demo-passwords.txt"

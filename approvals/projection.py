@@ -1,0 +1,167 @@
+"""The approval task table: a projection of the ``approval.*`` events on run
+streams (and of the run's own end, which cancels what is still open).
+
+``project`` runs in the transaction that appends the events (the driver calls
+it for its commits, the services for theirs); ``rebuild`` derives every row
+again from the log through the same code, so the two cannot drift apart.
+"""
+
+import datetime as dt
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from approvals import live, notify
+from approvals.models import ApprovalTask, TaskStatus
+from runs import driver
+from runs.models import Event, Run
+
+# Run events after which no decision can resume the run.
+RUN_ENDS = ("run.cancelled", "run.failed", "run.succeeded", "run.compensating", "run.compensated")
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def _user(username: str | None):
+    if not username:
+        return None
+    return get_user_model().objects.filter(username=username).first()
+
+
+def _group(name: str | None):
+    return Group.objects.filter(name=name).first() if name else None
+
+
+def _task(run_id: int, payload: dict) -> ApprovalTask:
+    return ApprovalTask.objects.get(
+        run_id=run_id, node_id=payload["node"], attempt=payload["attempt"]
+    )
+
+
+def _asks_people(run: Run) -> bool:
+    # Most runs have no approval step: their end costs no query here (the
+    # graph of a version is cached by the driver).
+    return any(node["type"] == "approval" for node in driver.graph_for(run).nodes.values())
+
+
+def project(run: Run, events: list[Event]) -> None:
+    """Apply newly stored events of ``run``'s stream to its task rows; after
+    commit, mail new requests and tell open inboxes."""
+    _project(run, events, effects=True)
+
+
+def _project(run: Run, events: list[Event], *, effects: bool) -> None:
+    changed = False
+    for event in events:
+        if event.type.startswith("approval."):
+            task = _apply(run, event)
+            changed = True
+            if effects and event.type == "approval.requested":
+                notify.send_on_commit(task.pk, "request")
+        elif event.type in RUN_ENDS and _asks_people(run):
+            changed |= bool(
+                ApprovalTask.objects.filter(run_id=run.pk, status=TaskStatus.OPEN).update(
+                    status=TaskStatus.CANCELLED, updated_at=event.occurred_at
+                )
+            )
+    if changed and effects:
+        # Tell open inboxes after commit: a page must never show a change
+        # that then rolls back.
+        transaction.on_commit(live.announce)
+
+
+def _apply(run: Run, event: Event) -> ApprovalTask:
+    kind, p, at = event.type, event.payload, event.occurred_at
+    if kind == "approval.requested":
+        return ApprovalTask.objects.create(
+            run_id=run.pk,
+            flow_id=run.flow_id,
+            node_id=p["node"],
+            attempt=p["attempt"],
+            title=p["title"][:300],
+            description=p["description"],
+            form=p["form"],
+            shows=p["shows"],
+            assignee_user=_user(p["assignee_user"]),
+            assignee_group=_group(p["assignee_group"]),
+            requested_at=at,
+            due_at=_moment(p["due_at"]),
+            sla=p["sla"],
+            escalation=p["escalation"],
+            reminders=p["reminders"],
+            remind_at=_moment(p["remind_at"]),
+            separation_of_duties=p["separation_of_duties"],
+            updated_at=at,
+        )
+    task = _task(run.pk, p)
+    task.updated_at = at
+    if kind == "approval.claimed":
+        task.claimed_by, task.claimed_at = _user(p["user"]), at
+    elif kind == "approval.released":
+        task.claimed_by, task.claimed_at = None, None
+    elif kind == "approval.reassigned":
+        task.assignee_user, task.assignee_group = _user(p["user"]), _group(p["group"])
+        task.claimed_by, task.claimed_at = None, None
+    elif kind == "approval.commented":
+        task.comments = [
+            *task.comments,
+            {"user": p["user"], "body": p["body"], "at": at.isoformat()},
+        ]
+    elif kind == "approval.reminded":
+        task.reminders_sent += 1
+        task.remind_at = _moment(p["next_remind_at"])
+    elif kind == "approval.escalated":
+        task.assignee_user, task.assignee_group = None, _group(p["group"])
+        task.claimed_by, task.claimed_at = None, None
+        task.escalation_level = p["level"]
+        task.escalated_at = at
+        task.breaches += 1
+        task.due_at = _moment(p["due_at"])
+        task.remind_at = _moment(p.get("remind_at"))
+    elif kind == "approval.sla_breached":
+        task.breaches += 1
+        task.escalation_level = p["level"]
+        task.due_at = None  # the policy keeps it waiting with no further SLA
+    elif kind == "approval.decided":
+        task.status = TaskStatus.DECIDED
+        task.decision = p["decision"]
+        task.comment = p["comment"]
+        task.fields = p["fields"]
+        task.decided_by = _user(p["user"])
+        task.decided_by_name = p["user"]
+        task.decided_at = at
+        task.breaches += int(p.get("breach", False))
+        task.remind_at = None
+    elif kind == "approval.abandoned":
+        task.status = TaskStatus.ABANDONED
+        task.breaches += 1
+        task.decided_by_name = "system:sla"
+        task.decided_at = at
+        task.remind_at = None
+    else:
+        raise ValueError(f"unknown approval event {kind}")
+    task.save()
+    return task
+
+
+def rebuild() -> int:
+    ApprovalTask.objects.all().delete()
+    streams = (
+        Event.objects.filter(stream__startswith="run:", type="approval.requested")
+        .values_list("stream", flat=True)
+        .distinct()
+    )
+    for stream in streams:
+        run = Run.objects.filter(pk=int(stream.split(":", 1)[1])).first()
+        if run is None:
+            continue
+        events = Event.objects.filter(stream=stream).order_by("seq")
+        _project(
+            run,
+            [e for e in events if e.type.startswith("approval.") or e.type in RUN_ENDS],
+            effects=False,
+        )
+    return ApprovalTask.objects.count()
