@@ -74,7 +74,10 @@ def closed_loop(start, finished, in_flight: int, seconds: float, max_runs: int, 
             began_at = pending.pop(key)
             if now >= measure_from:
                 latencies.append((now - began_at) * 1000)
-        if now >= measure_from and (now - measure_from >= seconds or len(latencies) >= max_runs):
+        # A point needs at least one measured run: on a loaded machine a
+        # short point could otherwise end before anything finished.
+        enough = now - measure_from >= seconds or len(latencies) >= max_runs
+        if now >= measure_from and enough and latencies:
             return latencies, now - measure_from
         if not done:
             time.sleep(0.002)
@@ -193,7 +196,8 @@ def figures(data: dict) -> dict:
         "pure_steps_per_s_128": rate("engine_pure", 128),
         "pure_p50_ms_1": p50("engine_pure", 1),
     }
-    out["floor_ratio_16"] = out["steps_per_s_16"] / out["floor_steps_per_s_16"]
+    floor = out["floor_steps_per_s_16"]
+    out["floor_ratio_16"] = out["steps_per_s_16"] / floor if floor else float("nan")
     return out
 
 

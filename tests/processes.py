@@ -71,6 +71,20 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def terminate_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM the group and give it ``grace`` seconds for a warm shutdown,
+    then kill whatever is left. For cleanup, where a slow stop (a loaded
+    machine, Celery finishing its pool) is not what the test is about."""
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=grace)
+        wait_until(lambda: not group_alive(proc.pid), timeout=grace, what="the group to exit")
+    except (ProcessLookupError, subprocess.TimeoutExpired, AssertionError):
+        pass
+    finally:
+        stop_group(proc)
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     """Last-resort cleanup so a failing test never leaves processes behind.
 

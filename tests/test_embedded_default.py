@@ -1,7 +1,6 @@
 """The embedded default (no environment): SQLite plus kombu's filesystem
 broker, with real worker processes and the real `make run`."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from tests.processes import (
     manage,
     sqlite_rows,
     stop_group,
+    terminate_group,
     wait_until,
 )
 
@@ -67,12 +67,8 @@ def test_a_task_sent_through_the_filesystem_broker_is_done_by_two_worker_process
         output = (tmp_path / "worker.log").read_text()
         assert "ForkPoolWorker-1" in output and "ForkPoolWorker-2" in output, output[-2000:]
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        finally:
-            stop_group(worker)
-            log.close()
+        terminate_group(worker)
+        log.close()
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -3,7 +3,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -14,10 +13,9 @@ from fakeapi.payments import PaymentsServer
 from tests.processes import (
     ROOT,
     embedded_env,
-    group_alive,
     manage,
     sqlite_rows,
-    stop_group,
+    terminate_group,
     wait_until,
 )  # fmt: skip
 
@@ -66,16 +64,7 @@ def start_processes(env: dict, log_path) -> subprocess.Popen:
 
 
 def stop_processes(proc: subprocess.Popen) -> None:
-    """SIGTERM the group, give the worker its warm shutdown, then make sure
-    nothing of the group is left (the shell exits before its children)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        wait_until(lambda: not group_alive(proc.pid), timeout=15, what="workers to stop")
-    except (ProcessLookupError, subprocess.TimeoutExpired, AssertionError):
-        pass
-    finally:
-        stop_group(proc)
+    terminate_group(proc)
 
 
 def test_a_run_completes_on_the_embedded_default(tmp_path):
