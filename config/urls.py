@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config import views
+from config.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("audit-log/", views.audit_log, name="audit_log"),
     path("flows/", include("flows.urls")),
     path("runs/", include("runs.urls")),
+    path("connectors/", include("connectors.urls")),
+    path("api/v1/", api.urls),
 ]
 
 handler403 = "config.views.permission_denied"

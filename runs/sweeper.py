@@ -13,10 +13,11 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from connectors import base as connectors
 from runs import decider, driver
-from runs.models import Step, Timer
+from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -33,10 +34,31 @@ def sweep(now: dt.datetime) -> dict[str, int]:
         if driver.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
     redispatched = redispatch_lost(now)
-    if fired or expired or redispatched:
-        log.info("sweep: %s timers fired, %s leases expired, %s redispatched",
-                 fired, expired, redispatched)  # fmt: skip
-    return {"timers": fired, "leases": expired, "redispatched": redispatched}
+    resignalled = resignal_subflows()
+    if fired or expired or redispatched or resignalled:
+        log.info("sweep: %s timers fired, %s leases expired, %s redispatched, "
+                 "%s sub-flow results re-sent", fired, expired, redispatched,
+                 resignalled)  # fmt: skip
+    return {"timers": fired, "leases": expired, "redispatched": redispatched,
+            "subflows": resignalled}  # fmt: skip
+
+
+def resignal_subflows() -> int:
+    """Finished sub-flow runs whose parent step still waits: the message sent
+    on the child's terminal commit was lost (or the child ended before the
+    parent step recorded its wait). Signalling is idempotent."""
+    waiting_parent = Step.objects.filter(
+        run_id=OuterRef("parent_run_id"),
+        node_id=OuterRef("parent_node"),
+        status=decider.WAITING,
+        wait_reason="subflow",
+    )
+    finished = Run.objects.filter(
+        parent_run_id__isnull=False, status__in=decider.RUN_TERMINAL
+    ).filter(Exists(waiting_parent))
+    return sum(
+        driver.signal_parent(child) for child in finished.values_list("pk", flat=True)[:BATCH]
+    )
 
 
 def redispatch_lost(now: dt.datetime) -> int:

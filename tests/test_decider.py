@@ -207,3 +207,87 @@ def test_the_random_walk_reaches_every_run_outcome():
         test_random_command_sequences_keep_the_invariants()
     expected = {"succeeded", "failed", "cancelled", "compensated"}
     assert expected <= set(outcomes), outcomes
+
+
+# --- merge: first wins, the losers are cancelled ---------------------------------
+
+
+def _merge_graph() -> Graph:
+    """A slow side-effecting branch and a fast one into a first-wins merge."""
+    document = chain({"id": "call", "type": "http.request",
+                      "config": {"url": "http://127.0.0.1:1/x"}})  # fmt: skip
+    document["nodes"] += [
+        transform("fast", v=1),
+        {"id": "join", "type": "merge", "config": {"mode": "first", "losers": "cancel"}},
+        transform("end", v=3),
+    ]
+    document["edges"] += [
+        {"from": "start", "to": "fast"},
+        {"from": "call", "to": "join"},
+        {"from": "fast", "to": "join"},
+        {"from": "join", "to": "end"},
+    ]
+    return Graph.from_document(validate(document))
+
+
+MERGE_GRAPH = None
+merge_outcomes: dict[str, int] = {}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.data())
+def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
+    global MERGE_GRAPH
+    MERGE_GRAPH = MERGE_GRAPH or _merge_graph()
+    graph = MERGE_GRAPH
+    assert graph.losers["join"] == {"call", "fast"}
+    state = RunState(run_id=1)
+    log = []
+    for event in decider.decide(state, decider.Start({}, 1, 1, 1), graph):
+        state = decider.evolve(state, event, at=NOW)
+        log.append(event)
+    for _ in range(data.draw(st.integers(0, 60))):
+        roll = data.draw(st.integers(0, 99))
+        if roll < 85:
+            command = _plausible(state, data.draw)
+        elif roll < 98:
+            command = data.draw(commands)
+        else:
+            command = decider.Cancel(reason="stop")
+        try:
+            events = decider.decide(state, command, graph)
+        except (decider.IllegalTransition, decider.StaleCommand):
+            continue
+        for event in events:
+            before = state
+            state = decider.evolve(state, event, at=NOW)
+            log.append(event)
+            kind, payload = event
+            if kind == "step.scheduled" and payload["node"] == "join" and payload["attempt"] == 1:
+                # It fires only when a branch has arrived.
+                assert any(before.steps[n].status == decider.SUCCEEDED for n in ("call", "fast"))
+            if kind == "step.cancelled":
+                assert payload["node"] in ("call", "fast")
+                assert before.steps[payload["node"]].status in (
+                    decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING
+                )  # fmt: skip
+    first_fires = [
+        e for e in log
+        if e[0] == "step.scheduled" and e[1]["node"] == "join" and e[1]["attempt"] == 1
+    ]  # fmt: skip
+    assert len(first_fires) <= 1
+    if state.status == decider.RUN_SUCCEEDED:
+        assert state.steps["join"].status == state.steps["end"].status == decider.SUCCEEDED
+        if state.steps["call"].status == decider.CANCELLED:
+            merge_outcomes["cancelled_loser"] = merge_outcomes.get("cancelled_loser", 0) + 1
+    merge_outcomes[state.status] = merge_outcomes.get(state.status, 0) + 1
+    replayed = RunState(run_id=1)
+    for event in log:
+        replayed = decider.evolve(replayed, event, at=NOW)
+    assert replayed == state
+
+
+def test_the_merge_walk_reaches_success_with_a_cancelled_loser():
+    if not merge_outcomes:
+        test_a_first_wins_merge_fires_once_on_a_live_branch()
+    assert merge_outcomes.get("cancelled_loser", 0) > 0, merge_outcomes

@@ -13,6 +13,11 @@ from tests.engine_helpers import chain, publish
 OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
 EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
 PUBLIC = "public"
+# django-ninja's mount point: it only anchors the API's paths (404 to all).
+ANCHOR = "anchor"
+# API endpoints answer an anonymous caller 401 instead of sending a browser
+# to the login page.
+API_ENDPOINTS = {"api:connectors"}
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
 MATRIX = {
@@ -43,6 +48,11 @@ MATRIX = {
     "runs:resume": ("POST", {OPERATOR, ADMIN}),
     "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
+    "connectors:catalogue": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:api-root": ("GET", ANCHOR),
+    "api:openapi-json": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:openapi-view": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:connectors": ("GET", {OPERATOR, REVIEWER, ADMIN}),
 }
 
 
@@ -109,6 +119,10 @@ def test_anonymous_users_are_sent_to_login(client, url_for, name):
     response = _request(client, method, url_for(name))
     if allowed == PUBLIC:
         assert response.status_code in (200, 503), response.status_code
+    elif allowed == ANCHOR:
+        assert response.status_code == 404
+    elif name in API_ENDPOINTS:
+        assert response.status_code == 401
     else:
         assert response.status_code == 302
         assert response.url.startswith(reverse("login"))
@@ -123,6 +137,8 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
     response = _request(client, method, url_for(name))
     if allowed == PUBLIC:
         assert response.status_code < 500
+    elif allowed == ANCHOR:
+        assert response.status_code == 404
     elif role in allowed:
         assert response.status_code in (200, 302), response.status_code
         if response.status_code == 302:
