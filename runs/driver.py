@@ -401,20 +401,29 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     if step.revision > 0 and step.input is not None:
         # An operator edited the input of a dead letter; the secrets it shows
         # redacted come from the graph again.
-        secrets = {
-            name: raw[name]
-            for name in _declared(connector).secret_fields
-            if name in raw and step.input.get(name) == connectors.REDACTED
-        }
-        raw = {**step.input, **secrets}
-    deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
+        raw = step.input
+        if isinstance(raw, dict):
+            original = graph.nodes[node]["config"]
+            raw = {
+                **raw,
+                **{
+                    name: original[name]
+                    for name in _declared(connector).secret_fields
+                    if name in original and raw.get(name) == connectors.REDACTED
+                },
+            }
+    deferred = {}
+    if isinstance(raw, dict):
+        deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
     try:
         rendered = expressions.render(
-            {k: v for k, v in raw.items() if k not in deferred}, step_data(state)
+            {k: v for k, v in raw.items() if k not in deferred} if deferred else raw,
+            step_data(state),
         )
     except expressions.ExpressionError as exc:
         return raw, f"config: {exc}"
-    rendered.update(deferred)
+    if deferred:
+        rendered.update(deferred)
     try:
         return connector.Config.model_validate(rendered), None
     except ValueError as exc:

@@ -213,8 +213,10 @@ def test_the_random_walk_reaches_every_run_outcome():
 
 
 def _merge_graph() -> Graph:
-    """A slow side-effecting branch and a fast one into a first-wins merge."""
-    document = chain({"id": "call", "type": "http.request",
+    """A slow side-effecting branch and a fast one into a first-wins merge.
+    ("fast" sorts first, so the walk, which favours early steps, often
+    finishes it while "slow" is still idle.)"""
+    document = chain({"id": "slow", "type": "http.request",
                       "config": {"url": "http://127.0.0.1:1/x"}})  # fmt: skip
     document["nodes"] += [
         transform("fast", v=1),
@@ -223,7 +225,7 @@ def _merge_graph() -> Graph:
     ]
     document["edges"] += [
         {"from": "start", "to": "fast"},
-        {"from": "call", "to": "join"},
+        {"from": "slow", "to": "join"},
         {"from": "fast", "to": "join"},
         {"from": "join", "to": "end"},
     ]
@@ -240,7 +242,7 @@ def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
     global MERGE_GRAPH
     MERGE_GRAPH = MERGE_GRAPH or _merge_graph()
     graph = MERGE_GRAPH
-    assert graph.losers["join"] == {"call", "fast"}
+    assert graph.losers["join"] == {"slow", "fast"}
     state = RunState(run_id=1)
     log = []
     for event in decider.decide(state, decider.Start({}, 1, 1, 1), graph):
@@ -258,6 +260,11 @@ def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
             events = decider.decide(state, command, graph)
         except (decider.IllegalTransition, decider.StaleCommand):
             continue
+        # As the driver does: every change is followed by an Advance.
+        after = state
+        for event in events:
+            after = decider.evolve(after, event, at=NOW)
+        events += decider.decide(after, decider.Advance(), graph)
         for event in events:
             before = state
             state = decider.evolve(state, event, at=NOW)
@@ -265,9 +272,9 @@ def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
             kind, payload = event
             if kind == "step.scheduled" and payload["node"] == "join" and payload["attempt"] == 1:
                 # It fires only when a branch has arrived.
-                assert any(before.steps[n].status == decider.SUCCEEDED for n in ("call", "fast"))
+                assert any(before.steps[n].status == decider.SUCCEEDED for n in ("slow", "fast"))
             if kind == "step.cancelled":
-                assert payload["node"] in ("call", "fast")
+                assert payload["node"] in ("slow", "fast")
                 assert before.steps[payload["node"]].status in (
                     decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING
                 )  # fmt: skip
@@ -278,7 +285,7 @@ def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
     assert len(first_fires) <= 1
     if state.status == decider.RUN_SUCCEEDED:
         assert state.steps["join"].status == state.steps["end"].status == decider.SUCCEEDED
-        if state.steps["call"].status == decider.CANCELLED:
+        if state.steps["slow"].status == decider.CANCELLED:
             merge_outcomes["cancelled_loser"] = merge_outcomes.get("cancelled_loser", 0) + 1
     merge_outcomes[state.status] = merge_outcomes.get(state.status, 0) + 1
     replayed = RunState(run_id=1)
