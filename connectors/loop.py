@@ -8,10 +8,15 @@ the finished iterations are committed as ``step.iteration_succeeded`` events
 on the run's stream; a retry, or a new worker after a crash, skips every
 recorded iteration. A crash inside a batch repeats only that batch's
 unrecorded iterations, under the same keys, so an idempotent remote
-deduplicates them. The output lists the bodies' outputs in item order.
+deduplicates them. A body that calls out (not inline) runs a batch's items
+concurrently, up to ``MAX_PARALLEL`` at once, with no database access; a
+pure body runs them in order. One failing item fails the step after the
+batch's finished items are recorded. The output lists the bodies' outputs
+in item order.
 """
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -30,6 +35,8 @@ from connectors.base import (
 
 MAX_ITEMS = 1000
 MAX_BATCH = 100
+# Calls of one batch in flight at once: a batch is also a burst at the remote.
+MAX_PARALLEL = 10
 
 
 class LoopBody(StrictConfig):
@@ -109,8 +116,6 @@ class Loop(Connector):
         return get(config.body.type).timeout_seconds * config.batch_size + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
-        from runs import expressions
-
         config: LoopConfig = ctx.config
         items = config.items
         if not isinstance(items, list):
@@ -124,43 +129,73 @@ class Loop(Connector):
         outputs: dict[int, Any] = dict(ctx.iterations_done)
         todo = [index for index in range(len(items)) if index not in outputs]
         for start in range(0, len(todo), config.batch_size):
-            batch: dict[int, Any] = {}
-            for index in todo[start : start + config.batch_size]:
-                data = {**ctx.data, "item": items[index], "index": index}
-                try:
-                    rendered = expressions.render(config.body.config, data)
-                    body_config = connector.Config.model_validate(rendered)
-                except (expressions.ExpressionError, ValidationError) as exc:
-                    self._save(ctx, batch)
-                    raise ConnectorError(f"item {index}: body config: {exc}",
-                                         retryable=False) from None  # fmt: skip
-                try:
-                    result = connector.execute(
-                        dataclasses.replace(
-                            ctx, config=body_config, idempotency_key=ctx.iteration_key(index),
-                            node_id=f"{ctx.node_id}[{index}]", iterations_done={},
-                        )
-                    )  # fmt: skip
-                except ConnectorError as exc:
-                    # What finished before the failure stays finished.
-                    self._save(ctx, batch)
-                    raise ConnectorError(
-                        f"item {index}: {exc}", retryable=exc.retryable,
-                        retry_after=exc.retry_after, details=exc.details,
-                    ) from None  # fmt: skip
-                if result.wait_until is not None or result.wait_for:
-                    self._save(ctx, batch)
-                    raise ConnectorError(f"item {index}: a loop body cannot wait",
-                                         retryable=False)  # fmt: skip
-                batch[index] = result.output
-            self._save(ctx, batch)
-            outputs.update(batch)
+            indexes = todo[start : start + config.batch_size]
+            finished, failure = self._run_batch(ctx, connector, items, indexes)
+            # What finished stays finished, even when another item failed.
+            if finished:
+                ctx.record_iterations(finished)
+            if failure is not None:
+                raise failure
+            outputs.update(finished)
             ctx.heartbeat()
         return Result(
             output={"count": len(items), "outputs": [outputs[i] for i in range(len(items))]}
         )
 
+    def _run_batch(
+        self, ctx: Context, connector: Connector, items: list, indexes: list[int]
+    ) -> tuple[dict[int, Any], ConnectorError | None]:
+        """Run one batch: a pure body in order, a calling body concurrently
+        (at most ``MAX_PARALLEL`` calls at once). The outputs that finished,
+        and the failure of the lowest failing index, if any."""
+
+        def one(index: int) -> Any:
+            return self._iteration(ctx, connector, items[index], index)
+
+        finished: dict[int, Any] = {}
+        failures: dict[int, ConnectorError] = {}
+        if connector.inline or len(indexes) == 1:
+            for index in indexes:
+                try:
+                    finished[index] = one(index)
+                except ConnectorError as exc:
+                    failures[index] = exc
+                    break
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(indexes), MAX_PARALLEL)) as pool:
+                futures = {index: pool.submit(one, index) for index in indexes}
+            for index, future in futures.items():
+                try:
+                    finished[index] = future.result()
+                except ConnectorError as exc:
+                    failures[index] = exc
+        first = min(failures, default=None)
+        return finished, failures[first] if first is not None else None
+
     @staticmethod
-    def _save(ctx: Context, batch: dict[int, Any]) -> None:
-        if batch:
-            ctx.record_iterations(batch)
+    def _iteration(ctx: Context, connector: Connector, item: Any, index: int) -> Any:
+        from runs import expressions
+
+        body = ctx.config.body
+        try:
+            rendered = expressions.render(body.config, {**ctx.data, "item": item, "index": index})
+            config = connector.Config.model_validate(rendered)
+        except (expressions.ExpressionError, ValidationError) as exc:
+            raise ConnectorError(f"item {index}: body config: {exc}", retryable=False) from None
+        item_ctx = dataclasses.replace(
+            ctx, config=config, idempotency_key=ctx.iteration_key(index),
+            node_id=f"{ctx.node_id}[{index}]", iterations_done={},
+        )  # fmt: skip
+        try:
+            result = connector.execute(item_ctx)
+        except ConnectorError as exc:
+            raise ConnectorError(
+                f"item {index}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after,
+                details=exc.details,
+            ) from None  # fmt: skip
+        except Exception as exc:  # a bug in the body fails its item, visibly
+            raise ConnectorError(f"item {index}: {type(exc).__name__}: {exc}",
+                                 retryable=False) from None  # fmt: skip
+        if result.wait_until is not None or result.wait_for:
+            raise ConnectorError(f"item {index}: a loop body cannot wait", retryable=False)
+        return result.output

@@ -76,6 +76,13 @@ commands = st.one_of(
     ),
     st.builds(decider.Replay, node=st.sampled_from(NODES), edited=st.booleans()),
     st.builds(decider.Discard, node=st.sampled_from(NODES), reason=st.just("no")),
+    st.builds(
+        decider.CompleteIteration,
+        node=st.sampled_from(NODES),
+        attempt=st.integers(1, 4),
+        index=st.integers(0, 3),
+        output=st.just({"ok": 1}),
+    ),
 )
 
 
@@ -95,6 +102,7 @@ def _plausible(state: RunState, draw) -> object:
             decider.Fail(step.node, step.attempt, "boom", draw(st.booleans()), NOW),
             decider.ExpireLease(step.node, step.attempt, draw(st.booleans())),
             decider.Wait(step.node, step.attempt, NOW),
+            decider.CompleteIteration(step.node, step.attempt, draw(st.integers(0, 3)), 1),
         ],
         decider.RETRYING: [decider.FireTimer(step.node, step.attempt)],
         decider.WAITING: [decider.FireTimer(step.node, step.attempt)],
@@ -156,6 +164,10 @@ def _check(before: RunState, after: RunState) -> None:
             continue  # a compensation step, checked below
         assert step.attempt >= old.attempt
         assert step.revision >= old.revision
+        # Recorded loop iterations stay recorded, unless an edited replay
+        # made a new revision (new keys).
+        if step.revision == old.revision:
+            assert old.iterations.items() <= step.iterations.items()
         if step.status != old.status:
             assert step.status in decider.STEP_TRANSITIONS[old.status] or (
                 after.status in (decider.RUN_CANCELLED, decider.RUN_COMPENSATING)

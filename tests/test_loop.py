@@ -117,22 +117,26 @@ def test_a_failing_item_retries_the_loop_from_where_it_stopped(olga, payments, e
 
         def record_then_break_the_api(outputs):
             record(outputs)
-            httpx.post(f"{payments.url}/control", json={"fail_next": 1, "fail_status": 503})
+            if outputs.keys() == {0, 1, 2}:  # after the first batch only
+                httpx.post(f"{payments.url}/control", json={"fail_next": 1, "fail_status": 503})
 
         claimed.ctx.record_iterations = record_then_break_the_api
         outcome = driver.perform(claimed.connector, claimed.ctx)
-        assert outcome.retryable and "item 3" in outcome.error
+        # One item of the second batch (run concurrently) met the 503.
+        assert outcome.retryable and "answered 503" in outcome.error
         with eager_celery():
             driver._finish(run.pk, "charge_each", 1, outcome, eager=False)
     step = Step.objects.get(run=run, node_id="charge_each")
-    assert step.status == "retrying" and sorted(step.iterations) == ["0", "1", "2"]
+    assert step.status == "retrying"
+    # The first batch and the two items of the second that succeeded stay done.
+    assert {"0", "1", "2"} <= set(step.iterations) and len(step.iterations) == 5
     later = START + dt.timedelta(seconds=11)
     with clock.frozen_at(later), eager_celery():
         sweeper.sweep(later)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     seen = report(payments)
-    assert seen["requests"] == 3 + 1 + 4  # the failed call, then only items 3-6
+    assert seen["requests"] == 3 + 3 + 2  # then only the failed item and item 6
     assert seen["charges"] == 7 and seen["duplicates"] == []
 
 
