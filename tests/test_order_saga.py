@@ -4,6 +4,7 @@ reservation cannot be made, the charge is refunded exactly once (the payments
 connector's own undo) and the run ends compensated."""
 
 import datetime as dt
+import json
 
 import httpx
 import pytest
@@ -155,3 +156,16 @@ def test_the_demo_seeds_the_order_fulfilment_saga():
     assert types["charge"] == "payments.charge" and types["reserve"] == "inventory.reserve"
     assert all(n.get("compensation") == {"default": True, "retry": n["compensation"]["retry"]}
                for n in graph["nodes"] if n["id"] in ("charge", "reserve"))  # fmt: skip
+
+
+def test_the_saga_exports_and_imports_to_the_same_canonical_file(olga):
+    from flows import transfer
+
+    document = {"format": "ledgerflow/flow@1",
+                "flow": {"slug": "order-fulfilment", "name": "Order fulfilment"},
+                "graph": order_graph()}  # fmt: skip
+    flow = transfer.import_flow(document, actor=olga)
+    exported = transfer.export_flow(flow)
+    assert exported == transfer.canonical_text(transfer.canonical_document(document))
+    again = transfer.import_flow(json.loads(exported), actor=olga)
+    assert again.published_version == 1
