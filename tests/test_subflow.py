@@ -172,3 +172,14 @@ def test_a_signal_error_dead_letters_a_waiting_step():
     assert evolve(state, events[0]).steps["call"].status == "dead_lettered"
     with pytest.raises(decider.StaleCommand):
         decider.decide(state, Signal("call", 1, "approval"), graph)
+
+
+def test_the_run_pages_link_parent_and_child(olga, eager_celery, client):
+    from tests.conftest import login
+
+    parent, child = start_parent(olga, eager_celery)
+    login(client, olga)
+    parent_page = client.get(f"/runs/{parent.pk}/").content.decode()
+    assert f'href="/runs/{child.pk}/"' in parent_page
+    child_page = client.get(f"/runs/{child.pk}/").content.decode()
+    assert f'started by <a href="/runs/{parent.pk}/">run {parent.pk}</a>' in child_page
