@@ -48,7 +48,8 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
     # sub-flow that failed, when the node says so).
     WAITING: {SUCCEEDED, CANCELLED, DEAD_LETTERED},
     RETRYING: {SCHEDULED, CANCELLED},
-    DEAD_LETTERED: {SCHEDULED, FAILED},
+    # Cancelled: a losing branch of a first-wins merge that had fired.
+    DEAD_LETTERED: {SCHEDULED, FAILED, CANCELLED},
     SUCCEEDED: {COMPENSATING},
     COMPENSATING: {COMPENSATED, FAILED},
     FAILED: set(),
@@ -483,7 +484,7 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
         if step.status != PENDING:
             continue
         edges = graph.incoming[node]
-        mode, losers = graph.merge_mode(node)
+        mode = graph.merge_mode(node)[0]
         if not edges:
             event: Event = ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
         else:
@@ -499,11 +500,18 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
                 event = ("step.skipped", {"node": node})
         events.append(event)
         scratch = evolve(scratch, event)
-        if event[0] == "step.scheduled" and mode == "first" and losers == "cancel":
-            for loser in _cancellable(scratch, graph.losers.get(node, set())):
-                cancelled: Event = ("step.cancelled", {"node": loser, "reason": f"{node} fired"})
-                events.append(cancelled)
-                scratch = evolve(scratch, cancelled)
+    # Once a first-wins merge that cancels has fired, every step of a losing
+    # branch that is idle now (including one that failed or began a retry
+    # after the merge fired) is cancelled.
+    for merge, losers in graph.losers.items():
+        if graph.merge_mode(merge) != ("first", "cancel"):
+            continue
+        if scratch.steps[merge].status in (PENDING, SKIPPED, CANCELLED):
+            continue
+        for loser in _cancellable(scratch, losers):
+            cancelled: Event = ("step.cancelled", {"node": loser, "reason": f"{merge} fired"})
+            events.append(cancelled)
+            scratch = evolve(scratch, cancelled)
     if all(s.status in (SUCCEEDED, SKIPPED, CANCELLED) for s in scratch.steps.values()):
         outputs = {
             node: s.output
@@ -515,10 +523,11 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
 
 
 def _cancellable(state: RunState, nodes: set[str]) -> list[str]:
-    """Steps of a losing branch that have not begun their effect. A running
-    step is left to finish (its result is then unused): cutting a call off
-    mid-flight would leave its outcome unknown."""
-    idle = (PENDING, SCHEDULED, RETRYING, WAITING)
+    """Steps of a losing branch that are not in the middle of an effect. A
+    running step is left to finish (its result is then unused): cutting a
+    call off mid-flight would leave its outcome unknown. A dead letter there
+    is moot, so it is cancelled rather than left to fail the run."""
+    idle = (PENDING, SCHEDULED, RETRYING, WAITING, DEAD_LETTERED)
     return sorted(n for n in nodes if n in state.steps and state.steps[n].status in idle)
 
 

@@ -50,6 +50,9 @@ def resignal_subflows() -> int:
     waiting_parent = Step.objects.filter(
         run_id=OuterRef("parent_run_id"),
         node_id=OuterRef("parent_node"),
+        # The child of this attempt's key: an older child (before an edited
+        # replay) no longer answers the step.
+        idempotency_key=OuterRef("parent_key"),
         status=decider.WAITING,
         wait_reason="subflow",
     )

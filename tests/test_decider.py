@@ -288,13 +288,22 @@ def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
             if kind == "step.cancelled":
                 assert payload["node"] in ("slow", "fast")
                 assert before.steps[payload["node"]].status in (
-                    decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING
+                    decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING,
+                    decider.DEAD_LETTERED,
                 )  # fmt: skip
+                assert before.steps["join"].status not in (decider.PENDING, decider.SKIPPED)
     first_fires = [
         e for e in log
         if e[0] == "step.scheduled" and e[1]["node"] == "join" and e[1]["attempt"] == 1
     ]  # fmt: skip
     assert len(first_fires) <= 1
+    if state.status in decider.RUN_LIVE and state.steps["join"].status == decider.SUCCEEDED:
+        # No losing step stays idle once the merge has fired.
+        for loser in ("slow", "fast"):
+            assert state.steps[loser].status not in (
+                decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING,
+                decider.DEAD_LETTERED,
+            )  # fmt: skip
     if state.status == decider.RUN_SUCCEEDED:
         assert state.steps["join"].status == state.steps["end"].status == decider.SUCCEEDED
         if state.steps["slow"].status == decider.CANCELLED:

@@ -171,3 +171,23 @@ def test_wait_until_without_a_time_zone_dead_letters_with_a_clear_message(olga, 
         run = driver.start_run(flow=flow, input={}, actor="u")
     hold = Step.objects.get(run=run, node_id="hold")
     assert hold.status == "dead_lettered" and "time zone" in hold.error
+
+
+def test_a_losing_branch_that_dead_lettered_is_cancelled_when_the_merge_fires(
+    olga, payments, eager_celery, sweep_at
+):
+    graph = race_graph("first", "cancel")
+    graph["nodes"][1] = {"id": "slow", "type": "http.request", "retry": {"max_attempts": 1},
+                         "config": {"method": "POST", "url": f"{payments.url}/nowhere",
+                                    "honours_idempotency_key": True}}  # fmt: skip
+    graph["nodes"][2] = {"id": "fast", "type": "delay", "config": {"seconds": 10}}
+    flow = publish(olga, graph, slug="merge-dead-loser")
+    with clock.frozen_at(START), eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="u")
+    assert statuses(run)["slow"] == "dead_lettered" and statuses(run)["join"] == "pending"
+    sweep_at(START + dt.timedelta(seconds=11))
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    assert statuses(run)["slow"] == "cancelled"
+    assert Step.objects.get(run=run, node_id="join").output == {"arrived": {"fast": {"until": (
+        START + dt.timedelta(seconds=10)).isoformat()}}}  # fmt: skip
