@@ -261,6 +261,14 @@ class Session:
             self.state.status in decider.RUN_TERMINAL
             and self.before.status not in decider.RUN_TERMINAL
         )
+        # A cancelled step that waited for a sub-flow: its child is unwanted.
+        orphans = any(
+            step.status == decider.CANCELLED
+            and self.before.steps.get(node) is not None
+            and self.before.steps[node].status == decider.WAITING
+            and self.before.steps[node].wait_reason == "subflow"
+            for node, step in self.state.steps.items()
+        )
 
         def enqueue() -> None:
             from runs import tasks
@@ -271,6 +279,8 @@ class Session:
             sends += [(tasks.fire_timer, (run_id, *t[:3]), t[3]) for t in timers]
             if tell_parent:
                 sends.append((tasks.signal_parent, (run_id,), 0))
+            if orphans:
+                sends.append((tasks.cancel_orphans, (run_id,), 0))
             for task, args, countdown in sends:
                 try:
                     task.apply_async(args, countdown=countdown or None)
@@ -873,3 +883,25 @@ def signal_parent(child_run_id: int) -> bool:
         log.info("run %s: sub-flow result of run %s is moot: %s", parent.pk, child.pk, exc)
         return False
     return True
+
+
+def cancel_orphans(parent_run_id: int) -> int:
+    """Cancel the live sub-flow runs whose parent step was cancelled (the
+    parent run was cancelled, compensated, or its merge went another way).
+    Sent on the parent's commit; the recovery sweep repeats it."""
+    cancelled = 0
+    children = Run.objects.filter(parent_run_id=parent_run_id, status__in=decider.RUN_LIVE)
+    for child in children:
+        parent_step = Step.objects.filter(
+            run_id=parent_run_id, node_id=child.parent_node, idempotency_key=child.parent_key
+        ).first()
+        if parent_step is None or parent_step.status != decider.CANCELLED:
+            continue
+        try:
+            cancel_run(child.pk, actor=f"run:{parent_run_id}",
+                       reason=f"run {parent_run_id} no longer waits for it")  # fmt: skip
+        except decider.IllegalTransition as exc:  # compensating already, or finished
+            log.info("sub-flow run %s was not cancelled: %s", child.pk, exc)
+            continue
+        cancelled += 1
+    return cancelled

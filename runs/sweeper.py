@@ -35,12 +35,13 @@ def sweep(now: dt.datetime) -> dict[str, int]:
             expired += 1
     redispatched = redispatch_lost(now)
     resignalled = resignal_subflows()
-    if fired or expired or redispatched or resignalled:
+    orphans = cancel_orphaned_subflows()
+    if fired or expired or redispatched or resignalled or orphans:
         log.info("sweep: %s timers fired, %s leases expired, %s redispatched, "
-                 "%s sub-flow results re-sent", fired, expired, redispatched,
-                 resignalled)  # fmt: skip
+                 "%s sub-flow results re-sent, %s orphaned sub-flows cancelled",
+                 fired, expired, redispatched, resignalled, orphans)  # fmt: skip
     return {"timers": fired, "leases": expired, "redispatched": redispatched,
-            "subflows": resignalled}  # fmt: skip
+            "subflows": resignalled, "orphans": orphans}  # fmt: skip
 
 
 def resignal_subflows() -> int:
@@ -81,3 +82,19 @@ def redispatch_lost(now: dt.datetime) -> int:
             tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
         count += 1
     return count
+
+
+def cancel_orphaned_subflows() -> int:
+    """Live sub-flow runs whose parent step was cancelled: the message sent
+    on the parent's commit was lost."""
+    cancelled_parent = Step.objects.filter(
+        run_id=OuterRef("parent_run_id"),
+        node_id=OuterRef("parent_node"),
+        idempotency_key=OuterRef("parent_key"),
+        status=decider.CANCELLED,
+    )
+    orphans = Run.objects.filter(parent_run_id__isnull=False, status__in=decider.RUN_LIVE)
+    parents = set(
+        orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)[:BATCH]
+    )
+    return sum(driver.cancel_orphans(parent) for parent in parents)

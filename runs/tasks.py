@@ -38,3 +38,8 @@ def sweep() -> None:
 @shared_task
 def signal_parent(child_run_id: int) -> None:
     driver.signal_parent(child_run_id)
+
+
+@shared_task
+def cancel_orphans(parent_run_id: int) -> None:
+    driver.cancel_orphans(parent_run_id)

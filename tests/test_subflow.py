@@ -183,3 +183,23 @@ def test_the_run_pages_link_parent_and_child(olga, eager_celery, client):
     assert f'href="/runs/{child.pk}/"' in parent_page
     child_page = client.get(f"/runs/{child.pk}/").content.decode()
     assert f'started by <a href="/runs/{parent.pk}/">run {parent.pk}</a>' in child_page
+
+
+def test_cancelling_the_parent_cancels_its_waiting_child(olga, eager_celery):
+    parent, child = start_parent(olga, eager_celery)
+    with eager_celery():
+        driver.cancel_run(parent.pk, actor="user:olga", reason="order withdrawn")
+    child.refresh_from_db()
+    assert step(parent, "call").status == "cancelled"
+    assert child.status == "cancelled" and child.error == f"run {parent.pk} no longer waits for it"
+    assert Event.objects.get(stream=child.stream, type="run.cancelled").actor == f"run:{parent.pk}"
+
+
+def test_the_sweep_cancels_a_child_whose_parent_message_was_lost(olga, eager_celery):
+    parent, child = start_parent(olga, eager_celery)
+    driver.cancel_run(parent.pk, actor="user:olga", reason="order withdrawn")  # message lost
+    assert Run.objects.get(pk=child.pk).status == "waiting"
+    with clock.frozen_at(START), eager_celery():
+        assert sweeper.sweep(START)["orphans"] == 1
+        assert sweeper.sweep(START)["orphans"] == 0
+    assert Run.objects.get(pk=child.pk).status == "cancelled"
