@@ -231,7 +231,7 @@ def config_fields(connector: type[Connector]) -> list[dict]:
         fields.append(
             {
                 "name": name,
-                "type": spec.get("type") or _type_of(spec),
+                "type": _type_of(spec),
                 "required": name in required,
                 "secret": name in connector.secret_fields,
                 "description": spec.get("description", ""),
@@ -241,10 +241,12 @@ def config_fields(connector: type[Connector]) -> list[dict]:
 
 
 def _type_of(spec: dict) -> str:
-    if "anyOf" in spec:
-        return " or ".join(sorted({s.get("type", "object") for s in spec["anyOf"]}))
     if "enum" in spec:
         return "one of " + ", ".join(str(v) for v in spec["enum"])
+    if "type" in spec:
+        return spec["type"]
+    if "anyOf" in spec:
+        return " or ".join(sorted({s.get("type", "object") for s in spec["anyOf"]}))
     if "$ref" in spec:
         return "object"
     return "any"

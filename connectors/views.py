@@ -10,7 +10,7 @@ from connectors.base import catalogue
 
 @role_required("flows.view_flow")
 def connector_catalogue(request):
-    entries = catalogue()
+    entries = [{**entry, "anchor": entry["key"].replace(".", "-")} for entry in catalogue()]
     categories = [
         (category, list(group)) for category, group in groupby(entries, key=lambda e: e["category"])
     ]
