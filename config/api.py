@@ -6,9 +6,10 @@ from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError
 from ninja.security import django_auth
+from pydantic import ValidationError
 
 from config.roles import role_required
-from connectors.base import catalogue
+from connectors.base import ConnectorError, UnknownConnector, catalogue, get
 
 api = NinjaAPI(
     title="Ledgerflow API",
@@ -50,3 +51,41 @@ def connectors_list(request: HttpRequest):
     editor renders) and a sample config whose secrets are redacted."""
     require(request, "flows.view_flow")
     return catalogue()
+
+
+class ConnectionTestIn(Schema):
+    config: dict = {}
+
+
+class ConnectionTestOut(Schema):
+    ok: bool
+    error: str = ""
+
+
+@api.post(
+    "/connectors/{key}/test-connection",
+    response=ConnectionTestOut,
+    url_name="connector_test_connection",
+    tags=["connectors"],
+)
+def connector_test_connection(
+    request: HttpRequest, key: str, payload: ConnectionTestIn | None = None
+):
+    """Check a config against the remote (reachability, credentials) without
+    any effect. ``ok: false`` says why it did not work."""
+    require(request, "flows.change_flow")
+    try:
+        connector = get(key)
+    except UnknownConnector:
+        raise HttpError(404, f"no connector “{key}”") from None
+    if connector.test_connection is None:
+        raise HttpError(400, f"{key} has no connection test")
+    try:
+        config = connector.Config.model_validate((payload or ConnectionTestIn()).config)
+    except ValidationError as exc:
+        return {"ok": False, "error": f"config: {exc}"}
+    try:
+        connector.test_connection(config)
+    except ConnectorError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True}

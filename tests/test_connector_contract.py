@@ -113,3 +113,30 @@ def test_the_api_docs_are_served_to_readers(client, rita):
     assert client.get("/api/v1/docs").status_code == 200
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/connectors" in schema["paths"]
+
+
+def test_an_operator_tests_a_connection_through_the_api(client, olga, rita, payments):
+    url = "/api/v1/connectors/payments.charge/test-connection"
+    login(client, olga)
+    good = {"config": {"base_url": payments.url, "order_id": "x", "amount": 1}}
+    assert client.post(url, good, content_type="application/json").json() == {
+        "ok": True,
+        "error": "",
+    }
+    down = {"config": {**good["config"], "base_url": "http://127.0.0.1:9"}}
+    answer = client.post(url, down, content_type="application/json").json()
+    assert answer["ok"] is False and "connection failed" in answer["error"]
+    bad = client.post(url, {"config": {"amount": 1}}, content_type="application/json").json()
+    assert bad["ok"] is False and "order_id" in bad["error"]
+    missing = client.post("/api/v1/connectors/nope/test-connection", good,
+                          content_type="application/json")  # fmt: skip
+    assert missing.status_code == 404
+    assert report_requests(payments) == 0  # a test has no effect
+    login(client, rita)
+    assert client.post(url, good, content_type="application/json").status_code == 403
+
+
+def report_requests(payments) -> int:
+    import httpx
+
+    return httpx.get(f"{payments.url}/report").json()["requests"]

@@ -17,7 +17,7 @@ PUBLIC = "public"
 ANCHOR = "anchor"
 # API endpoints answer an anonymous caller 401 instead of sending a browser
 # to the login page.
-API_ENDPOINTS = {"api:connectors"}
+API_ENDPOINTS = {"api:connectors", "api:connector_test_connection"}
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
 MATRIX = {
@@ -53,6 +53,7 @@ MATRIX = {
     "api:openapi-json": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:openapi-view": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:connectors": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:connector_test_connection": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -105,18 +106,21 @@ def url_for(personas, make_flow):
         "runs:discard": {"run_id": run.pk, "node": "wait"},
         "runs:replay_run": {"run_id": run.pk},
         "runs:resume": {"run_id": run.pk},
+        "api:connector_test_connection": {"key": "payments.charge"},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 
 
-def _request(client, method, url):
+def _request(client, method, url, name=""):
+    if method == "POST" and name in API_ENDPOINTS:
+        return client.post(url, {}, content_type="application/json")  # API clients send JSON
     return client.post(url) if method == "POST" else client.get(url)
 
 
 @pytest.mark.parametrize("name", sorted(MATRIX))
 def test_anonymous_users_are_sent_to_login(client, url_for, name):
     method, allowed = MATRIX[name]
-    response = _request(client, method, url_for(name))
+    response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code in (200, 503), response.status_code
     elif allowed == ANCHOR:
@@ -134,7 +138,7 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
     method, allowed = MATRIX[name]
     user: User = personas[role]
     client.login(username=user.username, password=PASSWORD)
-    response = _request(client, method, url_for(name))
+    response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code < 500
     elif allowed == ANCHOR:
