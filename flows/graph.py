@@ -244,7 +244,17 @@ def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:
         path = path[2:]
     elif len(path) >= 2 and path[0] == "edges":
         path = [f"edges[{path[1]}]", *path[2:]]
-    return GraphError(error.message, node=node, field=".".join(str(p) for p in path) or None)
+    message = error.message
+    if error.validator == "oneOf" and path and path[-1] in ONE_OF_HINTS:
+        # "is not valid under any of the given schemas" helps nobody.
+        message = ONE_OF_HINTS[path[-1]]
+    return GraphError(message, node=node, field=".".join(str(p) for p in path) or None)
+
+
+ONE_OF_HINTS = {
+    "compensation": '"default" (the connector\'s own undo), or an object with the '
+    'compensating connector\'s "type" and its "config"',
+}
 
 
 def _edge_errors(edges: list[dict], nodes: dict, impls: dict) -> list[GraphError]:

@@ -169,3 +169,14 @@ def test_the_saga_exports_and_imports_to_the_same_canonical_file(olga):
     assert exported == transfer.canonical_text(transfer.canonical_document(document))
     again = transfer.import_flow(json.loads(exported), actor=olga)
     assert again.published_version == 1
+
+
+@pytest.mark.parametrize("spec", [{}, "undo", {"type": "http.request", "default": True}])
+def test_a_malformed_compensation_is_explained(spec):
+    graph = chain({"id": "call", "type": "payments.charge", "compensation": spec,
+                   "config": {"order_id": "o", "amount": 1}})  # fmt: skip
+    with pytest.raises(InvalidGraph) as caught:
+        validate(graph)
+    assert 'field “compensation”: "default" (the connector\'s own undo), or an object' in str(
+        caught.value
+    )
