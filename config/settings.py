@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    # django-ninja's own templates and static files: the API docs page is
+    # served from here instead of a CDN.
+    "ninja",
     "channels",
     "runs",
     "flows",

@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config import views
+from config.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +14,8 @@ urlpatterns = [
     path("flows/", include("flows.urls")),
     path("runs/", include("runs.urls")),
     path("approvals/", include("approvals.urls")),
+    path("connectors/", include("connectors.urls")),
+    path("api/v1/", api.urls),
 ]
 
 handler403 = "config.views.permission_denied"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class SideEffect(StrEnum):
@@ -48,6 +48,10 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_iterations(outputs: dict[int, Any]) -> None:
+    raise ConnectorError("this step cannot record loop iterations", retryable=False)
+
+
 @dataclass
 class Context:
     run_id: int
@@ -58,6 +62,18 @@ class Context:
     data: dict  # {"trigger": ..., "steps": {node: {"output": ...}}}
     now: dt.datetime
     heartbeat: Callable[[], None] = field(default=lambda: None)
+    # "do", or "undo" when the step is the node's compensation.
+    phase: str = "do"
+    # Undo: the output of the step being undone (the charge to refund).
+    original_output: Any = None
+    # Outputs of the incoming branches that have arrived, by source node
+    # (what a merge combines).
+    arrived: dict = field(default_factory=dict)
+    # Loops: iterations already recorded (index -> output), the key of
+    # iteration i, and a durable recorder (one commit per call).
+    iterations_done: dict[int, Any] = field(default_factory=dict)
+    iteration_key: Callable[[int], str] = field(default=lambda index: "")
+    record_iterations: Callable[[dict[int, Any]], None] = field(default=_no_iterations)
 
 
 @dataclass
@@ -75,13 +91,28 @@ class Result:
 
 
 class Connector:
+    """One node type. Subclass, fill the class attributes, implement
+    ``execute``; decorate with ``@register``. See README, "How to add a
+    connector"."""
+
     key: ClassVar[str]
     label: ClassVar[str]
     category: ClassVar[str]
     icon: ClassVar[str] = "box"
+    description: ClassVar[str] = ""
     Config: ClassVar[type[BaseModel]] = StrictConfig
-    # Output ports; edges leave from one of these.
+    # A valid config, shown in the catalogue and used by the contract test.
+    example_config: ClassVar[dict] = {}
+    # Config fields that hold secrets: redacted wherever a config is shown.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    # What running it may do to the outside world, when that does not depend
+    # on the config (``side_effect`` may refine it per config).
+    side_effect_class: ClassVar[SideEffect] = SideEffect.NONE
+    # Output ports; edges leave from one of these (see ``ports_for``).
     ports: ClassVar[tuple[str, ...]] = ("out",)
+    # Config fields the driver leaves unrendered: the connector renders them
+    # itself with more data (a loop's body sees ``item`` and ``index``).
+    deferred_fields: ClassVar[tuple[str, ...]] = ()
     # A trigger starts a run; a flow has exactly one.
     is_trigger: ClassVar[bool] = False
     # Pure computation: evaluated inside the deciding transaction, no message.
@@ -91,13 +122,61 @@ class Connector:
     output_schema: ClassVar[dict | None] = None
 
     def side_effect(self, config: BaseModel) -> SideEffect:
-        return SideEffect.NONE
+        return self.side_effect_class
+
+    def ports_for(self, config: Any) -> tuple[str, ...]:
+        """The ports of a node with this (raw, unrendered) config. Fixed by
+        default; a connector whose ports come from its config (a switch)
+        overrides this. It must not fail on a bad config: validation reports
+        that separately."""
+        return self.ports
 
     def execute(self, ctx: Context) -> Result:
         raise NotImplementedError
 
+    # The connector's own undo, used by a node whose compensation is
+    # "default". ``ctx.original_output`` is the output being undone and
+    # ``ctx.idempotency_key`` the undo's own key. Connectors without an undo
+    # leave this as it is.
+    compensate: ClassVar[Callable[["Connector", Context], Result] | None] = None
+
+    # Optional: check a config against the remote (credentials, reachability)
+    # without any effect. Raises ConnectorError when it does not work.
+    test_connection: ClassVar[Callable[["Connector", BaseModel], None] | None] = None
+
+    @classmethod
+    def has_compensate(cls) -> bool:
+        return cls.compensate is not None
+
     def lease_seconds(self, config: BaseModel) -> float:
         return self.timeout_seconds + lease_margin()
+
+
+class CompensationStep(Connector):
+    """A connector's own ``compensate`` run as a step (a node whose
+    compensation is "default"): same config, same side-effect class, one
+    port."""
+
+    def __init__(self, inner: Connector):
+        self.inner = inner
+        self.key = inner.key
+        self.label = f"Undo {inner.label}"
+        self.category = inner.category
+        self.Config = inner.Config
+        self.inline = inner.inline
+        self.timeout_seconds = inner.timeout_seconds
+        self.deferred_fields = inner.deferred_fields
+
+    def side_effect(self, config: BaseModel) -> SideEffect:
+        return self.inner.side_effect(config)
+
+    def lease_seconds(self, config: BaseModel) -> float:
+        return self.inner.lease_seconds(config)
+
+    def execute(self, ctx: Context) -> Result:
+        if self.inner.compensate is None:
+            raise ConnectorError(f"{self.inner.key} has no undo of its own", retryable=False)
+        return self.inner.compensate(ctx)
 
 
 def lease_margin() -> float:
@@ -130,3 +209,83 @@ def get(key: str) -> Connector:
 
 def all_connectors() -> dict[str, type[Connector]]:
     return dict(sorted(_registry.items()))
+
+
+# --- the catalogue -------------------------------------------------------------
+
+REDACTED = "********"
+
+
+def redact_config(connector: type[Connector], config: Any) -> Any:
+    """``config`` with every secret field's value replaced."""
+    if not isinstance(config, dict):
+        return config
+    return {
+        name: REDACTED if name in connector.secret_fields and value not in (None, "") else value
+        for name, value in config.items()
+    }
+
+
+def config_fields(connector: type[Connector]) -> list[dict]:
+    """The config's fields as a form would list them."""
+    schema = connector.Config.model_json_schema()
+    required = set(schema.get("required", []))
+    fields = []
+    for name, spec in schema.get("properties", {}).items():
+        fields.append(
+            {
+                "name": name,
+                "type": _type_of(spec),
+                "required": name in required,
+                "secret": name in connector.secret_fields,
+                "description": spec.get("description", ""),
+            }
+        )
+    return fields
+
+
+def _type_of(spec: dict) -> str:
+    if "enum" in spec:
+        return "one of " + ", ".join(str(v) for v in spec["enum"])
+    if "type" in spec:
+        return spec["type"]
+    if "anyOf" in spec:
+        return " or ".join(sorted({s.get("type", "object") for s in spec["anyOf"]}))
+    if "$ref" in spec:
+        return "object"
+    return "any"
+
+
+def describe(connector: type[Connector]) -> dict:
+    """What the catalogue (page and API) shows of one connector: nothing in
+    it may leak a secret, so the example config is redacted."""
+    try:
+        example = connector.Config.model_validate(connector.example_config)
+        side_effect = connector().side_effect(example)
+    except ValidationError:
+        side_effect = connector.side_effect_class
+    return {
+        "key": connector.key,
+        "label": connector.label,
+        "category": connector.category,
+        "icon": connector.icon,
+        "description": connector.description,
+        "side_effect": str(side_effect),
+        "is_trigger": connector.is_trigger,
+        "inline": connector.inline,
+        "ports": list(connector().ports_for(connector.example_config)),
+        "dynamic_ports": connector.ports_for is not Connector.ports_for,
+        "has_compensate": connector.has_compensate(),
+        "has_test_connection": connector.test_connection is not None,
+        "secret_fields": list(connector.secret_fields),
+        "config_schema": connector.Config.model_json_schema(),
+        "config_fields": config_fields(connector),
+        "output_schema": connector.output_schema,
+        "example_config": redact_config(connector, connector.example_config),
+    }
+
+
+def catalogue() -> list[dict]:
+    """Every registered connector, by category then label."""
+    entries = [describe(cls) for cls in all_connectors().values()]
+    return sorted(entries, key=lambda e: (e["category"], e["label"]))

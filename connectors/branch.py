@@ -16,7 +16,10 @@ class Branch(Connector):
     label = "Branch (if / else)"
     category = "Logic"
     icon = "git-branch"
+    description = "If / else on a condition: leave by true or false; the other path is skipped."
     Config = BranchConfig
+    example_config = {"condition": "{{ trigger.amount > 100 }}"}
+    output_schema = {"type": "object", "properties": {"result": {"type": "boolean"}}}
     ports = ("true", "false")
     inline = True
 

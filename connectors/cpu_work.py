@@ -20,7 +20,10 @@ class CpuWork(Connector):
     label = "CPU work (benchmark)"
     category = "Testing"
     icon = "cpu"
+    description = "Spin the CPU for a set time: a side-effecting step with no I/O, for benchmarks."
     Config = CpuWorkConfig
+    example_config = {"milliseconds": 10}
+    side_effect_class = SideEffect.IDEMPOTENT
     timeout_seconds = 10.0
 
     def side_effect(self, config: CpuWorkConfig) -> SideEffect:

@@ -27,7 +27,10 @@ class Delay(Connector):
     label = "Delay"
     category = "Logic"
     icon = "clock"
+    description = "Wait a number of seconds (or until a time) on a durable timer."
     Config = DelayConfig
+    example_config = {"seconds": 300}
+    output_schema = {"type": "object", "properties": {"until": {"type": "string"}}}
     inline = True
 
     def execute(self, ctx: Context) -> Result:
@@ -35,12 +38,21 @@ class Delay(Connector):
         if config.seconds is not None:
             due = ctx.now + dt.timedelta(seconds=config.seconds)
         else:
-            try:
-                due = dt.datetime.fromisoformat(config.until)
-            except ValueError:
-                raise ConnectorError(
-                    f"until {config.until!r} is not an ISO 8601 time", retryable=False
-                ) from None
-            if due.tzinfo is None:
-                raise ConnectorError("until needs a time zone offset", retryable=False)
-        return Result(output={"until": due.astimezone(dt.UTC).isoformat()}, wait_until=due)
+            due = parse_until(config.until)
+        return wait_until(due)
+
+
+def parse_until(text: str) -> dt.datetime:
+    """An absolute due time: ISO 8601 with a time zone."""
+    try:
+        due = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ConnectorError(f"until {text!r} is not an ISO 8601 time", retryable=False) from None
+    if due.tzinfo is None:
+        raise ConnectorError("until needs a time zone offset", retryable=False)
+    return due
+
+
+def wait_until(due: dt.datetime) -> Result:
+    """Wait on a durable timer; a time already past fires at the next sweep."""
+    return Result(output={"until": due.astimezone(dt.UTC).isoformat()}, wait_until=due)

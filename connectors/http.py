@@ -57,7 +57,17 @@ class HttpRequest(Connector):
     label = "HTTP request"
     category = "Network"
     icon = "globe"
+    description = (
+        "Call an HTTP endpoint with the step's Idempotency-Key; 5xx, 429 and timeouts retry."
+    )
     Config = HttpConfig
+    example_config = {"method": "POST", "url": "https://api.example.com/orders",
+                      "json_body": {"id": "{{ trigger.order_id }}"},
+                      "honours_idempotency_key": True}  # fmt: skip
+    # Per config: GET and HEAD read only; other methods are idempotent when
+    # the remote honours the key, else unsafe.
+    side_effect_class = SideEffect.UNSAFE
+    output_schema = {"type": "object", "properties": {"status": {"type": "integer"}, "body": {}}}
     timeout_seconds = 120.0
 
     def side_effect(self, config: HttpConfig) -> SideEffect:

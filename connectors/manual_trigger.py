@@ -16,7 +16,9 @@ class ManualTrigger(Connector):
     label = "Manual start"
     category = "Triggers"
     icon = "play"
+    description = "A person starts the run from the flow's page with a JSON input."
     Config = ManualTriggerConfig
+    example_config = {"input_schema": {"type": "object", "required": ["order_id"]}}
     is_trigger = True
     inline = True
 

@@ -16,7 +16,10 @@ class Transform(Connector):
     label = "Transform"
     category = "Data"
     icon = "shuffle"
+    description = "Set fields from expressions; the fields are the output."
     Config = TransformConfig
+    example_config = {"fields": {"total": "{{ trigger.amount * 2 }}", "currency": "EUR"}}
+    output_schema = {"type": "object"}
     inline = True
 
     def execute(self, ctx: Context) -> Result:

@@ -1,9 +1,12 @@
-"""A fake payments API: a real HTTP server on 127.0.0.1.
+"""A fake payments and inventory API: a real HTTP server on 127.0.0.1.
 
-It charges and refunds, honours ``Idempotency-Key`` (a repeated key returns
-the first answer and charges nothing), can be told to fail, be slow or be
-down, and reports charges per order id, so that one order charged under two
-different keys shows up as a duplicate effect.
+It charges and refunds, reserves and releases stock, honours
+``Idempotency-Key`` (a repeated key returns the first answer and does
+nothing), can be told to fail, be slow or be down (the payments and the
+inventory part separately: ``fail_next``/``down`` and
+``inventory_fail_next``/``inventory_down``), and reports effects per order
+id, so that one order charged under two different keys shows up as a
+duplicate effect.
 
     python -m fakeapi.payments --port 8765
 """
@@ -12,6 +15,7 @@ import argparse
 import itertools
 import json
 import random
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,16 +40,35 @@ class PaymentsState:
         self.down = False
         self.requests = 0
         self.in_flight = 0
+        self.reservations: dict[str, dict] = {}
+        self.releases: dict[str, dict] = {}
+        self.inventory_fail_next = 0
+        self.inventory_fail_status = 503
+        self.inventory_down = False
+        self.inventory_requests = 0
 
     def report(self) -> dict:
         orders = {
-            order: {"keys": sorted(keys), "charges": len(keys)}
+            order: {"keys": sorted(keys), "charges": len(keys), "refunds": 0}
             for order, keys in self.keys_per_order.items()
         }
+        for refund in self.refunds.values():
+            orders[self.charges[refund["charge_id"]]["order_id"]]["refunds"] += 1
+        stock: dict[str, dict] = {}
+        for reservation in self.reservations.values():
+            entry = stock.setdefault(reservation["order_id"], {"reservations": 0, "released": 0})
+            entry["reservations"] += 1
+            entry["released"] += reservation["released"]
         return {
             "orders": orders,
             "charges": len(self.charges),
             "refunds": len(self.refunds),
+            "inventory": {
+                "orders": stock,
+                "reservations": len(self.reservations),
+                "releases": len(self.releases),
+                "requests": self.inventory_requests,
+            },
             "duplicates": sorted(o for o, keys in self.keys_per_order.items() if len(keys) > 1),
             "requests": self.requests,
             "in_flight": self.in_flight,
@@ -84,6 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             if url.path == "/report":
                 return self._send(200, state.report())
+            if url.path == "/health":
+                return self._send(200, {"ok": True})
             if url.path == "/charges":
                 order = parse_qs(url.query).get("order_id", [None])[0]
                 found = [c for c in state.charges.values() if order in (None, c["order_id"])]
@@ -100,23 +125,31 @@ class Handler(BaseHTTPRequestHandler):
                     state.reset()
                 if "latency_ms" in body:
                     state.latency_ms = tuple(body["latency_ms"])
-                for name in ("fail_next", "fail_status", "retry_after", "down"):
+                for name in ("fail_next", "fail_status", "retry_after", "down",
+                             "inventory_fail_next", "inventory_fail_status",
+                             "inventory_down"):  # fmt: skip
                     if name in body:
                         setattr(state, name, body[name])
             return self._send(200, {"ok": True})
-        if url.path not in ("/charges", "/refunds"):
+        inventory = url.path == "/reservations" or RELEASE.match(url.path) is not None
+        if url.path not in ("/charges", "/refunds") and not inventory:
             return self._send(404, {"error": "not found"})
+        prefix = "inventory_" if inventory else ""
         with state.lock:
-            state.requests += 1
-            if state.down:
+            if inventory:
+                state.inventory_requests += 1
+            else:
+                state.requests += 1
+            if getattr(state, prefix + "down"):
                 # Down: drop the connection without an answer, as a dead host would.
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return None
-            if state.fail_next > 0:
-                state.fail_next -= 1
+            if getattr(state, prefix + "fail_next") > 0:
+                setattr(state, prefix + "fail_next", getattr(state, prefix + "fail_next") - 1)
                 headers = {"Retry-After": str(state.retry_after)} if state.retry_after else {}
-                return self._send(state.fail_status, {"error": "injected failure"}, headers)
+                status = getattr(state, prefix + "fail_status")
+                return self._send(status, {"error": "injected failure"}, headers)
             latency = random.uniform(*state.latency_ms) / 1000 if state.latency_ms[1] else 0
         if body.get("__invalid__"):
             return self._send(400, {"error": "body is not JSON"})
@@ -147,7 +180,9 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.in_flight -= 1
         with state.lock:
-            if path == "/charges":
+            if path == "/reservations" or RELEASE.match(path):
+                result = self._inventory_effect(path, body, key)
+            elif path == "/charges":
                 order = str(body.get("order_id", ""))
                 amount = body.get("amount")
                 if not order or not isinstance(amount, int | float) or amount <= 0:
@@ -174,6 +209,28 @@ class Handler(BaseHTTPRequestHandler):
             entry["response"] = result
         entry["done"].set()
         return result
+
+    def _inventory_effect(self, path: str, body: dict, key: str) -> tuple[int, dict]:
+        state = self.state
+        release = RELEASE.match(path)
+        if release:
+            reservation = state.reservations.get(release.group(1))
+            if reservation is None:
+                return 404, {"error": "no such reservation"}
+            if not reservation["released"]:
+                reservation["released"] = True
+                state.releases[reservation["id"]] = {"key": key}
+            return 200, reservation
+        order, sku, quantity = body.get("order_id"), body.get("sku"), body.get("quantity", 1)
+        if not order or not sku or not isinstance(quantity, int) or quantity <= 0:
+            return 422, {"error": "order_id, sku and a positive quantity are required"}
+        reservation = {"id": f"rs_{next(state.ids)}", "order_id": str(order), "sku": sku,
+                       "quantity": quantity, "key": key, "released": False}  # fmt: skip
+        state.reservations[reservation["id"]] = reservation
+        return 201, reservation
+
+
+RELEASE = re.compile(r"^/reservations/([\w-]+)/release$")
 
 
 class QuietServer(ThreadingHTTPServer):

@@ -58,15 +58,26 @@ GRAPH_SCHEMA: dict = {
                     "type": {"type": "string", "minLength": 1},
                     "config": {"type": "object"},
                     "retry": {"$ref": "#/$defs/retry"},
+                    # "default": the connector's own undo on the node's config;
+                    # or another connector with its own config.
                     "compensation": {
-                        "type": "object",
-                        "required": ["type"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string", "minLength": 1},
-                            "config": {"type": "object"},
-                            "retry": {"$ref": "#/$defs/retry"},
-                        },
+                        "oneOf": [
+                            {"const": "default"},
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {"type": "string", "minLength": 1},
+                                    "config": {"type": "object"},
+                                    "default": {"const": True},
+                                    "retry": {"$ref": "#/$defs/retry"},
+                                },
+                                "oneOf": [
+                                    {"required": ["type"], "not": {"required": ["default"]}},
+                                    {"required": ["default"], "not": {"required": ["type"]}},
+                                ],
+                            },
+                        ]
                     },
                     "position": {
                         "type": "object",
@@ -139,11 +150,16 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
         }
         if node.get("compensation"):
             spec = node["compensation"]
-            normal["compensation"] = {
-                "type": spec["type"],
-                "config": spec.get("config", {}),
-                "retry": {**DEFAULT_RETRY, "max_attempts": 10, **spec.get("retry", {})},
-            }
+            spec = {"default": True} if spec == "default" else spec
+            retry = {**DEFAULT_RETRY, "max_attempts": 10, **spec.get("retry", {})}
+            if spec.get("default"):
+                normal["compensation"] = {"default": True, "retry": retry}
+            else:
+                normal["compensation"] = {
+                    "type": spec["type"],
+                    "config": spec.get("config", {}),
+                    "retry": retry,
+                }
         nodes.append(normal)
     edges = [
         {"from": e["from"], "to": e["to"], "from_port": e.get("from_port", "out")}
@@ -210,7 +226,13 @@ def validate(graph: Any) -> dict:
     dominators = _dominators(order, preds, trigger)
     for node_id, node in nodes.items():
         errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
-        if "compensation" in node:
+        if node.get("compensation", {}).get("default"):
+            if not impls[node_id].has_compensate():
+                errors.append(GraphError(
+                    f"{node['type']} has no undo of its own; name a compensating connector",
+                    node=node_id, field="compensation",
+                ))  # fmt: skip
+        elif "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
     if errors:
         raise InvalidGraph(errors)
@@ -227,7 +249,17 @@ def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:
         path = path[2:]
     elif len(path) >= 2 and path[0] == "edges":
         path = [f"edges[{path[1]}]", *path[2:]]
-    return GraphError(error.message, node=node, field=".".join(str(p) for p in path) or None)
+    message = error.message
+    if error.validator == "oneOf" and path and path[-1] in ONE_OF_HINTS:
+        # "is not valid under any of the given schemas" helps nobody.
+        message = ONE_OF_HINTS[path[-1]]
+    return GraphError(message, node=node, field=".".join(str(p) for p in path) or None)
+
+
+ONE_OF_HINTS = {
+    "compensation": '"default" (the connector\'s own undo), or an object with the '
+    'compensating connector\'s "type" and its "config"',
+}
 
 
 def _edge_errors(edges: list[dict], nodes: dict, impls: dict) -> list[GraphError]:
@@ -245,10 +277,11 @@ def _edge_errors(edges: list[dict], nodes: dict, impls: dict) -> list[GraphError
         if edge["from"] == edge["to"]:
             errors.append(GraphError("an edge cannot loop to its own node", node=edge["to"]))
         source = impls.get(edge["from"])
-        if source is not None and edge["from_port"] not in source.ports:
+        ports = source.ports_for(nodes[edge["from"]]["config"]) if source is not None else ()
+        if source is not None and edge["from_port"] not in ports:
             errors.append(
                 GraphError(
-                    f"has no port “{edge['from_port']}” (ports: {', '.join(source.ports)})",
+                    f"has no port “{edge['from_port']}” (ports: {', '.join(ports)})",
                     node=edge["from"],
                     field=label,
                 )

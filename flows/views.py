@@ -33,7 +33,13 @@ def graph_problems(document) -> list[str]:
 
 def connector_catalogue() -> list[dict]:
     return [
-        {"key": key, "label": cls.label, "category": cls.category, "ports": cls.ports}
+        {
+            "key": key,
+            "label": cls.label,
+            "category": cls.category,
+            # A switch's ports come from its config: show its example's.
+            "ports": cls().ports_for(cls.example_config),
+        }
         for key, cls in all_connectors().items()
     ]
 

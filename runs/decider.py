@@ -44,10 +44,12 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
     PENDING: {SCHEDULED, SKIPPED, CANCELLED},
     SCHEDULED: {RUNNING, CANCELLED},
     RUNNING: {SUCCEEDED, WAITING, RETRYING, DEAD_LETTERED, SCHEDULED},
-    # A wait may give up (an approval nobody decided): a person takes over.
+    # A wait may end from outside in a dead letter: an approval nobody decided
+    # (by the flow's policy), or a sub-flow that failed when the node says so.
     WAITING: {SUCCEEDED, CANCELLED, DEAD_LETTERED},
     RETRYING: {SCHEDULED, CANCELLED},
-    DEAD_LETTERED: {SCHEDULED, FAILED},
+    # Cancelled: a losing branch of a first-wins merge that had fired.
+    DEAD_LETTERED: {SCHEDULED, FAILED, CANCELLED},
     SUCCEEDED: {COMPENSATING},
     COMPENSATING: {COMPENSATED, FAILED},
     FAILED: set(),
@@ -99,6 +101,9 @@ class Graph:
     order: list[str]
     trigger: str
     settings: dict = field(default_factory=dict)
+    # For each first-wins merge: the nodes that only lead into it, so they
+    # may be cancelled once it has fired.
+    losers: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: dict) -> "Graph":
@@ -122,7 +127,16 @@ class Graph:
         # saga schedules it, never Advance.
         for node in list(nodes.values()):
             spec = node.get("compensation")
-            if spec:
+            if spec and spec.get("default"):
+                # The connector's own undo, on the node's own config.
+                nodes[undo_of(node["id"])] = {
+                    "id": undo_of(node["id"]),
+                    "type": node["type"],
+                    "config": node.get("config", {}),
+                    "retry": spec["retry"],
+                    "connector_undo": True,
+                }
+            elif spec:
                 nodes[undo_of(node["id"])] = {
                     "id": undo_of(node["id"]),
                     "type": spec["type"],
@@ -132,16 +146,64 @@ class Graph:
         return cls(
             nodes=nodes, incoming=incoming, order=order, trigger=trigger,
             settings=document.get("settings", {}),
+            losers=_losing_branches(nodes, incoming, successors),
         )  # fmt: skip
+
+    def ports(self, node_id: str) -> tuple[str, ...]:
+        return self.connector(node_id).ports_for(self.nodes[node_id].get("config", {}))
+
+    def merge_mode(self, node_id: str) -> tuple[str, str]:
+        """(mode, losers) of a merge node; ("all", "ignore") for any other."""
+        node = self.nodes[node_id]
+        if node["type"] != MERGE_TYPE:
+            return "all", "ignore"
+        config = node.get("config", {})
+        return config.get("mode", "all"), config.get("losers", "ignore")
 
     def compensable(self, node_id: str) -> bool:
         return undo_of(node_id) in self.nodes
 
     def connector(self, node_id: str) -> connectors.Connector:
-        return connectors.get(self.nodes[node_id]["type"])
+        impl = connectors.get(self.nodes[node_id]["type"])
+        if self.nodes[node_id].get("connector_undo"):
+            return connectors.CompensationStep(impl)
+        return impl
 
     def retry_policy(self, node_id: str) -> dict:
         return self.nodes[node_id]["retry"]
+
+
+MERGE_TYPE = "merge"
+
+
+def _losing_branches(nodes: dict, incoming: dict, successors: dict) -> dict[str, set[str]]:
+    """For each merge, the nodes every one of whose paths runs into it: a
+    node that can also reach the end of the flow some other way is not the
+    merge's to cancel."""
+    losers: dict[str, set[str]] = {}
+    for merge, node in nodes.items():
+        if node["type"] != MERGE_TYPE or merge not in incoming:
+            continue
+        ancestors: set[str] = set()
+        stack = [edge["from"] for edge in incoming[merge]]
+        while stack:
+            current = stack.pop()
+            if current not in ancestors:
+                ancestors.add(current)
+                stack.extend(edge["from"] for edge in incoming[current])
+        # Nodes that reach a sink without passing through the merge.
+        escapes = {n for n in successors if not successors[n] and n != merge}
+        changed = True
+        while changed:
+            changed = False
+            for candidate in successors:
+                if candidate in escapes or candidate == merge:
+                    continue
+                if any(nxt in escapes for nxt in successors[candidate]):
+                    escapes.add(candidate)
+                    changed = True
+        losers[merge] = {n for n in ancestors if n not in escapes and incoming[n]}
+    return losers
 
 
 # --- state -----------------------------------------------------------------
@@ -163,6 +225,8 @@ class StepState:
     due_at: dt.datetime | None = None
     wait_reason: str = ""
     outcome_unknown: bool = False
+    # A loop's finished iterations: {"<index>": output} (JSON keys are text).
+    iterations: dict = field(default_factory=dict)
     scheduled_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -197,6 +261,8 @@ class Start:
     # Resume: steps that succeeded in the failed run, carried over with their
     # outputs so they are not run again: {node: {"output": ..., "port": ...}}.
     carried: dict | None = None
+    # A sub-flow's run: {"run_id", "node", "key"} of the step that started it.
+    parent: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +284,17 @@ class Complete:
     attempt: int
     output: Any
     port: str = "out"
+
+
+@dataclass(frozen=True)
+class CompleteIteration:
+    """A loop step finished iteration ``index``; recorded while the step
+    still runs, so a retry or a new worker does not repeat it."""
+
+    node: str
+    attempt: int
+    index: int
+    output: Any = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +332,9 @@ class Signal:
     reason: str
     output: Any = None
     port: str = "out"
+    # Set when the outside outcome is a failure the step must not hide: the
+    # step becomes a dead letter with this error instead of succeeding.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -389,12 +469,14 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         if unknown:
             raise IllegalTransition(f"cannot carry over unknown nodes {sorted(unknown)}")
         payload["carried"] = cmd.carried
+    if cmd.parent:
+        payload["parent"] = cmd.parent
     return [("run.started", payload)]
 
 
 def _edge_state(state: RunState, edge: dict) -> str:
     source = state.steps[edge["from"]]
-    if source.status == SKIPPED:
+    if source.status in (SKIPPED, CANCELLED):
         return "dead"
     if source.status in (SUCCEEDED, COMPENSATING, COMPENSATED):
         return "live" if source.port == edge["from_port"] else "dead"
@@ -414,11 +496,15 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
         if step.status != PENDING:
             continue
         edges = graph.incoming[node]
+        mode = graph.merge_mode(node)[0]
         if not edges:
             event: Event = ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
         else:
             states = [_edge_state(scratch, edge) for edge in edges]
-            if "open" in states:
+            # A first-wins merge fires on the first live branch; any other
+            # node (and an all-branches merge) waits until no edge is open.
+            first_wins = mode == "first" and "live" in states
+            if "open" in states and not first_wins:
                 continue
             if "live" in states:
                 event = ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
@@ -426,7 +512,19 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
                 event = ("step.skipped", {"node": node})
         events.append(event)
         scratch = evolve(scratch, event)
-    if all(s.status in (SUCCEEDED, SKIPPED) for s in scratch.steps.values()):
+    # Once a first-wins merge that cancels has fired, every step of a losing
+    # branch that is idle now (including one that failed or began a retry
+    # after the merge fired) is cancelled.
+    for merge, losers in graph.losers.items():
+        if graph.merge_mode(merge) != ("first", "cancel"):
+            continue
+        if scratch.steps[merge].status in (PENDING, SKIPPED, CANCELLED):
+            continue
+        for loser in _cancellable(scratch, losers):
+            cancelled: Event = ("step.cancelled", {"node": loser, "reason": f"{merge} fired"})
+            events.append(cancelled)
+            scratch = evolve(scratch, cancelled)
+    if all(s.status in (SUCCEEDED, SKIPPED, CANCELLED) for s in scratch.steps.values()):
         outputs = {
             node: s.output
             for node, s in scratch.steps.items()
@@ -434,6 +532,15 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
         }
         events.append(("run.succeeded", {"output": outputs}))
     return events
+
+
+def _cancellable(state: RunState, nodes: set[str]) -> list[str]:
+    """Steps of a losing branch that are not in the middle of an effect. A
+    running step is left to finish (its result is then unused): cutting a
+    call off mid-flight would leave its outcome unknown. A dead letter there
+    is moot, so it is cancelled rather than left to fail the run."""
+    idle = (PENDING, SCHEDULED, RETRYING, WAITING, DEAD_LETTERED)
+    return sorted(n for n in nodes if n in state.steps and state.steps[n].status in idle)
 
 
 def _advance_saga(state: RunState, graph: Graph) -> list[Event]:
@@ -499,7 +606,7 @@ def _claim(state: RunState, cmd: Claim, graph: Graph) -> list[Event]:
 def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    ports = graph.connector(cmd.node).ports
+    ports = graph.ports(cmd.node)
     if cmd.port not in ports:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
@@ -509,9 +616,9 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
 def _wait(state: RunState, cmd: Wait, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    # A timer's wait ends by the port named here; a signal names its own
-    # (checked by ``_signal``), so a signal wait need not guess one.
-    if cmd.due_at is not None and cmd.port not in graph.connector(cmd.node).ports:
+    # A timer's wait leaves by the port named now; a wait for a signal
+    # leaves by the port the signal names (checked then).
+    if cmd.due_at is not None and cmd.port not in graph.ports(cmd.node):
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {
         "port": cmd.port,
@@ -575,7 +682,21 @@ def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
     _current(step, WAITING, cmd.attempt)
     if step.wait_reason != cmd.reason:
         raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
-    if cmd.port not in graph.connector(cmd.node).ports:
+    if cmd.error is not None:
+        return [
+            (
+                "step.dead_lettered",
+                {
+                    "node": cmd.node,
+                    "attempt": cmd.attempt,
+                    "error": cmd.error,
+                    "reason": f"{cmd.reason} failed",
+                    "outcome_unknown": False,
+                    "severity": "error",
+                },
+            )
+        ]
+    if cmd.port not in graph.ports(cmd.node):
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
     return [("step.succeeded", payload)]
@@ -596,6 +717,19 @@ def _give_up(state: RunState, cmd: GiveUp, graph: Graph) -> list[Event]:
         "severity": "error",
     }
     return [("step.dead_lettered", payload)]
+
+
+def _complete_iteration(state: RunState, cmd: CompleteIteration, graph: Graph) -> list[Event]:
+    _live(state)
+    step = _step(state, cmd.node)
+    _current(step, RUNNING, cmd.attempt)
+    if cmd.index < 0:
+        raise IllegalTransition(f"iteration {cmd.index} of {cmd.node} is not an index")
+    if str(cmd.index) in step.iterations:
+        raise StaleCommand(f"iteration {cmd.index} of {cmd.node} is already recorded")
+    payload = {"node": cmd.node, "attempt": cmd.attempt, "index": cmd.index,
+               "output": cmd.output}  # fmt: skip
+    return [("step.iteration_succeeded", payload)]
 
 
 def _fire_timer(state: RunState, cmd: FireTimer, graph: Graph) -> list[Event]:
@@ -706,6 +840,7 @@ _HANDLERS = {
     FireTimer: _fire_timer,
     Signal: _signal,
     GiveUp: _give_up,
+    CompleteIteration: _complete_iteration,
     ExpireLease: _expire_lease,
     ExtendLease: _extend_lease,
     Replay: _replay,
@@ -809,6 +944,13 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
     elif kind == "step.skipped":
         _move(step, SKIPPED)
         step.finished_at = at
+    elif kind == "step.cancelled":
+        _move(step, CANCELLED)
+        step.due_at = None
+        step.wait_reason = ""
+        step.finished_at = at
+    elif kind == "step.iteration_succeeded":
+        step.iterations = {**step.iterations, str(payload["index"]): payload["output"]}
     elif kind == "step.started":
         _move(step, RUNNING)
         step.input = payload["input"]
@@ -858,6 +1000,9 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
     elif kind == "step.replayed":
         if "edited_input" in payload:
             step.input = payload["edited_input"]
+            # A new revision is a new set of effects (new keys): a loop
+            # starts its iterations over.
+            step.iterations = {}
         step.outcome_unknown = False
     elif kind == "step.discarded":
         _move(step, FAILED)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from runs import clock, decider, expressions
@@ -172,12 +172,15 @@ class Session:
         connector = self.graph.connector(node)
         config, error = render_config(self.graph, node, self.state)
         self.apply(
-            decider.Claim(node=node, attempt=attempt, input=_jsonable(config), lease_until=self.now)
-        )
+            decider.Claim(
+                node=node, attempt=attempt, input=recorded_input(connector, config),
+                lease_until=self.now,
+            )
+        )  # fmt: skip
         if error:
             self.apply(self._fail(node, attempt, error, retryable=False))
             return
-        ctx = _context(self.state, node, attempt, config, self.now)
+        ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
         self.record_facts(outcome)
@@ -234,14 +237,14 @@ class Session:
             decider.Claim(
                 node=node,
                 attempt=attempt,
-                input=_jsonable(config),
+                input=recorded_input(connector, config),
                 lease_until=self.now + dt.timedelta(seconds=lease),
             )
         )
         if error:
             self.apply(self._fail(node, attempt, error, retryable=False))
             return None
-        ctx = _context(self.state, node, attempt, config, self.now)
+        ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
                        work=Work(self.run.pk, node, attempt))  # fmt: skip
 
@@ -273,6 +276,20 @@ class Session:
         continuation = self.needs_continuation
         timers = list(self.timers_due)
         run_id = self.run.pk
+        # A sub-flow's run tells its parent step when it ends; the recovery
+        # sweep re-sends this for any message that is lost.
+        tell_parent = bool(self.run.parent_run_id) and (
+            self.state.status in decider.RUN_TERMINAL
+            and self.before.status not in decider.RUN_TERMINAL
+        )
+        # A cancelled step that waited for a sub-flow: its child is unwanted.
+        orphans = any(
+            step.status == decider.CANCELLED
+            and self.before.steps.get(node) is not None
+            and self.before.steps[node].status == decider.WAITING
+            and self.before.steps[node].wait_reason == "subflow"
+            for node, step in self.state.steps.items()
+        )
 
         def enqueue() -> None:
             from runs import tasks
@@ -281,6 +298,10 @@ class Session:
             if continuation:
                 sends.append((tasks.continue_run, (run_id,), 0))
             sends += [(tasks.fire_timer, (run_id, *t[:3]), t[3]) for t in timers]
+            if tell_parent:
+                sends.append((tasks.signal_parent, (run_id,), 0))
+            if orphans:
+                sends.append((tasks.cancel_orphans, (run_id,), 0))
             for task, args, countdown in sends:
                 try:
                     task.apply_async(args, countdown=countdown or None)
@@ -380,6 +401,16 @@ def _jsonable(config: Any) -> Any:
     return config
 
 
+def _declared(connector: connectors.Connector) -> type[connectors.Connector]:
+    return type(getattr(connector, "inner", connector))
+
+
+def recorded_input(connector: connectors.Connector, config: Any) -> Any:
+    """The step's input as the log records it: the rendered config with the
+    connector's secret fields redacted."""
+    return connectors.redact_config(_declared(connector), _jsonable(config))
+
+
 def step_data(state: RunState) -> dict:
     return {
         "trigger": state.input,
@@ -397,23 +428,60 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     """The node's config with expressions rendered, validated; or an error."""
     raw = graph.nodes[node]["config"]
     step = state.steps[node]
+    connector = graph.connector(node)
     if step.revision > 0 and step.input is not None:
-        raw = step.input  # an operator edited the input of a dead letter
+        # An operator edited the input of a dead letter; the secrets it shows
+        # redacted come from the graph again.
+        raw = step.input
+        if isinstance(raw, dict):
+            original = graph.nodes[node]["config"]
+            raw = {
+                **raw,
+                **{
+                    name: original[name]
+                    for name in _declared(connector).secret_fields
+                    if name in original and raw.get(name) == connectors.REDACTED
+                },
+            }
+    deferred = {}
+    if isinstance(raw, dict):
+        deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
     try:
-        rendered = expressions.render(raw, step_data(state))
+        rendered = expressions.render(
+            {k: v for k, v in raw.items() if k not in deferred} if deferred else raw,
+            step_data(state),
+        )
     except expressions.ExpressionError as exc:
         return raw, f"config: {exc}"
+    if deferred:
+        rendered.update(deferred)
     try:
-        return graph.connector(node).Config.model_validate(rendered), None
+        return connector.Config.model_validate(rendered), None
     except ValueError as exc:
         return rendered, f"config after rendering: {exc}"
 
 
-def _context(state: RunState, node: str, attempt: int, config, now, heartbeat=None):
+def _context(state: RunState, graph: Graph, node: str, attempt: int, config, now):
     step = state.steps[node]
+    base, phase = decider.base_node(node)
+    root = state.root_run_id or state.run_id
     key = step.idempotency_key or decider.idempotency_key(
-        root_run_id=state.root_run_id or state.run_id, node=node, revision=step.revision
+        root_run_id=root, node=base, revision=step.revision, phase=phase
     )
+    arrived = {
+        edge["from"]: state.steps[edge["from"]].output
+        for edge in graph.incoming.get(node, [])
+        if decider._edge_state(state, edge) == "live"
+    }
+
+    def iteration_key(index: int) -> str:
+        return decider.idempotency_key(
+            root_run_id=root, node=base, iteration=index, revision=step.revision, phase=phase
+        )
+
+    def record(outputs: dict[int, Any]) -> None:
+        record_iterations(state.run_id, node, attempt, outputs)
+
     return connectors.Context(
         run_id=state.run_id,
         node_id=node,
@@ -422,7 +490,12 @@ def _context(state: RunState, node: str, attempt: int, config, now, heartbeat=No
         idempotency_key=key,
         data=step_data(state),
         now=now,
-        heartbeat=heartbeat or (lambda: None),
+        phase=phase,
+        original_output=state.steps[base].output if phase == "undo" else None,
+        arrived=arrived,
+        iterations_done={int(index): out for index, out in step.iterations.items()},
+        iteration_key=iteration_key,
+        record_iterations=record,
     )
 
 
@@ -439,6 +512,10 @@ def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome
         return Outcome(result=connector.execute(ctx))
     except connectors.ConnectorError as exc:
         return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+    except decider.StaleCommand as exc:
+        # A loop recording an iteration found its attempt superseded (its
+        # lease expired); the completion will be discarded the same way.
+        return Outcome(error=f"superseded: {exc}", retryable=False)
     except Exception as exc:  # a bug in a connector fails the step, visibly
         log.exception(
             "connector %s raised on run %s step %s", connector.key, ctx.run_id, ctx.node_id
@@ -480,10 +557,18 @@ class StartRefused(Exception):
 def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
-    carried: dict | None = None,
+    carried: dict | None = None, parent: dict | None = None,
 ) -> Run:  # fmt: skip
-    """Create a run pinned to a published version and drive it."""
+    """Create a run pinned to a published version and drive it.
+
+    ``parent`` ({"run_id", "node", "key"}) makes it a sub-flow's run: one per
+    parent key, so a step that starts it again gets the same run back."""
     from flows.models import FlowVersion
+
+    if parent:
+        existing = Run.objects.filter(parent_key=parent["key"]).first()
+        if existing is not None:
+            return existing
 
     if flow.status in ("paused", "retired"):
         raise StartRefused(f"“{flow.name}” is {flow.status}; it starts no runs.")
@@ -493,32 +578,55 @@ def start_run(
     if not FlowVersion.objects.filter(flow=flow, number=number).exists():
         raise StartRefused(f"“{flow.name}” has no version {number}.")
     now = clock.now()
-    with transaction.atomic():
-        run = Run.objects.create(
-            flow=flow,
-            version_number=number,
-            status=decider.RUN_PENDING,
-            input=input,
-            started_by=actor,
-            replay_of_id=replay_of,
-            created_at=now,
-            updated_at=now,
-        )
-        session = Session(run.pk, actor=actor, now=now)
-        session.apply(
-            decider.Start(
-                input=input,
-                root_run_id=root_run_id or run.pk,
-                flow_id=flow.pk,
-                version=number,
-                replay_of=replay_of,
-                mode=mode,
-                carried=carried,
-            )
-        )
-        session.drive()
-        session.commit()
+    try:
+        with transaction.atomic():
+            run = _create_and_start(
+                flow=flow, number=number, input=input, actor=actor, now=now,
+                replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
+                parent=parent,
+            )  # fmt: skip
+    except IntegrityError:
+        # Two attempts of one parent step raced to start its child: the
+        # unique parent key let one through; return that one.
+        if not parent:
+            raise
+        return Run.objects.get(parent_key=parent["key"])
     run.refresh_from_db()
+    return run
+
+
+def _create_and_start(
+    *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
+    parent: dict | None,
+) -> Run:  # fmt: skip
+    run = Run.objects.create(
+        flow=flow,
+        version_number=number,
+        status=decider.RUN_PENDING,
+        input=input,
+        started_by=actor,
+        replay_of_id=replay_of,
+        parent_run_id=parent["run_id"] if parent else None,
+        parent_node=parent["node"] if parent else "",
+        parent_key=parent["key"] if parent else "",
+        created_at=now,
+        updated_at=now,
+    )
+    session = Session(run.pk, actor=actor, now=now)
+    session.apply(
+        decider.Start(
+            input=input,
+            root_run_id=root_run_id or run.pk,
+            flow_id=flow.pk,
+            version=number,
+            replay_of=replay_of,
+            mode=mode,
+            carried=carried,
+            parent=parent,
+        )
+    )
+    session.drive()
+    session.commit()
     return run
 
 
@@ -724,6 +832,7 @@ def discard_dead_letter(run_id: int, node: str, *, actor: str, reason: str) -> N
 def signal_step(
     run_id: int, node: str, attempt: int, *, reason: str, output: Any = None,
     port: str = "out", actor: str = "system:engine", extra_events: list | None = None,
+    error: str | None = None,
 ) -> None:  # fmt: skip
     """End a waiting step from outside and drive the run on, once: the
     decider refuses a second signal (the step no longer waits), so callers
@@ -733,7 +842,9 @@ def signal_step(
     with transaction.atomic():
         session = Session(run_id, actor=actor)
         session.apply(
-            decider.Signal(node=node, attempt=attempt, reason=reason, output=output, port=port)
+            decider.Signal(
+                node=node, attempt=attempt, reason=reason, output=output, port=port, error=error
+            )
         )
         session.events[:0] = extra_events or []
         session.drive()
@@ -759,3 +870,73 @@ def cancel_run(run_id: int, *, actor: str, reason: str) -> None:
         session.apply(decider.Cancel(reason=reason))
         session.drive()
         session.commit()
+
+
+# --- loops and sub-flows ---------------------------------------------------------
+
+
+def record_iterations(run_id: int, node: str, attempt: int, outputs: dict[int, Any]) -> None:
+    """Record finished loop iterations in one commit, while the loop step
+    runs: a crash after this commit does not repeat them. A superseded
+    attempt raises ``StaleCommand`` and records nothing."""
+    if not outputs:
+        return
+    with transaction.atomic():
+        session = Session(run_id)
+        for index in sorted(outputs):
+            session.apply(
+                decider.CompleteIteration(
+                    node=node, attempt=attempt, index=index, output=outputs[index]
+                )
+            )
+        session.commit()
+
+
+def signal_parent(child_run_id: int) -> bool:
+    """Resume the step waiting for this finished sub-flow run, once. Called
+    on the child's terminal commit and again by the sweep; a signal for a
+    step that no longer waits changes nothing."""
+    from connectors import subflow
+
+    child = Run.objects.filter(pk=child_run_id).first()
+    if child is None or not child.parent_run_id or child.status not in decider.RUN_TERMINAL:
+        return False
+    step = Step.objects.filter(run_id=child.parent_run_id, node_id=child.parent_node).first()
+    if step is None or step.status != decider.WAITING or step.wait_reason != "subflow":
+        return False
+    if (step.output or {}).get("child_run_id") != child.pk:
+        return False
+    parent = Run.objects.get(pk=child.parent_run_id)
+    on_failure = graph_for(parent).nodes[child.parent_node]["config"].get("on_failure", "fail")
+    port, output, error = subflow.child_outcome(child, on_failure)
+    try:
+        signal_step(
+            parent.pk, child.parent_node, step.attempt, reason="subflow", output=output,
+            port=port, error=error, actor=f"run:{child.pk}",
+        )  # fmt: skip
+    except (decider.StaleCommand, decider.IllegalTransition) as exc:
+        log.info("run %s: sub-flow result of run %s is moot: %s", parent.pk, child.pk, exc)
+        return False
+    return True
+
+
+def cancel_orphans(parent_run_id: int) -> int:
+    """Cancel the live sub-flow runs whose parent step was cancelled (the
+    parent run was cancelled, compensated, or its merge went another way).
+    Sent on the parent's commit; the recovery sweep repeats it."""
+    cancelled = 0
+    children = Run.objects.filter(parent_run_id=parent_run_id, status__in=decider.RUN_LIVE)
+    for child in children:
+        parent_step = Step.objects.filter(
+            run_id=parent_run_id, node_id=child.parent_node, idempotency_key=child.parent_key
+        ).first()
+        if parent_step is None or parent_step.status != decider.CANCELLED:
+            continue
+        try:
+            cancel_run(child.pk, actor=f"run:{parent_run_id}",
+                       reason=f"run {parent_run_id} no longer waits for it")  # fmt: skip
+        except decider.IllegalTransition as exc:  # compensating already, or finished
+            log.info("sub-flow run %s was not cancelled: %s", child.pk, exc)
+            continue
+        cancelled += 1
+    return cancelled

@@ -98,6 +98,11 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     root_run_id = models.BigIntegerField(null=True)
     replay_of_id = models.BigIntegerField(null=True)
+    # A sub-flow's run: the step that started it, and that step's idempotency
+    # key, unique so that a retried step cannot start a second child.
+    parent_run_id = models.BigIntegerField(null=True, db_index=True)
+    parent_node = models.CharField(max_length=64, blank=True)
+    parent_key = models.CharField(max_length=64, blank=True)
     started_by = models.CharField(max_length=200)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
@@ -106,6 +111,13 @@ class Run(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["flow", "-id"], name="run_flow_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent_key"],
+                condition=~models.Q(parent_key=""),
+                name="run_one_child_per_parent_key",
+            )
+        ]
         # view_run and change_run are Django's defaults; the roles use them.
 
     def __str__(self) -> str:
@@ -134,6 +146,8 @@ class Step(models.Model):
     due_at = models.DateTimeField(null=True)
     wait_reason = models.CharField(max_length=20, blank=True)
     outcome_unknown = models.BooleanField(default=False)
+    # A loop's finished iterations, {"<index>": output}.
+    iterations = models.JSONField(default=dict)
     scheduled_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)

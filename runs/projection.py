@@ -35,6 +35,7 @@ def rebuild() -> int:
 
 def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> None:
     first = events[0]
+    parent = first.payload.get("parent") or {}
     Run(
         id=run_id,
         flow_id=first.payload["flow_id"],
@@ -45,6 +46,9 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         error=state.error,
         root_run_id=state.root_run_id,
         replay_of_id=first.payload.get("replay_of"),
+        parent_run_id=parent.get("run_id"),
+        parent_node=parent.get("node", ""),
+        parent_key=parent.get("key", ""),
         started_by=first.actor,
         created_at=first.occurred_at,
         updated_at=state.updated_at,
@@ -75,6 +79,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
                 due_at=step.due_at,
                 wait_reason=step.wait_reason,
                 outcome_unknown=step.outcome_unknown,
+                iterations=step.iterations,
                 scheduled_at=step.scheduled_at,
                 started_at=step.started_at,
                 finished_at=step.finished_at,

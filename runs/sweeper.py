@@ -13,10 +13,11 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from connectors import base as connectors
 from runs import decider, driver
-from runs.models import Step, Timer
+from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -33,10 +34,35 @@ def sweep(now: dt.datetime) -> dict[str, int]:
         if driver.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
     redispatched = redispatch_lost(now)
-    if fired or expired or redispatched:
-        log.info("sweep: %s timers fired, %s leases expired, %s redispatched",
-                 fired, expired, redispatched)  # fmt: skip
-    return {"timers": fired, "leases": expired, "redispatched": redispatched}
+    resignalled = resignal_subflows()
+    orphans = cancel_orphaned_subflows()
+    if fired or expired or redispatched or resignalled or orphans:
+        log.info("sweep: %s timers fired, %s leases expired, %s redispatched, "
+                 "%s sub-flow results re-sent, %s orphaned sub-flows cancelled",
+                 fired, expired, redispatched, resignalled, orphans)  # fmt: skip
+    return {"timers": fired, "leases": expired, "redispatched": redispatched,
+            "subflows": resignalled, "orphans": orphans}  # fmt: skip
+
+
+def resignal_subflows() -> int:
+    """Finished sub-flow runs whose parent step still waits: the message sent
+    on the child's terminal commit was lost (or the child ended before the
+    parent step recorded its wait). Signalling is idempotent."""
+    waiting_parent = Step.objects.filter(
+        run_id=OuterRef("parent_run_id"),
+        node_id=OuterRef("parent_node"),
+        # The child of this attempt's key: an older child (before an edited
+        # replay) no longer answers the step.
+        idempotency_key=OuterRef("parent_key"),
+        status=decider.WAITING,
+        wait_reason="subflow",
+    )
+    finished = Run.objects.filter(
+        parent_run_id__isnull=False, status__in=decider.RUN_TERMINAL
+    ).filter(Exists(waiting_parent))
+    return sum(
+        driver.signal_parent(child) for child in finished.values_list("pk", flat=True)[:BATCH]
+    )
 
 
 def redispatch_lost(now: dt.datetime) -> int:
@@ -56,3 +82,19 @@ def redispatch_lost(now: dt.datetime) -> int:
             tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
         count += 1
     return count
+
+
+def cancel_orphaned_subflows() -> int:
+    """Live sub-flow runs whose parent step was cancelled: the message sent
+    on the parent's commit was lost."""
+    cancelled_parent = Step.objects.filter(
+        run_id=OuterRef("parent_run_id"),
+        node_id=OuterRef("parent_node"),
+        idempotency_key=OuterRef("parent_key"),
+        status=decider.CANCELLED,
+    )
+    orphans = Run.objects.filter(parent_run_id__isnull=False, status__in=decider.RUN_LIVE)
+    parents = set(
+        orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)[:BATCH]
+    )
+    return sum(driver.cancel_orphans(parent) for parent in parents)

@@ -33,3 +33,13 @@ def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> None:
 @shared_task
 def sweep() -> None:
     sweeper.sweep(clock.now())
+
+
+@shared_task
+def signal_parent(child_run_id: int) -> None:
+    driver.signal_parent(child_run_id)
+
+
+@shared_task
+def cancel_orphans(parent_run_id: int) -> None:
+    driver.cancel_orphans(parent_run_id)

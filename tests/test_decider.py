@@ -83,6 +83,13 @@ commands = st.one_of(
     ),
     st.builds(decider.Replay, node=st.sampled_from(NODES), edited=st.booleans()),
     st.builds(decider.Discard, node=st.sampled_from(NODES), reason=st.just("no")),
+    st.builds(
+        decider.CompleteIteration,
+        node=st.sampled_from(NODES),
+        attempt=st.integers(1, 4),
+        index=st.integers(0, 3),
+        output=st.just({"ok": 1}),
+    ),
 )
 
 
@@ -102,6 +109,7 @@ def _plausible(state: RunState, draw) -> object:
             decider.Fail(step.node, step.attempt, "boom", draw(st.booleans()), NOW),
             decider.ExpireLease(step.node, step.attempt, draw(st.booleans())),
             decider.Wait(step.node, step.attempt, NOW),
+            decider.CompleteIteration(step.node, step.attempt, draw(st.integers(0, 3)), 1),
         ],
         decider.RETRYING: [decider.FireTimer(step.node, step.attempt)],
         decider.WAITING: [
@@ -166,6 +174,10 @@ def _check(before: RunState, after: RunState) -> None:
             continue  # a compensation step, checked below
         assert step.attempt >= old.attempt
         assert step.revision >= old.revision
+        # Recorded loop iterations stay recorded, unless an edited replay
+        # made a new revision (new keys).
+        if step.revision == old.revision:
+            assert old.iterations.items() <= step.iterations.items()
         if step.status != old.status:
             assert step.status in decider.STEP_TRANSITIONS[old.status] or (
                 after.status in (decider.RUN_CANCELLED, decider.RUN_COMPENSATING)
@@ -217,3 +229,103 @@ def test_the_random_walk_reaches_every_run_outcome():
         test_random_command_sequences_keep_the_invariants()
     expected = {"succeeded", "failed", "cancelled", "compensated"}
     assert expected <= set(outcomes), outcomes
+
+
+# --- merge: first wins, the losers are cancelled ---------------------------------
+
+
+def _merge_graph() -> Graph:
+    """A slow side-effecting branch and a fast one into a first-wins merge.
+    ("fast" sorts first, so the walk, which favours early steps, often
+    finishes it while "slow" is still idle.)"""
+    document = chain({"id": "slow", "type": "http.request",
+                      "config": {"url": "http://127.0.0.1:1/x"}})  # fmt: skip
+    document["nodes"] += [
+        transform("fast", v=1),
+        {"id": "join", "type": "merge", "config": {"mode": "first", "losers": "cancel"}},
+        transform("end", v=3),
+    ]
+    document["edges"] += [
+        {"from": "start", "to": "fast"},
+        {"from": "slow", "to": "join"},
+        {"from": "fast", "to": "join"},
+        {"from": "join", "to": "end"},
+    ]
+    return Graph.from_document(validate(document))
+
+
+MERGE_GRAPH = None
+merge_outcomes: dict[str, int] = {}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.data())
+def test_a_first_wins_merge_fires_once_on_a_live_branch(data):
+    global MERGE_GRAPH
+    MERGE_GRAPH = MERGE_GRAPH or _merge_graph()
+    graph = MERGE_GRAPH
+    assert graph.losers["join"] == {"slow", "fast"}
+    state = RunState(run_id=1)
+    log = []
+    for event in decider.decide(state, decider.Start({}, 1, 1, 1), graph):
+        state = decider.evolve(state, event, at=NOW)
+        log.append(event)
+    for _ in range(data.draw(st.integers(0, 60))):
+        roll = data.draw(st.integers(0, 99))
+        if roll < 85:
+            command = _plausible(state, data.draw)
+        elif roll < 98:
+            command = data.draw(commands)
+        else:
+            command = decider.Cancel(reason="stop")
+        try:
+            events = decider.decide(state, command, graph)
+        except (decider.IllegalTransition, decider.StaleCommand):
+            continue
+        # As the driver does: every change is followed by an Advance.
+        after = state
+        for event in events:
+            after = decider.evolve(after, event, at=NOW)
+        events += decider.decide(after, decider.Advance(), graph)
+        for event in events:
+            before = state
+            state = decider.evolve(state, event, at=NOW)
+            log.append(event)
+            kind, payload = event
+            if kind == "step.scheduled" and payload["node"] == "join" and payload["attempt"] == 1:
+                # It fires only when a branch has arrived.
+                assert any(before.steps[n].status == decider.SUCCEEDED for n in ("slow", "fast"))
+            if kind == "step.cancelled":
+                assert payload["node"] in ("slow", "fast")
+                assert before.steps[payload["node"]].status in (
+                    decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING,
+                    decider.DEAD_LETTERED,
+                )  # fmt: skip
+                assert before.steps["join"].status not in (decider.PENDING, decider.SKIPPED)
+    first_fires = [
+        e for e in log
+        if e[0] == "step.scheduled" and e[1]["node"] == "join" and e[1]["attempt"] == 1
+    ]  # fmt: skip
+    assert len(first_fires) <= 1
+    if state.status in decider.RUN_LIVE and state.steps["join"].status == decider.SUCCEEDED:
+        # No losing step stays idle once the merge has fired.
+        for loser in ("slow", "fast"):
+            assert state.steps[loser].status not in (
+                decider.PENDING, decider.SCHEDULED, decider.RETRYING, decider.WAITING,
+                decider.DEAD_LETTERED,
+            )  # fmt: skip
+    if state.status == decider.RUN_SUCCEEDED:
+        assert state.steps["join"].status == state.steps["end"].status == decider.SUCCEEDED
+        if state.steps["slow"].status == decider.CANCELLED:
+            merge_outcomes["cancelled_loser"] = merge_outcomes.get("cancelled_loser", 0) + 1
+    merge_outcomes[state.status] = merge_outcomes.get(state.status, 0) + 1
+    replayed = RunState(run_id=1)
+    for event in log:
+        replayed = decider.evolve(replayed, event, at=NOW)
+    assert replayed == state
+
+
+def test_the_merge_walk_reaches_success_with_a_cancelled_loser():
+    if not merge_outcomes:
+        test_a_first_wins_merge_fires_once_on_a_live_branch()
+    assert merge_outcomes.get("cancelled_loser", 0) > 0, merge_outcomes

@@ -15,6 +15,11 @@ from tests.engine_helpers import chain, publish
 OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
 EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
 PUBLIC = "public"
+# django-ninja's mount point: it only anchors the API's paths (404 to all).
+ANCHOR = "anchor"
+# API endpoints answer an anonymous caller 401 instead of sending a browser
+# to the login page.
+API_ENDPOINTS = {"api:connectors", "api:connector_test_connection"}
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
 MATRIX = {
@@ -56,6 +61,12 @@ MATRIX = {
     "approvals:comment": ("POST", {REVIEWER, ADMIN}),
     "approvals:reassign": ("POST", {ADMIN}),
     "approvals:decide": ("POST", {REVIEWER, ADMIN}),
+    "connectors:catalogue": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:api-root": ("GET", ANCHOR),
+    "api:openapi-json": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:openapi-view": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:connectors": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:connector_test_connection": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -120,20 +131,27 @@ def url_for(personas, make_flow):
             f"approvals:{name}": task_kwargs
             for name in ("task", "claim", "release", "comment", "reassign", "decide")
         },
+        "api:connector_test_connection": {"key": "payments.charge"},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 
 
-def _request(client, method, url):
+def _request(client, method, url, name=""):
+    if method == "POST" and name in API_ENDPOINTS:
+        return client.post(url, {}, content_type="application/json")  # API clients send JSON
     return client.post(url) if method == "POST" else client.get(url)
 
 
 @pytest.mark.parametrize("name", sorted(MATRIX))
 def test_anonymous_users_are_sent_to_login(client, url_for, name):
     method, allowed = MATRIX[name]
-    response = _request(client, method, url_for(name))
+    response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code in (200, 503), response.status_code
+    elif allowed == ANCHOR:
+        assert response.status_code == 404
+    elif name in API_ENDPOINTS:
+        assert response.status_code == 401
     else:
         assert response.status_code == 302
         assert response.url.startswith(reverse("login"))
@@ -145,9 +163,11 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
     method, allowed = MATRIX[name]
     user: User = personas[role]
     client.login(username=user.username, password=PASSWORD)
-    response = _request(client, method, url_for(name))
+    response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code < 500
+    elif allowed == ANCHOR:
+        assert response.status_code == 404
     elif role in allowed:
         assert response.status_code in (200, 302), response.status_code
         if response.status_code == 302:

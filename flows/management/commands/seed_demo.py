@@ -33,9 +33,11 @@ DEMO_PAYMENTS_URL = "http://127.0.0.1:8765"
 
 
 def order_graph() -> dict:
-    """Check the order, charge it through the demo payments API (started by
-    `make run`), let it settle, confirm. Start it with {"order_id": "A-1",
-    "amount": 42}."""
+    """The "Order fulfilment" saga against the demo payments and inventory
+    API (started by `make run`): check the order, charge it, reserve the
+    stock, confirm. If the reservation fails and its dead letter is
+    discarded, the charge is refunded (the payments connector's own undo).
+    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}."""
     return {
         "nodes": [
             {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
@@ -43,23 +45,26 @@ def order_graph() -> dict:
              "config": {"condition": "{{ trigger.amount is number and trigger.amount > 0 }}"}},
             {"id": "reject", "type": "transform", "position": {"x": 400, "y": 120},
              "config": {"fields": {"rejected": "amount must be a positive number"}}},
-            {"id": "charge", "type": "http.request", "position": {"x": 400, "y": 0},
-             "config": {"method": "POST", "url": DEMO_PAYMENTS_URL + "/charges",
-                        "json_body": {"order_id": "{{ trigger.order_id }}",
-                                      "amount": "{{ trigger.amount }}"},
-                        "honours_idempotency_key": True, "timeout_seconds": 10}},
-            {"id": "settle", "type": "delay", "position": {"x": 600, "y": 0},
-             "config": {"seconds": 3}},
+            {"id": "charge", "type": "payments.charge", "position": {"x": 400, "y": 0},
+             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+                        "amount": "{{ trigger.amount }}"},
+             "compensation": "default"},
+            {"id": "reserve", "type": "inventory.reserve", "position": {"x": 600, "y": 0},
+             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+                        "sku": "{{ trigger.sku | default('BOOK-1') }}", "quantity": 1},
+             "retry": {"max_attempts": 3},
+             "compensation": "default"},
             {"id": "confirm", "type": "transform", "position": {"x": 800, "y": 0},
              "config": {"fields": {"order_id": "{{ trigger.order_id }}",
-                                   "charge_id": "{{ steps.charge.output.body.id }}"}}},
+                                   "charge_id": "{{ steps.charge.output.charge_id }}",
+                                   "reservation_id": "{{ steps.reserve.output.reservation_id }}"}}},
         ],
         "edges": [
             {"from": "start", "to": "check"},
             {"from": "check", "from_port": "true", "to": "charge"},
             {"from": "check", "from_port": "false", "to": "reject"},
-            {"from": "charge", "to": "settle"},
-            {"from": "settle", "to": "confirm"},
+            {"from": "charge", "to": "reserve"},
+            {"from": "reserve", "to": "confirm"},
         ],
     }  # fmt: skip
 

@@ -1,0 +1,91 @@
+"""The HTTP API, /api/v1/ (django-ninja). Session authentication for now:
+a logged-in browser may call it; anyone else gets 401. Every endpoint checks
+the same permission its page needs."""
+
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.security import django_auth
+from pydantic import ValidationError
+
+from config.roles import role_required
+from connectors.base import ConnectorError, UnknownConnector, catalogue, get
+
+api = NinjaAPI(
+    title="Ledgerflow API",
+    version="1",
+    urls_namespace="api",
+    auth=django_auth,
+    # The docs name every endpoint: readable by the roles that read flows.
+    docs_decorator=role_required("flows.view_flow"),
+)
+
+
+def require(request: HttpRequest, permission: str) -> None:
+    if not request.user.has_perm(permission):
+        raise HttpError(403, f"Your role does not allow this ({permission}).")
+
+
+class ConnectorOut(Schema):
+    key: str
+    label: str
+    category: str
+    icon: str
+    description: str
+    side_effect: str
+    is_trigger: bool
+    inline: bool
+    ports: list[str]
+    dynamic_ports: bool
+    has_compensate: bool
+    has_test_connection: bool
+    secret_fields: list[str]
+    config_schema: dict
+    output_schema: dict | None
+    example_config: dict
+
+
+@api.get("/connectors", response=list[ConnectorOut], url_name="connectors", tags=["connectors"])
+def connectors_list(request: HttpRequest):
+    """Every registered connector, with its config's JSON Schema (what an
+    editor renders) and a sample config whose secrets are redacted."""
+    require(request, "flows.view_flow")
+    return catalogue()
+
+
+class ConnectionTestIn(Schema):
+    config: dict = {}
+
+
+class ConnectionTestOut(Schema):
+    ok: bool
+    error: str = ""
+
+
+@api.post(
+    "/connectors/{key}/test-connection",
+    response=ConnectionTestOut,
+    url_name="connector_test_connection",
+    tags=["connectors"],
+)
+def connector_test_connection(
+    request: HttpRequest, key: str, payload: ConnectionTestIn | None = None
+):
+    """Check a config against the remote (reachability, credentials) without
+    any effect. ``ok: false`` says why it did not work."""
+    require(request, "flows.change_flow")
+    try:
+        connector = get(key)
+    except UnknownConnector:
+        raise HttpError(404, f"no connector “{key}”") from None
+    if connector.test_connection is None:
+        raise HttpError(400, f"{key} has no connection test")
+    try:
+        config = connector.Config.model_validate((payload or ConnectionTestIn()).config)
+    except ValidationError as exc:
+        return {"ok": False, "error": f"config: {exc}"}
+    try:
+        connector.test_connection(config)
+    except ConnectorError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True}

@@ -1,0 +1,79 @@
+"""Inventory: reserve stock for an order through the inventory API; its
+undo releases the reservation. The API deduplicates on ``Idempotency-Key``
+(the demo's is the inventory part of ``fakeapi/payments.py``)."""
+
+from pydantic import Field
+
+from connectors import _remote
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    lease_margin,
+    register,
+)
+
+
+class InventoryConfig(StrictConfig):
+    base_url: str = Field(default="http://127.0.0.1:8765", description="the inventory API")
+    order_id: str = Field(min_length=1)
+    sku: str = Field(min_length=1)
+    quantity: int = Field(default=1, ge=1, le=10_000)
+    api_key: str = Field(default="", description="sent as a bearer token when set")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
+def _headers(config: InventoryConfig) -> dict:
+    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+
+@register
+class InventoryReserve(Connector):
+    key = "inventory.reserve"
+    label = "Reserve stock"
+    category = "Inventory"
+    icon = "package"
+    description = "Reserve stock for an order; undone by releasing the reservation."
+    Config = InventoryConfig
+    example_config = {"order_id": "{{ trigger.order_id }}", "sku": "{{ trigger.sku }}",
+                      "quantity": 1, "api_key": "inv_test_example"}  # fmt: skip
+    secret_fields = ("api_key",)
+    side_effect_class = SideEffect.COMPENSATABLE
+    output_schema = {
+        "type": "object",
+        "properties": {
+            "reservation_id": {"type": "string"},
+            "order_id": {"type": "string"},
+            "sku": {"type": "string"},
+            "quantity": {"type": "integer"},
+        },
+    }
+    timeout_seconds = 60.0
+
+    def lease_seconds(self, config: InventoryConfig) -> float:
+        return config.timeout_seconds + lease_margin()
+
+    def execute(self, ctx: Context) -> Result:
+        config: InventoryConfig = ctx.config
+        body = {"order_id": config.order_id, "sku": config.sku, "quantity": config.quantity}
+        reservation = _remote.post_json(ctx, f"{config.base_url}/reservations", body,
+                                        key=ctx.idempotency_key, timeout=config.timeout_seconds,
+                                        headers=_headers(config))  # fmt: skip
+        return Result(output={"reservation_id": reservation["id"], **body})
+
+    def compensate(self, ctx: Context) -> Result:
+        config: InventoryConfig = ctx.config
+        reservation_id = (ctx.original_output or {}).get("reservation_id")
+        if not reservation_id:
+            raise ConnectorError("nothing to release: no reservation id", retryable=False)
+        _remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
+                          key=ctx.idempotency_key, timeout=config.timeout_seconds,
+                          headers=_headers(config))  # fmt: skip
+        return Result(output={"released": reservation_id})
+
+    def test_connection(self, config: InventoryConfig) -> None:
+        _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
+                         headers=_headers(config))  # fmt: skip

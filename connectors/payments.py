@@ -1,0 +1,81 @@
+"""Payments: charge a card through the payments API; its undo refunds the
+charge. The API deduplicates on ``Idempotency-Key`` (the demo's is
+``fakeapi/payments.py``), so a retried charge cannot charge twice."""
+
+from typing import Any
+
+from pydantic import Field
+
+from connectors import _remote
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    lease_margin,
+    register,
+)
+
+
+class PaymentsConfig(StrictConfig):
+    base_url: str = Field(default="http://127.0.0.1:8765", description="the payments API")
+    order_id: str = Field(min_length=1)
+    # A positive amount; usually an expression such as "{{ trigger.amount }}".
+    amount: Any
+    api_key: str = Field(default="", description="sent as a bearer token when set")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
+def _headers(config: PaymentsConfig) -> dict:
+    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+
+@register
+class PaymentsCharge(Connector):
+    key = "payments.charge"
+    label = "Charge payment"
+    category = "Payments"
+    icon = "credit-card"
+    description = "Charge an order's amount; undone by refunding the charge."
+    Config = PaymentsConfig
+    example_config = {"order_id": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}",
+                      "api_key": "sk_test_example"}  # fmt: skip
+    secret_fields = ("api_key",)
+    side_effect_class = SideEffect.COMPENSATABLE
+    output_schema = {
+        "type": "object",
+        "properties": {
+            "charge_id": {"type": "string"},
+            "order_id": {"type": "string"},
+            "amount": {"type": "number"},
+        },
+    }
+    timeout_seconds = 60.0
+
+    def lease_seconds(self, config: PaymentsConfig) -> float:
+        return config.timeout_seconds + lease_margin()
+
+    def execute(self, ctx: Context) -> Result:
+        config: PaymentsConfig = ctx.config
+        body = {"order_id": config.order_id, "amount": config.amount}
+        charge = _remote.post_json(ctx, f"{config.base_url}/charges", body,
+                                   key=ctx.idempotency_key, timeout=config.timeout_seconds,
+                                   headers=_headers(config))  # fmt: skip
+        return Result(output={"charge_id": charge["id"], "order_id": charge["order_id"],
+                              "amount": charge["amount"]})  # fmt: skip
+
+    def compensate(self, ctx: Context) -> Result:
+        config: PaymentsConfig = ctx.config
+        charge_id = (ctx.original_output or {}).get("charge_id")
+        if not charge_id:
+            raise ConnectorError("nothing to refund: the charge has no id", retryable=False)
+        refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
+                                   key=ctx.idempotency_key, timeout=config.timeout_seconds,
+                                   headers=_headers(config))  # fmt: skip
+        return Result(output={"refund_id": refund["id"], "charge_id": charge_id})
+
+    def test_connection(self, config: PaymentsConfig) -> None:
+        _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
+                         headers=_headers(config))  # fmt: skip

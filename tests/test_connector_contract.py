@@ -1,0 +1,142 @@
+"""The connector contract, checked for every registered connector, and the
+catalogue that shows it (page and API)."""
+
+import json
+
+import jsonschema
+import pytest
+
+from connectors import base
+from connectors.base import REDACTED, all_connectors
+from tests.conftest import login
+
+# Connectors of the product (tests register a few of their own).
+PRODUCT = sorted(
+    key for key, cls in all_connectors().items() if cls.__module__.startswith("connectors.")
+)
+
+
+def test_the_registry_holds_the_product_connectors():
+    for key in ("switch", "merge", "loop", "wait.until", "subflow", "payments.charge",
+                "inventory.reserve"):  # fmt: skip
+        assert key in PRODUCT
+
+
+@pytest.mark.parametrize("key", PRODUCT)
+def test_a_connector_declares_what_the_catalogue_shows(key):
+    cls = all_connectors()[key]
+    assert cls.label and cls.category and cls.icon and cls.description
+    assert cls.side_effect_class in base.SideEffect
+    assert cls.ports_for(cls(), cls.example_config)
+
+
+@pytest.mark.parametrize("key", PRODUCT)
+def test_its_example_config_round_trips(key):
+    cls = all_connectors()[key]
+    config = cls.Config.model_validate(cls.example_config)
+    again = cls.Config.model_validate(config.model_dump(mode="json"))
+    assert again == config
+    assert cls().side_effect(config) in base.SideEffect
+
+
+@pytest.mark.parametrize("key", PRODUCT)
+def test_its_config_schema_is_valid_json_schema_that_accepts_the_example(key):
+    cls = all_connectors()[key]
+    schema = json.loads(json.dumps(cls.Config.model_json_schema()))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(cls.example_config)
+    if cls.output_schema is not None:
+        jsonschema.Draft202012Validator.check_schema(cls.output_schema)
+
+
+@pytest.mark.parametrize("key", PRODUCT)
+def test_secret_fields_are_config_fields_and_redacted_in_the_catalogue(key):
+    cls = all_connectors()[key]
+    fields = cls.Config.model_json_schema().get("properties", {})
+    assert set(cls.secret_fields) <= set(fields)
+    entry = base.describe(cls)
+    for name in cls.secret_fields:
+        if cls.example_config.get(name):
+            assert entry["example_config"][name] == REDACTED
+            assert cls.example_config[name] not in json.dumps(entry)
+
+
+def test_the_payments_connectors_declare_their_api_key_secret():
+    charge = all_connectors()["payments.charge"]
+    assert charge.secret_fields == ("api_key",) and charge.has_compensate()
+    assert all_connectors()["inventory.reserve"].has_compensate()
+
+
+def test_test_connection_reaches_the_remote_or_says_why_not(payments):
+    charge = all_connectors()["payments.charge"]()
+    config = charge.Config.model_validate({"base_url": payments.url, "order_id": "x", "amount": 1})
+    charge.test_connection(config)  # answers: no error
+    down = config.model_copy(update={"base_url": "http://127.0.0.1:9"})
+    with pytest.raises(base.ConnectorError, match="connection failed"):
+        charge.test_connection(down)
+
+
+# --- the catalogue page and API ------------------------------------------------
+
+
+def test_the_catalogue_page_groups_connectors_by_category(client, rita):
+    response = login(client, rita).get("/connectors/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    for category in ("Logic", "Payments", "Inventory", "Triggers"):
+        assert f"<h2>{category}</h2>" in page
+    assert "Charge payment" in page and "compensatable" in page and "api_key" in page
+    assert "sk_test_example" not in page
+
+
+def test_the_api_lists_connectors_with_schemas_and_redacted_secrets(client, olga):
+    response = login(client, olga).get("/api/v1/connectors")
+    assert response.status_code == 200
+    entries = {entry["key"]: entry for entry in response.json()}
+    assert set(PRODUCT) <= set(entries)
+    charge = entries["payments.charge"]
+    assert charge["config_schema"]["properties"]["order_id"]["type"] == "string"
+    assert charge["example_config"]["api_key"] == REDACTED
+    assert "sk_test_example" not in response.content.decode()
+    assert entries["switch"]["dynamic_ports"] and entries["switch"]["ports"] == [
+        "france", "germany", "elsewhere"
+    ]  # fmt: skip
+
+
+def test_the_api_needs_a_login_and_a_role(client, nora):
+    assert client.get("/api/v1/connectors").status_code == 401
+    assert login(client, nora).get("/api/v1/connectors").status_code == 403
+
+
+def test_the_api_docs_are_served_to_readers(client, rita):
+    login(client, rita)
+    assert client.get("/api/v1/docs").status_code == 200
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/connectors" in schema["paths"]
+
+
+def test_an_operator_tests_a_connection_through_the_api(client, olga, rita, payments):
+    url = "/api/v1/connectors/payments.charge/test-connection"
+    login(client, olga)
+    good = {"config": {"base_url": payments.url, "order_id": "x", "amount": 1}}
+    assert client.post(url, good, content_type="application/json").json() == {
+        "ok": True,
+        "error": "",
+    }
+    down = {"config": {**good["config"], "base_url": "http://127.0.0.1:9"}}
+    answer = client.post(url, down, content_type="application/json").json()
+    assert answer["ok"] is False and "connection failed" in answer["error"]
+    bad = client.post(url, {"config": {"amount": 1}}, content_type="application/json").json()
+    assert bad["ok"] is False and "order_id" in bad["error"]
+    missing = client.post("/api/v1/connectors/nope/test-connection", good,
+                          content_type="application/json")  # fmt: skip
+    assert missing.status_code == 404
+    assert report_requests(payments) == 0  # a test has no effect
+    login(client, rita)
+    assert client.post(url, good, content_type="application/json").status_code == 403
+
+
+def report_requests(payments) -> int:
+    import httpx
+
+    return httpx.get(f"{payments.url}/report").json()["requests"]
