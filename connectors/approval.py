@@ -71,7 +71,21 @@ class Approval(Connector):
     label = "Approval"
     category = "People"
     icon = "user-check"
+    description = (
+        "Pauses the run until a person approves or rejects, with an SLA, reminders, "
+        "escalation to a supervisor group and separation of duties."
+    )
     Config = ApprovalConfig
+    example_config = {
+        "title": "Refund {{ trigger.amount }} for order {{ trigger.order_id }}?",
+        "assignee_group": "Finance leads",
+        "fields": [{"name": "reason", "label": "Reason", "type": "text", "required": True}],
+        "sla_hours": 8,
+        "sla_clock": "business",
+        "escalation": {"group": "Finance leads", "hours": 8, "then": "auto_reject"},
+        "remind_before_hours": [1],
+        "separation_of_duties": True,
+    }
     ports = ("approved", "rejected")
     # Requesting is a fact recorded with the step's wait; the email goes out
     # after commit. Nothing here reaches outside, so it runs inline.
