@@ -4,7 +4,8 @@ import pkgutil
 from django.apps import AppConfig
 
 # Modules of this package that are not connectors.
-NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations"}
+NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations", "breakers",
+                  "ratelimits", "views", "urls", "breaker_views", "breaker_urls"}  # fmt: skip
 
 
 class ConnectorsConfig(AppConfig):
