@@ -92,7 +92,11 @@ GRAPH_SCHEMA: dict = {
         "settings": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"compensate_on_cancel": {"type": "boolean"}},
+            "properties": {
+                "compensate_on_cancel": {"type": "boolean"},
+                # Runs whose trigger renders the same key run one at a time.
+                "concurrency_key": {"type": "string", "minLength": 1, "maxLength": 500},
+            },
         },
     },
 }
@@ -207,9 +211,24 @@ def validate(graph: Any) -> dict:
         errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
         if "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
+    errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
+
+
+def _concurrency_key_errors(template: str | None) -> list[GraphError]:
+    """The key is computed when a run arrives, before any step: it may read
+    only the trigger."""
+    if template is None:
+        return []
+    field = "settings.concurrency_key"
+    syntax = expressions.check_syntax(template)
+    if syntax:
+        return [GraphError(f"expression syntax: {syntax}", field=field)]
+    if expressions.step_references(template):
+        return [GraphError("may read only the trigger ({{ trigger… }}), not steps", field=field)]
+    return []
 
 
 def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:

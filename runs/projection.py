@@ -49,6 +49,8 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         created_at=first.occurred_at,
         updated_at=state.updated_at,
         finished_at=state.finished_at,
+        concurrency_key=state.concurrency_key,
+        wait_reason=state.wait_reason,
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
@@ -74,6 +76,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
                 lease_until=step.lease_until,
                 due_at=step.due_at,
                 wait_reason=step.wait_reason,
+                wait_target=step.wait_target,
                 outcome_unknown=step.outcome_unknown,
                 scheduled_at=step.scheduled_at,
                 started_at=step.started_at,

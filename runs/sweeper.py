@@ -16,7 +16,7 @@ from django.conf import settings
 
 from connectors import base as connectors
 from runs import decider, driver
-from runs.models import Step, Timer
+from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -33,10 +33,25 @@ def sweep(now: dt.datetime) -> dict[str, int]:
         if driver.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
     redispatched = redispatch_lost(now)
-    if fired or expired or redispatched:
-        log.info("sweep: %s timers fired, %s leases expired, %s redispatched",
-                 fired, expired, redispatched)  # fmt: skip
-    return {"timers": fired, "leases": expired, "redispatched": redispatched}
+    released = release_queues()
+    if fired or expired or redispatched or released:
+        log.info("sweep: %s timers fired, %s leases expired, %s redispatched, %s released",
+                 fired, expired, redispatched, released)  # fmt: skip
+    return {"timers": fired, "leases": expired, "redispatched": redispatched,
+            "released": released}  # fmt: skip
+
+
+def release_queues() -> int:
+    """Runs queued behind a concurrency key whose predecessor finished but
+    whose release message was lost: the sweep, not the message, guarantees
+    they start."""
+    keys = (
+        Run.objects.filter(wait_reason=decider.QUEUED_CONCURRENCY)
+        .order_by()
+        .values_list("flow_id", "concurrency_key")
+        .distinct()
+    )
+    return sum(1 for flow_id, key in keys[:BATCH] if driver.release_queued(flow_id, key))
 
 
 def redispatch_lost(now: dt.datetime) -> int:
