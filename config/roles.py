@@ -22,6 +22,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.change_flow",
         "runs.view_run",
         "runs.change_run",
+        "connectors.view_breaker",
     ],
     REVIEWER: ["flows.view_flow", "runs.view_run"],
     ADMIN: [
@@ -33,6 +34,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.audit_inventory",
         "flows.manage_teams",
         "runs.view_audit_log",
+        "connectors.view_breaker",
+        "connectors.reset_breaker",
     ],
 }
 
@@ -96,4 +99,5 @@ def role_context(request) -> dict:
         "can_audit": user.has_perm("flows.audit_inventory"),
         "can_manage_teams": user.has_perm("flows.manage_teams"),
         "can_read_audit_log": user.has_perm("runs.view_audit_log"),
+        "can_view_breakers": user.has_perm("connectors.view_breaker"),
     }

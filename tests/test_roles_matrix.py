@@ -43,6 +43,8 @@ MATRIX = {
     "runs:resume": ("POST", {OPERATOR, ADMIN}),
     "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
+    "breakers:list": ("GET", {OPERATOR, ADMIN}),
+    "breakers:reset": ("POST", {ADMIN}),
 }
 
 
