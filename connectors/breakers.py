@@ -57,9 +57,16 @@ def policy_for(node_type: str) -> Policy:
     )
 
 
-def store():
+_redis_stores: dict[str, _store.RedisStore] = {}
+
+
+def store() -> "_store.RedisStore | _store.DatabaseStore":
     url = getattr(settings, "LEDGERFLOW_BREAKER_REDIS_URL", "")
-    return _store.RedisStore(url) if url else _store.DatabaseStore()
+    if not url:
+        return _store.DatabaseStore()
+    if url not in _redis_stores:
+        _redis_stores[url] = _store.RedisStore(url)
+    return _redis_stores[url]
 
 
 def _epoch(moment: dt.datetime) -> float:

@@ -114,6 +114,10 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["flow", "-id"], name="run_flow_recent"),
             models.Index(fields=["flow", "concurrency_key", "id"], name="run_concurrency_queue"),
+            # The sweep looks for queued runs every tick: index only those.
+            models.Index(
+                fields=["wait_reason"], name="run_queued", condition=~models.Q(wait_reason="")
+            ),
         ]
         # view_run and change_run are Django's defaults; the roles use them.
 

@@ -13,6 +13,7 @@ from django.db import connection
 from config.celery import app
 from runs import clock, driver, sweeper
 from runs.models import Event, Run
+from tests.conftest import login
 from tests.engine_helpers import chain, publish
 from tests.test_engine import charge_node, control, report
 
@@ -90,7 +91,7 @@ def test_runs_with_different_keys_overlap(olga, payments, celery_in_thread):
     assert not Run.objects.filter(flow=flow).exclude(status="succeeded").exists()
 
 
-def test_the_sweep_releases_a_queued_run_whose_release_was_lost(olga, payments):
+def test_the_sweep_releases_a_queued_run_whose_release_was_lost(olga, payments, client):
     # No eager tasks: every message (the charge, the release) goes nowhere.
     flow = keyed_flow(olga, payments)
     first = driver.start_run(flow=flow, input={"order_id": "o-9", "amount": 5, "seq": 0}, actor="u")
@@ -101,6 +102,8 @@ def test_the_sweep_releases_a_queued_run_whose_release_was_lost(olga, payments):
     assert (second.status, second.wait_reason, second.concurrency_key) == (
         "waiting", "concurrency", "o-9",
     )  # fmt: skip
+    page = login(client, olga).get(f"/runs/{second.pk}/").content.decode()
+    assert "Queued: an earlier run with concurrency key" in page
     driver.cancel_run(first.pk, actor="user:olga", reason="customer left")
     second.refresh_from_db()
     assert second.wait_reason == "concurrency"  # its release message was lost
