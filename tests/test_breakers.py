@@ -284,3 +284,34 @@ def test_the_flow_page_shows_the_breakers_its_nodes_call(
     failed, flow = open_the_breaker(olga, payments, eager_celery)
     page = login(client, olga).get(f"/flows/{flow.slug}/").content.decode()
     assert target_of(payments) in page and "breaker-open" in page
+
+
+EMBEDDED_SCRIPT = """
+import datetime as dt
+from connectors import breakers
+start = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+later = start + dt.timedelta(seconds=31)
+print(breakers.store().name)
+for _ in range(6):
+    breakers.record_call("api.example:443", ok=False, node_type="http.request", now=start)
+print(breakers.admit("api.example:443", now=start, probe_seconds=60).verdict)
+probe = breakers.admit("api.example:443", now=later, probe_seconds=60)
+breakers.publish([probe.event], now=later)
+print(probe.verdict)
+print(breakers.record_call("api.example:443", ok=True, node_type="http.request", now=later))
+"""
+
+
+@pytest.mark.slow
+def test_on_the_embedded_default_breakers_live_in_sqlite(tmp_path):
+    from tests.processes import embedded_env, manage, sqlite_rows
+
+    env = embedded_env(tmp_path, LEDGERFLOW_BREAKER_FAILURES="5")
+    manage(env, "migrate", "--noinput")
+    out = manage(env, "shell", "--no-imports", "-c", EMBEDDED_SCRIPT).split()
+    assert out == ["database", "wait", "probe", "closed"]
+    query = "SELECT type FROM runs_event WHERE stream = ? ORDER BY seq"
+    events = sqlite_rows(tmp_path, query, ["breaker:api.example:443"])
+    assert [e[0] for e in events] == ["breaker.opened", "breaker.half_opened", "breaker.closed"]
+    rows = sqlite_rows(tmp_path, "SELECT state, failures FROM connectors_breaker")
+    assert rows == [("closed", 5)]
