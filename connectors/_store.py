@@ -251,6 +251,7 @@ def _opt(text: bytes | str) -> float | None:
 
 class RedisStore:
     name = "redis"
+    transactional = False
 
     def __init__(self, url: str):
         if url not in _clients:
@@ -352,6 +353,7 @@ def _cell_values(before: Cell, after: Cell) -> dict | None:
 
 class DatabaseStore:
     name = "database"
+    transactional = True
 
     def _breaker(self, target: str, operation) -> Reply:
         def decide(row: BreakerCell):

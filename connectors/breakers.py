@@ -14,6 +14,7 @@ projection. If Redis cannot be reached, calls go ahead as if every breaker
 were closed, and the fault is logged and counted (``StoreFault``).
 """
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterable
@@ -105,10 +106,13 @@ def record_call(target: str, *, ok: bool, node_type: str, now: dt.datetime) -> s
     """Count a finished call; returns the new state if this call changed it.
     On the database store the change and its event commit together."""
     policy = policy_for(node_type)
-    with transaction.atomic():
+    shared = store()
+    # On the database the row's change and its event commit together; on
+    # Redis the script has already decided, so no transaction is held open.
+    with transaction.atomic() if shared.transactional else contextlib.nullcontext():
         try:
-            reply = store().record(target, _epoch(now), ok, policy.failures,
-                                   policy.window_seconds, policy.cooldown_seconds)  # fmt: skip
+            reply = shared.record(target, _epoch(now), ok, policy.failures,
+                                  policy.window_seconds, policy.cooldown_seconds)  # fmt: skip
         except StoreDown as exc:
             note_fault(exc, now)
             return None
