@@ -208,6 +208,41 @@ def test_each_state_change_is_one_event_when_many_threads_race(store):
     assert Breaker.objects.get(target=target).state == "closed"
 
 
+@pytest.fixture
+def celery_in_thread():
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_failing_at_once_in_many_workers_open_the_breaker_once(
+    olga, payments, store, celery_in_thread
+):
+    flow = charge_flow(olga, payments)
+    control(payments, fail_next=100, fail_status=503, latency_ms=[20, 20])
+    target = target_of(payments)
+
+    def start_one():
+        return driver.start_run(flow=flow, input={"order_id": "many", "amount": 5}, actor="u").pk
+
+    run_ids = _in_threads(12, start_one)
+    assert breaker_events(target) == ["breaker.opened"]
+    steps = Step.objects.filter(run_id__in=run_ids, node_id="charge")
+    states = sorted((s.status, s.wait_reason, s.attempt) for s in steps)
+    called = [s for s in states if s[0] == "retrying"]
+    held = [s for s in states if s[0] == "waiting"]
+    assert len(called) + len(held) == 12
+    assert all(s == ("retrying", "retry", 2) for s in called)
+    assert all(s == ("waiting", "circuit", 1) for s in held)  # held: no attempt spent
+    assert report(payments)["requests"] == len(called) >= POLICY["failures"]
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
