@@ -8,6 +8,9 @@ steps run inline in that transaction, within a budget. Side-effecting steps
 are claimed in one transaction (``step.started`` commits before the effect),
 run outside any transaction, and completed in another, each a compare-and-set
 on (step, attempt); the completion also claims the run's next ready step.
+A step whose target's breaker is open, or whose rate limit has no token, is
+held at its claim instead (``connectors/breakers.py``). A run whose flow has
+a concurrency key queues behind the unfinished runs of its key.
 """
 
 import dataclasses
@@ -242,8 +245,8 @@ class Session:
 
     def _held(self, node: str, attempt: int, target: str, lease: float) -> bool:
         """Hold the step back, attempt unspent, while its target's breaker is
-        open or its rate limit has no token. The store is asked inside this
-        transaction so that a breaker change and the hold commit together."""
+        open or its rate limit has no token. Asked inside this transaction, so
+        the event of a breaker change it caused commits with this claim."""
         admission = breakers.admit(target, now=self.now, probe_seconds=lease)
         if admission.event is not None:
             breakers.publish([admission.event], now=self.now)

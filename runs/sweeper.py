@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from connectors import base as connectors
 from runs import decider, driver
@@ -41,19 +42,6 @@ def sweep(now: dt.datetime) -> dict[str, int]:
             "released": released}  # fmt: skip
 
 
-def release_queues() -> int:
-    """Runs queued behind a concurrency key whose predecessor finished but
-    whose release message was lost: the sweep, not the message, guarantees
-    they start."""
-    keys = (
-        Run.objects.filter(wait_reason=decider.QUEUED_CONCURRENCY)
-        .order_by()
-        .values_list("flow_id", "concurrency_key")
-        .distinct()
-    )
-    return sum(1 for flow_id, key in keys[:BATCH] if driver.release_queued(flow_id, key))
-
-
 def redispatch_lost(now: dt.datetime) -> int:
     from runs import tasks
 
@@ -71,3 +59,22 @@ def redispatch_lost(now: dt.datetime) -> int:
             tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
         count += 1
     return count
+
+
+def release_queues() -> int:
+    """Runs queued behind a concurrency key whose predecessors have all
+    finished, but whose release message was lost: the sweep, not the
+    message, guarantees they start. A queue whose head still runs is not
+    touched."""
+    unfinished_before = Run.objects.filter(
+        flow_id=OuterRef("flow_id"),
+        concurrency_key=OuterRef("concurrency_key"),
+        pk__lt=OuterRef("pk"),
+    ).exclude(status__in=decider.RUN_TERMINAL)
+    stuck = (
+        Run.objects.filter(wait_reason=decider.QUEUED_CONCURRENCY)
+        .exclude(Exists(unfinished_before))
+        .order_by("pk")
+        .values_list("flow_id", "concurrency_key")
+    )
+    return sum(1 for flow_id, key in stuck[:BATCH] if driver.release_queued(flow_id, key))

@@ -104,6 +104,7 @@ def test_the_sweep_releases_a_queued_run_whose_release_was_lost(olga, payments, 
     )  # fmt: skip
     page = login(client, olga).get(f"/runs/{second.pk}/").content.decode()
     assert "Queued: an earlier run with concurrency key" in page
+    assert sweeper.sweep(clock.now())["released"] == 0  # its predecessor is unfinished
     driver.cancel_run(first.pk, actor="user:olga", reason="customer left")
     second.refresh_from_db()
     assert second.wait_reason == "concurrency"  # its release message was lost
