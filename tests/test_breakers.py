@@ -8,8 +8,6 @@ import socket
 import threading
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
 
@@ -23,16 +21,6 @@ from tests.test_engine import charge_node, control, report
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 POLICY = {"failures": 3, "window_seconds": 60, "cooldown_seconds": 30}
-
-
-@pytest.fixture(autouse=True)
-def clean_redis():
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    for key in client.scan_iter("lf:*"):
-        client.delete(key)
-    yield
-    for key in client.scan_iter("lf:*"):
-        client.delete(key)
 
 
 @pytest.fixture(params=["redis", "database"])
