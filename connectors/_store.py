@@ -164,8 +164,10 @@ local function slot(base, gap)
   redis.call('HSET', key, 'next_release', tostring(at + gap))
   return at
 end
+-- Versions follow the clock (milliseconds) as well as each other, so after
+-- Redis loses its data a new change still outranks the old ones on the page.
 local function changed(new_state, failures)
-  version = version + 1
+  version = math.max(version + 1, math.floor(now * 1000))
   redis.call('HSET', key, 'state', new_state, 'version', version)
   return reply('allow', nil, new_state, failures)
 end

@@ -338,3 +338,22 @@ def test_on_the_embedded_default_breakers_live_in_sqlite(tmp_path):
     assert [e[0] for e in events] == ["breaker.opened", "breaker.half_opened", "breaker.closed"]
     rows = sqlite_rows(tmp_path, "SELECT state, failures FROM connectors_breaker")
     assert rows == [("closed", 5)]
+
+
+def test_after_redis_loses_its_data_new_changes_still_reach_the_page(db, settings):
+    import redis
+
+    settings.LEDGERFLOW_BREAKER_DEFAULTS = POLICY
+    target = "flaky.example:443"
+
+    def fail_three(at):
+        for _ in range(3):
+            breakers.record_call(target, ok=False, node_type="http.request", now=at)
+
+    fail_three(START)
+    redis.Redis.from_url(settings.LEDGERFLOW_BREAKER_REDIS_URL).flushdb()
+    later = START + dt.timedelta(minutes=5)
+    fail_three(later)
+    assert breaker_events(target) == ["breaker.opened", "breaker.opened"]
+    row = Breaker.objects.get(target=target)
+    assert (row.opened_at, row.probe_at) == (later, later + dt.timedelta(seconds=30))
