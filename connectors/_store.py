@@ -13,6 +13,7 @@ every worker and every test agrees on one clock.
 """
 
 import dataclasses
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -244,6 +245,10 @@ return {verdict, due}
 """
 
 _clients: dict[str, redis.Redis] = {}
+# After a failed call this process leaves Redis alone for a few seconds, so a
+# Redis that hangs costs one time-out per worker now and then, not per step.
+_down_until: dict[str, float] = {}
+QUIET_AFTER_FAULT_SECONDS = 5.0
 
 
 def _opt(text: bytes | str) -> float | None:
@@ -262,6 +267,7 @@ class RedisStore:
             _clients[url] = redis.Redis.from_url(
                 url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
             )
+        self.url = url
         self.client = _clients[url]
         self.breaker_script = self.client.register_script(_BREAKER_LUA)
         self.bucket_script = self.client.register_script(_BUCKET_LUA)
@@ -270,11 +276,17 @@ class RedisStore:
     def _keys(target: str) -> list[str]:
         return [f"lf:breaker:{target}", f"lf:breaker:{target}:failures"]
 
-    def _breaker(self, target: str, *args) -> Reply:
+    def _run(self, script, keys: list[str], args: list):
+        if time.monotonic() < _down_until.get(self.url, 0.0):
+            raise StoreDown("Redis failed moments ago; not asking again yet")
         try:
-            raw = self.breaker_script(keys=self._keys(target), args=list(args))
+            return script(keys=keys, args=args)
         except redis.RedisError as exc:
+            _down_until[self.url] = time.monotonic() + QUIET_AFTER_FAULT_SECONDS
             raise StoreDown(str(exc)) from exc
+
+    def _breaker(self, target: str, *args) -> Reply:
+        raw = self._run(self.breaker_script, self._keys(target), list(args))
         verdict, due, change, version, failures, opened_at, probe_at = (
             v.decode() if isinstance(v, bytes) else v for v in raw
         )
@@ -294,24 +306,8 @@ class RedisStore:
         return self._breaker(target, "reset", now)
 
     def take(self, target, now, rate, burst) -> Reply:
-        try:
-            verdict, due = self.bucket_script(keys=[f"lf:rate:{target}"], args=[now, rate, burst])
-        except redis.RedisError as exc:
-            raise StoreDown(str(exc)) from exc
+        verdict, due = self._run(self.bucket_script, [f"lf:rate:{target}"], [now, rate, burst])
         return Reply(verdict=verdict.decode(), due=_opt(due))
-
-    def peek(self, target: str) -> Cell:
-        try:
-            raw = self.client.hgetall(self._keys(target)[0])
-            failures = self.client.zcard(self._keys(target)[1])
-        except redis.RedisError as exc:
-            raise StoreDown(str(exc)) from exc
-        data = {k.decode(): v.decode() for k, v in raw.items()}
-        return Cell(
-            state=data.get("state", CLOSED), failures=[0.0] * failures,
-            opened_at=_opt(data.get("opened_at", "")), probe_at=_opt(data.get("probe_at", "")),
-            probe_until=_opt(data.get("probe_until", "")), version=int(data.get("version", 0)),
-        )  # fmt: skip
 
 
 # --- the database (embedded default) ----------------------------------------
@@ -384,7 +380,3 @@ class DatabaseStore:
 
         fresh = {"tokens": burst, "refilled_at": now}
         return _compare_and_set(RateBucket, target, fresh, decide)
-
-    def peek(self, target: str) -> Cell:
-        row = BreakerCell.objects.filter(target=target).first()
-        return _cell_of(row) if row else Cell()
