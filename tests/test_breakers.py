@@ -76,7 +76,7 @@ def open_the_breaker(olga, payments, eager_celery) -> list:
 
 
 def test_a_breaker_opens_after_n_failures_and_held_steps_spend_no_attempt(
-    olga, payments, eager_celery, store, sweep_at
+    olga, payments, eager_celery, store, sweep_at, client
 ):
     failed, flow = open_the_breaker(olga, payments, eager_celery)
     target = target_of(payments)
@@ -93,6 +93,10 @@ def test_a_breaker_opens_after_n_failures_and_held_steps_spend_no_attempt(
     )  # fmt: skip
     assert step.due_at >= row.probe_at and not step.errors
     assert report(payments)["requests"] == 3
+    page = login(client, olga).get(f"/runs/{held.pk}/").content.decode()
+    assert f"held: the breaker of <code>{target}</code> is open" in page
+    breakers_page = client.get("/breakers/").content.decode()
+    assert '1 <span class="muted">on the breaker</span>' in breakers_page
 
     # The failed runs' retries come due while it is open: held, attempt 2 unspent.
     sweep_at(START + dt.timedelta(seconds=2))
