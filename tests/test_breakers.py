@@ -14,7 +14,7 @@ from django.db import connection
 from connectors import breakers
 from connectors.models import Breaker, StoreFault
 from runs import clock, driver, sweeper
-from runs.models import Event, Step
+from runs.models import Event, Step, Timer
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
 from tests.test_engine import charge_node, control, report
@@ -107,6 +107,21 @@ def test_a_breaker_opens_after_n_failures_and_held_steps_spend_no_attempt(
         )  # fmt: skip
     assert report(payments)["requests"] == 3
     assert breaker_events(target) == ["breaker.opened"]
+
+    # Held steps and their timers are projections like any other.
+    def snapshot():
+        steps = list(Step.objects.order_by("run_id", "position").values())
+        timers = list(Timer.objects.order_by("run_id", "node_id").values())
+        for row in steps + timers:
+            row.pop("id")
+        return steps, timers
+
+    before = snapshot()
+    assert {t["kind"] for t in before[1]} == {"circuit"}
+    Timer.objects.all().delete()
+    Step.objects.all().delete()
+    call_command("rebuild_projections", stdout=io.StringIO())
+    assert snapshot() == before
 
 
 def test_a_half_open_probe_closes_it_and_the_backlog_is_released_gradually(
