@@ -164,10 +164,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# The recovery sweep's tick; the sweep also paces held steps due before the
+# next tick (runs/sweeper.py).
+LEDGERFLOW_SWEEP_SECONDS = env_int("LEDGERFLOW_SWEEP_SECONDS", 2)
 CELERY_BEAT_SCHEDULE = {
     "recovery-sweep": {
         "task": "runs.tasks.sweep",
-        "schedule": float(env_int("LEDGERFLOW_SWEEP_SECONDS", 2)),
+        "schedule": float(LEDGERFLOW_SWEEP_SECONDS),
     },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",

@@ -33,13 +33,40 @@ def sweep(now: dt.datetime) -> dict[str, int]:
     for step in stale_leases.order_by("lease_until")[:BATCH]:
         if driver.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
+    paced = pace_held_steps(now)
     redispatched = redispatch_lost(now)
     released = release_queues()
     if fired or expired or redispatched or released:
         log.info("sweep: %s timers fired, %s leases expired, %s redispatched, %s released",
                  fired, expired, redispatched, released)  # fmt: skip
     return {"timers": fired, "leases": expired, "redispatched": redispatched,
-            "released": released}  # fmt: skip
+            "released": released, "paced": paced}  # fmt: skip
+
+
+def pace_held_steps(now: dt.datetime) -> int:
+    """Held steps' release times are spread a fraction of a second apart
+    (connectors/breakers.py); firing them only on sweep ticks would bunch them
+    into bursts. Timers of holds due before the next tick get a countdown to
+    their own time. A duplicate fire is harmless: the timer row is deleted
+    by the one that fires."""
+    from runs import tasks
+
+    horizon = now + dt.timedelta(seconds=settings.LEDGERFLOW_SWEEP_SECONDS)
+    soon = Timer.objects.filter(
+        kind__in=decider.HOLD_REASONS, due_at__gt=now, due_at__lte=horizon
+    ).order_by("due_at")[:BATCH]
+    count = 0
+    for timer in soon:
+        countdown = (timer.due_at - now).total_seconds()
+        try:
+            tasks.fire_timer.apply_async(
+                (timer.run_id, timer.node_id, timer.attempt, timer.kind), countdown=countdown
+            )
+        except Exception as exc:  # the broker is down: the next tick fires it
+            log.warning("could not pace held step %s/%s: %s", timer.run_id, timer.node_id, exc)
+            break
+        count += 1
+    return count
 
 
 def redispatch_lost(now: dt.datetime) -> int:

@@ -376,3 +376,33 @@ def test_after_redis_loses_its_data_new_changes_still_reach_the_page(db, setting
     assert breaker_events(target) == ["breaker.opened", "breaker.opened"]
     row = Breaker.objects.get(target=target)
     assert (row.opened_at, row.probe_at) == (later, later + dt.timedelta(seconds=30))
+
+
+def test_the_sweep_paces_held_steps_due_before_its_next_tick(
+    olga, payments, eager_celery, store, settings
+):
+    import json
+
+    import redis
+
+    from config.celery import app
+
+    failed, flow = open_the_breaker(olga, payments, eager_celery)
+    held = [start(flow, eager_celery, f"p-{n}") for n in range(7)]
+    probe_at = START + dt.timedelta(seconds=30)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("celery")
+    settings.LEDGERFLOW_SWEEP_SECONDS = 2
+    moment = probe_at - dt.timedelta(seconds=0.9)
+    app.conf.task_always_eager = False  # the messages stay in the broker: no worker
+    with clock.frozen_at(moment):
+        assert sweeper.sweep(moment)["paced"] == 6  # due at +0, +0.2 … +1.0 s
+    messages = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
+    broker.delete("celery")
+    fires = [m["headers"] for m in messages if m["headers"]["task"] == "runs.tasks.fire_timer"]
+    assert {h["argsrepr"] for h in fires} == {
+        repr((run.pk, "charge", 1, "circuit")) for run in held[:6]
+    }
+    etas = sorted(dt.datetime.fromisoformat(h["eta"]) for h in fires)
+    gaps = [(b - a).total_seconds() for a, b in zip(etas, etas[1:], strict=False)]
+    assert all(0.15 < gap < 0.25 for gap in gaps), gaps
