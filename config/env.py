@@ -42,3 +42,22 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_rate_limits(name: str) -> dict[str, dict]:
+    """``host:port=10/20,credential:stripe=5``: per target, calls per second
+    and an optional burst -> {target: {"per_second": 10.0, "burst": 20.0}}."""
+    limits: dict[str, dict] = {}
+    for entry in env_list(name):
+        target, sep, rate = entry.rpartition("=")
+        per_second, _, burst = rate.partition("/")
+        try:
+            values = {"per_second": float(per_second), "burst": float(burst or per_second)}
+        except ValueError:
+            values = {}
+        if not sep or not target or not values or min(values.values()) <= 0:
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not target=per_second[/burst] with positive numbers"
+            )
+        limits[target] = values
+    return limits

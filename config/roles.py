@@ -22,6 +22,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.change_flow",
         "runs.view_run",
         "runs.change_run",
+        "connectors.view_breaker",
     ],
     REVIEWER: [
         "flows.view_flow",
@@ -41,6 +42,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "approvals.view_approvaltask",
         "approvals.decide_task",
         "approvals.manage_queues",
+        "connectors.view_breaker",
+        "connectors.reset_breaker",
     ],
 }
 
@@ -106,4 +109,5 @@ def role_context(request) -> dict:
         "can_read_audit_log": user.has_perm("runs.view_audit_log"),
         "can_review": user.has_perm("approvals.view_approvaltask"),
         "can_manage_queues": user.has_perm("approvals.manage_queues"),
+        "can_view_breakers": user.has_perm("connectors.view_breaker"),
     }

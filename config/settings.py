@@ -15,7 +15,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_rate_limits, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("LEDGERFLOW_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -168,10 +168,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# The recovery sweep's tick; the sweep also paces held steps due before the
+# next tick (runs/sweeper.py).
+LEDGERFLOW_SWEEP_SECONDS = env_int("LEDGERFLOW_SWEEP_SECONDS", 2)
 CELERY_BEAT_SCHEDULE = {
     "recovery-sweep": {
         "task": "runs.tasks.sweep",
-        "schedule": float(env_int("LEDGERFLOW_SWEEP_SECONDS", 2)),
+        "schedule": float(LEDGERFLOW_SWEEP_SECONDS),
     },
     # Reminders, escalations and the flow's policy after a missed SLA; the
     # task passes the clock's now to the sweep.
@@ -267,3 +270,23 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.Emai
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ledgerflow@localhost")
+# Circuit breakers (connectors/breakers.py): a target's breaker opens after
+# this many failed calls within the window, and lets one probe call through
+# after the cool-down. Per node type overrides go in LEDGERFLOW_BREAKERS_BY_TYPE.
+LEDGERFLOW_BREAKER_DEFAULTS = {
+    "failures": env_int("LEDGERFLOW_BREAKER_FAILURES", 5),
+    "window_seconds": env_int("LEDGERFLOW_BREAKER_WINDOW_SECONDS", 60),
+    "cooldown_seconds": env_int("LEDGERFLOW_BREAKER_COOLDOWN_SECONDS", 30),
+}
+LEDGERFLOW_BREAKERS_BY_TYPE: dict[str, dict] = {}
+# Steps held by an open breaker are released at most this many per second
+# per target, so a recovering API is not hit by the whole backlog at once.
+LEDGERFLOW_BREAKER_RELEASE_PER_SECOND = env_int("LEDGERFLOW_BREAKER_RELEASE_PER_SECOND", 5)
+# While a probe call is in flight, other steps look again after this long.
+LEDGERFLOW_BREAKER_RECHECK_SECONDS = env_int("LEDGERFLOW_BREAKER_RECHECK_SECONDS", 1)
+# Breakers and rate limits are shared through Redis when there is one; with
+# none (the embedded default) they live in the database.
+LEDGERFLOW_BREAKER_REDIS_URL = env_str("LEDGERFLOW_BREAKER_REDIS_URL", REDIS_URL)
+# Per-target token buckets, e.g. "api.example.com=10/20,credential:stripe=5"
+# (calls per second / burst); targets not listed are not limited.
+LEDGERFLOW_RATE_LIMITS = env_rate_limits("LEDGERFLOW_RATE_LIMITS")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("approvals/", include("approvals.urls")),
     path("connectors/", include("connectors.urls")),
     path("api/v1/", api.urls),
+    path("breakers/", include("connectors.breaker_urls")),
 ]
 
 handler403 = "config.views.permission_denied"

@@ -4,7 +4,10 @@ import pkgutil
 from django.apps import AppConfig
 
 # Modules of this package that are not connectors.
-NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations", "urls", "views"}
+NOT_CONNECTORS = {
+    "apps", "base", "models", "admin", "tests", "migrations", "urls", "views",
+    "breakers", "ratelimits", "breaker_views", "breaker_urls",
+}  # fmt: skip
 
 
 class ConnectorsConfig(AppConfig):

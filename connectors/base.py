@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -150,6 +151,26 @@ class Connector:
 
     def lease_seconds(self, config: BaseModel) -> float:
         return self.timeout_seconds + lease_margin()
+
+    def breaker_target(self, config: BaseModel) -> str | None:
+        """The outside system a call reaches, for its circuit breaker and rate
+        limit (``connectors/breakers.py``); None: it reaches nothing outside."""
+        return None
+
+
+def target_of(url: str, credential: str | None = None) -> str | None:
+    """A breaker target: the credential's name when one is used (one account,
+    one quota), else the URL's host[:port]."""
+    if credential:
+        return f"credential:{credential}"
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return f"{host}:{port}" if port else host
 
 
 class CompensationStep(Connector):

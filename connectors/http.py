@@ -18,6 +18,7 @@ from connectors.base import (
     StrictConfig,
     lease_margin,
     register,
+    target_of,
 )
 
 MAX_RESPONSE_BYTES = 1_000_000
@@ -77,6 +78,9 @@ class HttpRequest(Connector):
 
     def lease_seconds(self, config: HttpConfig) -> float:
         return config.timeout_seconds + lease_margin()
+
+    def breaker_target(self, config: HttpConfig) -> str | None:
+        return target_of(config.url, getattr(config, "credential", None))
 
     def execute(self, ctx: Context) -> Result:
         config: HttpConfig = ctx.config

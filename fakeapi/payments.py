@@ -46,6 +46,9 @@ class PaymentsState:
         self.inventory_fail_status = 503
         self.inventory_down = False
         self.inventory_requests = 0
+        # Each effect's start and end (time.time()) with its body, in arrival
+        # order: tests check which calls overlapped.
+        self.timeline: list[dict] = []
 
     def report(self) -> dict:
         orders = {
@@ -72,6 +75,7 @@ class PaymentsState:
             "duplicates": sorted(o for o, keys in self.keys_per_order.items() if len(keys) > 1),
             "requests": self.requests,
             "in_flight": self.in_flight,
+            "timeline": self.timeline,
         }
 
 
@@ -174,11 +178,14 @@ class Handler(BaseHTTPRequestHandler):
             return status, {**response, "replayed": True}
         with state.lock:
             state.in_flight += 1
+            span = {"path": path, "body": body, "key": key, "start": time.time(), "end": None}
+            state.timeline.append(span)
         try:
             time.sleep(latency)
         finally:
             with state.lock:
                 state.in_flight -= 1
+                span["end"] = time.time()
         with state.lock:
             if path == "/reservations" or RELEASE.match(path):
                 result = self._inventory_effect(path, body, key)

@@ -108,6 +108,8 @@ GRAPH_SCHEMA: dict = {
                 # What an approval does when nobody decides after its last SLA,
                 # unless the node's escalation says otherwise.
                 "approval_breach_policy": {"enum": ["keep_waiting", "auto_reject", "dead_letter"]},
+                # Runs whose trigger renders the same key run one at a time.
+                "concurrency_key": {"type": "string", "minLength": 1, "maxLength": 500},
             },
         },
     },
@@ -234,9 +236,24 @@ def validate(graph: Any) -> dict:
                 ))  # fmt: skip
         elif "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
+    errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
+
+
+def _concurrency_key_errors(template: str | None) -> list[GraphError]:
+    """The key is computed when a run arrives, before any step: it may read
+    only the trigger."""
+    if template is None:
+        return []
+    field = "settings.concurrency_key"
+    syntax = expressions.check_syntax(template)
+    if syntax:
+        return [GraphError(f"expression syntax: {syntax}", field=field)]
+    if expressions.step_references(template):
+        return [GraphError("may read only the trigger ({{ trigger… }}), not steps", field=field)]
+    return []
 
 
 def _schema_error(graph: dict, error: jsonschema.ValidationError) -> GraphError:

@@ -72,7 +72,41 @@ def _flow_page_context(request, flow: Flow) -> dict:
         "can_run": request.user.has_perm("runs.change_run"),
         "runs": Run.objects.filter(flow=flow).order_by("-id")[:15],
         "versions": flow.versions.all()[:5],
+        "node_breakers": node_breakers(flow),
     }
+
+
+def node_breakers(flow: Flow) -> list[dict]:
+    """The breakers the published version's nodes call through, with their
+    state. A target built from an expression is known only per run."""
+    from connectors import base as connectors
+    from connectors.models import Breaker
+    from runs import expressions
+
+    version = flow.versions.filter(number=flow.published_version).first()
+    if version is None:
+        return []
+    found = []
+    for node in version.graph["nodes"]:
+        try:
+            connector = connectors.get(node["type"])
+        except connectors.UnknownConnector:
+            continue
+        if connector.inline or connector.is_trigger:
+            continue
+        try:
+            target = connector.breaker_target(connector.Config.model_validate(node["config"]))
+        except ValueError:
+            target = None
+        if target and expressions.has_expression(target):
+            target = None
+        found.append({"node": node["id"], "target": target})
+    states = {b.target: b for b in Breaker.objects.filter(target__in=[f["target"] for f in found])}
+    for entry in found:
+        breaker = states.get(entry["target"])
+        entry["state"] = breaker.state if breaker else "closed"
+        entry["probe_at"] = breaker.probe_at if breaker else None
+    return found
 
 
 @role_required("flows.view_flow")

@@ -42,11 +42,14 @@ STEP_TERMINAL = {SUCCEEDED, FAILED, SKIPPED, CANCELLED, COMPENSATED}
 # Which step state may follow which: the one table of legal moves.
 STEP_TRANSITIONS: dict[str, set[str]] = {
     PENDING: {SCHEDULED, SKIPPED, CANCELLED},
-    SCHEDULED: {RUNNING, CANCELLED},
+    # scheduled -> waiting: held before its call (breaker open, no rate
+    # token) without spending the attempt; waiting -> scheduled: released.
+    SCHEDULED: {RUNNING, CANCELLED, WAITING},
     RUNNING: {SUCCEEDED, WAITING, RETRYING, DEAD_LETTERED, SCHEDULED},
-    # A wait may end from outside in a dead letter: an approval nobody decided
-    # (by the flow's policy), or a sub-flow that failed when the node says so.
-    WAITING: {SUCCEEDED, CANCELLED, DEAD_LETTERED},
+    # A wait may end from outside in a dead letter (an approval nobody decided,
+    # by the flow's policy; a sub-flow that failed, when the node says so), or
+    # go back to scheduled when it was a hold (an open breaker, a rate limit).
+    WAITING: {SUCCEEDED, CANCELLED, DEAD_LETTERED, SCHEDULED},
     RETRYING: {SCHEDULED, CANCELLED},
     # Cancelled: a losing branch of a first-wins merge that had fired.
     DEAD_LETTERED: {SCHEDULED, FAILED, CANCELLED},
@@ -65,6 +68,14 @@ RUN_COMPENSATING, RUN_COMPENSATED = "compensating", "compensated"
 RUN_TERMINAL = {RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED, RUN_COMPENSATED}
 # A run that still moves: steps may be claimed, timers fire, letters replay.
 RUN_LIVE = {RUN_RUNNING, RUN_WAITING, RUN_COMPENSATING}
+
+# Why a scheduled step may be held back before its call. A held step keeps
+# its attempt: it never reached the remote, so it spent nothing.
+HOLD_CIRCUIT, HOLD_RATE_LIMIT = "circuit", "rate_limit"
+HOLD_REASONS = {HOLD_CIRCUIT, HOLD_RATE_LIMIT}
+# A run that arrived while an earlier run with its concurrency key is
+# unfinished waits, before any step, for that run to finish.
+QUEUED_CONCURRENCY = "concurrency"
 
 # A node's compensation runs as its own step, named after it.
 UNDO_SUFFIX = "~undo"
@@ -224,6 +235,7 @@ class StepState:
     lease_until: dt.datetime | None = None
     due_at: dt.datetime | None = None
     wait_reason: str = ""
+    wait_target: str = ""  # the breaker or rate limit a held step waits on
     outcome_unknown: bool = False
     # A loop's finished iterations: {"<index>": output} (JSON keys are text).
     iterations: dict = field(default_factory=dict)
@@ -245,6 +257,10 @@ class RunState:
     finished_at: dt.datetime | None = None
     # When a run-level fact (status, output, error...) last changed.
     updated_at: dt.datetime | None = None
+    # The flow's rendered concurrency key ("" when it has none), and why the
+    # run as a whole waits ("concurrency": queued behind an earlier run).
+    concurrency_key: str = ""
+    wait_reason: str = ""
 
 
 # --- commands ---------------------------------------------------------------
@@ -263,6 +279,14 @@ class Start:
     carried: dict | None = None
     # A sub-flow's run: {"run_id", "node", "key"} of the step that started it.
     parent: dict | None = None
+    concurrency_key: str = ""
+    # An earlier run with the same concurrency key is unfinished: wait for it.
+    queued: bool = False
+
+
+@dataclass(frozen=True)
+class Release:
+    """A queued run's predecessors have finished: it may start its steps."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +332,19 @@ class Wait:
     output: Any = None
     reason: str = "timer"
     port: str = "out"  # the port the step leaves by when the wait ends
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Hold a scheduled step back before its call, until ``due_at``: its
+    target's breaker is open or its rate limit has no token. The attempt is
+    not spent; when the timer fires the step is scheduled again."""
+
+    node: str
+    attempt: int
+    reason: str
+    due_at: dt.datetime
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -471,7 +508,20 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["carried"] = cmd.carried
     if cmd.parent:
         payload["parent"] = cmd.parent
-    return [("run.started", payload)]
+    if cmd.concurrency_key:
+        payload["concurrency_key"] = cmd.concurrency_key
+    events: list[Event] = [("run.started", payload)]
+    if cmd.queued:
+        if not cmd.concurrency_key:
+            raise IllegalTransition("only a run with a concurrency key can be queued")
+        events.append(("run.queued", {"reason": QUEUED_CONCURRENCY, "key": cmd.concurrency_key}))
+    return events
+
+
+def _release(state: RunState, cmd: Release, graph: Graph) -> list[Event]:
+    if state.wait_reason != QUEUED_CONCURRENCY or state.status not in RUN_LIVE:
+        raise IllegalTransition(f"run {state.run_id} is not queued")
+    return [("run.released", {"key": state.concurrency_key})]
 
 
 def _edge_state(state: RunState, edge: dict) -> str:
@@ -486,8 +536,8 @@ def _edge_state(state: RunState, edge: dict) -> str:
 def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
     if state.status == RUN_COMPENSATING:
         return _advance_saga(state, graph)
-    if state.status not in (RUN_RUNNING, RUN_WAITING):
-        return []
+    if state.status not in (RUN_RUNNING, RUN_WAITING) or state.wait_reason:
+        return []  # finished, or queued behind an earlier run
     events: list[Event] = []
     # Fold as we go, so a skip made here is seen by the nodes after it.
     scratch = state
@@ -631,6 +681,17 @@ def _wait(state: RunState, cmd: Wait, graph: Graph) -> list[Event]:
     return [("step.waiting", payload)]
 
 
+def _hold(state: RunState, cmd: Hold, graph: Graph) -> list[Event]:
+    _live(state)
+    step = _step(state, cmd.node)
+    _current(step, SCHEDULED, cmd.attempt)
+    if cmd.reason not in HOLD_REASONS:
+        raise IllegalTransition(f"a step cannot be held for {cmd.reason!r}")
+    payload = {"node": cmd.node, "attempt": cmd.attempt, "reason": cmd.reason,
+               "due_at": _iso(cmd.due_at), "target": cmd.target}  # fmt: skip
+    return [("step.held", payload)]
+
+
 def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
@@ -680,6 +741,10 @@ def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
     _live(state)
     step = _step(state, cmd.node)
     _current(step, WAITING, cmd.attempt)
+    if step.wait_reason in HOLD_REASONS:
+        raise IllegalTransition(
+            f"step {cmd.node} is held ({step.wait_reason}); only its timer ends that"
+        )
     if step.wait_reason != cmd.reason:
         raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
     if cmd.error is not None:
@@ -736,7 +801,7 @@ def _fire_timer(state: RunState, cmd: FireTimer, graph: Graph) -> list[Event]:
     _live(state)
     step = _step(state, cmd.node)
     _current(step, {WAITING, RETRYING}, cmd.attempt)
-    if step.status == RETRYING:
+    if step.status == RETRYING or step.wait_reason in HOLD_REASONS:
         return [
             (
                 "step.scheduled",
@@ -832,7 +897,9 @@ def _cancel(state: RunState, cmd: Cancel, graph: Graph) -> list[Event]:
 
 _HANDLERS = {
     Start: _start,
+    Release: _release,
     Advance: _advance,
+    Hold: _hold,
     Claim: _claim,
     Complete: _complete,
     Wait: _wait,
@@ -860,7 +927,7 @@ def _move(step: StepState, to: str) -> None:
 
 def _run_facts(state: RunState) -> tuple:
     return (state.status, state.input, state.output, state.error, state.root_run_id,
-            state.finished_at)  # fmt: skip
+            state.finished_at, state.concurrency_key, state.wait_reason)  # fmt: skip
 
 
 def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunState:
@@ -893,6 +960,21 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
                 finished_at=at,
             )  # fmt: skip
         state.started_at = at
+        state.concurrency_key = payload.get("concurrency_key", "")
+        return state
+    if kind == "run.queued":
+        if state.status != RUN_RUNNING or any(
+            s.status not in (PENDING, SUCCEEDED) for s in state.steps.values()
+        ):
+            raise IllegalTransition(f"run {state.run_id} has begun; it cannot queue")
+        state.status = RUN_WAITING
+        state.wait_reason = payload["reason"]
+        return state
+    if kind == "run.released":
+        if state.wait_reason != QUEUED_CONCURRENCY or state.status not in RUN_LIVE:
+            raise IllegalTransition(f"run {state.run_id} is not queued")
+        state.status = RUN_RUNNING
+        state.wait_reason = ""
         return state
     if kind == "run.compensating":
         if state.status not in (RUN_RUNNING, RUN_WAITING):
@@ -912,6 +994,7 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         state.output = payload.get("output")
         state.error = payload.get("error") or payload.get("reason") or ""
         state.finished_at = at
+        state.wait_reason = ""
         if kind == "run.cancelled":
             for node, step in state.steps.items():
                 if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
@@ -934,12 +1017,15 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         original.finished_at = at
         state.steps[node] = original
     if kind == "step.scheduled":
+        if step.status == WAITING and step.wait_reason not in HOLD_REASONS:
+            raise IllegalTransition(f"step {step.node} waits for {step.wait_reason}, not a hold")
         _move(step, SCHEDULED)
         step.attempt = payload["attempt"]
         step.revision = payload["revision"]
         step.scheduled_at = at
         step.due_at = None
         step.wait_reason = ""
+        step.wait_target = ""
         step.lease_until = None
     elif kind == "step.skipped":
         _move(step, SKIPPED)
@@ -968,7 +1054,18 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         step.due_at = None
         step.wait_reason = ""
         step.finished_at = at
+    elif kind == "step.held":
+        if step.status != SCHEDULED or payload["attempt"] != step.attempt:
+            raise IllegalTransition(
+                f"step {step.node} is {step.status}; only a scheduled step is held"
+            )
+        _move(step, WAITING)
+        step.due_at = _parse(payload["due_at"])
+        step.wait_reason = payload["reason"]
+        step.wait_target = payload.get("target", "")
     elif kind == "step.waiting":
+        if step.status != RUNNING:
+            raise IllegalTransition(f"step {step.node} is {step.status}, not running")
         _move(step, WAITING)
         step.due_at = _parse(payload["due_at"])
         step.wait_reason = payload["reason"]

@@ -8,10 +8,15 @@ steps run inline in that transaction, within a budget. Side-effecting steps
 are claimed in one transaction (``step.started`` commits before the effect),
 run outside any transaction, and completed in another, each a compare-and-set
 on (step, attempt); the completion also claims the run's next ready step.
+A step whose target's breaker is open, or whose rate limit has no token, is
+held at its claim instead (``connectors/breakers.py``). A run whose flow has
+a concurrency key queues behind the unfinished runs of its key.
 """
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import random
 import threading
@@ -24,6 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
+from connectors import breakers, ratelimits
 from runs import clock, decider, expressions
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
@@ -75,6 +81,8 @@ def _load_state(run: Run) -> RunState:
         started_at=run.created_at,
         finished_at=run.finished_at,
         updated_at=run.updated_at,
+        concurrency_key=run.concurrency_key,
+        wait_reason=run.wait_reason,
     )
 
 
@@ -82,18 +90,23 @@ _graph_cache: dict[tuple[int, int], Graph] = {}
 
 
 def graph_for(run: Run) -> Graph:
+    return graph_of(run.flow_id, run.version_number)
+
+
+def graph_of(flow_id: int, number: int) -> Graph:
     """Versions are immutable, so a worker keeps each graph it has loaded."""
     from flows.models import FlowVersion
 
-    key = (run.flow_id, run.version_number)
+    key = (flow_id, number)
     if key not in _graph_cache:
-        version = FlowVersion.objects.get(flow_id=run.flow_id, number=run.version_number)
+        version = FlowVersion.objects.get(flow_id=flow_id, number=number)
         _graph_cache[key] = Graph.from_document(version.graph)
     return _graph_cache[key]
 
 
 _state_cache: dict[int, tuple[tuple[int, str], Run, RunState]] = {}
-RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "finished_at", "updated_at")
+RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "finished_at", "updated_at",
+              "concurrency_key", "wait_reason")  # fmt: skip
 STATE_CACHE_SIZE = 2000
 
 
@@ -233,6 +246,9 @@ class Session:
         connector = self.graph.connector(node)
         config, error = render_config(self.graph, node, self.state)
         lease = connector.lease_seconds(config) if not error else 30.0
+        target = None if error else connector.breaker_target(config)
+        if target and self._held(node, attempt, target, lease):
+            return None
         self.apply(
             decider.Claim(
                 node=node,
@@ -246,7 +262,28 @@ class Session:
             return None
         ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
-                       work=Work(self.run.pk, node, attempt))  # fmt: skip
+                       work=Work(self.run.pk, node, attempt), target=target,
+                       node_type=self.graph.nodes[node]["type"])  # fmt: skip
+
+    def _held(self, node: str, attempt: int, target: str, lease: float) -> bool:
+        """Hold the step back, attempt unspent, while its target's breaker is
+        open or its rate limit has no token. Asked inside this transaction, so
+        the event of a breaker change it caused commits with this claim."""
+        admission = breakers.admit(target, now=self.now, probe_seconds=lease)
+        if admission.event is not None:
+            breakers.publish([admission.event], now=self.now)
+        due, reason = None, decider.HOLD_CIRCUIT
+        if admission.verdict == breakers.WAIT:
+            due = admission.due or self.now
+        elif admission.verdict == breakers.ALLOW:
+            # A probe skips the bucket: the breaker's one test call must go.
+            due, reason = ratelimits.take(target, now=self.now), decider.HOLD_RATE_LIMIT
+        if due is None:
+            return False
+        self.apply(
+            decider.Hold(node=node, attempt=attempt, reason=reason, due_at=due, target=target)
+        )
+        return True
 
     def commit(self) -> None:
         """Append the events, write the rows, enqueue follow-ups on commit."""
@@ -290,6 +327,14 @@ class Session:
             and self.before.steps[node].wait_reason == "subflow"
             for node, step in self.state.steps.items()
         )
+        # A run that finishes lets the next run with its concurrency key start.
+        finished_key = (
+            state.concurrency_key
+            if state.status in decider.RUN_TERMINAL
+            and self.before.status not in decider.RUN_TERMINAL
+            else ""
+        )
+        flow_id = self.run.flow_id
 
         def enqueue() -> None:
             from runs import tasks
@@ -302,6 +347,8 @@ class Session:
                 sends.append((tasks.signal_parent, (run_id,), 0))
             if orphans:
                 sends.append((tasks.cancel_orphans, (run_id,), 0))
+            if finished_key:
+                sends.append((tasks.release_queued, (flow_id, finished_key), 0))
             for task, args, countdown in sends:
                 try:
                     task.apply_async(args, countdown=countdown or None)
@@ -577,13 +624,16 @@ def start_run(
         raise StartRefused(f"“{flow.name}” has no published version to run.")
     if not FlowVersion.objects.filter(flow=flow, number=number).exists():
         raise StartRefused(f"“{flow.name}” has no version {number}.")
+    key = concurrency_key(graph_of(flow.pk, number), input)
     now = clock.now()
     try:
         with transaction.atomic():
+            if key:
+                _lock_concurrency_key(flow.pk, key)
             run = _create_and_start(
                 flow=flow, number=number, input=input, actor=actor, now=now,
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
-                parent=parent,
+                parent=parent, key=key,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -597,7 +647,7 @@ def start_run(
 
 def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
-    parent: dict | None,
+    parent: dict | None, key: str,
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -623,11 +673,85 @@ def _create_and_start(
             mode=mode,
             carried=carried,
             parent=parent,
+            concurrency_key=key,
+            queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
         )
     )
     session.drive()
     session.commit()
     return run
+
+
+# --- concurrency keys ----------------------------------------------------------
+
+CONCURRENCY_KEY_CHARS = 200
+
+
+def concurrency_key(graph: Graph, input: Any) -> str:
+    """The flow's ``settings.concurrency_key`` rendered from the trigger;
+    "" when the flow has none. A key that cannot render refuses the start."""
+    template = graph.settings.get("concurrency_key")
+    if not template:
+        return ""
+    try:
+        value = expressions.render(template, {"trigger": input})
+    except expressions.ExpressionError as exc:
+        raise StartRefused(
+            f"The concurrency key cannot be computed from this input: {exc}."
+        ) from None
+    text = value if isinstance(value, str) else json_text(value)
+    if len(text) > CONCURRENCY_KEY_CHARS:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _lock_concurrency_key(flow_id: int, key: str) -> None:
+    """Serialise arrivals (and releases) of one key, so that of two runs
+    starting at once the later id always sees the earlier one and queues.
+    On SQLite every write transaction already holds the database's lock."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"concurrency:{flow_id}:{key}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+        )
+
+
+def _queue_ahead(flow_id: int, key: str, run_id: int) -> bool:
+    return (
+        Run.objects.filter(flow_id=flow_id, concurrency_key=key, pk__lt=run_id)
+        .exclude(status__in=decider.RUN_TERMINAL)
+        .exists()
+    )
+
+
+def release_queued(flow_id: int, key: str) -> int | None:
+    """Start the oldest unfinished run of ``key`` if it is queued. Called on
+    the commit that finishes a run, and by the sweep as the guarantee; a
+    second call finds nothing to release."""
+    with transaction.atomic():
+        _lock_concurrency_key(flow_id, key)
+        first = (
+            Run.objects.filter(flow_id=flow_id, concurrency_key=key)
+            .exclude(status__in=decider.RUN_TERMINAL)
+            .order_by("pk")
+            .first()
+        )
+        if first is None or first.wait_reason != decider.QUEUED_CONCURRENCY:
+            return None
+        session = Session(first.pk)
+        try:
+            session.apply(decider.Release())
+        except decider.IllegalTransition:
+            return None  # released meanwhile: the row read above was stale
+        session.drive()
+        session.commit()
+    return first.pk
 
 
 def replay_run(run_id: int, *, actor: str, newest_version: bool = False) -> Run:
@@ -678,6 +802,8 @@ class Claimed:
     ctx: connectors.Context
     lease_seconds: float
     work: Work
+    target: str | None = None  # the breaker the call's outcome is counted on
+    node_type: str = ""
 
 
 def _claim(run_id: int, node: str, attempt: int) -> Claimed | None:
@@ -758,8 +884,23 @@ def execute_step(run_id: int, node: str, attempt: int) -> None:
         work = claimed.work
         with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
             outcome = perform(claimed.connector, claimed.ctx)
+        if claimed.target:
+            _count_on_breaker(claimed, outcome)
         eager = time.monotonic() < deadline
         claimed = _finish(work.run_id, work.node, work.attempt, outcome, eager)
+
+
+def _count_on_breaker(claimed: Claimed, outcome: Outcome) -> None:
+    """Only failures that say the target is unwell count against it (time-
+    outs, refused connections, 5xx, 429); a 4xx answer is a healthy remote
+    refusing a bad request."""
+    failed = outcome.result is None and outcome.retryable
+    try:
+        breakers.record_call(
+            claimed.target, ok=not failed, node_type=claimed.node_type, now=clock.now()
+        )
+    except Exception:  # the outcome must still be recorded on the run
+        log.exception("could not count a call on the breaker of %s", claimed.target)
 
 
 # --- timers, leases, people -------------------------------------------------------

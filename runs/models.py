@@ -107,10 +107,23 @@ class Run(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True)
+    # The flow's concurrency key rendered from this run's trigger ("" when the
+    # flow has none): runs with equal keys run one at a time, by id.
+    concurrency_key = models.CharField(max_length=200, blank=True)
+    # Why the run as a whole waits: "concurrency" while queued behind an
+    # earlier run with its key.
+    wait_reason = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["flow", "-id"], name="run_flow_recent")]
+        indexes = [
+            models.Index(fields=["flow", "-id"], name="run_flow_recent"),
+            models.Index(fields=["flow", "concurrency_key", "id"], name="run_concurrency_queue"),
+            # The sweep looks for queued runs every tick: index only those.
+            models.Index(
+                fields=["wait_reason"], name="run_queued", condition=~models.Q(wait_reason="")
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["parent_key"],
@@ -145,6 +158,8 @@ class Step(models.Model):
     lease_until = models.DateTimeField(null=True)
     due_at = models.DateTimeField(null=True)
     wait_reason = models.CharField(max_length=20, blank=True)
+    # The breaker or rate-limit target a held step waits on (Breakers page).
+    wait_target = models.CharField(max_length=200, blank=True)
     outcome_unknown = models.BooleanField(default=False)
     # A loop's finished iterations, {"<index>": output}.
     iterations = models.JSONField(default=dict)

@@ -53,6 +53,8 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         created_at=first.occurred_at,
         updated_at=state.updated_at,
         finished_at=state.finished_at,
+        concurrency_key=state.concurrency_key,
+        wait_reason=state.wait_reason,
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
@@ -78,6 +80,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
                 lease_until=step.lease_until,
                 due_at=step.due_at,
                 wait_reason=step.wait_reason,
+                wait_target=step.wait_target,
                 outcome_unknown=step.outcome_unknown,
                 iterations=step.iterations,
                 scheduled_at=step.scheduled_at,

@@ -33,15 +33,19 @@ def sweep(now: dt.datetime) -> dict[str, int]:
     for step in stale_leases.order_by("lease_until")[:BATCH]:
         if driver.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
+    paced = pace_held_steps(now)
     redispatched = redispatch_lost(now)
     resignalled = resignal_subflows()
     orphans = cancel_orphaned_subflows()
-    if fired or expired or redispatched or resignalled or orphans:
+    released = release_queues()
+    if fired or expired or redispatched or resignalled or orphans or released:
         log.info("sweep: %s timers fired, %s leases expired, %s redispatched, "
-                 "%s sub-flow results re-sent, %s orphaned sub-flows cancelled",
-                 fired, expired, redispatched, resignalled, orphans)  # fmt: skip
+                 "%s sub-flow results re-sent, %s orphaned sub-flows cancelled, "
+                 "%s queued runs released",
+                 fired, expired, redispatched, resignalled, orphans, released)  # fmt: skip
     return {"timers": fired, "leases": expired, "redispatched": redispatched,
-            "subflows": resignalled, "orphans": orphans}  # fmt: skip
+            "subflows": resignalled, "orphans": orphans, "released": released,
+            "paced": paced}  # fmt: skip
 
 
 def resignal_subflows() -> int:
@@ -63,6 +67,32 @@ def resignal_subflows() -> int:
     return sum(
         driver.signal_parent(child) for child in finished.values_list("pk", flat=True)[:BATCH]
     )
+
+
+def pace_held_steps(now: dt.datetime) -> int:
+    """Held steps' release times are spread a fraction of a second apart
+    (connectors/breakers.py); firing them only on sweep ticks would bunch them
+    into bursts. Timers of holds due before the next tick get a countdown to
+    their own time. A duplicate fire is harmless: the timer row is deleted
+    by the one that fires."""
+    from runs import tasks
+
+    horizon = now + dt.timedelta(seconds=settings.LEDGERFLOW_SWEEP_SECONDS)
+    soon = Timer.objects.filter(
+        kind__in=decider.HOLD_REASONS, due_at__gt=now, due_at__lte=horizon
+    ).order_by("due_at")[:BATCH]
+    count = 0
+    for timer in soon:
+        countdown = (timer.due_at - now).total_seconds()
+        try:
+            tasks.fire_timer.apply_async(
+                (timer.run_id, timer.node_id, timer.attempt, timer.kind), countdown=countdown
+            )
+        except Exception as exc:  # the broker is down: the next tick fires it
+            log.warning("could not pace held step %s/%s: %s", timer.run_id, timer.node_id, exc)
+            break
+        count += 1
+    return count
 
 
 def redispatch_lost(now: dt.datetime) -> int:
@@ -98,3 +128,22 @@ def cancel_orphaned_subflows() -> int:
         orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)[:BATCH]
     )
     return sum(driver.cancel_orphans(parent) for parent in parents)
+
+
+def release_queues() -> int:
+    """Runs queued behind a concurrency key whose predecessors have all
+    finished, but whose release message was lost: the sweep, not the
+    message, guarantees they start. A queue whose head still runs is not
+    touched."""
+    unfinished_before = Run.objects.filter(
+        flow_id=OuterRef("flow_id"),
+        concurrency_key=OuterRef("concurrency_key"),
+        pk__lt=OuterRef("pk"),
+    ).exclude(status__in=decider.RUN_TERMINAL)
+    stuck = (
+        Run.objects.filter(wait_reason=decider.QUEUED_CONCURRENCY)
+        .exclude(Exists(unfinished_before))
+        .order_by("pk")
+        .values_list("flow_id", "concurrency_key")
+    )
+    return sum(1 for flow_id, key in stuck[:BATCH] if driver.release_queued(flow_id, key))

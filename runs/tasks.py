@@ -31,6 +31,11 @@ def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> None:
 
 
 @shared_task
+def release_queued(flow_id: int, key: str) -> None:
+    driver.release_queued(flow_id, key)
+
+
+@shared_task
 def sweep() -> None:
     sweeper.sweep(clock.now())
 

@@ -105,3 +105,27 @@ def payments():
 
     with PaymentsServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers():
+    """Breakers and rate buckets live in Redis, outside the test's database
+    transaction: clear them, so no test inherits another's open breaker (a
+    fake API's port may be reused)."""
+    import redis
+    from django.conf import settings
+
+    url = getattr(settings, "LEDGERFLOW_BREAKER_REDIS_URL", "")
+    if not url:
+        yield
+        return
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+
+    def clear() -> None:
+        keys = list(client.scan_iter("lf:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    clear()
+    yield
+    clear()

@@ -16,6 +16,7 @@ from runs.decider import Graph, RunState
 from tests.engine_helpers import chain, transform
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+HOLDS = sorted(decider.HOLD_REASONS)
 
 
 def _graph() -> Graph:
@@ -37,6 +38,8 @@ def _graph() -> Graph:
 
 GRAPH = None
 outcomes: dict[str, int] = {}
+# Moves the walks made, so the coverage check can see holds were exercised.
+moves: set[str] = set()
 NODES = ["start", "call", "call~undo", "check", "yes", "no", "end", "ghost"]
 
 commands = st.one_of(
@@ -76,6 +79,20 @@ commands = st.one_of(
         error=st.just("nobody came"),
     ),
     st.builds(
+        decider.Hold,
+        node=st.sampled_from(NODES),
+        attempt=st.integers(1, 4),
+        reason=st.sampled_from(["circuit", "rate_limit", "timer"]),
+        due_at=st.just(NOW),
+    ),
+    st.builds(
+        decider.Signal,
+        node=st.sampled_from(NODES),
+        attempt=st.integers(1, 4),
+        reason=st.sampled_from(["circuit", "timer"]),
+    ),
+    st.builds(decider.Release),
+    st.builds(
         decider.ExpireLease,
         node=st.sampled_from(NODES),
         attempt=st.integers(1, 4),
@@ -103,7 +120,9 @@ def _plausible(state: RunState, draw) -> object:
     if step.node == "check" and port == "out":
         port = "false"
     options = {
-        decider.SCHEDULED: [decider.Claim(step.node, step.attempt, {}, NOW)],
+        # Mostly claimed; now and then held first (breaker open, no token).
+        decider.SCHEDULED: [decider.Claim(step.node, step.attempt, {}, NOW)] * 5
+        + [decider.Hold(step.node, step.attempt, draw(st.sampled_from(HOLDS)), NOW)],
         decider.RUNNING: [
             decider.Complete(step.node, step.attempt, {"ok": 1}, port),
             decider.Fail(step.node, step.attempt, "boom", draw(st.booleans()), NOW),
@@ -178,6 +197,13 @@ def _check(before: RunState, after: RunState) -> None:
         # made a new revision (new keys).
         if step.revision == old.revision:
             assert old.iterations.items() <= step.iterations.items()
+        if old.status == decider.SCHEDULED and step.status == decider.WAITING:
+            # Held before its call: the attempt is not spent.
+            assert step.attempt == old.attempt and step.wait_reason in decider.HOLD_REASONS
+            moves.add("held")
+        if old.status == decider.WAITING and step.status == decider.SCHEDULED:
+            assert old.wait_reason in decider.HOLD_REASONS and step.attempt == old.attempt
+            moves.add("released")
         if step.status != old.status:
             assert step.status in decider.STEP_TRANSITIONS[old.status] or (
                 after.status in (decider.RUN_CANCELLED, decider.RUN_COMPENSATING)
@@ -229,6 +255,93 @@ def test_the_random_walk_reaches_every_run_outcome():
         test_random_command_sequences_keep_the_invariants()
     expected = {"succeeded", "failed", "cancelled", "compensated"}
     assert expected <= set(outcomes), outcomes
+    assert {"held", "released"} <= moves, moves
+
+
+def _started(graph: Graph, **start) -> RunState:
+    state = RunState(run_id=1)
+    command = decider.Start(input={}, root_run_id=1, flow_id=1, version=1, **start)
+    for event in decider.decide(state, command, graph):
+        state = decider.evolve(state, event, at=NOW)
+    return state
+
+
+def _fold(state: RunState, command, graph: Graph) -> RunState:
+    for event in decider.decide(state, command, graph):
+        state = decider.evolve(state, event, at=NOW)
+    return state
+
+
+def _call_scheduled(graph: Graph) -> RunState:
+    state = _fold(_started(graph), decider.Advance(), graph)
+    state = _fold(state, decider.Claim("start", 1, {}, NOW), graph)
+    state = _fold(state, decider.Complete("start", 1, {}), graph)
+    state = _fold(state, decider.Advance(), graph)
+    assert state.steps["call"].status == decider.SCHEDULED
+    return state
+
+
+def test_a_held_step_keeps_its_attempt_and_is_scheduled_again_when_its_timer_fires():
+    graph = GRAPH or _graph()
+    state = _call_scheduled(graph)
+    held = _fold(state, decider.Hold("call", 1, "circuit", NOW, target="api:1"), graph)
+    step = held.steps["call"]
+    assert (step.status, step.attempt, step.wait_reason, step.wait_target, step.due_at) == (
+        "waiting", 1, "circuit", "api:1", NOW,
+    )  # fmt: skip
+    assert held.status == decider.RUN_WAITING
+    # Only its timer ends a hold: a signal, a second hold or a result cannot.
+    for command in (
+        decider.Signal("call", 1, reason="circuit"),
+        decider.Hold("call", 1, "circuit", NOW),
+        decider.Complete("call", 1, {"ok": 1}),
+    ):
+        try:
+            decider.decide(held, command, graph)
+        except (decider.IllegalTransition, decider.StaleCommand):
+            continue
+        raise AssertionError(f"{command} was accepted by a held step")
+    released = _fold(held, decider.FireTimer("call", 1), graph)
+    step = released.steps["call"]
+    assert (step.status, step.attempt, step.wait_reason, step.due_at) == ("scheduled", 1, "", None)
+
+
+def test_a_step_cannot_be_held_for_a_reason_that_is_not_a_hold():
+    graph = GRAPH or _graph()
+    state = _call_scheduled(graph)
+    try:
+        decider.decide(state, decider.Hold("call", 1, "timer", NOW), graph)
+    except decider.IllegalTransition:
+        pass
+    else:
+        raise AssertionError("a hold for a timer was accepted")
+    try:
+        decider.evolve(state, ("step.waiting", {"node": "call", "attempt": 1, "reason": "x",
+                                                "due_at": None}))  # fmt: skip
+    except decider.IllegalTransition:
+        pass
+    else:
+        raise AssertionError("a scheduled step began waiting without running")
+
+
+def test_a_queued_run_starts_no_step_until_it_is_released():
+    graph = GRAPH or _graph()
+    state = _started(graph, concurrency_key="order-1", queued=True)
+    assert (state.status, state.wait_reason, state.concurrency_key) == (
+        "waiting", "concurrency", "order-1",
+    )  # fmt: skip
+    assert decider.decide(state, decider.Advance(), graph) == []
+    released = _fold(state, decider.Release(), graph)
+    assert (released.status, released.wait_reason) == ("running", "")
+    assert _fold(released, decider.Advance(), graph).steps["start"].status != decider.PENDING
+    try:
+        decider.decide(released, decider.Release(), graph)
+    except decider.IllegalTransition:
+        pass
+    else:
+        raise AssertionError("a run that is not queued was released")
+    cancelled = _fold(state, decider.Cancel("no longer needed"), graph)
+    assert (cancelled.status, cancelled.wait_reason) == ("cancelled", "")
 
 
 # --- merge: first wins, the losers are cancelled ---------------------------------

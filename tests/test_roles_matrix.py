@@ -67,6 +67,8 @@ MATRIX = {
     "api:openapi-view": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:connectors": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:connector_test_connection": ("POST", {OPERATOR, ADMIN}),
+    "breakers:list": ("GET", {OPERATOR, ADMIN}),
+    "breakers:reset": ("POST", {ADMIN}),
 }
 
 

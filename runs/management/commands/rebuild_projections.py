@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals import projection as approval_projection
+from connectors import breakers
 from flows import projection as flow_projection
 from runs import projection as run_projection
 
@@ -17,6 +18,7 @@ PROJECTIONS = [
     ("flows", flow_projection.rebuild),
     ("runs", run_projection.rebuild),
     ("approval tasks", approval_projection.rebuild),
+    ("breakers", breakers.rebuild),
 ]
 
 
