@@ -236,3 +236,8 @@ LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)
 # A side-effecting step's lease is its connector's timeout plus this margin;
 # the sweep re-runs (or dead-letters) a step whose lease ran out.
 LEDGERFLOW_LEASE_MARGIN_SECONDS = env_int("LEDGERFLOW_LEASE_MARGIN_SECONDS", 30)
+# Connectors refuse private, loopback, link-local and other internal addresses
+# (the metadata service, the database, the broker) so that a flow cannot reach
+# the platform's own network; "host:port" entries here are let through (the
+# demo's fake payments API, an internal service an admin chose to expose).
+LEDGERFLOW_OUTBOUND_ALLOWLIST = env_list("LEDGERFLOW_OUTBOUND_ALLOWLIST")
