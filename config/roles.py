@@ -22,6 +22,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.change_flow",
         "runs.view_run",
         "runs.change_run",
+        "connectors.manage_credentials",
     ],
     REVIEWER: ["flows.view_flow", "runs.view_run"],
     ADMIN: [
@@ -33,6 +34,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "flows.audit_inventory",
         "flows.manage_teams",
         "runs.view_audit_log",
+        "connectors.manage_credentials",
     ],
 }
 

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from connectors import credentials
 from flows.models import Team
 from runs import driver
 from tests.conftest import PASSWORD, _user
@@ -43,6 +44,10 @@ MATRIX = {
     "runs:resume": ("POST", {OPERATOR, ADMIN}),
     "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
+    "credentials:list": ("GET", {OPERATOR, ADMIN}),
+    "credentials:create": ("GET", {OPERATOR, ADMIN}),
+    "credentials:edit": ("GET", {OPERATOR, ADMIN}),
+    "credentials:delete": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -80,6 +85,10 @@ def url_for(personas, make_flow):
     publish(personas[ADMIN], graph, slug=flow.slug)
     flow.refresh_from_db()
     run = driver.start_run(flow=flow, input={}, actor="user:adam")
+    credential = credentials.credential_create(
+        actor=personas[ADMIN], name="matrix-token", type="bearer", fields={},
+        secrets={"token": "matrix-secret-token"},
+    )  # fmt: skip
     kwargs = {
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},
@@ -95,6 +104,8 @@ def url_for(personas, make_flow):
         "runs:discard": {"run_id": run.pk, "node": "wait"},
         "runs:replay_run": {"run_id": run.pk},
         "runs:resume": {"run_id": run.pk},
+        "credentials:edit": {"credential_id": credential.pk},
+        "credentials:delete": {"credential_id": credential.pk},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 
