@@ -99,9 +99,16 @@ def eager_celery(django_capture_on_commit_callbacks):
         app.conf.task_always_eager = False
 
 
+def allow_outbound(settings, url_or_hostport: str) -> None:
+    """Let connectors reach one local test server (and nothing else local)."""
+    hostport = url_or_hostport.split("://", 1)[-1].split("/", 1)[0]
+    settings.LEDGERFLOW_OUTBOUND_ALLOWLIST = [*settings.LEDGERFLOW_OUTBOUND_ALLOWLIST, hostport]
+
+
 @pytest.fixture
-def payments():
+def payments(settings):
     from fakeapi.payments import PaymentsServer
 
     with PaymentsServer() as server:
+        allow_outbound(settings, server.url)
         yield server
