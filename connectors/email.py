@@ -39,6 +39,9 @@ class EmailConfig(StrictConfig):
     honours_idempotency_key: bool = False
 
 
+AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+
+
 class GuardedSMTP(smtplib.SMTP):
     """Connects to the address netguard checked; STARTTLS still verifies the
     certificate against the host name (smtplib keeps it as ``_host``)."""
@@ -46,6 +49,21 @@ class GuardedSMTP(smtplib.SMTP):
     def _get_socket(self, host, port, timeout):
         ip = netguard.resolve_checked(host, port)
         return socket.create_connection((ip, port), timeout, self.source_address)
+
+    def login(self, user, password, *, initial_response_ok=True):
+        # One mechanism, one attempt: smtplib would retry a refused password
+        # with every mechanism the server offers, and each counts as a failed
+        # login against the account (lockouts).
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("AUTH")
+        offered = self.esmtp_features["auth"].upper().split()
+        method = next((m for m in AUTH_PREFERENCE if m in offered), None)
+        if method is None:
+            raise smtplib.SMTPNotSupportedError("any login mechanism we know")
+        self.user, self.password = user, password
+        handler = getattr(self, "auth_" + method.lower().replace("-", "_"))
+        return self.auth(method, handler, initial_response_ok=initial_response_ok)
 
 
 class GuardedEmailBackend(EmailBackend):
