@@ -47,8 +47,13 @@ class GuardedSMTP(smtplib.SMTP):
     certificate against the host name (smtplib keeps it as ``_host``)."""
 
     def _get_socket(self, host, port, timeout):
-        ip = netguard.resolve_checked(host, port)
-        return socket.create_connection((ip, port), timeout, self.source_address)
+        addresses = netguard.checked_addresses(host, port)
+        for ip in addresses[:-1]:
+            try:
+                return socket.create_connection((ip, port), timeout, self.source_address)
+            except ConnectionRefusedError:
+                continue
+        return socket.create_connection((addresses[-1], port), timeout, self.source_address)
 
     def login(self, user, password, *, initial_response_ok=True):
         # One mechanism, one attempt: smtplib would retry a refused password

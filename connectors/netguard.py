@@ -97,10 +97,15 @@ def _resolve(host: str, port: int) -> list[Address]:
 
 
 def resolve_checked(host: str, port: int) -> str:
-    """Resolve ``host`` and return the address to connect to, or refuse.
+    """Resolve ``host`` and return the address to connect to, or refuse."""
+    return checked_addresses(host, port)[0]
 
-    Every address the name resolves to must pass, not only the first: a
-    name that resolves to a public and an internal address is refused.
+
+def checked_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, in the resolver's order, or refuse.
+
+    Every address must pass, not only the first: a name that resolves to a
+    public and an internal address is refused.
     """
     addresses = _resolve(host, port)
     if not addresses:
@@ -113,7 +118,7 @@ def resolve_checked(host: str, port: int) -> str:
                 f"refused to connect to {shown} port {port}: it is an internal address; "
                 f"an administrator can allow it with LEDGERFLOW_OUTBOUND_ALLOWLIST={host}:{port}"
             )
-    return str(addresses[0])
+    return [str(ip) for ip in addresses]
 
 
 class GuardedBackend(httpcore.SyncBackend):
@@ -124,8 +129,13 @@ class GuardedBackend(httpcore.SyncBackend):
     """
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        ip = resolve_checked(host, port)
-        return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+        addresses = checked_addresses(host, port)
+        for ip in addresses[:-1]:
+            try:  # "localhost" is ::1 and 127.0.0.1; a server may listen on one
+                return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError:
+                continue
+        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
 
 
 class GuardedTransport(httpx.HTTPTransport):

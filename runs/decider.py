@@ -496,7 +496,9 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
 def _wait(state: RunState, cmd: Wait, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    if cmd.port not in graph.connector(cmd.node).ports:
+    # A timer wait leaves by its own port; a wait for a signal leaves by the
+    # port the signal names (checked then), so its own port is not checked.
+    if cmd.due_at is not None and cmd.port not in graph.connector(cmd.node).ports:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {
         "port": cmd.port,

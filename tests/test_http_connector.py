@@ -239,3 +239,17 @@ def test_drift_events_leave_the_flow_row_and_its_rebuild_alike(olga, local_serve
     assert live["version"] == version_before
     call_command("rebuild_projections", stdout=io.StringIO())
     assert Flow.objects.filter(pk=flow.pk).values().get() == live
+
+
+def test_the_whole_call_is_bounded_by_its_timeout(local_server):
+    import time
+
+    def slow(seen):
+        time.sleep(1.5)
+        return Reply(200, {})
+
+    server = local_server({"/slow": slow})
+    started = time.monotonic()
+    with pytest.raises(ConnectorError, match="timed out") as failed:
+        http(server.url + "/slow", timeout_seconds=0.5)
+    assert failed.value.retryable and time.monotonic() - started < 1.4

@@ -110,3 +110,9 @@ def test_internal_address_classes(address):
 @pytest.mark.parametrize("address", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111"])
 def test_public_addresses_are_not_internal(address):
     assert not netguard.is_internal(ipaddress.ip_address(address))
+
+
+def test_an_allowlisted_name_is_reached_by_that_name(local_server, settings):
+    server = local_server({"/": lambda seen: Reply(200, {"ok": True})}, allow=False)
+    settings.LEDGERFLOW_OUTBOUND_ALLOWLIST = [f"localhost:{server.port}"]
+    assert get(f"http://localhost:{server.port}/").output["status"] == 200
