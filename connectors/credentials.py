@@ -442,3 +442,37 @@ def secret_values() -> list[str]:
             log.warning("could not load credentials for redaction: %s", exc)
     with _cache_lock:
         return [value for _, values in _cache.values() for value in values]
+
+
+# --- where a credential is used -------------------------------------------------------
+
+
+def _names_in(graph: dict | None) -> set[str]:
+    from connectors.base import UnknownConnector, get
+
+    names: set[str] = set()
+    for node in (graph or {}).get("nodes", []):
+        for spec in (node, node.get("compensation") or {}):
+            try:
+                fields = get(spec.get("type", "")).credential_fields
+            except UnknownConnector:
+                continue
+            config = spec.get("config") or {}
+            names |= {config[f] for f in fields if isinstance(config.get(f), str)}
+    return names
+
+
+def flows_using(name: str) -> list:
+    """Flows whose newest published version or draft names the credential."""
+    from flows.models import Flow, FlowVersion
+
+    using = []
+    for flow in Flow.objects.exclude(status="retired").order_by("name"):
+        version = (
+            FlowVersion.objects.filter(flow=flow, number=flow.published_version).first()
+            if flow.published_version
+            else None
+        )
+        if name in _names_in(flow.draft_graph) | _names_in(version.graph if version else None):
+            using.append(flow)
+    return using

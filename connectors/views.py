@@ -75,6 +75,7 @@ def _form_page(request, form, credential, status):
         "form": form,
         "credential": credential,
         "type_label": CredentialType(form.type).label,
+        "used_by": credentials.flows_using(credential.name) if credential else [],
     }
     return render(request, "connectors/credential_form.html", context, status=status)
 

@@ -255,3 +255,21 @@ def test_export_and_import_keep_credential_names_not_secrets(olga, bearer):
     copy = transfer.import_flow(document, actor=olga)
     [node] = [n for n in copy.versions.get().graph["nodes"] if n["id"] == "call"]
     assert node["config"]["credential"] == "crm-api"
+
+
+def test_the_credential_page_lists_the_flows_that_name_it(client, olga, bearer):
+    from tests.engine_helpers import chain, publish
+
+    graph = chain(
+        {
+            "id": "call",
+            "type": "http.request",
+            "config": {"url": "https://crm.example.test/me", "credential": "crm-api"},
+        }
+    )
+    publish(olga, graph, slug="crm-sync")  # fmt: skip
+    publish(olga, chain({"id": "t", "type": "transform", "config": {"fields": {}}}), slug="other")
+    assert [flow.slug for flow in credentials.flows_using("crm-api")] == ["crm-sync"]
+    login(client, olga)
+    page = client.get(reverse("credentials:edit", args=[bearer.pk])).content.decode()
+    assert ">crm-sync<" in page
