@@ -89,3 +89,30 @@ def test_mail_is_unsafe_to_resend_unless_the_relay_deduplicates():
     assert connector.side_effect(declared) == SideEffect.IDEMPOTENT
     with pytest.raises(ValueError):
         EmailConfig.model_validate({**config, "password": "inline secrets are refused"})
+
+
+def test_a_flow_sends_mail_rendered_from_its_trigger(olga, smtp_server, eager_celery):
+    from runs import driver
+    from runs.models import Step
+    from tests.engine_helpers import chain, publish
+
+    smtp_credential(smtp_server)
+    notify = {
+        "id": "notify", "type": "email.send",
+        "config": {"credential": "mail", "to": "{{ trigger.email }}",
+                   "subject": "Order {{ trigger.order_id }} shipped",
+                   "body": "Hello {{ trigger.name }}, it is on its way."},
+    }  # fmt: skip
+    flow = publish(olga, chain(notify), slug="ship-mail")
+    with eager_celery():
+        run = driver.start_run(
+            flow=flow, input={"email": "ada@example.test", "order_id": "A-7", "name": "Ada"},
+            actor="user:olga",
+        )  # fmt: skip
+    step = Step.objects.get(run=run, node_id="notify")
+    assert step.status == "succeeded", step.error
+    envelope, message = received(smtp_server)
+    assert envelope.rcpt_tos == ["ada@example.test"]
+    assert message["Subject"] == "Order A-7 shipped"
+    assert message["X-Idempotency-Key"] == step.idempotency_key
+    assert message.get_body(("plain",)).get_content().strip() == "Hello Ada, it is on its way."

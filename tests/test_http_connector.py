@@ -253,3 +253,16 @@ def test_the_whole_call_is_bounded_by_its_timeout(local_server):
     with pytest.raises(ConnectorError, match="timed out") as failed:
         http(server.url + "/slow", timeout_seconds=0.5)
     assert failed.value.retryable and time.monotonic() - started < 1.4
+
+
+def test_a_step_naming_a_missing_credential_dead_letters_at_once(olga, local_server, eager_celery):
+    server = local_server({"/me": echo})
+    node = {"id": "call", "type": "http.request", "retry": {"max_attempts": 3},
+            "config": {"url": server.url + "/me", "credential": "not-created-yet"}}  # fmt: skip
+    flow = publish(olga, chain(node), slug="missing-credential")
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="user:olga")
+    step = Step.objects.get(run=run, node_id="call")
+    assert step.status == "dead_lettered" and step.attempt == 1
+    assert step.error == "credential 'not-created-yet' does not exist"
+    assert server.seen == []
