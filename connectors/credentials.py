@@ -27,6 +27,7 @@ from connectors.base import ConnectorError
 from connectors.models import Credential, CredentialType
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Stream
+from runs.redaction import MIN_SECRET_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,12 @@ def _merge_secrets(type_: str, current: dict, given: dict) -> dict:
     for spec in specs(type_):
         if not spec.secret:
             continue
-        value = given.get(spec.name) or current.get(spec.name) or ""
+        new = given.get(spec.name) or ""
+        if new and len(new) < MIN_SECRET_LENGTH:
+            # Shorter values are not redacted (they would match ordinary
+            # words), so they could not be kept out of the log.
+            raise CredentialError(f"{spec.label} must be at least {MIN_SECRET_LENGTH} characters.")
+        value = new or current.get(spec.name) or ""
         if spec.required and not value:
             raise CredentialError(f"{spec.label} is required.")
         if value:

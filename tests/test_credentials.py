@@ -273,3 +273,10 @@ def test_the_credential_page_lists_the_flows_that_name_it(client, olga, bearer):
     login(client, olga)
     page = client.get(reverse("credentials:edit", args=[bearer.pk])).content.decode()
     assert ">crm-sync<" in page
+
+
+def test_a_secret_too_short_to_redact_is_refused(olga):
+    with pytest.raises(credentials.CredentialError, match="at least 6 characters"):
+        credentials.credential_create(
+            actor=olga, name="short", type="bearer", fields={}, secrets={"token": "abc"}
+        )
