@@ -246,7 +246,11 @@ def credential_update(
         )
     cleaned = clean_fields(current.type, fields)
     replaced = sorted(name for name, value in secrets.items() if value)
-    merged = _merge_secrets(current.type, decrypt(current.ciphertext), secrets)
+    try:
+        kept = decrypt(current.ciphertext)
+    except InvalidToken:
+        kept = {}  # its key is gone: every required secret must be given again
+    merged = _merge_secrets(current.type, kept, secrets)
     changed = sorted(k for k in cleaned if cleaned[k] != current.fields.get(k))
     if _user_ref(owner) != _owner_ref(current):
         changed.append("owner")

@@ -280,3 +280,13 @@ def test_a_secret_too_short_to_redact_is_refused(olga):
         credentials.credential_create(
             actor=olga, name="short", type="bearer", fields={}, secrets={"token": "abc"}
         )
+
+
+def test_a_credential_whose_key_is_gone_can_be_given_its_secret_again(olga, bearer, settings):
+    settings.LEDGERFLOW_SECRET_KEYS = [new_key()]
+    with pytest.raises(credentials.CredentialError, match="Token is required"):
+        credentials.credential_update(credential=bearer, actor=olga, owner=olga, fields={},
+                                      secrets={"token": ""})  # fmt: skip
+    credentials.credential_update(credential=bearer, actor=olga, owner=olga, fields={},
+                                  secrets={"token": "tok-after-key-loss"})  # fmt: skip
+    assert credentials.credential_secrets("crm-api") == {"token": "tok-after-key-loss"}
