@@ -74,6 +74,8 @@ def run(runs: int) -> dict:
     port = common.free_port()
     payments = common.start_payments(port, (50, 200))
     api = f"http://127.0.0.1:{port}"
+    # The workers may reach the fake API, and nothing else on this machine.
+    env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = f"127.0.0.1:{port}"
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
     progress = {"last_id": 0, "changed_at": time.monotonic(), "restarted_at": 0.0}
 

@@ -90,6 +90,8 @@ def run(runs: int, kills: int, unsafe: bool, name: str) -> dict:
     port = common.free_port()
     payments = common.start_payments(port, (50, 200))
     api = f"http://127.0.0.1:{port}"
+    # The workers may reach the fake API, and nothing else on this machine.
+    env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = f"127.0.0.1:{port}"
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
     lease = CHARGE_TIMEOUT + LEASE_MARGIN
     try:

@@ -23,6 +23,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "runs.view_run",
         "runs.change_run",
         "connectors.view_breaker",
+        "connectors.manage_credentials",
     ],
     REVIEWER: [
         "flows.view_flow",
@@ -44,6 +45,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "approvals.manage_queues",
         "connectors.view_breaker",
         "connectors.reset_breaker",
+        "connectors.manage_credentials",
     ],
 }
 

@@ -290,3 +290,8 @@ LEDGERFLOW_BREAKER_REDIS_URL = env_str("LEDGERFLOW_BREAKER_REDIS_URL", REDIS_URL
 # Per-target token buckets, e.g. "api.example.com=10/20,credential:stripe=5"
 # (calls per second / burst); targets not listed are not limited.
 LEDGERFLOW_RATE_LIMITS = env_rate_limits("LEDGERFLOW_RATE_LIMITS")
+# Connectors refuse private, loopback, link-local and other internal addresses
+# (the metadata service, the database, the broker) so that a flow cannot reach
+# the platform's own network; "host:port" entries here are let through (the
+# demo's fake payments API, an internal service an admin chose to expose).
+LEDGERFLOW_OUTBOUND_ALLOWLIST = env_list("LEDGERFLOW_OUTBOUND_ALLOWLIST")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("connectors/", include("connectors.urls")),
     path("api/v1/", api.urls),
     path("breakers/", include("connectors.breaker_urls")),
+    path("credentials/", include("connectors.credential_urls")),
 ]
 
 handler403 = "config.views.permission_denied"

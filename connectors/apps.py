@@ -5,8 +5,9 @@ from django.apps import AppConfig
 
 # Modules of this package that are not connectors.
 NOT_CONNECTORS = {
-    "apps", "base", "models", "admin", "tests", "migrations", "urls", "views",
-    "breakers", "ratelimits", "breaker_views", "breaker_urls",
+    "apps", "base", "models", "admin", "tests", "migrations", "urls", "views", "forms",
+    "breakers", "ratelimits", "breaker_views", "breaker_urls", "credential_views",
+    "credential_urls", "credentials", "netguard", "drift",
 }  # fmt: skip
 
 
@@ -21,3 +22,10 @@ class ConnectorsConfig(AppConfig):
         for module in pkgutil.iter_modules(connectors.__path__):
             if module.name not in NOT_CONNECTORS and not module.name.startswith("_"):
                 importlib.import_module(f"connectors.{module.name}")
+
+        from connectors.credentials import secret_values
+        from runs.redaction import register_secret_provider
+
+        # Every decrypted credential value is removed from events before they
+        # are hashed: a remote that echoes a token back cannot put it in the log.
+        register_secret_provider(secret_values)

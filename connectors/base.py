@@ -121,6 +121,9 @@ class Connector:
     # Longest a call may take; the step's lease is longer than this.
     timeout_seconds: ClassVar[float] = 30.0
     output_schema: ClassVar[dict | None] = None
+    # Config fields that hold a credential's name (never a secret): the
+    # store decrypts it at run time; export and import keep the name.
+    credential_fields: ClassVar[tuple[str, ...]] = ()
 
     def side_effect(self, config: BaseModel) -> SideEffect:
         return self.side_effect_class

@@ -1,14 +1,22 @@
-"""HTTP request (httpx): method, URL, headers, JSON body; sends the step's
-``Idempotency-Key``; classifies failures as retryable or not."""
+"""HTTP request (httpx): method, URL, headers, query, JSON or form body; auth
+from a credential; pagination by next link; the response checked against a
+declared shape. Sends the step's ``Idempotency-Key``; classifies failures as
+retryable or not. Every connection, including each redirect hop and page,
+goes through ``connectors.netguard``."""
 
+import base64
 import email.utils
+import hashlib
+import hmac
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from connectors import drift, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -20,9 +28,27 @@ from connectors.base import (
     register,
     target_of,
 )
+from connectors.credentials import UsableCredential, credential_for
+from runs import clock
 
-MAX_RESPONSE_BYTES = 1_000_000
+MAX_RESPONSE_BYTES = 1_000_000  # over every hop and page of one step
+MAX_REDIRECTS = 5
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+AUTH_TYPES = {"bearer", "basic", "header_key", "hmac"}
+
+
+class Pagination(StrictConfig):
+    # Where the next page's URL is: a Link header (rel="next") or a JSON field.
+    next_link: Literal["header", "json"] = "header"
+    next_field: str = ""  # dotted path, e.g. "paging.next", when next_link is "json"
+    items_field: str = ""  # dotted path to the page's list; "" when the body is the list
+    max_pages: int = Field(default=10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _next_field_for_json(self) -> "Pagination":
+        if self.next_link == "json" and not self.next_field:
+            raise ValueError("next_field is required when next_link is json")
+        return self
 
 
 class HttpConfig(StrictConfig):
@@ -31,10 +57,29 @@ class HttpConfig(StrictConfig):
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, Any] = Field(default_factory=dict)
     json_body: Any = None
+    form_body: dict[str, Any] | None = None
+    # A credential's name (bearer, basic, header_key or hmac); never a secret.
+    credential: str | None = None
+    parse: Literal["auto", "json", "text"] = "auto"
+    paginate: Pagination | None = None
+    # A JSON Schema the response body should match; a mismatch is recorded as
+    # drift on the flow, and the step still succeeds.
+    expect_schema: dict | None = None
+    # The whole call (every redirect hop and page) must finish within this.
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # The remote deduplicates on Idempotency-Key, so a retry cannot repeat the
     # effect: the step may be re-run after a crash.
     honours_idempotency_key: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HttpConfig":
+        if self.json_body is not None and self.form_body is not None:
+            raise ValueError("give json_body or form_body, not both")
+        if self.paginate is not None and self.method != "GET":
+            raise ValueError("pagination follows next links with GET; use method GET")
+        if self.expect_schema is not None:
+            drift.check_schema(self.expect_schema)
+        return self
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -50,6 +95,97 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def dig(document: Any, path: str) -> Any:
+    """The value at a dotted path ("data.items", "pages.0.next"), or None."""
+    for part in filter(None, path.split(".")):
+        if isinstance(document, dict):
+            document = document.get(part)
+        elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
+            document = document[int(part)]
+        else:
+            return None
+    return document
+
+
+def auth_headers(credential: UsableCredential, body: bytes) -> dict[str, str]:
+    fields, secrets = credential.fields, credential.secrets
+    if credential.type == "bearer":
+        return {"Authorization": f"Bearer {secrets['token']}"}
+    if credential.type == "basic":
+        pair = f"{fields['username']}:{secrets['password']}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if credential.type == "header_key":
+        return {fields["header_name"]: secrets["key"]}
+    # hmac: the signature covers the timestamp and the exact body bytes, so
+    # the receiver can refuse a replayed or altered request.
+    stamp = str(int(clock.now().timestamp()))
+    digest = hmac.new(secrets["secret"].encode(), stamp.encode() + b"." + body, hashlib.sha256)
+    return {fields["timestamp_header"]: stamp, fields["header_name"]: digest.hexdigest()}
+
+
+def _auth_header_names(credential: UsableCredential | None) -> set[str]:
+    if credential is None:
+        return set()
+    return {name.lower() for name in auth_headers(credential, b"")}
+
+
+@dataclass
+class Call:
+    """One step's traffic: a shared deadline and byte budget over all hops."""
+
+    client: httpx.Client
+    credential: UsableCredential | None
+    origin: tuple[bytes, bytes, int | None]
+    deadline: float
+    received: int = 0
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ConnectorError("timed out: the call took longer than its timeout", retryable=True)
+        return left
+
+    def _authorise(self, request: httpx.Request) -> None:
+        for name in _auth_header_names(self.credential):
+            request.headers.pop(name, None)
+        # Credentials go only to the origin the flow named: a redirect or a
+        # next link to another host gets none.
+        if self.credential is not None and _origin(request.url) == self.origin:
+            request.headers.update(auth_headers(self.credential, request.read()))
+
+    def fetch(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
+        """Send, following redirects by hand: every hop is a new connection
+        through the guard, and the hop count is ours to cap."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._authorise(request)
+            request.extensions["timeout"] = httpx.Timeout(self.remaining()).as_dict()
+            response = self.client.send(request, stream=True)
+            try:
+                if response.next_request is not None:
+                    request = response.next_request
+                    continue
+                return response, self._read(response)
+            finally:
+                response.close()
+        raise ConnectorError(f"more than {MAX_REDIRECTS} redirects", retryable=False)
+
+    def _read(self, response: httpx.Response) -> bytes:
+        chunks = []
+        for chunk in response.iter_bytes():
+            self.received += len(chunk)
+            if self.received > MAX_RESPONSE_BYTES:
+                raise ConnectorError(
+                    f"response is larger than {MAX_RESPONSE_BYTES} bytes", retryable=False
+                )
+            self.remaining()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _origin(url: httpx.URL) -> tuple[bytes, bytes, int | None]:
+    return (url.raw_scheme, url.raw_host, url.port)
 
 
 @register
@@ -70,6 +206,8 @@ class HttpRequest(Connector):
     side_effect_class = SideEffect.UNSAFE
     output_schema = {"type": "object", "properties": {"status": {"type": "integer"}, "body": {}}}
     timeout_seconds = 120.0
+    # Config fields that name a credential (the store holds the secrets).
+    credential_fields = ("credential",)
 
     def side_effect(self, config: HttpConfig) -> SideEffect:
         if config.method in ("GET", "HEAD"):
@@ -84,51 +222,108 @@ class HttpRequest(Connector):
 
     def execute(self, ctx: Context) -> Result:
         config: HttpConfig = ctx.config
-        headers = {"Idempotency-Key": ctx.idempotency_key, **config.headers}
+        credential = (
+            credential_for(config.credential, types=AUTH_TYPES) if config.credential else None
+        )
+        drifted: list[str] = []
         try:
-            with httpx.Client(timeout=config.timeout_seconds, follow_redirects=False) as client:
-                with client.stream(
+            with netguard.guarded_client(config.timeout_seconds) as client:
+                request = client.build_request(
                     config.method,
                     config.url,
-                    headers=headers,
+                    headers={"Idempotency-Key": ctx.idempotency_key, **config.headers},
                     params=config.query or None,
                     json=config.json_body if config.method not in ("GET", "HEAD") else None,
-                ) as response:
-                    body = self._read_capped(response)
+                    data=config.form_body if config.method not in ("GET", "HEAD") else None,
+                )
+                call = Call(
+                    client=client,
+                    credential=credential,
+                    origin=_origin(request.url),
+                    deadline=time.monotonic() + config.timeout_seconds,
+                )
+                if config.paginate is None:
+                    output = self._single(call, request, config, drifted)
+                else:
+                    output = self._pages(call, request, config, drifted)
         except httpx.TimeoutException as exc:
             raise ConnectorError(f"timed out: {exc}", retryable=True) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ConnectorError(f"invalid URL: {exc}", retryable=False) from None
         except httpx.TransportError as exc:
             raise ConnectorError(f"connection failed: {exc}", retryable=True) from None
-        except httpx.InvalidURL as exc:
-            raise ConnectorError(f"invalid URL: {exc}", retryable=False) from None
-        output = {"status": response.status_code, "body": self._parse(response, body)}
+        if drifted:
+            drift.record_drift(ctx, connector=self.key, message=drifted[0])
+        return Result(output=output)
+
+    def _single(self, call: Call, request, config: HttpConfig, drifted: list[str]) -> dict:
+        response, body = call.fetch(request)
+        self._raise_for_status(response, config)
+        output = {"status": response.status_code, "body": self._parse(response, body, config)}
+        self._check_shape(config, output["body"], drifted)
+        return output
+
+    def _pages(self, call: Call, request, config: HttpConfig, drifted: list[str]) -> dict:
+        paging: Pagination = config.paginate
+        items: list = []
+        pages, next_url = 0, None
+        while pages < paging.max_pages:
+            response, body = call.fetch(request)
+            pages += 1
+            self._raise_for_status(response, config)
+            document = self._parse(response, body, config)
+            self._check_shape(config, document, drifted)
+            found = dig(document, paging.items_field) if paging.items_field else document
+            if not isinstance(found, list):
+                where = paging.items_field or "the body"
+                raise ConnectorError(f"page {pages}: {where} is not a list", retryable=False)
+            items.extend(found)
+            if paging.next_link == "header":
+                next_url = response.links.get("next", {}).get("url")
+            else:
+                next_url = dig(document, paging.next_field)
+            if not next_url or not isinstance(next_url, str):
+                next_url = None
+                break
+            request = call.client.build_request(
+                "GET",
+                response.url.join(next_url),
+                headers={"Idempotency-Key": request.headers["Idempotency-Key"], **config.headers},
+            )
+        return {
+            "status": response.status_code,
+            "items": items,
+            "pages": pages,
+            # More pages were offered than max_pages allows.
+            "truncated": next_url is not None,
+        }
+
+    @staticmethod
+    def _raise_for_status(response: httpx.Response, config: HttpConfig) -> None:
         if response.status_code >= 400:
             raise ConnectorError(
                 f"{config.method} {config.url} answered {response.status_code}",
                 retryable=response.status_code in RETRYABLE_STATUS,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
-                details=output,
             )
-        return Result(output=output)
 
     @staticmethod
-    def _read_capped(response: httpx.Response) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise ConnectorError(
-                    f"response is larger than {MAX_RESPONSE_BYTES} bytes", retryable=False
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _check_shape(config: HttpConfig, document: Any, drifted: list[str]) -> None:
+        if config.expect_schema is not None and not drifted:
+            problem = drift.mismatch(config.expect_schema, document)
+            if problem:
+                drifted.append(problem)
 
     @staticmethod
-    def _parse(response: httpx.Response, body: bytes) -> Any:
+    def _parse(response: httpx.Response, body: bytes, config: HttpConfig) -> Any:
         text = body.decode(response.encoding or "utf-8", errors="replace")
-        if "json" in response.headers.get("content-type", ""):
+        wants_json = config.parse == "json" or (
+            config.parse == "auto" and "json" in response.headers.get("content-type", "")
+        )
+        if wants_json:
             try:
                 return json.loads(text)
             except ValueError:
-                pass
+                if config.parse == "json":
+                    raise ConnectorError("the response is not JSON", retryable=False) from None
         return text

@@ -54,6 +54,11 @@ def _set_field(flow: Flow, field: str, value) -> None:
 
 
 def evolve(flow: Flow | None, event: Event) -> Flow:
+    if not event.type.startswith("flow."):
+        # Facts other code records on the flow's stream (a connector's drift)
+        # are not inventory changes: they leave the row, and its edit version,
+        # as they are, live and on rebuild alike.
+        return flow
     payload = event.payload
     if event.type == "flow.created":
         flow = Flow(id=payload["flow_id"], created_at=event.occurred_at, status=Status.DRAFT)

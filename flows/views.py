@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from config.roles import role_required
 from connectors.base import all_connectors
+from connectors.drift import DRIFT_EVENT
 from flows import history, services
 from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
@@ -64,7 +65,8 @@ def _flow_page_context(request, flow: Flow) -> dict:
     events = Event.objects.filter(stream=flow.stream).order_by("-seq")
     return {
         "flow": flow,
-        "history": [(event, history.describe(event)) for event in events],
+        "history": [(event, history.describe(event)) for event in events.exclude(type=DRIFT_EVENT)],
+        "drift": events.filter(type=DRIFT_EVENT)[:20],
         "can_edit": services.user_can_edit_flow(request.user, flow),
         "owner_form": OwnerForm(initial={"owner": flow.owner_id}),
         "review_form": ReviewForm(),

@@ -99,11 +99,18 @@ def eager_celery(django_capture_on_commit_callbacks):
         app.conf.task_always_eager = False
 
 
+def allow_outbound(settings, url_or_hostport: str) -> None:
+    """Let connectors reach one local test server (and nothing else local)."""
+    hostport = url_or_hostport.split("://", 1)[-1].split("/", 1)[0]
+    settings.LEDGERFLOW_OUTBOUND_ALLOWLIST = [*settings.LEDGERFLOW_OUTBOUND_ALLOWLIST, hostport]
+
+
 @pytest.fixture
-def payments():
+def payments(settings):
     from fakeapi.payments import PaymentsServer
 
     with PaymentsServer() as server:
+        allow_outbound(settings, server.url)
         yield server
 
 
@@ -129,3 +136,64 @@ def fresh_breakers():
     clear()
     yield
     clear()
+
+
+@pytest.fixture
+def local_server(settings):
+    """Start scriptable HTTP servers on 127.0.0.1, each allowlisted."""
+    from tests.localserver import LocalServer
+
+    started = []
+
+    def start(routes=None, *, allow: bool = True):
+        server = LocalServer(routes).__enter__()
+        started.append(server)
+        if allow:
+            allow_outbound(settings, server.url)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+SMTP_USER, SMTP_PASSWORD = "mailer", "smtp-pass-Q7v!x"
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server (aiosmtpd) on a free local port, allowlisted. It
+    accepts one login (SMTP_USER / SMTP_PASSWORD) and keeps what it gets."""
+    import logging
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.connector_helpers import MailSink, free_port
+
+    sink = MailSink(host="127.0.0.1", port=free_port())
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        login = auth_data.login.decode()
+        password = auth_data.password.decode()
+        sink.logins.append(login)
+        ok = (login, password) == (SMTP_USER, SMTP_PASSWORD)
+        # handled=False: the server itself answers 535 to a refused login.
+        return AuthResult(success=ok, handled=False)
+
+    # The remote's own trace of the SMTP dialogue (AUTH lines included) is
+    # not Ledgerflow's log; keep it out of the captured records.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    controller = Controller(
+        sink,
+        hostname=sink.host,
+        port=sink.port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    allow_outbound(settings, f"{sink.host}:{sink.port}")
+    try:
+        yield sink
+    finally:
+        controller.stop()

@@ -75,6 +75,8 @@ def test_a_run_completes_on_the_embedded_default(tmp_path):
         flow_path = tmp_path / "orders.json"
         flow_path.write_text(json.dumps(order_file(payments.url)))
         manage(env, "import_flow", str(flow_path))
+        # The workers may reach the fake API and nothing else local.
+        env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
         workers = start_processes(env, tmp_path / "workers.log")
         try:
             for n in range(3):
@@ -118,6 +120,7 @@ def test_a_run_completes_on_postgresql_and_redis(tmp_path, olga):
     env.pop("CELERY_BROKER_URL", None)
     with PaymentsServer() as payments:
         flow = transfer.import_flow(order_file(payments.url), actor=olga)
+        env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
         workers = start_processes(env, tmp_path / "workers.log")
         try:
             runs = [

@@ -6,6 +6,7 @@ from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from approvals import links
+from connectors import credentials
 from flows.models import Team
 from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, task_of
@@ -69,6 +70,10 @@ MATRIX = {
     "api:connector_test_connection": ("POST", {OPERATOR, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
+    "credentials:list": ("GET", {OPERATOR, ADMIN}),
+    "credentials:create": ("GET", {OPERATOR, ADMIN}),
+    "credentials:edit": ("GET", {OPERATOR, ADMIN}),
+    "credentials:delete": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -113,6 +118,10 @@ def url_for(personas, make_flow):
     task = task_of(approval)
     token = links.make_token(task_id=task.pk, user_id=personas[REVIEWER].pk)
     task_kwargs = {"task_id": task.pk}
+    credential = credentials.credential_create(
+        actor=personas[ADMIN], name="matrix-token", type="bearer", fields={},
+        secrets={"token": "matrix-secret-token"},
+    )  # fmt: skip
     kwargs = {
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},
@@ -134,6 +143,8 @@ def url_for(personas, make_flow):
             for name in ("task", "claim", "release", "comment", "reassign", "decide")
         },
         "api:connector_test_connection": {"key": "payments.charge"},
+        "credentials:edit": {"credential_id": credential.pk},
+        "credentials:delete": {"credential_id": credential.pk},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 

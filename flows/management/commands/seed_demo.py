@@ -1,6 +1,7 @@
 """Demo users, teams and inventory for `make run`. Safe to run repeatedly."""
 
 import datetime as dt
+import os
 import secrets
 
 from django.conf import settings
@@ -29,7 +30,9 @@ ORDER_RUNBOOK = """\
 """
 
 
-DEMO_PAYMENTS_URL = "http://127.0.0.1:8765"
+# `make run` starts the payments API on this port and puts it (only) on the
+# worker's outbound allowlist.
+DEMO_PAYMENTS_URL = f"http://127.0.0.1:{os.environ.get('LEDGERFLOW_DEMO_PAYMENTS_PORT', '8765')}"
 
 
 def order_graph() -> dict:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals import projection as approval_projection
-from connectors import breakers
+from connectors import breakers, credentials
 from flows import projection as flow_projection
 from runs import projection as run_projection
 
@@ -19,6 +19,7 @@ PROJECTIONS = [
     ("runs", run_projection.rebuild),
     ("approval tasks", approval_projection.rebuild),
     ("breakers", breakers.rebuild),
+    ("credentials", credentials.rebuild),
 ]
 
 

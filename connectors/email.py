@@ -1,0 +1,168 @@
+"""Send email over SMTP (Django's mail), with the server and login from an
+``smtp`` credential. Mail cannot be unsent, so a re-run may send it twice:
+the step is unsafe unless the flow declares that the relay deduplicates on
+the ``X-Idempotency-Key`` header the step always sends."""
+
+import smtplib
+import socket
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend
+from django.core.validators import validate_email
+from pydantic import Field
+
+from connectors import netguard
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    lease_margin,
+    register,
+)
+from connectors.credentials import credential_for
+
+
+class EmailConfig(StrictConfig):
+    credential: str  # an smtp credential's name
+    to: list[str] | str  # a list, or one string of comma-separated addresses
+    cc: list[str] | str = Field(default_factory=list)
+    subject: str
+    body: str
+    html_body: str | None = None
+    from_email: str = ""  # the credential's default sender when empty
+    timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    honours_idempotency_key: bool = False
+
+
+AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+
+
+class GuardedSMTP(smtplib.SMTP):
+    """Connects to the address netguard checked; STARTTLS still verifies the
+    certificate against the host name (smtplib keeps it as ``_host``)."""
+
+    def _get_socket(self, host, port, timeout):
+        addresses = netguard.checked_addresses(host, port)
+        for ip in addresses[:-1]:
+            try:
+                return socket.create_connection((ip, port), timeout, self.source_address)
+            except ConnectionRefusedError:
+                continue
+        return socket.create_connection((addresses[-1], port), timeout, self.source_address)
+
+    def login(self, user, password, *, initial_response_ok=True):
+        # One mechanism, one attempt: smtplib would retry a refused password
+        # with every mechanism the server offers, and each counts as a failed
+        # login against the account (lockouts).
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("AUTH")
+        offered = self.esmtp_features["auth"].upper().split()
+        method = next((m for m in AUTH_PREFERENCE if m in offered), None)
+        if method is None:
+            raise smtplib.SMTPNotSupportedError("any login mechanism we know")
+        self.user, self.password = user, password
+        handler = getattr(self, "auth_" + method.lower().replace("-", "_"))
+        return self.auth(method, handler, initial_response_ok=initial_response_ok)
+
+
+class GuardedEmailBackend(EmailBackend):
+    @property
+    def connection_class(self):
+        return GuardedSMTP
+
+
+def addresses(value: list[str] | str, field: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    found = [item.strip() for item in items if item and item.strip()]
+    for address in found:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ConnectorError(
+                f"{field}: {address!r} is not an email address", retryable=False
+            ) from None
+    return found
+
+
+def _smtp_error(exc: Exception) -> ConnectorError:
+    # Server replies are not quoted: a server may echo what the login sent.
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return ConnectorError(f"SMTP login refused ({exc.smtp_code})", retryable=False)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return ConnectorError(
+            "SMTP server refused the recipients: " + ", ".join(sorted(exc.recipients)),
+            retryable=False,
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        transient = 400 <= exc.smtp_code < 500
+        return ConnectorError(f"SMTP server answered {exc.smtp_code}", retryable=transient)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ConnectorError(f"SMTP server does not support {exc}", retryable=False)
+    return ConnectorError(f"SMTP connection failed: {type(exc).__name__}", retryable=True)
+
+
+@register
+class SendEmail(Connector):
+    key = "email.send"
+    label = "Send email"
+    category = "Messaging"
+    icon = "mail"
+    Config = EmailConfig
+    timeout_seconds = 120.0
+    credential_fields = ("credential",)
+
+    def side_effect(self, config: EmailConfig) -> SideEffect:
+        return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
+
+    def lease_seconds(self, config: EmailConfig) -> float:
+        return config.timeout_seconds + lease_margin()
+
+    def execute(self, ctx: Context) -> Result:
+        config: EmailConfig = ctx.config
+        smtp = credential_for(config.credential, types={"smtp"})
+        sender = config.from_email or smtp.fields.get("from_address", "")
+        if not sender:
+            raise ConnectorError(
+                "no sender: set from_email or the credential's default sender", retryable=False
+            )
+        to, cc = addresses(config.to, "to"), addresses(config.cc, "cc")
+        if not to:
+            raise ConnectorError("to: no recipient", retryable=False)
+        message_id = f"<{ctx.idempotency_key}@ledgerflow>"
+        message = EmailMultiAlternatives(
+            subject=config.subject,
+            body=config.body,
+            from_email=sender,
+            to=to,
+            cc=cc,
+            headers={"X-Idempotency-Key": ctx.idempotency_key, "Message-ID": message_id},
+            connection=self._connection(smtp, config),
+        )
+        if config.html_body:
+            message.attach_alternative(config.html_body, "text/html")
+        try:
+            message.send()
+        except ConnectorError:
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _smtp_error(exc) from None
+        return Result(output={"message_id": message_id, "to": to, "cc": cc})
+
+    @staticmethod
+    def _connection(smtp, config: EmailConfig) -> EmailBackend:
+        fields: dict[str, Any] = smtp.fields
+        return GuardedEmailBackend(
+            host=fields["host"],
+            port=int(fields["port"]),
+            username=fields.get("username") or "",
+            password=smtp.secrets.get("password", ""),
+            use_tls=bool(fields.get("starttls")),
+            timeout=config.timeout_seconds,
+            fail_silently=False,
+        )

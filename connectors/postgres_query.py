@@ -1,0 +1,155 @@
+"""PostgreSQL query: one statement against a database named by a ``postgres``
+credential. Values come only through named parameters (``%(name)s``), bound
+by the driver, never pasted into the SQL; the transaction is read-only unless
+the node says ``write: true``; rows are capped and returned as JSON."""
+
+import base64
+import datetime as dt
+import decimal
+import json
+import re
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import Field, field_validator
+
+from connectors import netguard
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    lease_margin,
+    register,
+)
+from connectors.credentials import credential_for
+
+PARAMETER = re.compile(r"%\((\w+)\)s")
+POSITIONAL = re.compile(r"%[sbt]")
+
+
+class PostgresQueryConfig(StrictConfig):
+    credential: str  # a postgres credential's name
+    sql: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    write: bool = False
+    # Declares that the statement deduplicates on %(idempotency_key)s (say an
+    # INSERT ... ON CONFLICT DO NOTHING keyed by it): a re-run repeats nothing.
+    idempotent: bool = False
+    max_rows: int = Field(default=100, ge=1, le=10_000)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("sql")
+    @classmethod
+    def _parameters_only(cls, sql: str) -> str:
+        # Expressions in the SQL would be rendered into its text: an injection.
+        # Values from expressions belong in params, which are bound.
+        if "{{" in sql or "{%" in sql:
+            raise ValueError(
+                "the SQL cannot hold expressions; name a parameter, e.g. %(email)s, "
+                "and give its value in params"
+            )
+        if POSITIONAL.search(sql.replace("%%", "")):
+            raise ValueError("use named parameters, e.g. %(email)s; write a literal % as %%")
+        if not sql.strip():
+            raise ValueError("the SQL is empty")
+        return sql
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact; a float would round money
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    return str(value)
+
+
+def _error(exc: psycopg.Error) -> ConnectorError:
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return ConnectorError("the statement timed out", retryable=True)
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return ConnectorError(
+            "the statement writes, and this step is read-only (set write: true)", retryable=False
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        text = str(exc)
+        permanent = "authentication failed" in text or "does not exist" in text
+        return ConnectorError(f"connection failed: {text.strip()}", retryable=not permanent)
+    return ConnectorError(f"query failed: {str(exc).strip()}", retryable=False)
+
+
+@register
+class PostgresQuery(Connector):
+    key = "postgres.query"
+    label = "PostgreSQL query"
+    category = "Data"
+    icon = "database"
+    Config = PostgresQueryConfig
+    timeout_seconds = 300.0
+    credential_fields = ("credential",)
+
+    def side_effect(self, config: PostgresQueryConfig) -> SideEffect:
+        if not config.write:
+            return SideEffect.NONE
+        return SideEffect.IDEMPOTENT if config.idempotent else SideEffect.UNSAFE
+
+    def lease_seconds(self, config: PostgresQueryConfig) -> float:
+        return config.timeout_seconds + lease_margin()
+
+    def execute(self, ctx: Context) -> Result:
+        config: PostgresQueryConfig = ctx.config
+        params = {**config.params, "idempotency_key": ctx.idempotency_key}
+        missing = sorted(set(PARAMETER.findall(config.sql)) - set(params))
+        if missing:
+            raise ConnectorError(f"params has no value for: {', '.join(missing)}", retryable=False)
+        try:
+            with self._connect(ctx, config) as conn, conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(config.sql, params)
+                if cur.description is None:  # a statement with no result set
+                    output = {"rows": [], "row_count": max(cur.rowcount, 0), "truncated": False}
+                else:
+                    rows = cur.fetchmany(config.max_rows + 1)
+                    output = {
+                        "columns": [column.name for column in cur.description],
+                        "rows": rows[: config.max_rows],
+                        "row_count": min(len(rows), config.max_rows),
+                        "truncated": len(rows) > config.max_rows,
+                    }
+        except psycopg.Error as exc:
+            raise _error(exc) from None
+        return Result(output=json.loads(json.dumps(output, default=_jsonable)))
+
+    @staticmethod
+    def _connect(ctx: Context, config: PostgresQueryConfig) -> psycopg.Connection:
+        database = credential_for(config.credential, types={"postgres"})
+        fields = database.fields
+        port = int(fields["port"])
+        address = netguard.resolve_checked(fields["host"], port)
+        timeout_ms = int(config.timeout_seconds * 1000)
+        options = f"-c statement_timeout={timeout_ms}"
+        if not config.write:
+            # The server refuses any write in this session's transactions.
+            options += " -c default_transaction_read_only=on"
+        conn = psycopg.connect(
+            host=fields["host"],
+            hostaddr=address,  # connect to the checked address, verify TLS by name
+            port=port,
+            dbname=fields["dbname"],
+            user=fields["user"],
+            password=database.secrets.get("password", ""),
+            connect_timeout=max(1, int(config.timeout_seconds)),
+            application_name=f"ledgerflow run {ctx.run_id} {ctx.node_id}"[:63],
+            options=options,
+        )
+        conn.read_only = not config.write  # BEGIN READ ONLY as well
+        return conn
