@@ -113,7 +113,19 @@ class SendEmail(Connector):
     label = "Send email"
     category = "Messaging"
     icon = "mail"
+    description = (
+        "Sends an email through an SMTP credential's server, with the step's idempotency "
+        "key in the X-Idempotency-Key header. Mail cannot be unsent: a step whose worker "
+        "died mid-send becomes an outcome-unknown dead letter, not a second email."
+    )
+    side_effect_class = SideEffect.UNSAFE
     Config = EmailConfig
+    example_config = {
+        "credential": "mail-relay",
+        "to": "{{ trigger.customer_email }}",
+        "subject": "Your order {{ trigger.order_id }} has shipped",
+        "body": "Hello, your order is on its way.",
+    }
     timeout_seconds = 120.0
     credential_fields = ("credential",)
 

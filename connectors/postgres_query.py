@@ -94,6 +94,16 @@ class PostgresQuery(Connector):
     label = "PostgreSQL query"
     category = "Data"
     icon = "database"
+    description = (
+        "Runs one parameterised SQL statement against a PostgreSQL credential's database: "
+        "read-only unless the node says write, with a row limit and a statement timeout."
+    )
+    example_config = {
+        "credential": "warehouse",
+        "sql": "SELECT id, status FROM orders WHERE id = %(order_id)s",
+        "params": {"order_id": "{{ trigger.order_id }}"},
+        "max_rows": 10,
+    }
     Config = PostgresQueryConfig
     timeout_seconds = 300.0
     credential_fields = ("credential",)

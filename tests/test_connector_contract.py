@@ -8,7 +8,7 @@ import pytest
 
 from connectors import base
 from connectors.base import REDACTED, all_connectors
-from tests.conftest import login
+from tests.conftest import allow_outbound, login
 
 # Connectors of the product (tests register a few of their own).
 PRODUCT = sorted(
@@ -67,11 +67,14 @@ def test_the_payments_connectors_declare_their_api_key_secret():
     assert all_connectors()["inventory.reserve"].has_compensate()
 
 
-def test_test_connection_reaches_the_remote_or_says_why_not(payments):
+def test_test_connection_reaches_the_remote_or_says_why_not(payments, settings):
     charge = all_connectors()["payments.charge"]()
     config = charge.Config.model_validate({"base_url": payments.url, "order_id": "x", "amount": 1})
     charge.test_connection(config)  # answers: no error
     down = config.model_copy(update={"base_url": "http://127.0.0.1:9"})
+    with pytest.raises(base.ConnectorError, match="internal address"):
+        charge.test_connection(down)  # not on the outbound allowlist: refused unsent
+    allow_outbound(settings, "http://127.0.0.1:9")
     with pytest.raises(base.ConnectorError, match="connection failed"):
         charge.test_connection(down)
 
@@ -115,7 +118,8 @@ def test_the_api_docs_are_served_to_readers(client, rita):
     assert "/api/v1/connectors" in schema["paths"]
 
 
-def test_an_operator_tests_a_connection_through_the_api(client, olga, rita, payments):
+def test_an_operator_tests_a_connection_through_the_api(client, olga, rita, payments, settings):
+    allow_outbound(settings, "http://127.0.0.1:9")  # a closed port, to see the failure
     url = "/api/v1/connectors/payments.charge/test-connection"
     login(client, olga)
     good = {"config": {"base_url": payments.url, "order_id": "x", "amount": 1}}
