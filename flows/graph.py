@@ -58,6 +58,9 @@ GRAPH_SCHEMA: dict = {
                     "type": {"type": "string", "minLength": 1},
                     "config": {"type": "object"},
                     "retry": {"$ref": "#/$defs/retry"},
+                    # When the step fails for good: wait as a dead letter for a
+                    # person (the default), or fail the run (and compensate).
+                    "on_failure": {"enum": ["dead_letter", "fail_run"]},
                     # "default": the connector's own undo on the node's config;
                     # or another connector with its own config.
                     "compensation": {
@@ -150,6 +153,8 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
             "retry": {**DEFAULT_RETRY, **node.get("retry", {})},
             "position": node.get("position", {"x": 0, "y": 0}),
         }
+        if node.get("on_failure", "dead_letter") != "dead_letter":
+            normal["on_failure"] = node["on_failure"]
         if node.get("compensation"):
             spec = node["compensation"]
             spec = {"default": True} if spec == "default" else spec

@@ -45,7 +45,9 @@ STEP_TRANSITIONS: dict[str, set[str]] = {
     # scheduled -> waiting: held before its call (breaker open, no rate
     # token) without spending the attempt; waiting -> scheduled: released.
     SCHEDULED: {RUNNING, CANCELLED, WAITING},
-    RUNNING: {SUCCEEDED, WAITING, RETRYING, DEAD_LETTERED, SCHEDULED},
+    # FAILED: a node whose policy is to fail the run rather than wait for a
+    # person (on_failure: fail_run).
+    RUNNING: {SUCCEEDED, WAITING, RETRYING, DEAD_LETTERED, SCHEDULED, FAILED},
     # A wait may end from outside in a dead letter (an approval nobody decided,
     # by the flow's policy; a sub-flow that failed, when the node says so), or
     # go back to scheduled when it was a hold (an open breaker, a rate limit).
@@ -718,6 +720,17 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
                 {"node": cmd.node, "attempt": cmd.attempt + 1, "due_at": _iso(due)},
             )
         )
+    elif graph.nodes[cmd.node].get("on_failure") == "fail_run":
+        # A failure the flow expects (stock gone, card declined): the run
+        # fails at once and compensates what ran, without waiting for a person.
+        reason = "retries exhausted" if cmd.retryable else "not retryable"
+        error = f"step {cmd.node} failed ({reason}): {cmd.error}"
+        events.append(("step.failed", {"node": cmd.node, "attempt": cmd.attempt,
+                                       "error": cmd.error, "reason": reason}))  # fmt: skip
+        if _compensable_steps(state, graph):
+            events.append(("run.compensating", {"reason": error}))
+        else:
+            events.append(("run.failed", {"error": error}))
     else:
         reason = "retries exhausted" if cmd.retryable else "not retryable"
         events.append(
@@ -1103,6 +1116,11 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         step.outcome_unknown = False
     elif kind == "step.discarded":
         _move(step, FAILED)
+        step.finished_at = at
+    elif kind == "step.failed":
+        _move(step, FAILED)
+        step.error = payload["error"]
+        step.lease_until = None
         step.finished_at = at
     else:
         raise IllegalTransition(f"unknown event type {kind}")

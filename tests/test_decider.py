@@ -442,3 +442,43 @@ def test_the_merge_walk_reaches_success_with_a_cancelled_loser():
     if not merge_outcomes:
         test_a_first_wins_merge_fires_once_on_a_live_branch()
     assert merge_outcomes.get("cancelled_loser", 0) > 0, merge_outcomes
+
+
+def _run_through(graph: Graph, nodes: list[str]) -> RunState:
+    """Start, then claim and complete each of ``nodes`` in turn."""
+    state = _fold(_started(graph), decider.Advance(), graph)
+    for node in nodes:
+        state = _fold(state, decider.Claim(node, 1, {}, NOW), graph)
+        state = _fold(state, decider.Complete(node, 1, {"ok": node}), graph)
+        state = _fold(state, decider.Advance(), graph)
+    return state
+
+
+def _fail_run_graph(compensate: bool) -> Graph:
+    pay = {"id": "pay", "type": "http.request", "config": {"url": "http://127.0.0.1:1/p"}}
+    if compensate:
+        pay["compensation"] = {"type": "http.request", "config": {"url": "http://127.0.0.1:1/r"}}
+    reserve = {"id": "reserve", "type": "http.request", "on_failure": "fail_run",
+               "config": {"url": "http://127.0.0.1:1/s"}, "retry": {"max_attempts": 1}}  # fmt: skip
+    return Graph.from_document(validate(chain(pay, reserve)))
+
+
+def test_a_fail_run_node_fails_the_run_at_once_and_compensates_what_ran():
+    graph = _fail_run_graph(compensate=True)
+    state = _run_through(graph, ["start", "pay"])
+    state = _fold(state, decider.Claim("reserve", 1, {}, NOW), graph)
+    failed = decider.Fail("reserve", 1, "answered 409", retryable=False, now=NOW)
+    kinds = [kind for kind, _ in decider.decide(state, failed, graph)]
+    assert kinds == ["step.attempt_failed", "step.failed", "run.compensating"]
+    state = _fold(_fold(state, failed, graph), decider.Advance(), graph)
+    assert state.steps["reserve"].status == decider.FAILED
+    assert state.status == decider.RUN_COMPENSATING
+    assert state.steps["pay~undo"].status == decider.SCHEDULED
+
+
+def test_a_fail_run_node_with_nothing_to_undo_fails_the_run():
+    graph = _fail_run_graph(compensate=False)
+    state = _run_through(graph, ["start", "pay"])
+    state = _fold(state, decider.Claim("reserve", 1, {}, NOW), graph)
+    state = _fold(state, decider.Fail("reserve", 1, "boom", retryable=True, now=NOW), graph)
+    assert state.status == decider.RUN_FAILED and "retries exhausted" in state.error

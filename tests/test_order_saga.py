@@ -19,13 +19,14 @@ from tests.engine_helpers import chain, publish
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
-def saga_graph(api_url: str, reserve_attempts: int = 1) -> dict:
+def saga_graph(api_url: str, reserve_attempts: int = 1, on_failure: str = "fail_run") -> dict:
     graph = order_graph()
     for node in graph["nodes"]:
         if "base_url" in node.get("config", {}):
             node["config"]["base_url"] = api_url
         if node["id"] == "reserve":
             node["retry"] = {"max_attempts": reserve_attempts, "initial_seconds": 5, "jitter": 0}
+            node["on_failure"] = on_failure
     return graph
 
 
@@ -64,13 +65,12 @@ def test_a_refused_reservation_refunds_the_charge_exactly_once(olga, payments, e
     control(payments, inventory_fail_next=1, inventory_fail_status=409)  # not retryable
     with eager_celery():
         run = driver.start_run(flow=flow, input=order("A-2"), actor="u")
-    reserve = steps(run)["reserve"]
-    assert reserve.status == "dead_lettered" and "answered 409" in reserve.error
-    with eager_celery():
-        driver.discard_dead_letter(run.pk, "reserve", actor="user:olga", reason="out of stock")
     run.refresh_from_db()
     by_node = steps(run)
-    assert run.status == "compensated" and "out of stock" in run.error
+    # The demo's reservation fails the run (on_failure: fail_run): no person
+    # needs to discard anything before the charge is refunded.
+    assert by_node["reserve"].status == "failed" and "answered 409" in by_node["reserve"].error
+    assert run.status == "compensated" and "answered 409" in run.error
     assert by_node["charge"].status == "compensated"
     undo = by_node["charge~undo"]
     assert undo.status == "succeeded" and undo.output["charge_id"] == by_node["charge"].output[
@@ -85,6 +85,25 @@ def test_a_refused_reservation_refunds_the_charge_exactly_once(olga, payments, e
     assert verify_stream(run.stream) is None
 
 
+def test_a_reservation_that_dead_letters_waits_for_a_person_then_compensates(
+    olga, payments, eager_celery
+):
+    graph = saga_graph(payments.url, on_failure="dead_letter")
+    flow = publish(olga, graph, slug="order-fulfilment")
+    control(payments, inventory_fail_next=1, inventory_fail_status=409)
+    with eager_celery():
+        run = driver.start_run(flow=flow, input=order("A-4"), actor="u")
+    reserve = steps(run)["reserve"]
+    assert reserve.status == "dead_lettered" and "answered 409" in reserve.error
+    assert report(payments)["refunds"] == 0  # nothing undone while a person decides
+    with eager_celery():
+        driver.discard_dead_letter(run.pk, "reserve", actor="user:olga", reason="out of stock")
+    run.refresh_from_db()
+    assert run.status == "compensated" and "out of stock" in run.error
+    seen = report(payments)
+    assert seen["orders"]["A-4"]["charges"] == 1 and seen["orders"]["A-4"]["refunds"] == 1
+
+
 def test_an_inventory_api_that_stays_down_ends_compensated_after_its_retries(
     olga, payments, eager_celery
 ):
@@ -97,11 +116,9 @@ def test_an_inventory_api_that_stays_down_ends_compensated_after_its_retries(
     with clock.frozen_at(later), eager_celery():
         sweeper.sweep(later)
     reserve = steps(run)["reserve"]
-    assert reserve.status == "dead_lettered" and len(reserve.errors) == 2
-    with eager_celery():
-        driver.discard_dead_letter(run.pk, "reserve", actor="user:olga", reason="API down")
+    assert reserve.status == "failed" and len(reserve.errors) == 2
     run.refresh_from_db()
-    assert run.status == "compensated"
+    assert run.status == "compensated" and "retries exhausted" in run.error
     seen = report(payments)
     assert seen["orders"]["A-3"]["charges"] == 1 and seen["orders"]["A-3"]["refunds"] == 1
     assert seen["inventory"]["requests"] == 2

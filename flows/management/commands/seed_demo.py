@@ -38,8 +38,9 @@ DEMO_PAYMENTS_URL = f"http://127.0.0.1:{os.environ.get('LEDGERFLOW_DEMO_PAYMENTS
 def order_graph() -> dict:
     """The "Order fulfilment" saga against the demo payments and inventory
     API (started by `make run`): check the order, charge it, reserve the
-    stock, confirm. If the reservation fails and its dead letter is
-    discarded, the charge is refunded (the payments connector's own undo).
+    stock, confirm. If the reservation fails for good (out of stock, or the
+    inventory API down through every retry), the run fails at once and the
+    charge is refunded (the payments connector's own undo).
     Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}."""
     return {
         "nodes": [
@@ -55,7 +56,7 @@ def order_graph() -> dict:
             {"id": "reserve", "type": "inventory.reserve", "position": {"x": 600, "y": 0},
              "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
                         "sku": "{{ trigger.sku | default('BOOK-1') }}", "quantity": 1},
-             "retry": {"max_attempts": 3},
+             "retry": {"max_attempts": 3}, "on_failure": "fail_run",
              "compensation": "default"},
             {"id": "confirm", "type": "transform", "position": {"x": 800, "y": 0},
              "config": {"fields": {"order_id": "{{ trigger.order_id }}",
