@@ -12,6 +12,7 @@ urlpatterns = [
     path("audit-log/", views.audit_log, name="audit_log"),
     path("flows/", include("flows.urls")),
     path("runs/", include("runs.urls")),
+    path("", include("connectors.triggers.urls")),
 ]
 
 handler403 = "config.views.permission_denied"

@@ -4,7 +4,7 @@ import pkgutil
 from django.apps import AppConfig
 
 # Modules of this package that are not connectors.
-NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations"}
+NOT_CONNECTORS = {"apps", "base", "models", "admin", "tests", "migrations", "triggers"}
 
 
 class ConnectorsConfig(AppConfig):

@@ -459,9 +459,13 @@ class StartRefused(Exception):
 def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
-    carried: dict | None = None,
+    carried: dict | None = None, extra_events: list | None = None,
 ) -> Run:  # fmt: skip
-    """Create a run pinned to a published version and drive it."""
+    """Create a run pinned to a published version and drive it.
+
+    ``extra_events`` (type, payload) are appended to the run's stream right
+    after ``run.started``, in the same commit: a trigger records there which
+    delivery started the run, so its dedup ledger can be rebuilt from the log."""
     from flows.models import FlowVersion
 
     if flow.status in ("paused", "retired"):
@@ -495,6 +499,7 @@ def start_run(
                 carried=carried,
             )
         )
+        session.events.extend(extra_events or [])
         session.drive()
         session.commit()
     run.refresh_from_db()

@@ -7,12 +7,17 @@ transaction, so readers see either the old rows or the new ones.
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from connectors.triggers import projection as trigger_projection
 from flows import projection as flow_projection
 from runs import projection as run_projection
 
 # Each later projection (runs, steps, approval tasks, dead letters) adds its
 # rebuild here.
-PROJECTIONS = [("flows", flow_projection.rebuild), ("runs", run_projection.rebuild)]
+PROJECTIONS = [
+    ("flows", flow_projection.rebuild),
+    ("runs", run_projection.rebuild),
+    ("triggers", trigger_projection.rebuild),
+]
 
 
 class Command(BaseCommand):
