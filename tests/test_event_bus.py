@@ -18,12 +18,9 @@ from tests.trigger_helpers import pause, retire, triggered_flow
 TOPIC = "orders.placed"
 
 
-def emit(topic: str = TOPIC) -> dict:
-    return {
-        "id": "announce",
-        "type": "event.emit",
-        "config": {"topic": topic, "payload": {"order": "{{ trigger.order }}"}},
-    }
+def emit(topic: str = TOPIC, payload: dict | None = None) -> dict:
+    payload = payload or {"order": "{{ trigger.order }}"}
+    return {"id": "announce", "type": "event.emit", "config": {"topic": topic, "payload": payload}}
 
 
 def listener(olga, slug: str, topic: str = TOPIC):
@@ -94,7 +91,10 @@ def test_a_flow_that_answers_its_own_topic_stops_at_the_hop_limit(olga, eager_ce
     echo = triggered_flow(
         olga,
         {"type": "trigger.event", "config": {"topic": "echo"}},
-        {**emit("echo"), "retry": {"max_attempts": 1}},
+        {
+            **emit("echo", payload={"order": "{{ trigger.payload.order }}"}),
+            "retry": {"max_attempts": 1},
+        },
         slug="echo",
     )
     starter = triggered_flow(olga, {"type": "trigger.manual"}, emit("echo"), slug="starter")

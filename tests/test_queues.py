@@ -93,10 +93,10 @@ def test_queues_are_quorum_queues_with_a_dead_letter_queue(olga, rabbit):
     # made with: the same quorum arguments pass, a classic queue is refused.
     with kombu.Connection(RABBITMQ) as connection:
         connection.channel().queue_declare(
-            rabbit, durable=True, arguments=queues.queue_arguments(rabbit, 2)
+            rabbit, durable=True, auto_delete=False, arguments=queues.queue_arguments(rabbit, 2)
         )
         with pytest.raises(amqp.exceptions.PreconditionFailed):
-            connection.channel().queue_declare(rabbit, durable=True)
+            connection.channel().queue_declare(rabbit, durable=True, auto_delete=False)
 
 
 def _exists(name: str) -> bool:

@@ -60,10 +60,10 @@ def deliver(delivery: Delivery) -> Outcome:
         with transaction.atomic():
             receipt = _claim(delivery, "started")
             if delivery.entity is not None and _is_stale(delivery):
-                _record(delivery, "stale", {"entity": delivery.entity,
-                                            "position": delivery.position})  # fmt: skip
+                record = _record(delivery, "stale", {"entity": delivery.entity,
+                                                     "position": delivery.position})  # fmt: skip
                 if receipt is not None:
-                    Receipt.objects.filter(pk=receipt.pk).update(outcome="stale")
+                    _settle(receipt, outcome="stale", at=record.at)
                 return Outcome("stale", message="a newer delivery for this entity was seen")
             run = driver.start_run(
                 flow=flow,
@@ -72,7 +72,7 @@ def deliver(delivery: Delivery) -> Outcome:
                 extra_events=[("trigger.accepted", _accepted_payload(delivery))],
             )
             if receipt is not None:
-                Receipt.objects.filter(pk=receipt.pk).update(run_id=run.pk)
+                _settle(receipt, run_id=run.pk, at=run.created_at)
             return Outcome("started", run_id=run.pk)
     except IntegrityError:
         first = _first(delivery)
@@ -88,8 +88,9 @@ def record_without_run(delivery: Delivery, outcome: str, reason: str) -> Outcome
     its receipt and its record commit together, once."""
     try:
         with transaction.atomic():
-            _claim(delivery, outcome)
-            _record(delivery, outcome, {"reason": reason, "once": True})
+            receipt = _claim(delivery, outcome)
+            record = _record(delivery, outcome, {"reason": reason, "once": True})
+            _settle(receipt, at=record.at)
     except IntegrityError:
         first = _first(delivery)
         return Outcome("duplicate", run_id=first.run_id if first else None,
@@ -123,6 +124,12 @@ def _claim(delivery: Delivery, outcome: str) -> Receipt | None:
         flow=delivery.flow, source=delivery.source, key=delivery.key,
         outcome=outcome, at=clock.now(),
     )  # fmt: skip
+
+
+def _settle(receipt: Receipt, **fields) -> None:
+    # The receipt takes the time of the event that records its outcome, so a
+    # rebuild from the log derives the same row.
+    Receipt.objects.filter(pk=receipt.pk).update(**fields)
 
 
 def _first(delivery: Delivery) -> Receipt | None:

@@ -71,12 +71,18 @@ def subscriptions() -> dict[str, Subscription]:
     return subs
 
 
+def raw_body(message) -> bytes:
+    # py-amqp decodes the body to text when the message names an encoding.
+    body = message.body
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
 def message_key(message) -> str:
     message_id = message.properties.get("message_id")
     if message_id:
         return str(message_id)[:255]
     # Without an id, identical bodies count as one message.
-    return "sha256:" + hashlib.sha256(message.body).hexdigest()
+    return "sha256:" + hashlib.sha256(raw_body(message)).hexdigest()
 
 
 def handle(subscription: Subscription, message) -> str:
@@ -84,7 +90,7 @@ def handle(subscription: Subscription, message) -> str:
     from flows.models import Flow
 
     try:
-        body = json.loads(message.body)
+        body = json.loads(raw_body(message))
         if not isinstance(body, dict):
             raise ValueError("the message body is not a JSON object")
         key = message_key(message)
@@ -111,19 +117,26 @@ def handle(subscription: Subscription, message) -> str:
     return "acked"
 
 
-def handle_dead(subscription: Subscription, message) -> None:
+def handle_dead(subscription: Subscription, message) -> str:
+    """Record a dead-lettered message on its flows' pages, then let it go."""
     from flows.models import Flow
 
-    detail = {
-        "queue": subscription.queue,
-        "message_id": message.properties.get("message_id") or "",
-        "body": message.body[:POISON_BODY_CHARS].decode("utf-8", errors="replace"),
-        "delivery_count": (message.headers or {}).get("x-delivery-count"),
-    }
-    for flow in Flow.objects.filter(pk__in=subscription.flow_ids):
-        intake.record(flow, "queue", "dead_lettered", key=detail["message_id"], detail=detail,
-                      actor=f"queue:{subscription.queue}")  # fmt: skip
+    try:
+        detail = {
+            "queue": subscription.queue,
+            "message_id": message.properties.get("message_id") or "",
+            "body": raw_body(message)[:POISON_BODY_CHARS].decode("utf-8", errors="replace"),
+            "headers": _plain(message.headers),
+        }
+        for flow in Flow.objects.filter(pk__in=subscription.flow_ids):
+            intake.record(flow, "queue", "dead_lettered", key=detail["message_id"],
+                          detail=detail, actor=f"queue:{subscription.queue}")  # fmt: skip
+    except Exception as exc:  # kept in the dead-letter queue for the next try
+        log.warning("queue %s: could not record a dead letter: %s", subscription.queue, exc)
+        message.reject(requeue=True)
+        return "rejected"
     message.ack()
+    return "recorded"
 
 
 def _plain(headers) -> dict:
