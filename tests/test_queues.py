@@ -178,3 +178,26 @@ def test_publishing_to_a_missing_queue_is_a_retryable_failure(olga, rabbit, eage
         run = driver.start_run(flow=publisher, input={}, actor="user:olga")
     step = Step.objects.get(run=run, node_id="send")
     assert step.status == "dead_lettered" and "does not exist" in step.error
+
+
+def test_the_consumer_without_rabbitmq_says_it_is_off_and_idles():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RABBITMQ_URL"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "consume_queues"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = proc.stdout.readline()
+        assert "Queue triggers are off: RABBITMQ_URL is not set" in first_line
+        assert proc.poll() is None  # idling, so a process runner keeps the others up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0

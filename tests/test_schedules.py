@@ -147,3 +147,16 @@ def test_a_paused_flow_records_its_fires_as_refused_and_does_not_catch_up(olga):
     assert Receipt.objects.get(flow=flow).outcome == "refused"
     record = DeliveryRecord.objects.get(flow=flow)
     assert record.outcome == "refused" and "paused" in record.detail["reason"]
+
+
+def test_beat_ticks_the_trigger_sweep_task(olga, settings):
+    from config.celery import app
+    from connectors.triggers import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["trigger-sweep"]
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks
+    flow = scheduled_flow(olga, at(2026, 6, 1, 8, 0), "0 9 * * *", timezone="UTC")
+    with clock.frozen_at(at(2026, 6, 1, 9, 0, 3)):
+        tasks.sweep()
+    assert fire_times(flow) == ["2026-06-01T09:00:00Z"]

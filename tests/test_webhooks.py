@@ -55,7 +55,7 @@ def test_a_delivery_starts_a_run_with_the_body_as_input(client, olga, eager_cele
     assert accepted.payload["source"] == "webhook"
 
 
-def test_a_form_body_becomes_the_input(client, olga):
+def test_form_bodies_become_the_input(client, olga):
     flow = triggered_flow(olga, webhook(), slug="hooks")
     response = client.post(
         hook_url(flow),
@@ -65,6 +65,9 @@ def test_a_form_body_becomes_the_input(client, olga):
     assert response.status_code == 202
     run = Run.objects.get(pk=response.json()["run_id"])
     assert run.input["body"] == {"order": "A-2", "tag": ["x", "y"]}
+    multipart = client.post(hook_url(flow), {"order": "A-3"})
+    assert multipart.status_code == 202
+    assert Run.objects.get(pk=multipart.json()["run_id"]).input["body"] == {"order": "A-3"}
 
 
 def test_webhook_with_same_key_starts_one_run(client, olga):
@@ -304,3 +307,11 @@ def test_a_thousand_concurrent_deliveries_with_fifty_keys_start_fifty_runs(olga,
     assert all(len(ids) == 1 for ids in run_per_key.values())
     assert Run.objects.filter(flow=flow).count() == 50
     assert Receipt.objects.filter(flow=flow).count() == 50
+
+
+def test_over_asgi_a_delivery_waits_for_the_respond_node(olga, asgi_server):
+    answer = respond_node(status=200, body="{{ 'thanks ' ~ trigger.body.name }}")
+    flow = triggered_flow(olga, webhook(respond="respond_node"), answer, slug="hooks-asgi")
+    response = httpx.post(asgi_server + hook_url(flow), json={"name": "Ada"}, timeout=30)
+    assert response.status_code == 200 and response.text == "thanks Ada"
+    assert response.headers["content-type"].startswith("text/plain")

@@ -51,10 +51,21 @@ async def receive_webhook(request, token: str):
             headers=request.headers,
             query=request.GET,
             signature_now=clock.now().timestamp(),
+            multipart=_multipart_fields(request),
         )
     except webhooks.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     return await _answer(hook, outcome)
+
+
+def _multipart_fields(request) -> dict | None:
+    if request.content_type != "multipart/form-data":
+        return None
+    try:
+        fields = request.POST.lists()
+    except Exception as exc:  # a malformed multipart body
+        raise webhooks.Rejected(400, f"body is not a valid form: {exc}") from None
+    return {name: values[0] if len(values) == 1 else values for name, values in fields}
 
 
 async def _answer(hook, outcome):

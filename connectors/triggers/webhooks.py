@@ -73,8 +73,10 @@ def check_signature(config: WebhookConfig, header: str | None, body: bytes, now:
     return expected
 
 
-def parse_body(content_type: str, body: bytes) -> Any:
+def parse_body(content_type: str, body: bytes, multipart: dict | None = None) -> Any:
     kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data" and multipart is not None:
+        return multipart  # parsed by Django; uploaded files are not kept
     if not body.strip():
         return {}
     if kind == "application/json" or kind.endswith("+json"):
@@ -88,7 +90,7 @@ def parse_body(content_type: str, body: bytes) -> Any:
         except (UnicodeDecodeError, ValueError):
             raise Rejected(400, "body is not a valid form") from None
         return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
-    raise Rejected(415, "send application/json or application/x-www-form-urlencoded")
+    raise Rejected(415, "send JSON or a form (urlencoded or multipart)")
 
 
 def field_at(body: Any, path: str) -> Any:
@@ -137,7 +139,7 @@ def run_input(body: Any, headers, query) -> dict:
 
 
 def accept(hook: Hook, *, body: bytes, content_type: str, headers, query,
-           signature_now: float) -> intake.Outcome:  # fmt: skip
+           signature_now: float, multipart: dict | None = None) -> intake.Outcome:  # fmt: skip
     """Everything after the size check, in one synchronous call."""
     config, flow = hook.config, hook.flow
     if flow.status in ("paused", "retired"):
@@ -148,7 +150,7 @@ def accept(hook: Hook, *, body: bytes, content_type: str, headers, query,
                                     signature_now)  # fmt: skip
         if not intake.remember_signature(flow, signature):
             raise Rejected(401, "this signature was already used (a replayed delivery)")
-    parsed = parse_body(content_type, body)
+    parsed = parse_body(content_type, body, multipart)
     entity, position = ordering(config, parsed)
     return intake.deliver(
         intake.Delivery(
