@@ -160,3 +160,34 @@ def test_beat_ticks_the_trigger_sweep_task(olga, settings):
     with clock.frozen_at(at(2026, 6, 1, 9, 0, 3)):
         tasks.sweep()
     assert fire_times(flow) == ["2026-06-01T09:00:00Z"]
+
+
+def sweep_every(step_minutes: int, start: dt.datetime, end: dt.datetime) -> None:
+    moment = start
+    while moment <= end:
+        sweep(moment)
+        moment += dt.timedelta(minutes=step_minutes)
+
+
+def test_a_quarter_hourly_schedule_through_spring_forward_day(olga):
+    # Local midnight is 23:00 UTC the day before; 02:00-02:45 do not exist
+    # and all land on 03:00 CEST, which fires once: 96 - 4 = 92 fires.
+    flow = scheduled_flow(olga, at(2026, 3, 28, 22, 55), "*/15 * * * *")
+    sweep_every(5, at(2026, 3, 28, 23, 0), at(2026, 3, 29, 21, 50))
+    runs = list(Run.objects.filter(flow=flow))
+    assert len(runs) == 92
+    locals_ = sorted(r.input["local_time"][11:16] for r in runs)
+    assert "02:15" not in locals_ and locals_.count("03:00") == 1
+    assert not any(r.input["late"] for r in runs)
+
+
+def test_a_quarter_hourly_schedule_through_fall_back_day(olga):
+    # 25 real hours, but the repeated 02:00-02:45 fire on their first
+    # occurrence only: 96 fires, one per wall-clock slot.
+    flow = scheduled_flow(olga, at(2026, 10, 24, 21, 55), "*/15 * * * *")
+    sweep_every(5, at(2026, 10, 24, 22, 0), at(2026, 10, 25, 22, 50))
+    runs = list(Run.objects.filter(flow=flow))
+    assert len(runs) == 96
+    assert len({r.input["local_time"][11:16] for r in runs}) == 96
+    offsets = {r.input["local_time"][11:16]: r.input["local_time"][-6:] for r in runs}
+    assert offsets["02:30"] == "+02:00" and offsets["03:00"] == "+01:00"
