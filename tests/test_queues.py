@@ -201,3 +201,18 @@ def test_the_consumer_without_rabbitmq_says_it_is_off_and_idles():
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_a_message_whose_run_cannot_start_is_returned_not_acknowledged(olga, rabbit):
+    flow = queue_flow(olga, rabbit)
+    declared(rabbit)
+    subscription = queues.subscriptions()[rabbit]
+    pause(flow, olga)  # after the consumer looked: the start is refused
+    send(rabbit, {"order": "held"}, message_id="m-held")
+    with kombu.Connection(RABBITMQ) as connection:
+        channel = connection.channel()
+        message = channel.basic_get(rabbit)
+        received = channel.message_to_python(message)
+        assert queues.handle(subscription, received) == "requeued"
+    assert not Run.objects.filter(flow=flow).exists()
+    assert depth(rabbit) == 1
