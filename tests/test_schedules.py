@@ -191,3 +191,32 @@ def test_a_quarter_hourly_schedule_through_fall_back_day(olga):
     assert len({r.input["local_time"][11:16] for r in runs}) == 96
     offsets = {r.input["local_time"][11:16]: r.input["local_time"][-6:] for r in runs}
     assert offsets["02:30"] == "+02:00" and offsets["03:00"] == "+01:00"
+
+
+def test_rebuild_restores_the_fire_ledger_so_nothing_fires_again(olga):
+    import io
+
+    from django.core.management import call_command
+
+    flow = scheduled_flow(olga, at(2026, 6, 1, 8, 0), "0 * * * *", timezone="UTC", catch_up="skip")
+    sweep(at(2026, 6, 1, 10, 0, 20))  # 09:00 skipped, 10:00 started
+    pause(flow, olga)
+    sweep(at(2026, 6, 1, 11, 0, 20))  # 11:00 refused
+
+    def ledger():
+        return sorted(
+            Receipt.objects.filter(flow=flow).values_list("key", "outcome", "run_id", "at")
+        )
+
+    before = ledger()
+    assert [(key[11:16], outcome) for key, outcome, _, _ in before] == [
+        ("09:00", "skipped"),
+        ("10:00", "started"),
+        ("11:00", "refused"),
+    ]
+    Receipt.objects.all().delete()
+    DeliveryRecord.objects.all().delete()
+    call_command("rebuild_projections", stdout=io.StringIO())
+    assert ledger() == before
+    sweep(at(2026, 6, 1, 11, 0, 30))
+    assert Run.objects.filter(flow=flow).count() == 1
