@@ -40,6 +40,7 @@ class PublishQueue(Connector):
     def execute(self, ctx: Context) -> Result:
         import amqp.exceptions
         import kombu
+        from kombu.exceptions import OperationalError
 
         config: PublishQueueConfig = ctx.config
         if not settings.RABBITMQ_URL:
@@ -69,6 +70,6 @@ class PublishQueue(Connector):
         except amqp.exceptions.NotFound:
             raise ConnectorError(f"queue “{config.queue}” does not exist (is its consumer"
                                  " running?)", retryable=True) from None  # fmt: skip
-        except (TimeoutError, OSError, amqp.exceptions.AMQPError) as exc:
+        except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
             raise ConnectorError(f"publish failed: {exc}", retryable=True) from None
         return Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})

@@ -216,3 +216,24 @@ def test_a_message_whose_run_cannot_start_is_returned_not_acknowledged(olga, rab
         assert queues.handle(subscription, received) == "requeued"
     assert not Run.objects.filter(flow=flow).exists()
     assert depth(rabbit) == 1
+
+
+def test_an_unreachable_broker_is_a_retryable_failure(olga, settings, eager_celery):
+    from bench.common import free_port
+
+    settings.RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    publisher = triggered_flow(
+        olga,
+        {"type": "trigger.manual"},
+        {
+            "id": "send",
+            "type": "queue.publish",
+            "config": {"queue": "anywhere"},
+            "retry": {"max_attempts": 2, "initial_seconds": 60},
+        },
+        slug="publisher",
+    )
+    with eager_celery():
+        run = driver.start_run(flow=publisher, input={}, actor="user:olga")
+    step = Step.objects.get(run=run, node_id="send")
+    assert step.status == "retrying" and "publish failed" in step.error

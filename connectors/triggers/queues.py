@@ -15,8 +15,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+import amqp.exceptions
 import kombu
 from kombu import Consumer, Queue
+from kombu.exceptions import OperationalError
 
 from connectors.trigger_queue import QueueTriggerConfig
 from connectors.triggers import intake
@@ -158,8 +160,11 @@ class QueueConsumer:
         while not self.stop.is_set():
             try:
                 self._run_connected()
-            except (OSError, kombu.exceptions.OperationalError) as exc:
-                log.warning("queue consumer lost its connection (%s); reconnecting", exc)
+            except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
+                # A broker restart, or a queue declared elsewhere with other
+                # arguments: say so and try again, unacknowledged messages
+                # are redelivered.
+                log.warning("queue consumer stopped (%s); reconnecting in 2 s", exc)
                 self.consumers = {}
                 self.stop.wait(2)
 
