@@ -315,3 +315,25 @@ def test_over_asgi_a_delivery_waits_for_the_respond_node(olga, asgi_server):
     response = httpx.post(asgi_server + hook_url(flow), json={"name": "Ada"}, timeout=30)
     assert response.status_code == 200 and response.text == "thanks Ada"
     assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_racing_versions_of_one_entity_are_accepted_only_in_increasing_order(olga, asgi_server):
+    flow = triggered_flow(
+        olga, webhook(ordering_field="version", entity_field="id"), slug="hooks-order"
+    )
+    url = asgi_server + hook_url(flow)
+
+    def send(version: int) -> int:
+        with httpx.Client(timeout=60) as client:
+            return client.post(url, json={"id": "A", "version": version}).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(send, range(1, 41)))
+    assert set(statuses) <= {200, 202}
+    accepted = [r.input["body"]["version"] for r in Run.objects.filter(flow=flow).order_by("pk")]
+    # The entity's row is locked while each delivery decides, so runs start
+    # in lock order and never go back to an older version.
+    assert accepted == sorted(set(accepted)) and accepted[-1] == 40
+    assert statuses.count(202) == len(accepted)
+    assert DeliveryRecord.objects.filter(flow=flow, outcome="stale").count() == 40 - len(accepted)
+    assert Watermark.objects.get(flow=flow, entity="A").position == 40
