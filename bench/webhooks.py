@@ -36,7 +36,7 @@ def prepare() -> tuple[str, int]:
             "owner": user,
             "runbook": "bench",
             "failure_mode": "bench",
-        },  # fmt: skip
+        },
     )
     graph = {
         "nodes": [
@@ -57,10 +57,24 @@ def prepare() -> tuple[str, int]:
 
 def start_web(env: dict, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--lifespan", "off", "--log-level", "warning"],
-        cwd=common.ROOT, env=env, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=common.ROOT,
+        env=env,
+        start_new_session=True,
+    )
     for _ in range(200):
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -81,8 +95,9 @@ async def deliver_all(url: str, deliveries: int, keys: int, concurrency: int) ->
         async def one(index: int) -> None:
             key = f"delivery-{index % keys}"
             async with limit:
-                response = await client.post(url, json={"n": index},
-                                             headers={"Idempotency-Key": key})  # fmt: skip
+                response = await client.post(
+                    url, json={"n": index}, headers={"Idempotency-Key": key}
+                )
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             if response.status_code in (200, 202):
                 runs_per_key.setdefault(key, set()).add(response.json()["run_id"])
@@ -119,8 +134,10 @@ def main() -> None:
     runs = Run.objects.filter(flow_id=flow_id).count()
     accepted = sum(n for status, n in result["statuses"].items() if status in (200, 202))
     split = sum(1 for ids in result["runs_per_key"].values() if len(ids) != 1)
-    print(f"answers: {dict(sorted(result['statuses'].items()))}; keys answered with more than"
-          f" one run id: {split}; {result['seconds']:.2f}s")  # fmt: skip
+    print(
+        f"answers: {dict(sorted(result['statuses'].items()))}; keys answered with more than"
+        f" one run id: {split}; {result['seconds']:.2f}s"
+    )
     print(
         f"webhooks: deliveries={args.deliveries} keys={args.keys} runs={runs}"
         f" deliveries_per_s={accepted / result['seconds']:.0f}"

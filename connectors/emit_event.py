@@ -62,5 +62,5 @@ class EmitEvent(Connector):
                 "topic": ctx.config.topic,
                 "event_id": ctx.idempotency_key,
                 "deliveries": deliveries,
-            }  # fmt: skip
+            }
         )

@@ -44,8 +44,9 @@ class PublishQueue(Connector):
 
         config: PublishQueueConfig = ctx.config
         if not settings.RABBITMQ_URL:
-            raise ConnectorError("RABBITMQ_URL is not set: there is no queue broker",
-                                 retryable=False)  # fmt: skip
+            raise ConnectorError(
+                "RABBITMQ_URL is not set: there is no queue broker", retryable=False
+            )
         try:
             with kombu.Connection(
                 settings.RABBITMQ_URL,
@@ -68,8 +69,9 @@ class PublishQueue(Connector):
                     confirm_timeout=config.timeout_seconds,
                 )
         except amqp.exceptions.NotFound:
-            raise ConnectorError(f"queue “{config.queue}” does not exist (is its consumer"
-                                 " running?)", retryable=True) from None  # fmt: skip
+            raise ConnectorError(
+                f"queue “{config.queue}” does not exist (is its consumer running?)", retryable=True
+            ) from None
         except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
             raise ConnectorError(f"publish failed: {exc}", retryable=True) from None
         return Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})

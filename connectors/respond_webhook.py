@@ -12,8 +12,15 @@ from pydantic import Field, field_validator
 from connectors.base import Connector, Context, Result, StrictConfig, register
 
 # Headers the server owns; a flow may not set them.
-FORBIDDEN_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive",
-                     "upgrade", "set-cookie", "trailer"}  # fmt: skip
+FORBIDDEN_HEADERS = {
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "set-cookie",
+    "trailer",
+}
 
 
 class RespondConfig(StrictConfig):
@@ -41,5 +48,6 @@ class RespondToWebhook(Connector):
 
     def execute(self, ctx: Context) -> Result:
         config: RespondConfig = ctx.config
-        return Result(output={"status": config.status, "headers": dict(config.headers),
-                              "body": config.body})  # fmt: skip
+        return Result(
+            output={"status": config.status, "headers": dict(config.headers), "body": config.body}
+        )

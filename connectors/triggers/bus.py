@@ -8,8 +8,9 @@ from connectors.triggers import intake
 from connectors.triggers.models import Binding
 
 
-def publish(*, topic: str, payload: Any, event_id: str, publisher_run_id: int | None,
-            hops: int = 1) -> list[dict]:  # fmt: skip
+def publish(
+    *, topic: str, payload: Any, event_id: str, publisher_run_id: int | None, hops: int = 1
+) -> list[dict]:
     """Deliver to every listening flow (retired ones are gone from the bus;
     paused ones record the event as refused, once). Safe to call again with
     the same event id: flows that already started it answer duplicate."""
@@ -34,10 +35,11 @@ def publish(*, topic: str, payload: Any, event_id: str, publisher_run_id: int | 
                     "payload": payload,
                     "published_by_run": publisher_run_id,
                     "hops": hops,
-                },  # fmt: skip
+                },
                 detail={"topic": topic},
             )
         )
-        deliveries.append({"flow": binding.flow.slug, "status": outcome.status,
-                           "run_id": outcome.run_id})  # fmt: skip
+        deliveries.append(
+            {"flow": binding.flow.slug, "status": outcome.status, "run_id": outcome.run_id}
+        )
     return deliveries

@@ -123,12 +123,15 @@ def _field(spec: dict, required: bool) -> forms.Field:
         )
     kind = spec.get("type")
     if kind == "integer":
-        return forms.IntegerField(min_value=spec.get("minimum"), max_value=spec.get("maximum"),
-                                  **common)  # fmt: skip
+        return forms.IntegerField(
+            min_value=spec.get("minimum"), max_value=spec.get("maximum"), **common
+        )
     if kind == "number":
-        return forms.FloatField(min_value=spec.get("minimum"), max_value=spec.get("maximum"),
-                                **common)  # fmt: skip
+        return forms.FloatField(
+            min_value=spec.get("minimum"), max_value=spec.get("maximum"), **common
+        )
     if kind == "boolean":
         return forms.BooleanField(**common)
-    return forms.CharField(max_length=spec.get("maxLength"), min_length=spec.get("minLength"),
-                           strip=False, **common)  # fmt: skip
+    return forms.CharField(
+        max_length=spec.get("maxLength"), min_length=spec.get("minLength"), strip=False, **common
+    )

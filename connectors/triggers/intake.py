@@ -60,8 +60,9 @@ def deliver(delivery: Delivery) -> Outcome:
         with transaction.atomic():
             receipt = _claim(delivery, "started")
             if delivery.entity is not None and _is_stale(delivery):
-                record = _record(delivery, "stale", {"entity": delivery.entity,
-                                                     "position": delivery.position})  # fmt: skip
+                record = _record(
+                    delivery, "stale", {"entity": delivery.entity, "position": delivery.position}
+                )
                 if receipt is not None:
                     _settle(receipt, outcome="stale", at=record.at)
                 return Outcome("stale", message="a newer delivery for this entity was seen")
@@ -93,8 +94,11 @@ def record_without_run(delivery: Delivery, outcome: str, reason: str) -> Outcome
             _settle(receipt, at=record.at)
     except IntegrityError:
         first = _first(delivery)
-        return Outcome("duplicate", run_id=first.run_id if first else None,
-                       first_outcome=first.outcome if first else "")  # fmt: skip
+        return Outcome(
+            "duplicate",
+            run_id=first.run_id if first else None,
+            first_outcome=first.outcome if first else "",
+        )
     return Outcome(outcome, message=reason)
 
 
@@ -121,9 +125,12 @@ def _claim(delivery: Delivery, outcome: str) -> Receipt | None:
     if not delivery.key:
         return None
     return Receipt.objects.create(
-        flow=delivery.flow, source=delivery.source, key=delivery.key,
-        outcome=outcome, at=clock.now(),
-    )  # fmt: skip
+        flow=delivery.flow,
+        source=delivery.source,
+        key=delivery.key,
+        outcome=outcome,
+        at=clock.now(),
+    )
 
 
 def _settle(receipt: Receipt, **fields) -> None:
@@ -177,8 +184,9 @@ def _record(delivery: Delivery, outcome: str, detail: dict) -> DeliveryRecord:
         "key": delivery.key or "",
         "detail": {**delivery.detail, **detail},
     }
-    event = append(trigger_stream(delivery.flow.pk), f"delivery.{outcome}", payload,
-                   actor=delivery.actor)  # fmt: skip
+    event = append(
+        trigger_stream(delivery.flow.pk), f"delivery.{outcome}", payload, actor=delivery.actor
+    )
     record = record_from(event)
     record.save(force_insert=True)
     return record
@@ -198,8 +206,9 @@ def purge(now: dt.datetime) -> dict[str, int]:
     """Forget webhook keys past the retention window, and signatures past
     the longest tolerance (they are refused as stale by then anyway)."""
     hours = settings.LEDGERFLOW_WEBHOOK_KEY_RETENTION_HOURS
-    keys, _ = Receipt.objects.filter(source="webhook", at__lt=now - dt.timedelta(hours=hours)
-                                     ).delete()  # fmt: skip
+    keys, _ = Receipt.objects.filter(
+        source="webhook", at__lt=now - dt.timedelta(hours=hours)
+    ).delete()
     signatures, _ = SeenSignature.objects.filter(at__lt=now - dt.timedelta(hours=2)).delete()
     return {"webhook_keys": keys, "signatures": signatures}
 

@@ -82,9 +82,8 @@ def _rebuild_ledger(flows: set[int]) -> int:
             return
         receipts.setdefault(
             (flow_id, source, key),
-            Receipt(flow_id=flow_id, source=source, key=key, run_id=run_id,
-                    outcome=outcome, at=at),
-        )  # fmt: skip
+            Receipt(flow_id=flow_id, source=source, key=key, run_id=run_id, outcome=outcome, at=at),
+        )
 
     for event in Event.objects.filter(type="trigger.accepted").order_by("occurred_at", "id"):
         p = event.payload

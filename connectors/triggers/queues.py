@@ -44,11 +44,16 @@ def queue_arguments(name: str, delivery_limit: int) -> dict:
 
 def declare(channel, name: str, delivery_limit: int) -> None:
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, "direct", durable=True, auto_delete=False)
-    channel.queue_declare(dead_letter_queue(name), durable=True, auto_delete=False,
-                          arguments={"x-queue-type": "quorum"})  # fmt: skip
+    channel.queue_declare(
+        dead_letter_queue(name),
+        durable=True,
+        auto_delete=False,
+        arguments={"x-queue-type": "quorum"},
+    )
     channel.queue_bind(dead_letter_queue(name), DEAD_LETTER_EXCHANGE, routing_key=name)
-    channel.queue_declare(name, durable=True, auto_delete=False,
-                          arguments=queue_arguments(name, delivery_limit))  # fmt: skip
+    channel.queue_declare(
+        name, durable=True, auto_delete=False, arguments=queue_arguments(name, delivery_limit)
+    )
 
 
 @dataclass(frozen=True)
@@ -100,15 +105,21 @@ def handle(subscription: Subscription, message) -> str:
         for flow in Flow.objects.filter(pk__in=subscription.flow_ids):
             outcome = intake.deliver(
                 intake.Delivery(
-                    flow=flow, source="queue", key=key, actor=f"queue:{subscription.queue}",
-                    input={"queue": subscription.queue, "message_id": key, "body": body,
-                           "headers": _plain(message.headers)},
+                    flow=flow,
+                    source="queue",
+                    key=key,
+                    actor=f"queue:{subscription.queue}",
+                    input={
+                        "queue": subscription.queue,
+                        "message_id": key,
+                        "body": body,
+                        "headers": _plain(message.headers),
+                    },
                 )
-            )  # fmt: skip
+            )
             refused = refused or outcome.status == "refused"
     except Exception as exc:  # any failure: RabbitMQ redelivers, then dead-letters
-        log.warning("queue %s: message failed, returned to the queue: %s",
-                    subscription.queue, exc)  # fmt: skip
+        log.warning("queue %s: message failed, returned to the queue: %s", subscription.queue, exc)
         message.reject(requeue=True)
         return "rejected"
     if refused:
@@ -131,8 +142,14 @@ def handle_dead(subscription: Subscription, message) -> str:
             "headers": _plain(message.headers),
         }
         for flow in Flow.objects.filter(pk__in=subscription.flow_ids):
-            intake.record(flow, "queue", "dead_lettered", key=detail["message_id"],
-                          detail=detail, actor=f"queue:{subscription.queue}")  # fmt: skip
+            intake.record(
+                flow,
+                "queue",
+                "dead_lettered",
+                key=detail["message_id"],
+                detail=detail,
+                actor=f"queue:{subscription.queue}",
+            )
     except Exception as exc:  # kept in the dead-letter queue for the next try
         log.warning("queue %s: could not record a dead letter: %s", subscription.queue, exc)
         message.reject(requeue=True)
@@ -148,8 +165,9 @@ def _plain(headers) -> dict:
 class QueueConsumer:
     """Consumes every subscribed queue on one connection until ``stop``."""
 
-    def __init__(self, url: str, *, stop: threading.Event, refresh_seconds: float = 5.0,
-                 prefetch: int = 10):  # fmt: skip
+    def __init__(
+        self, url: str, *, stop: threading.Event, refresh_seconds: float = 5.0, prefetch: int = 10
+    ):
         self.url = url
         self.stop = stop
         self.refresh_seconds = refresh_seconds
@@ -194,10 +212,16 @@ class QueueConsumer:
             if name in self.consumers:
                 continue
             declare(channel, name, sub.delivery_limit)
-            main = Consumer(channel, queues=[Queue(name, no_declare=True)],
-                            on_message=lambda m, s=sub: handle(s, m))  # fmt: skip
-            dead = Consumer(channel, queues=[Queue(dead_letter_queue(name), no_declare=True)],
-                            on_message=lambda m, s=sub: handle_dead(s, m))  # fmt: skip
+            main = Consumer(
+                channel,
+                queues=[Queue(name, no_declare=True)],
+                on_message=lambda m, s=sub: handle(s, m),
+            )
+            dead = Consumer(
+                channel,
+                queues=[Queue(dead_letter_queue(name), no_declare=True)],
+                on_message=lambda m, s=sub: handle_dead(s, m),
+            )
             main.consume()
             dead.consume()
             self.consumers[name] = (sub, [main, dead])

@@ -43,8 +43,9 @@ def _exists(local: dt.datetime, zone: zoneinfo.ZoneInfo) -> bool:
     return round_trip.replace(tzinfo=None) == local.replace(tzinfo=None)
 
 
-def fires_between(config: ScheduleConfig, after: dt.datetime, until: dt.datetime,
-                  limit: int = BATCH) -> list[dt.datetime]:  # fmt: skip
+def fires_between(
+    config: ScheduleConfig, after: dt.datetime, until: dt.datetime, limit: int = BATCH
+) -> list[dt.datetime]:
     """UTC fire instants in (after, until], oldest first."""
     zone = zoneinfo.ZoneInfo(config.timezone)
     # Start one hour early on the wall clock: after a fall-back the local
@@ -88,8 +89,9 @@ def sweep(now: dt.datetime) -> dict[str, int]:
     return counts
 
 
-def fire(binding: Binding, config: ScheduleConfig, instant: dt.datetime,
-         now: dt.datetime) -> intake.Outcome:  # fmt: skip
+def fire(
+    binding: Binding, config: ScheduleConfig, instant: dt.datetime, now: dt.datetime
+) -> intake.Outcome:
     late = (now - instant).total_seconds() > settings.LEDGERFLOW_SCHEDULE_GRACE_SECONDS
     local = instant.astimezone(zoneinfo.ZoneInfo(config.timezone))
     delivery = intake.Delivery(
@@ -103,14 +105,16 @@ def fire(binding: Binding, config: ScheduleConfig, instant: dt.datetime,
             "local_time": local.isoformat(),
             "timezone": config.timezone,
             "late": late,
-        },  # fmt: skip
+        },
         detail={"fire_time": key_of(instant)},
     )
     if late and config.catch_up == "skip":
         return intake.record_without_run(
-            delivery, "skipped", f"missed by {int((now - instant).total_seconds())}s;"
-            " the schedule's catch-up policy is skip"
-        )  # fmt: skip
+            delivery,
+            "skipped",
+            f"missed by {int((now - instant).total_seconds())}s;"
+            " the schedule's catch-up policy is skip",
+        )
     return intake.deliver(delivery)
 
 

@@ -81,8 +81,9 @@ async def _answer(hook, outcome):
         return response
     binding = hook.binding
     if hook.config.respond == "respond_node" and binding.respond_node:
-        answer = await _await_response(outcome.run_id, binding.respond_node,
-                                       hook.config.response_timeout_seconds)  # fmt: skip
+        answer = await _await_response(
+            outcome.run_id, binding.respond_node, hook.config.response_timeout_seconds
+        )
         if answer is not None:
             return answer
     return JsonResponse({"run_id": outcome.run_id}, status=202)
@@ -106,8 +107,9 @@ def _http_response(output: dict, run_id: int) -> HttpResponse:
     if isinstance(body, str):
         response = HttpResponse(body, status=output["status"], content_type="text/plain")
     else:
-        response = HttpResponse(json.dumps(body), status=output["status"],
-                                content_type="application/json")  # fmt: skip
+        response = HttpResponse(
+            json.dumps(body), status=output["status"], content_type="application/json"
+        )
     for name, value in output.get("headers", {}).items():
         response[name] = value
     response["Ledgerflow-Run"] = str(run_id)

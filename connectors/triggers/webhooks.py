@@ -65,8 +65,11 @@ def check_signature(config: WebhookConfig, header: str | None, body: bytes, now:
     except ValueError:
         raise Rejected(401, "signature header has no timestamp t=<unix seconds>") from None
     if abs(now - timestamp) > config.tolerance_seconds:
-        raise Rejected(401, f"signature timestamp is outside the {config.tolerance_seconds}s"
-                            " tolerance (stale or clock skew)")  # fmt: skip
+        raise Rejected(
+            401,
+            f"signature timestamp is outside the {config.tolerance_seconds}s"
+            " tolerance (stale or clock skew)",
+        )
     expected = sign(config.secret, timestamp, body)
     if not hmac.compare_digest(expected, parts.get("v1", "")):
         raise Rejected(401, "signature does not match the body")
@@ -121,8 +124,11 @@ def ordering(config: WebhookConfig, body: Any) -> tuple[str | None, Any]:
     entity = field_at(body, config.entity_field)
     position = field_at(body, config.ordering_field)
     if entity is None or position is None or isinstance(position, dict | list):
-        raise Rejected(422, f"body needs {config.entity_field} and a number or timestamp"
-                            f" in {config.ordering_field}")  # fmt: skip
+        raise Rejected(
+            422,
+            f"body needs {config.entity_field} and a number or timestamp"
+            f" in {config.ordering_field}",
+        )
     return str(entity)[:MAX_KEY_LENGTH], position
 
 
@@ -138,16 +144,26 @@ def run_input(body: Any, headers, query) -> dict:
     }
 
 
-def accept(hook: Hook, *, body: bytes, content_type: str, headers, query,
-           signature_now: float, multipart: dict | None = None) -> intake.Outcome:  # fmt: skip
+def accept(
+    hook: Hook,
+    *,
+    body: bytes,
+    content_type: str,
+    headers,
+    query,
+    signature_now: float,
+    multipart: dict | None = None,
+) -> intake.Outcome:
     """Everything after the size check, in one synchronous call."""
     config, flow = hook.config, hook.flow
     if flow.status in ("paused", "retired"):
-        return intake.deliver(intake.Delivery(flow=flow, source="webhook", input=None,
-                                              actor="webhook"))  # fmt: skip
+        return intake.deliver(
+            intake.Delivery(flow=flow, source="webhook", input=None, actor="webhook")
+        )
     if config.secret:
-        signature = check_signature(config, headers.get(config.signature_header), body,
-                                    signature_now)  # fmt: skip
+        signature = check_signature(
+            config, headers.get(config.signature_header), body, signature_now
+        )
         if not intake.remember_signature(flow, signature):
             raise Rejected(401, "this signature was already used (a replayed delivery)")
     parsed = parse_body(content_type, body, multipart)
