@@ -91,11 +91,23 @@ def test_a_configured_body_field_is_the_dedup_key(client, olga):
 
 def test_bad_bodies_get_clear_answers_and_start_nothing(client, olga):
     flow = triggered_flow(olga, webhook(max_body_bytes=100), slug="hooks")
+    deep_flow = triggered_flow(olga, webhook(), slug="hooks-deep")
     url = hook_url(flow)
     too_big = post_json(client, url, {"blob": "x" * 200})
     assert too_big.status_code == 413 and "100 bytes" in too_big.json()["error"]
     broken = client.post(url, data="{not json", content_type="application/json")
     assert broken.status_code == 400 and "JSON" in broken.json()["error"]
+    for not_plain_json in ('{"n": NaN}', '{"n": 1e400}'):
+        refused = client.post(url, data=not_plain_json, content_type="application/json")
+        assert refused.status_code in (400, 413), not_plain_json
+    nested = client.post(
+        hook_url(deep_flow), data="[" * 100 + "]" * 100, content_type="application/json"
+    )
+    assert nested.status_code == 400
+    deep = client.post(
+        hook_url(deep_flow), data="[" * 5000 + "]" * 5000, content_type="application/json"
+    )
+    assert deep.status_code == 400 and "nested" in deep.json()["error"]
     xml = client.post(url, data="<a/>", content_type="application/xml")
     assert xml.status_code == 415
     assert client.get(url).status_code == 405

@@ -7,6 +7,7 @@ each rule is testable on its own.
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +20,8 @@ from runs.models import Step
 # Headers never copied into a run's input: they carry credentials.
 PRIVATE_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 MAX_KEY_LENGTH = 255
+MAX_DEPTH = 64
+TOO_DEEP = f"body is nested too deeply (more than {MAX_DEPTH} levels)"
 
 
 class Rejected(Exception):
@@ -84,9 +87,14 @@ def parse_body(content_type: str, body: bytes, multipart: dict | None = None) ->
         return {}
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return json.loads(body)
+            parsed = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
         except ValueError as exc:
             raise Rejected(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise Rejected(400, TOO_DEEP) from None
+        if _too_deep(parsed):
+            raise Rejected(400, TOO_DEEP)
+        return parsed
     if kind == "application/x-www-form-urlencoded":
         try:
             fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
@@ -94,6 +102,34 @@ def parse_body(content_type: str, body: bytes, multipart: dict | None = None) ->
             raise Rejected(400, "body is not a valid form") from None
         return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
     raise Rejected(415, "send JSON or a form (urlencoded or multipart)")
+
+
+def _too_deep(value: Any) -> bool:
+    # Checked without recursion; deeper documents would exhaust the stack of
+    # the code that later walks them (redaction, expressions).
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _refuse_constant(name: str) -> float:
+    # NaN and Infinity are not JSON, and the event log stores plain JSON only.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
 
 
 def field_at(body: Any, path: str) -> Any:
