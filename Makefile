@@ -54,10 +54,12 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 
 # Benchmarks and drills use PostgreSQL and Redis on 127.0.0.1 (databases
-# ledgerflow_bench, ledgerflow_drill_*; Redis databases 11 and 12; the broker
-# drill starts its own redis-server on a spare port).
+# ledgerflow_bench, ledgerflow_bench_webhooks, ledgerflow_drill_*; Redis
+# databases 11, 12 and 13; the broker drill starts its own redis-server on a
+# spare port).
 bench: $(VENV)/.dev services
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.webhooks
 
 drill: $(VENV)/.dev services
 	$(BIN)/python -m bench.drill_kill

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "runs",
     "flows",
     "connectors",
+    "connectors.triggers",
     "approvals",
 ]
 
@@ -181,6 +182,12 @@ CELERY_BEAT_SCHEDULE = {
     "approvals-sla-sweep": {
         "task": "approvals.tasks.sweep_slas",
         "schedule": float(env_int("LEDGERFLOW_APPROVAL_SWEEP_SECONDS", 30)),
+    },
+    # Schedule fires and the purge of old webhook keys; the sweep decides,
+    # beat only ticks it, so a second beat fires nothing twice.
+    "trigger-sweep": {
+        "task": "connectors.triggers.tasks.sweep",
+        "schedule": float(env_int("LEDGERFLOW_TRIGGER_SWEEP_SECONDS", 5)),
     },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
@@ -295,3 +302,18 @@ LEDGERFLOW_RATE_LIMITS = env_rate_limits("LEDGERFLOW_RATE_LIMITS")
 # the platform's own network; "host:port" entries here are let through (the
 # demo's fake payments API, an internal service an admin chose to expose).
 LEDGERFLOW_OUTBOUND_ALLOWLIST = env_list("LEDGERFLOW_OUTBOUND_ALLOWLIST")
+# --- Triggers ---------------------------------------------------------------
+# RabbitMQ for queue triggers and the Publish-to-queue connector. None (the
+# embedded default): queue triggers are off and `consume_queues` idles.
+RABBITMQ_URL = env_str("RABBITMQ_URL") or None
+# Webhook idempotency keys are remembered this long (then purged by the
+# trigger sweep); senders retry within hours, not days.
+LEDGERFLOW_WEBHOOK_KEY_RETENTION_HOURS = env_int("LEDGERFLOW_WEBHOOK_KEY_RETENTION_HOURS", 72)
+# The largest webhook body any flow may accept (a flow may set a lower one).
+LEDGERFLOW_WEBHOOK_MAX_BODY_BYTES = env_int("LEDGERFLOW_WEBHOOK_MAX_BODY_BYTES", 1_048_576)
+# A schedule fire found later than this is "missed" and follows the
+# schedule's catch-up policy; sooner, it is simply on time.
+LEDGERFLOW_SCHEDULE_GRACE_SECONDS = env_int("LEDGERFLOW_SCHEDULE_GRACE_SECONDS", 60)
+# Event chains longer than this stop: flows answering each other's events
+# would otherwise loop for ever.
+LEDGERFLOW_EVENT_MAX_HOPS = env_int("LEDGERFLOW_EVENT_MAX_HOPS", 16)

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("breakers/", include("connectors.breaker_urls")),
     path("credentials/", include("connectors.credential_urls")),
+    path("", include("connectors.triggers.urls")),
 ]
 
 handler403 = "config.views.permission_denied"

@@ -7,7 +7,7 @@ from django.apps import AppConfig
 NOT_CONNECTORS = {
     "apps", "base", "models", "admin", "tests", "migrations", "urls", "views", "forms",
     "breakers", "ratelimits", "breaker_views", "breaker_urls", "credential_views",
-    "credential_urls", "credentials", "netguard", "drift",
+    "credential_urls", "credentials", "netguard", "drift", "triggers",
 }  # fmt: skip
 
 

@@ -36,4 +36,8 @@ def describe(event: Event) -> str:
         if payload.get("note"):
             text += f": {payload['note']}"
         return text
+    if event.type == "flow.webhook_token_issued":
+        return "webhook URL issued"
+    if event.type == "flow.webhook_token_rotated":
+        return "webhook URL rotated (the old one no longer works)"
     return event.type

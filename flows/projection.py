@@ -108,6 +108,11 @@ def project(event: Event) -> Flow:
     flow.save(force_insert=event.type == "flow.created")
     if event.type == "flow.published":
         version_from(event).save(force_insert=True)
+    # The trigger binding (webhook URL, schedule, topics) follows the same
+    # events; its own rebuild lives with the triggers.
+    from connectors.triggers import bindings
+
+    bindings.project(event)
     return flow
 
 

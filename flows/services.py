@@ -245,6 +245,9 @@ def flow_publish(*, flow: Flow, actor, note: str = "") -> FlowVersion:
         "note": note,
     }
     _write(flow.pk, [("flow.published", payload)], actor)
+    from connectors.triggers import bindings
+
+    bindings.after_publish(flow.pk, actor)
     return FlowVersion.objects.get(flow=flow, number=number)
 
 

@@ -12,13 +12,14 @@ from django.views.decorators.http import require_POST
 from config.roles import role_required
 from connectors.base import all_connectors
 from connectors.drift import DRIFT_EVENT
+from connectors.triggers.forms import start_form_for
+from connectors.triggers.panel import trigger_panel
 from flows import history, services
 from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
 from runs import clock
-from runs.forms import StartRunForm
 from runs.models import Event, Run
 
 EMPTY_GRAPH = {"nodes": [{"id": "start", "type": "trigger.manual"}], "edges": []}
@@ -61,7 +62,7 @@ def inventory_list(request):
     return render(request, "flows/inventory.html", context)
 
 
-def _flow_page_context(request, flow: Flow) -> dict:
+def flow_page_context(request, flow: Flow) -> dict:
     events = Event.objects.filter(stream=flow.stream).order_by("-seq")
     return {
         "flow": flow,
@@ -70,7 +71,8 @@ def _flow_page_context(request, flow: Flow) -> dict:
         "can_edit": services.user_can_edit_flow(request.user, flow),
         "owner_form": OwnerForm(initial={"owner": flow.owner_id}),
         "review_form": ReviewForm(),
-        "start_form": StartRunForm(),
+        "start_form": start_form_for(flow),
+        "trigger": trigger_panel(request, flow),
         "can_run": request.user.has_perm("runs.change_run"),
         "runs": Run.objects.filter(flow=flow).order_by("-id")[:15],
         "versions": flow.versions.all()[:5],
@@ -114,7 +116,7 @@ def node_breakers(flow: Flow) -> list[dict]:
 @role_required("flows.view_flow")
 def flow_detail(request, slug):
     flow = get_object_or_404(Flow.objects.select_related("owner", "team"), slug=slug)
-    return render(request, "flows/detail.html", _flow_page_context(request, flow))
+    return render(request, "flows/detail.html", flow_page_context(request, flow))
 
 
 @role_required("flows.add_flow")
@@ -178,7 +180,7 @@ def flow_transition(request, slug, action):
 def _facts_response(request, flow: Flow, status: int = 200, **extra):
     """The facts panel, for htmx inline edits; a full redirect otherwise."""
     if request.htmx:
-        context = _flow_page_context(request, flow)
+        context = flow_page_context(request, flow)
         context.update(extra)
         return render(request, "flows/_facts.html", context, status=status)
     for error in extra.get("errors", []):

@@ -605,11 +605,15 @@ def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
     carried: dict | None = None, parent: dict | None = None,
+    extra_events: list | None = None,
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it.
 
     ``parent`` ({"run_id", "node", "key"}) makes it a sub-flow's run: one per
-    parent key, so a step that starts it again gets the same run back."""
+    parent key, so a step that starts it again gets the same run back.
+    ``extra_events`` (type, payload) are appended to the run's stream right
+    after ``run.started``, in the same commit: a trigger records there which
+    delivery started the run, so its dedup ledger can be rebuilt from the log."""
     from flows.models import FlowVersion
 
     if parent:
@@ -633,7 +637,7 @@ def start_run(
             run = _create_and_start(
                 flow=flow, number=number, input=input, actor=actor, now=now,
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
-                parent=parent, key=key,
+                parent=parent, key=key, extra_events=extra_events,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -647,7 +651,7 @@ def start_run(
 
 def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
-    parent: dict | None, key: str,
+    parent: dict | None, key: str, extra_events: list | None,
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -677,6 +681,7 @@ def _create_and_start(
             queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
         )
     )
+    session.events.extend(extra_events or [])
     session.drive()
     session.commit()
     return run

@@ -5,9 +5,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
+from connectors.triggers.forms import start_form_for
 from flows.models import Flow
+from flows.views import flow_page_context
 from runs import decider, driver
-from runs.forms import DiscardForm, ReplayForm, StartRunForm
+from runs.forms import DiscardForm, ReplayForm
 from runs.models import Event, Run, Step
 
 
@@ -18,14 +20,15 @@ def actor_of(request) -> str:
 @require_POST
 @role_required("runs.change_run")
 def run_start(request, slug):
-    flow = get_object_or_404(Flow, slug=slug)
-    form = StartRunForm(request.POST)
+    flow = get_object_or_404(Flow.objects.select_related("owner", "team"), slug=slug)
+    form = start_form_for(flow, data=request.POST)
     if not form.is_valid():
-        for error in form.errors.get("input", []):
-            messages.error(request, f"Input: {error}")
-        return redirect("flows:detail", slug=slug)
+        # The flow page again, with the typed values and each field's error.
+        context = flow_page_context(request, flow)
+        context["start_form"] = form
+        return render(request, "flows/detail.html", context, status=422)
     try:
-        run = driver.start_run(flow=flow, input=form.cleaned_data["input"], actor=actor_of(request))
+        run = driver.start_run(flow=flow, input=form.run_input(), actor=actor_of(request))
     except driver.StartRefused as exc:
         messages.error(request, str(exc))
         return redirect("flows:detail", slug=slug)

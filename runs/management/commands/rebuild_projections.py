@@ -9,6 +9,7 @@ from django.db import transaction
 
 from approvals import projection as approval_projection
 from connectors import breakers, credentials
+from connectors.triggers import projection as trigger_projection
 from flows import projection as flow_projection
 from runs import projection as run_projection
 
@@ -20,6 +21,7 @@ PROJECTIONS = [
     ("approval tasks", approval_projection.rebuild),
     ("breakers", breakers.rebuild),
     ("credentials", credentials.rebuild),
+    ("triggers", trigger_projection.rebuild),
 ]
 
 

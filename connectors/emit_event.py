@@ -1,0 +1,66 @@
+"""Emit event: publish a payload to a named topic of the event bus.
+
+The event id is the step's idempotency key, so a retried or re-run step
+publishes the same event again, and every subscribing flow starts once.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from pydantic import Field
+
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    register,
+)
+from connectors.trigger_event import TOPIC
+
+
+class EmitEventConfig(StrictConfig):
+    # A plain name, not an expression: the inventory shows who publishes where.
+    topic: str = Field(pattern=TOPIC)
+    payload: Any = Field(default_factory=dict)
+
+
+@register
+class EmitEvent(Connector):
+    key = "event.emit"
+    label = "Emit event"
+    category = "Events"
+    icon = "send"
+    Config = EmitEventConfig
+    timeout_seconds = 60.0
+
+    def side_effect(self, config: EmitEventConfig) -> SideEffect:
+        return SideEffect.IDEMPOTENT  # subscribers start once per event id
+
+    def execute(self, ctx: Context) -> Result:
+        from connectors.triggers import bus
+
+        trigger = ctx.data.get("trigger") or {}
+        hops = (trigger.get("hops", 0) if isinstance(trigger, dict) else 0) + 1
+        if hops > settings.LEDGERFLOW_EVENT_MAX_HOPS:
+            raise ConnectorError(
+                f"event chain is {hops} hops long (limit {settings.LEDGERFLOW_EVENT_MAX_HOPS});"
+                " flows that answer each other's events may be looping",
+                retryable=False,
+            )
+        deliveries = bus.publish(
+            topic=ctx.config.topic,
+            payload=ctx.config.payload,
+            event_id=ctx.idempotency_key,
+            publisher_run_id=ctx.run_id,
+            hops=hops,
+        )
+        return Result(
+            output={
+                "topic": ctx.config.topic,
+                "event_id": ctx.idempotency_key,
+                "deliveries": deliveries,
+            }
+        )

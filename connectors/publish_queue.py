@@ -1,0 +1,77 @@
+"""Publish to queue: send a JSON message to a RabbitMQ queue with publisher
+confirms; the message id is the step's idempotency key, so the consumer of a
+Ledgerflow queue trigger starts one run however often the step re-runs."""
+
+from typing import Any
+
+from django.conf import settings
+from pydantic import Field
+
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Context,
+    Result,
+    SideEffect,
+    StrictConfig,
+    register,
+)
+from connectors.trigger_queue import QUEUE
+
+
+class PublishQueueConfig(StrictConfig):
+    queue: str = Field(pattern=QUEUE)
+    body: Any = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
+@register
+class PublishQueue(Connector):
+    key = "queue.publish"
+    label = "Publish to queue"
+    category = "Events"
+    icon = "upload"
+    Config = PublishQueueConfig
+    timeout_seconds = 60.0
+
+    def side_effect(self, config: PublishQueueConfig) -> SideEffect:
+        return SideEffect.IDEMPOTENT  # consumers deduplicate on message_id
+
+    def execute(self, ctx: Context) -> Result:
+        import amqp.exceptions
+        import kombu
+        from kombu.exceptions import OperationalError
+
+        config: PublishQueueConfig = ctx.config
+        if not settings.RABBITMQ_URL:
+            raise ConnectorError(
+                "RABBITMQ_URL is not set: there is no queue broker", retryable=False
+            )
+        try:
+            with kombu.Connection(
+                settings.RABBITMQ_URL,
+                connect_timeout=config.timeout_seconds,
+                transport_options={"confirm_publish": True},
+            ) as connection:
+                # Passive: the consumer owns the queue's arguments (quorum,
+                # delivery limit, dead letters); a publisher must not guess them.
+                with connection.channel() as probe:
+                    probe.queue_declare(queue=config.queue, passive=True)
+                producer = connection.Producer()
+                producer.publish(
+                    config.body,
+                    exchange="",
+                    routing_key=config.queue,
+                    serializer="json",
+                    message_id=ctx.idempotency_key,
+                    delivery_mode=2,
+                    timeout=config.timeout_seconds,
+                    confirm_timeout=config.timeout_seconds,
+                )
+        except amqp.exceptions.NotFound:
+            raise ConnectorError(
+                f"queue “{config.queue}” does not exist (is its consumer running?)", retryable=True
+            ) from None
+        except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
+            raise ConnectorError(f"publish failed: {exc}", retryable=True) from None
+        return Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})

@@ -1,0 +1,136 @@
+"""Trigger pages and the webhook endpoint. Thin: parse, authorise, call one
+service, answer."""
+
+import asyncio
+import json
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from config.roles import role_required
+from connectors.triggers import topics, webhooks
+from connectors.triggers.bindings import rotate_token
+from flows import services
+from flows.models import Flow
+from runs import clock, decider
+
+REFUSED_STATUS = {"paused": 409, "retired": 410}
+POLL_SECONDS = 0.05
+
+
+@csrf_exempt
+async def receive_webhook(request, token: str):
+    """A delivery to a flow's webhook URL. No login: the token is the
+    credential. Async, so a delivery waiting for its flow's response holds no
+    worker thread while it waits."""
+    if request.method != "POST":
+        return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
+    hook = await sync_to_async(webhooks.find)(token)
+    if hook is None:
+        return JsonResponse({"error": "no webhook at this URL"}, status=404)
+    limit = min(hook.config.max_body_bytes, settings.LEDGERFLOW_WEBHOOK_MAX_BODY_BYTES)
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+        body = b"" if declared > limit else request.body
+    except (ValueError, RequestDataTooBig):
+        declared = limit + 1
+    if declared > limit or len(body) > limit:
+        return JsonResponse({"error": f"body is larger than {limit} bytes"}, status=413)
+    try:
+        outcome = await sync_to_async(webhooks.accept)(
+            hook,
+            body=body,
+            content_type=request.content_type or "",
+            headers=request.headers,
+            query=request.GET,
+            signature_now=clock.now().timestamp(),
+            multipart=_multipart_fields(request),
+        )
+    except webhooks.Rejected as exc:
+        return JsonResponse({"error": str(exc)}, status=exc.status)
+    return await _answer(hook, outcome)
+
+
+def _multipart_fields(request) -> dict | None:
+    if request.content_type != "multipart/form-data":
+        return None
+    try:
+        fields = request.POST.lists()
+    except Exception as exc:  # a malformed multipart body
+        raise webhooks.Rejected(400, f"body is not a valid form: {exc}") from None
+    return {name: values[0] if len(values) == 1 else values for name, values in fields}
+
+
+async def _answer(hook, outcome):
+    if outcome.status == "refused":
+        status = REFUSED_STATUS.get(outcome.flow_status, 409)
+        return JsonResponse({"error": outcome.message}, status=status)
+    if outcome.status == "stale" or outcome.first_outcome == "stale":
+        return JsonResponse({"run_id": None, "stale": True}, status=200)
+    if outcome.status == "duplicate":
+        # The same body as the first answer; 200 says nothing new started.
+        response = JsonResponse({"run_id": outcome.run_id}, status=200)
+        response["Ledgerflow-Duplicate"] = "true"
+        return response
+    binding = hook.binding
+    if hook.config.respond == "respond_node" and binding.respond_node:
+        answer = await _await_response(
+            outcome.run_id, binding.respond_node, hook.config.response_timeout_seconds
+        )
+        if answer is not None:
+            return answer
+    return JsonResponse({"run_id": outcome.run_id}, status=202)
+
+
+async def _await_response(run_id: int, node: str, timeout: float) -> HttpResponse | None:
+    """Poll the run's Respond node until it answers, the run ends without it,
+    or the timeout passes (then the caller falls back to 202)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run_status, output = await sync_to_async(webhooks.response_of)(run_id, node)
+        if output is not None:
+            return _http_response(output, run_id)
+        if run_status in decider.RUN_TERMINAL or time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _http_response(output: dict, run_id: int) -> HttpResponse:
+    body = output.get("body")
+    if isinstance(body, str):
+        response = HttpResponse(body, status=output["status"], content_type="text/plain")
+    else:
+        response = HttpResponse(
+            json.dumps(body), status=output["status"], content_type="application/json"
+        )
+    for name, value in output.get("headers", {}).items():
+        response[name] = value
+    response["Ledgerflow-Run"] = str(run_id)
+    return response
+
+
+@role_required("flows.view_flow")
+def topic_list(request):
+    return render(request, "triggers/topics.html", {"topics": topics.inventory()})
+
+
+@require_POST
+@role_required("flows.change_flow")
+def rotate_webhook(request, slug):
+    flow = get_object_or_404(Flow, slug=slug)
+    if not services.user_can_edit_flow(request.user, flow):
+        raise PermissionDenied(f"Only members of the team {flow.team} may edit this flow.")
+    try:
+        rotate_token(flow, request.user)
+    except services.FlowError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "The webhook URL was rotated; the old URL no longer works.")
+    return redirect("flows:detail", slug=flow.slug)
