@@ -33,7 +33,13 @@ class EmitEvent(Connector):
     label = "Emit event"
     category = "Events"
     icon = "send"
+    description = (
+        "Publishes an event to a named topic; every active flow subscribed to the topic "
+        "starts one run for it, exactly once. The event id comes from the step's idempotency "
+        "key, so a retry publishes nothing twice."
+    )
     Config = EmitEventConfig
+    example_config = {"topic": "orders.shipped", "payload": {"order_id": "{{ trigger.order_id }}"}}
     timeout_seconds = 60.0
 
     def side_effect(self, config: EmitEventConfig) -> SideEffect:

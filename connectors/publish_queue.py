@@ -31,7 +31,12 @@ class PublishQueue(Connector):
     label = "Publish to queue"
     category = "Events"
     icon = "upload"
+    description = (
+        "Publishes a message to a RabbitMQ queue with publisher confirms; the message id is "
+        "the step's idempotency key, so consumers can drop a redelivered copy."
+    )
     Config = PublishQueueConfig
+    example_config = {"queue": "orders.fulfil", "body": {"order_id": "{{ trigger.order_id }}"}}
     timeout_seconds = 60.0
 
     def side_effect(self, config: PublishQueueConfig) -> SideEffect:

@@ -43,7 +43,16 @@ class RespondToWebhook(Connector):
     label = "Respond to webhook"
     category = "Triggers"
     icon = "reply"
+    description = (
+        "Answers the webhook delivery that started the run (status, headers, body), when the "
+        "webhook trigger waits for a response."
+    )
     Config = RespondConfig
+    example_config = {
+        "status": 200,
+        "headers": {"X-Order": "{{ trigger.body.order_id }}"},
+        "body": {"accepted": True},
+    }
     inline = True
 
     def execute(self, ctx: Context) -> Result:

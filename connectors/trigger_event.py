@@ -18,7 +18,9 @@ class EventTrigger(Connector):
     label = "Event"
     category = "Triggers"
     icon = "radio"
+    description = "Starts a run for every event published to a topic (once per event)."
     Config = EventTriggerConfig
+    example_config = {"topic": "orders.shipped"}
     is_trigger = True
     inline = True
 

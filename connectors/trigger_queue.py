@@ -21,7 +21,13 @@ class QueueTrigger(Connector):
     label = "Queue"
     category = "Triggers"
     icon = "inbox"
+    description = (
+        "Starts a run for every message on a RabbitMQ quorum queue; a message is acknowledged"
+        " only after its run's start is committed, and poison messages go to a dead-letter "
+        "queue."
+    )
     Config = QueueTriggerConfig
+    example_config = {"queue": "orders.incoming", "delivery_limit": 5}
     is_trigger = True
     inline = True
 

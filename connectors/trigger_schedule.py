@@ -44,7 +44,12 @@ class ScheduleTrigger(Connector):
     label = "Schedule"
     category = "Triggers"
     icon = "calendar"
+    description = (
+        "Starts a run on a cron schedule in a time zone, once per fire time even with several"
+        " beat processes; a missed fire runs late or is recorded as skipped."
+    )
     Config = ScheduleConfig
+    example_config = {"cron": "0 7 * * 1-5", "timezone": "Europe/Berlin", "catch_up": "skip"}
     is_trigger = True
     inline = True
 

@@ -15,9 +15,11 @@ FIELD_PATH = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 
 
 class WebhookConfig(StrictConfig):
-    # HMAC-SHA256 shared secret; when set, every delivery must be signed
-    # (header "t=<unix seconds>,v1=<hex of HMAC(secret, '<t>.<body>')>").
-    secret: str = ""
+    # The name of an hmac credential holding the shared secret; when set,
+    # every delivery must be signed (header "t=<unix seconds>,v1=<hex of
+    # HMAC-SHA256(secret, '<t>.<body>')>"). A credential, not a value in the
+    # graph: graphs are recorded in the event log, secrets never are.
+    credential: str = ""
     signature_header: str = "X-Ledgerflow-Signature"
     tolerance_seconds: int = Field(default=300, ge=10, le=3600)
     # Deduplication: the Idempotency-Key header, else this body field.
@@ -45,7 +47,14 @@ class WebhookTrigger(Connector):
     label = "Webhook"
     category = "Triggers"
     icon = "link"
+    description = (
+        "Starts a run when an outside system POSTs to the flow's own URL: optional HMAC "
+        "signatures, deduplication on Idempotency-Key or a body field, stale-delivery "
+        "ordering."
+    )
     Config = WebhookConfig
+    example_config = {"credential": "shop-webhook-signing", "dedup_field": "order.id"}
+    credential_fields = ("credential",)
     is_trigger = True
     inline = True
 

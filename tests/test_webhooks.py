@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from bench.common import free_port
+from connectors import credentials
 from connectors.triggers import intake
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
 from connectors.triggers.webhooks import sign
@@ -140,8 +141,16 @@ def signed(body: bytes, timestamp: int, secret: str = SECRET) -> dict:
     return {"X-Ledgerflow-Signature": f"t={timestamp},v1={sign(secret, timestamp, body)}"}
 
 
+def signing_credential(owner, name: str = "hook-signing") -> str:
+    credentials.credential_create(
+        actor=owner, name=name, type="hmac", fields={}, secrets={"secret": SECRET}
+    )
+    return name
+
+
 def test_signed_deliveries_are_checked(client, olga):
-    flow = triggered_flow(olga, webhook(secret=SECRET, tolerance_seconds=60), slug="hooks")
+    config = webhook(credential=signing_credential(olga), tolerance_seconds=60)
+    flow = triggered_flow(olga, config, slug="hooks")
     url = hook_url(flow)
     body = b'{"order": "S-1"}'
     now = int(time.time())
@@ -349,3 +358,25 @@ def test_racing_versions_of_one_entity_are_accepted_only_in_increasing_order(olg
     assert statuses.count(202) == len(accepted)
     assert DeliveryRecord.objects.filter(flow=flow, outcome="stale").count() == 40 - len(accepted)
     assert Watermark.objects.get(flow=flow, entity="A").position == 40
+
+
+def test_a_webhook_whose_signing_credential_is_gone_answers_503_and_starts_nothing(client, olga):
+    flow = triggered_flow(olga, webhook(credential="no-such-credential"), slug="hooks")
+    body = b'{"order": "S-2"}'
+    now = int(time.time())
+    response = client.post(
+        hook_url(flow), data=body, content_type="application/json", headers=signed(body, now)
+    )
+    assert response.status_code == 503 and "no-such-credential" in response.json()["error"]
+    assert Run.objects.filter(flow=flow).count() == 0
+
+
+def test_the_signing_secret_never_reaches_the_event_log(client, olga):
+    flow = triggered_flow(olga, webhook(credential=signing_credential(olga)), slug="hooks")
+    body = b'{"order": "S-3"}'
+    response = client.post(
+        hook_url(flow), data=body, content_type="application/json",
+        headers=signed(body, int(time.time())),
+    )  # fmt: skip
+    assert response.status_code == 202
+    assert not Event.objects.filter(body__contains=SECRET).exists()

@@ -58,6 +58,19 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def signing_secret(config: WebhookConfig) -> str:
+    """The shared secret of the webhook's hmac credential; a credential that
+    is missing or unreadable is the platform's fault, so 503 (the sender
+    retries once an operator has fixed it), and the message names no secret."""
+    from connectors.base import ConnectorError
+    from connectors.credentials import credential_for
+
+    try:
+        return credential_for(config.credential, types={"hmac"}).secrets["secret"]
+    except ConnectorError as exc:
+        raise Rejected(503, f"this webhook's signing credential is unusable: {exc}") from None
+
+
 def check_signature(config: WebhookConfig, header: str | None, body: bytes, now: float) -> str:
     """The verified signature, or Rejected (401). Header: ``t=<unix>,v1=<hex>``."""
     if not header:
@@ -73,7 +86,7 @@ def check_signature(config: WebhookConfig, header: str | None, body: bytes, now:
             f"signature timestamp is outside the {config.tolerance_seconds}s"
             " tolerance (stale or clock skew)",
         )
-    expected = sign(config.secret, timestamp, body)
+    expected = sign(signing_secret(config), timestamp, body)
     if not hmac.compare_digest(expected, parts.get("v1", "")):
         raise Rejected(401, "signature does not match the body")
     return expected
@@ -196,7 +209,7 @@ def accept(
         return intake.deliver(
             intake.Delivery(flow=flow, source="webhook", input=None, actor="webhook")
         )
-    if config.secret:
+    if config.credential:
         signature = check_signature(
             config, headers.get(config.signature_header), body, signature_now
         )
