@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -30,6 +31,22 @@ async def receive_webhook(request, token: str):
     """A delivery to a flow's webhook URL. No login: the token is the
     credential. Async, so a delivery waiting for its flow's response holds no
     worker thread while it waits."""
+    try:
+        return await _receive(request, token)
+    finally:
+        await sync_to_async(_release_connection)()
+
+
+def _release_connection() -> None:
+    # Under ASGI each request makes its database calls on a thread of its
+    # own, so a persistent connection (CONN_MAX_AGE) would be left behind by
+    # every delivery and a burst would exhaust PostgreSQL's connection slots.
+    # Inside a transaction (a test's), the connection is not ours to close.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+async def _receive(request, token: str):
     if request.method != "POST":
         return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
     hook = await sync_to_async(webhooks.find)(token)
