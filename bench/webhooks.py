@@ -72,7 +72,7 @@ def start_web(env: dict, port: int) -> subprocess.Popen:
             "warning",
         ],
         cwd=common.ROOT,
-        env=env,
+        env={**env, "LEDGERFLOW_PROCESS": "web"},  # as platform/Procfile runs it
         start_new_session=True,
     )
     for _ in range(200):

@@ -117,6 +117,19 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        if env_str("LEDGERFLOW_PROCESS") == "web":
+            # Under ASGI every request makes its database calls on a thread
+            # of its own, so a persistent connection would be stranded by
+            # each request until PostgreSQL runs out of slots. The web
+            # process borrows from a pool instead and gives the connection
+            # back when the request ends; workers keep one connection each.
+            DATABASES["default"]["CONN_MAX_AGE"] = 0
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": env_int("LEDGERFLOW_WEB_DB_POOL_SIZE", 20),
+                "timeout": 10,
+            }
 else:
     # IMMEDIATE takes SQLite's writer lock when a transaction begins, so two
     # processes never both read then fail to upgrade to a write ("database is
