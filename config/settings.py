@@ -23,12 +23,24 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _persisted_secret(filename: str, make) -> str:
-    """A secret generated once per data directory, so restarts keep sessions."""
+    """A secret generated once per data directory, so restarts keep sessions.
+
+    Web, worker and beat may start at once on a new data directory: each
+    writes its candidate to a file of its own and links it into place, so the
+    first link wins, nobody fails, and nobody reads a half-written file.
+    """
     path = DATA_DIR / filename
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        candidate = DATA_DIR / f".{filename}.{os.getpid()}"
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(make())
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass  # another process won; use its secret
+        finally:
+            candidate.unlink()
     return path.read_text().strip()
 
 
