@@ -153,7 +153,9 @@ class Connector:
         return cls.compensate is not None
 
     def lease_seconds(self, config: BaseModel) -> float:
-        return self.timeout_seconds + lease_margin()
+        """The call's own timeout (a config's ``timeout_seconds`` when it has
+        one, else the connector's), plus the margin."""
+        return getattr(config, "timeout_seconds", self.timeout_seconds) + lease_margin()
 
     def breaker_target(self, config: BaseModel) -> str | None:
         """The outside system a call reaches, for its circuit breaker and rate

@@ -21,7 +21,6 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
-    lease_margin,
     register,
 )
 from connectors.credentials import credential_for
@@ -131,9 +130,6 @@ class SendEmail(Connector):
 
     def side_effect(self, config: EmailConfig) -> SideEffect:
         return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
-
-    def lease_seconds(self, config: EmailConfig) -> float:
-        return config.timeout_seconds + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
         config: EmailConfig = ctx.config

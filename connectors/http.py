@@ -24,7 +24,6 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
-    lease_margin,
     register,
     target_of,
 )
@@ -213,9 +212,6 @@ class HttpRequest(Connector):
         if config.method in ("GET", "HEAD"):
             return SideEffect.NONE
         return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
-
-    def lease_seconds(self, config: HttpConfig) -> float:
-        return config.timeout_seconds + lease_margin()
 
     def breaker_target(self, config: HttpConfig) -> str | None:
         return target_of(config.url, getattr(config, "credential", None))

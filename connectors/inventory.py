@@ -12,7 +12,6 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
-    lease_margin,
     register,
 )
 
@@ -52,9 +51,6 @@ class InventoryReserve(Connector):
         },
     }
     timeout_seconds = 60.0
-
-    def lease_seconds(self, config: InventoryConfig) -> float:
-        return config.timeout_seconds + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
         config: InventoryConfig = ctx.config

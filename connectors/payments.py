@@ -14,7 +14,6 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
-    lease_margin,
     register,
 )
 
@@ -53,9 +52,6 @@ class PaymentsCharge(Connector):
         },
     }
     timeout_seconds = 60.0
-
-    def lease_seconds(self, config: PaymentsConfig) -> float:
-        return config.timeout_seconds + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
         config: PaymentsConfig = ctx.config

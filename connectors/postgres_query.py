@@ -23,7 +23,6 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
-    lease_margin,
     register,
 )
 from connectors.credentials import credential_for
@@ -112,9 +111,6 @@ class PostgresQuery(Connector):
         if not config.write:
             return SideEffect.NONE
         return SideEffect.IDEMPOTENT if config.idempotent else SideEffect.UNSAFE
-
-    def lease_seconds(self, config: PostgresQueryConfig) -> float:
-        return config.timeout_seconds + lease_margin()
 
     def execute(self, ctx: Context) -> Result:
         config: PostgresQueryConfig = ctx.config
