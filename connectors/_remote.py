@@ -9,6 +9,11 @@ from connectors.base import Context
 from connectors.http import HttpConfig, HttpRequest
 
 
+def bearer_headers(api_key: str) -> dict:
+    """The Authorization header for an API key, or none without one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def post_json(
     ctx: Context, url: str, body: Any, *, key: str, timeout: float, headers: dict | None = None
 ) -> Any:

@@ -25,10 +25,6 @@ class InventoryConfig(StrictConfig):
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
 
-def _headers(config: InventoryConfig) -> dict:
-    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-
-
 @register
 class InventoryReserve(Connector):
     key = "inventory.reserve"
@@ -57,7 +53,7 @@ class InventoryReserve(Connector):
         body = {"order_id": config.order_id, "sku": config.sku, "quantity": config.quantity}
         reservation = _remote.post_json(ctx, f"{config.base_url}/reservations", body,
                                         key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                        headers=_headers(config))  # fmt: skip
+                                        headers=_remote.bearer_headers(config.api_key))  # fmt: skip
         return Result(output={"reservation_id": reservation["id"], **body})
 
     def compensate(self, ctx: Context) -> Result:
@@ -67,9 +63,9 @@ class InventoryReserve(Connector):
             raise ConnectorError("nothing to release: no reservation id", retryable=False)
         _remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
                           key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                          headers=_headers(config))  # fmt: skip
+                          headers=_remote.bearer_headers(config.api_key))  # fmt: skip
         return Result(output={"released": reservation_id})
 
     def test_connection(self, config: InventoryConfig) -> None:
         _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
-                         headers=_headers(config))  # fmt: skip
+                         headers=_remote.bearer_headers(config.api_key))  # fmt: skip

@@ -27,10 +27,6 @@ class PaymentsConfig(StrictConfig):
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
 
-def _headers(config: PaymentsConfig) -> dict:
-    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-
-
 @register
 class PaymentsCharge(Connector):
     key = "payments.charge"
@@ -58,7 +54,7 @@ class PaymentsCharge(Connector):
         body = {"order_id": config.order_id, "amount": config.amount}
         charge = _remote.post_json(ctx, f"{config.base_url}/charges", body,
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                   headers=_headers(config))  # fmt: skip
+                                   headers=_remote.bearer_headers(config.api_key))  # fmt: skip
         return Result(output={"charge_id": charge["id"], "order_id": charge["order_id"],
                               "amount": charge["amount"]})  # fmt: skip
 
@@ -69,9 +65,9 @@ class PaymentsCharge(Connector):
             raise ConnectorError("nothing to refund: the charge has no id", retryable=False)
         refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                   headers=_headers(config))  # fmt: skip
+                                   headers=_remote.bearer_headers(config.api_key))  # fmt: skip
         return Result(output={"refund_id": refund["id"], "charge_id": charge_id})
 
     def test_connection(self, config: PaymentsConfig) -> None:
         _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
-                         headers=_headers(config))  # fmt: skip
+                         headers=_remote.bearer_headers(config.api_key))  # fmt: skip

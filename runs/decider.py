@@ -750,30 +750,32 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
     return events
 
 
-def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
+def _waiting_for(state: RunState, node: str, attempt: int, reason: str) -> StepState:
+    """The step that waits for ``reason`` at ``attempt``: what a signal or a
+    give-up from outside may end. A hold (open breaker, rate limit) is ended
+    by its timer only."""
     _live(state)
-    step = _step(state, cmd.node)
-    _current(step, WAITING, cmd.attempt)
+    step = _step(state, node)
+    _current(step, WAITING, attempt)
     if step.wait_reason in HOLD_REASONS:
         raise IllegalTransition(
-            f"step {cmd.node} is held ({step.wait_reason}); only its timer ends that"
+            f"step {node} is held ({step.wait_reason}); only its timer ends that"
         )
-    if step.wait_reason != cmd.reason:
-        raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
+    if step.wait_reason != reason:
+        raise StaleCommand(f"step {node} waits for {step.wait_reason}, not {reason}")
+    return step
+
+
+def _wait_dead_lettered(node: str, attempt: int, error: str, reason: str) -> list[Event]:
+    payload = {"node": node, "attempt": attempt, "error": error, "reason": reason,
+               "outcome_unknown": False, "severity": "error"}  # fmt: skip
+    return [("step.dead_lettered", payload)]
+
+
+def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
+    _waiting_for(state, cmd.node, cmd.attempt, cmd.reason)
     if cmd.error is not None:
-        return [
-            (
-                "step.dead_lettered",
-                {
-                    "node": cmd.node,
-                    "attempt": cmd.attempt,
-                    "error": cmd.error,
-                    "reason": f"{cmd.reason} failed",
-                    "outcome_unknown": False,
-                    "severity": "error",
-                },
-            )
-        ]
+        return _wait_dead_lettered(cmd.node, cmd.attempt, cmd.error, f"{cmd.reason} failed")
     if cmd.port not in graph.ports(cmd.node):
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
@@ -781,20 +783,8 @@ def _signal(state: RunState, cmd: Signal, graph: Graph) -> list[Event]:
 
 
 def _give_up(state: RunState, cmd: GiveUp, graph: Graph) -> list[Event]:
-    _live(state)
-    step = _step(state, cmd.node)
-    _current(step, WAITING, cmd.attempt)
-    if step.wait_reason != cmd.reason:
-        raise StaleCommand(f"step {cmd.node} waits for {step.wait_reason}, not {cmd.reason}")
-    payload = {
-        "node": cmd.node,
-        "attempt": cmd.attempt,
-        "error": cmd.error,
-        "reason": f"{cmd.reason} abandoned",
-        "outcome_unknown": False,
-        "severity": "error",
-    }
-    return [("step.dead_lettered", payload)]
+    _waiting_for(state, cmd.node, cmd.attempt, cmd.reason)
+    return _wait_dead_lettered(cmd.node, cmd.attempt, cmd.error, f"{cmd.reason} abandoned")
 
 
 def _complete_iteration(state: RunState, cmd: CompleteIteration, graph: Graph) -> list[Event]:
