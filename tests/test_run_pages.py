@@ -52,15 +52,23 @@ def test_bad_start_input_is_an_error_message_not_a_run(client, olga):
 
 
 def test_a_paused_flow_starts_nothing(client, olga, eager_celery):
-    flow = publish(olga, chain(transform("a", x=1)), slug="calc", owner=olga,
-                   runbook="r", failure_mode="f")  # fmt: skip
+    flow = publish(olga, chain(transform("a", x=1)), slug="calc")
     from flows import services
 
-    services.flow_transition(flow=flow, actor=olga, action="activate")
     services.flow_transition(flow=flow, actor=olga, action="pause")
     login(client, olga)
     page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
     assert "is paused; it starts no runs" in page.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_a_draft_flow_starts_nothing_and_says_what_activation_needs(client, olga):
+    publish(olga, chain(transform("a", x=1)), slug="calc", active=False, failure_mode="")
+    login(client, olga)
+    page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
+    text = page.content.decode()
+    assert "“calc” is a draft; it starts no runs until it is activated" in text
+    assert "(it needs a failure mode first)." in text
     assert not Run.objects.exists()
 
 

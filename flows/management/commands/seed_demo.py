@@ -74,6 +74,7 @@ def order_graph() -> dict:
 
 
 SUPERVISORS = "Finance leads"
+REFUND_FAILURE_MODE = "Customers wait for refunds nobody decides; complaints reach support."
 
 
 def approval_graph() -> dict:
@@ -138,7 +139,8 @@ def seed_approvals(*, actor, owner) -> Flow:
                 "purpose": "Refunds over 500 EUR wait for a reviewer's approval.",
                 "owner": owner, "team": None, "criticality": "high",
                 "runbook": "Check the approval inbox backlog; escalate to finance leads.",
-                "failure_mode": "", "review_cadence_days": 90, "tags": ["approvals"],
+                "failure_mode": REFUND_FAILURE_MODE, "review_cadence_days": 90,
+                "tags": ["approvals"],
                 "external_systems": ["Payments API"],
             },
         )  # fmt: skip
@@ -146,6 +148,13 @@ def seed_approvals(*, actor, owner) -> Flow:
         services.flow_save_draft(flow=flow, actor=actor, graph=approval_graph())
         services.flow_publish(flow=flow, actor=actor, note="Demo approval flow")
         flow.refresh_from_db()
+    if flow.status == "draft":
+        # The README tells people to start it, and only active flows run.
+        if not flow.failure_mode.strip():
+            flow = services.flow_update(
+                flow=flow, actor=actor, data={"failure_mode": REFUND_FAILURE_MODE}
+            )
+        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
     return flow
 
 
@@ -256,6 +265,7 @@ class Command(BaseCommand):
             team=payments,
             criticality="high",
             runbook="Check the approval inbox backlog; escalate to finance leads.",
+            failure_mode=REFUND_FAILURE_MODE,
             tags=["approvals"],
             external_systems=["Payments API"],
         )
