@@ -7,7 +7,7 @@ pattern must be reached (or listed below with the reason it is not)."""
 import io
 from collections import Counter, deque
 from html.parser import HTMLParser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -39,11 +39,14 @@ NO_LAYOUT = {"api:openapi-view": "django-ninja's API reference, drawn by its own
 
 
 class Page(HTMLParser):
-    """The links, the polled or loaded fragments and the main area's text."""
+    """The links (and GET forms, submitted as they stand), the polled or
+    loaded fragments and the main area's text."""
 
     def __init__(self):
         super().__init__()
         self.links: list[str] = []
+        self.form: dict | None = None  # the GET form being read
+        self.select: str | None = None
         self.fragments: list[dict] = []
         self.main_depth = 0
         self.has_main = False
@@ -54,6 +57,7 @@ class Page(HTMLParser):
         attrs = dict(attrs)
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
+        self._read_form(tag, attrs)
         if attrs.get("hx-get"):
             self.fragments.append(attrs)
         if tag == "main":
@@ -65,6 +69,33 @@ class Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "main" and self.main_depth:
             self.main_depth -= 1
+        if tag == "select":
+            self.select = None
+        if tag == "form" and self.form is not None:
+            query = urlencode(self.form["fields"])
+            self.links.append(self.form["action"] + (f"?{query}" if query else ""))
+            self.form = None
+
+    def _read_form(self, tag, attrs):
+        if tag == "form":
+            method = (attrs.get("method") or "get").lower()
+            if method == "get" and not attrs.get("hx-post"):
+                self.form = {"action": attrs.get("action") or "", "fields": []}
+            return
+        if self.form is None or not attrs.get("name") and tag != "option":
+            return
+        if tag == "input" and attrs.get("type") not in ("submit", "button", "checkbox", "radio"):
+            self.form["fields"].append((attrs["name"], attrs.get("value") or ""))
+        elif tag == "input" and "checked" in attrs:
+            self.form["fields"].append((attrs["name"], attrs.get("value") or "on"))
+        elif tag == "textarea":
+            self.form["fields"].append((attrs["name"], ""))
+        elif tag == "select":
+            self.select = attrs["name"]
+        elif tag == "option" and self.select is not None:
+            # The first option, as a browser submits an untouched select.
+            self.form["fields"].append((self.select, attrs.get("value") or ""))
+            self.select = None
 
     def handle_data(self, data):
         if self.main_depth:
