@@ -7,7 +7,7 @@ pattern must be reached (or listed below with the reason it is not)."""
 import io
 from collections import Counter, deque
 from html.parser import HTMLParser
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -33,6 +33,8 @@ UNLINKED = {
     "api:openapi-json": "the schema the API reference page loads from script",
     "approvals:link": "a signed link sent by email, never shown on a page",
 }
+
+JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]
 
 # Pages outside the site's layout, so without its main area.
 NO_LAYOUT = {"api:openapi-view": "django-ninja's API reference, drawn by its own script"}
@@ -209,6 +211,26 @@ class Crawl:
         elif not body.strip():
             self.faults.append(f"{where} is empty")
 
+    def probe_queries(self) -> int:
+        """Each query parameter seen, once per pattern, with values no form
+        offers: a bad value is a clear answer, never a 5xx."""
+        probed = set()
+        for url in list(self.visited):
+            parts = urlsplit(url)
+            pattern = pattern_of(parts.path)
+            for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+                if (pattern, name) in probed:
+                    continue
+                probed.add((pattern, name))
+                for junk in JUNK_VALUES:
+                    query = urlencode({name: junk})
+                    response = self.client.get(f"{parts.path}?{query}")
+                    if response.status_code >= 500:
+                        self.faults.append(
+                            f"{self.role}: GET {parts.path}?{query} answered {response.status_code}"
+                        )
+        return len(probed)
+
     @staticmethod
     def _same_origin(base: str, href: str) -> str | None:
         absolute = urljoin(f"http://testserver{base}", href)
@@ -245,6 +267,7 @@ def test_every_page_as_every_role(client, demo):
         crawl = Crawl(client, role)
         crawl.run(["/"])
         assert len(crawl.visited) > 10, f"{role} reached only {crawl.visited}"
+        assert crawl.probe_queries() >= 3
         faults += crawl.faults
         reached |= crawl.patterns
         client.logout()
