@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 
 from runs import decider
 from runs.models import Run, Step
@@ -231,6 +231,22 @@ class Crawl:
                         )
         return len(probed)
 
+    def probe_paths(self) -> int:
+        """Each pattern seen, with ids and names that do not exist (or do
+        not fit a database integer): a 404, never a 5xx."""
+        probed = 0
+        for pattern in sorted(self.patterns):
+            url = next((u for u in self.visited if pattern_of(urlsplit(u).path) == pattern), "")
+            kwargs = resolve(urlsplit(url).path).kwargs if url else {}
+            for name, value in kwargs.items():
+                for junk in (0, 2**63 + 1) if isinstance(value, int) else ("zz-missing",):
+                    path = reverse(pattern, kwargs={**kwargs, name: junk})
+                    status = self.client.get(path).status_code
+                    probed += 1
+                    if status >= 500:
+                        self.faults.append(f"{self.role}: GET {path} answered {status}")
+        return probed
+
     @staticmethod
     def _same_origin(base: str, href: str) -> str | None:
         absolute = urljoin(f"http://testserver{base}", href)
@@ -267,7 +283,7 @@ def test_every_page_as_every_role(client, demo):
         crawl = Crawl(client, role)
         crawl.run(["/"])
         assert len(crawl.visited) > 10, f"{role} reached only {crawl.visited}"
-        assert crawl.probe_queries() >= 3
+        assert crawl.probe_queries() >= 3 and crawl.probe_paths() >= 2
         faults += crawl.faults
         reached |= crawl.patterns
         client.logout()
