@@ -65,6 +65,8 @@ def test_a_paused_flow_starts_nothing(client, olga, eager_celery):
 def test_a_draft_flow_starts_nothing_and_says_what_activation_needs(client, olga):
     publish(olga, chain(transform("a", x=1)), slug="calc", active=False, failure_mode="")
     login(client, olga)
+    page = client.get(reverse("flows:detail", args=["calc"])).content.decode()
+    assert "Start run" not in page and "it needs a failure mode first" in page
     page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
     text = page.content.decode()
     assert "“calc” is a draft; it starts no runs until it is activated" in text
