@@ -100,6 +100,7 @@ def run(runs: int) -> dict:
     try:
         actor = User.objects.create_user("drill")
         flow = transfer.import_flow(order_flow(api, unsafe=False), actor=actor)
+        flow = common.put_in_service(flow, actor)
         run_ids: list[int] = []
         with Supervisor(services_for(env, logdir), stalled=stalled) as supervisor:
             time.sleep(2)

@@ -97,6 +97,7 @@ def run(runs: int, kills: int, unsafe: bool, name: str) -> dict:
     try:
         actor = User.objects.create_user("drill")
         flow = transfer.import_flow(order_flow(api, unsafe=unsafe), actor=actor)
+        flow = common.put_in_service(flow, actor)
         run_ids = []
         with Supervisor(worker_services(env, logdir)) as supervisor:
             time.sleep(2)  # let the worker come up before the first kill

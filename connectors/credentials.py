@@ -457,19 +457,35 @@ def secret_values() -> list[str]:
 # --- where a credential is used -------------------------------------------------------
 
 
-def _names_in(graph: dict | None) -> set[str]:
+def _names_in(graph: Any) -> set[str]:
+    """Credential names a graph's nodes and compensations refer to. A draft
+    is whatever JSON was saved (``"compensation": "default"``, half-typed
+    nodes), so each shape is checked before it is read."""
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    names: set[str] = set()
+    for node in nodes if isinstance(nodes, list) else []:
+        if not isinstance(node, dict):
+            continue
+        names |= _names_in_spec(node)
+        # "default" (or {"default": true}) undoes with the node's own
+        # connector and config: no other credential.
+        compensation = node.get("compensation")
+        if isinstance(compensation, dict):
+            names |= _names_in_spec(compensation)
+    return names
+
+
+def _names_in_spec(spec: dict) -> set[str]:
     from connectors.base import UnknownConnector, get
 
-    names: set[str] = set()
-    for node in (graph or {}).get("nodes", []):
-        for spec in (node, node.get("compensation") or {}):
-            try:
-                fields = get(spec.get("type", "")).credential_fields
-            except UnknownConnector:
-                continue
-            config = spec.get("config") or {}
-            names |= {config[f] for f in fields if isinstance(config.get(f), str)}
-    return names
+    kind, config = spec.get("type"), spec.get("config")
+    if not isinstance(kind, str) or not isinstance(config, dict):
+        return set()
+    try:
+        fields = get(kind).credential_fields
+    except UnknownConnector:
+        return set()
+    return {config[f] for f in fields if isinstance(config.get(f), str)}
 
 
 def flows_using(name: str) -> list:

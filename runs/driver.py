@@ -621,8 +621,8 @@ def start_run(
         if existing is not None:
             return existing
 
-    if flow.status in ("paused", "retired"):
-        raise StartRefused(f"“{flow.name}” is {flow.status}; it starts no runs.")
+    if flow.run_refusal:
+        raise StartRefused(flow.run_refusal)
     number = version_number or flow.published_version
     if not number:
         raise StartRefused(f"“{flow.name}” has no published version to run.")

@@ -46,8 +46,10 @@ def run_detail(request, run_id):
         "live": run.status in decider.RUN_LIVE,
         "can_act": request.user.has_perm("runs.change_run"),
     }
-    if request.htmx and request.htmx.target == "run-body":
-        return render(request, "runs/_run_body.html", context)
+    # The poll asks for the live fragment; "run-body" is what pages loaded
+    # before it existed still ask for, and the fragment holds that too.
+    if request.htmx and request.htmx.target in ("run-live", "run-body"):
+        return render(request, "runs/_run_live.html", context)
     return render(request, "runs/detail.html", context)
 
 

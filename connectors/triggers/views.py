@@ -22,7 +22,7 @@ from flows import services
 from flows.models import Flow
 from runs import clock, decider
 
-REFUSED_STATUS = {"paused": 409, "retired": 410}
+REFUSED_STATUS = {"draft": 409, "paused": 409, "retired": 410}
 POLL_SECONDS = 0.05
 
 

@@ -205,7 +205,7 @@ def accept(
 ) -> intake.Outcome:
     """Everything after the size check, in one synchronous call."""
     config, flow = hook.config, hook.flow
-    if flow.status in ("paused", "retired"):
+    if flow.status != "active":
         return intake.deliver(
             intake.Delivery(flow=flow, source="webhook", input=None, actor="webhook")
         )

@@ -74,6 +74,7 @@ def order_graph() -> dict:
 
 
 SUPERVISORS = "Finance leads"
+REFUND_FAILURE_MODE = "Customers wait for refunds nobody decides; complaints reach support."
 
 
 def approval_graph() -> dict:
@@ -138,7 +139,8 @@ def seed_approvals(*, actor, owner) -> Flow:
                 "purpose": "Refunds over 500 EUR wait for a reviewer's approval.",
                 "owner": owner, "team": None, "criticality": "high",
                 "runbook": "Check the approval inbox backlog; escalate to finance leads.",
-                "failure_mode": "", "review_cadence_days": 90, "tags": ["approvals"],
+                "failure_mode": REFUND_FAILURE_MODE, "review_cadence_days": 90,
+                "tags": ["approvals"],
                 "external_systems": ["Payments API"],
             },
         )  # fmt: skip
@@ -146,7 +148,89 @@ def seed_approvals(*, actor, owner) -> Flow:
         services.flow_save_draft(flow=flow, actor=actor, graph=approval_graph())
         services.flow_publish(flow=flow, actor=actor, note="Demo approval flow")
         flow.refresh_from_db()
+    if flow.status == "draft":
+        # The README tells people to start it, and only active flows run.
+        if not flow.failure_mode.strip():
+            flow = services.flow_update(
+                flow=flow, actor=actor, data={"failure_mode": REFUND_FAILURE_MODE}
+            )
+        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
     return flow
+
+
+ADDRESS_RUNBOOK = """\
+## When a run dead-letters
+The shop sent an incomplete address. Open the dead letter, read which field
+is missing, then *edit input* with the corrected address and replay it, or
+discard it with the ticket number if the order was cancelled.
+"""
+DEMO_CREDENTIAL = "payments-api-token"
+
+
+def address_graph() -> dict:
+    """Normalise a customer's postal address before an order ships; pure
+    steps only, so it runs without the worker or the demo API.
+    Start it with {"customer": "C-1", "address": {"postcode": "10115 berlin"}}."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
+            {"id": "normalise", "type": "transform", "position": {"x": 200, "y": 0},
+             "config": {"fields": {
+                 "customer": "{{ trigger.customer }}",
+                 "postcode": "{{ trigger.address.postcode | upper }}",
+                 "country": "{{ trigger.address.country | default('DE') }}"}}},
+        ],
+        "edges": [{"from": "start", "to": "normalise"}],
+    }  # fmt: skip
+
+
+def seed_credential(*, actor) -> bool:
+    """A bearer token for the demo payments API; False if it exists."""
+    from connectors import credentials
+
+    if credentials.Credential.objects.filter(name=DEMO_CREDENTIAL).exists():
+        return False
+    credentials.credential_create(
+        actor=actor, name=DEMO_CREDENTIAL, type="bearer", fields={},
+        secrets={"token": secrets.token_urlsafe(24)},
+    )  # fmt: skip
+    return True
+
+
+def seed_runs(*, actor, owner) -> dict[str, int]:
+    """Real runs through the engine (their steps are pure or wait for a
+    person, so they need no worker): one that succeeded, one dead-lettered
+    and one waiting on an approval. Only when there are no runs yet."""
+    from runs import driver
+    from runs.models import Run
+
+    if Run.objects.exists():
+        return {}
+    flow = Flow.objects.filter(slug="address-normalisation").first()
+    if flow is None:
+        flow = services.flow_create(actor=actor, data={
+            "name": "Address normalisation", "slug": "address-normalisation",
+            "kind": "ledgerflow", "external_platform": "", "external_url": "",
+            "purpose": "Normalises a customer's postal address before an order ships.",
+            "owner": owner, "team": None, "criticality": "low", "runbook": ADDRESS_RUNBOOK,
+            "failure_mode": "Parcels go to addresses the carrier cannot read and come back.",
+            "review_cadence_days": 180, "tags": ["orders"], "external_systems": [],
+        })  # fmt: skip
+        services.flow_save_draft(flow=flow, actor=actor, graph=address_graph())
+        services.flow_publish(flow=flow, actor=actor, note="Demo version")
+        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
+    who = f"user:{owner.username}"
+    good = {"customer": "C-1", "address": {"postcode": "10115 berlin", "country": "DE"}}
+    return {
+        "succeeded": driver.start_run(flow=flow, input=good, actor=who).pk,
+        # No address: the step fails for good and waits as a dead letter.
+        "dead-lettered": driver.start_run(flow=flow, input={"customer": "C-2"}, actor=who).pk,
+        "waiting on an approval": driver.start_run(
+            flow=Flow.objects.get(slug="refund-approvals"),
+            actor=who,
+            input={"order_id": "A-7", "amount": 640, "reason": "arrived broken"},
+        ).pk,
+    }
 
 
 class Command(BaseCommand):
@@ -161,6 +245,19 @@ class Command(BaseCommand):
             self._inventory()
             self.stdout.write(f"Demo inventory: {Flow.objects.count()} automations.")
         self._approvals()
+        self._examples()
+
+    @transaction.atomic
+    def _examples(self) -> None:
+        """A credential and a few real runs, so every page has something to
+        show on a first visit. Only into a data directory that has none."""
+        User = get_user_model()
+        admin, operator = User.objects.get(username="admin"), User.objects.get(username="operator")
+        if seed_credential(actor=admin):
+            self.stdout.write(f"Demo credential: {DEMO_CREDENTIAL}.")
+        runs = seed_runs(actor=admin, owner=operator)
+        if runs:
+            self.stdout.write("Demo runs: " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".")
 
     @transaction.atomic
     def _approvals(self) -> None:
@@ -256,6 +353,7 @@ class Command(BaseCommand):
             team=payments,
             criticality="high",
             runbook="Check the approval inbox backlog; escalate to finance leads.",
+            failure_mode=REFUND_FAILURE_MODE,
             tags=["approvals"],
             external_systems=["Payments API"],
         )
