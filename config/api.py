@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from config.roles import role_required
 from connectors.base import ConnectorError, UnknownConnector, catalogue, get
+from flows.api import router as flows_router
 
 api = NinjaAPI(
     title="Ledgerflow API",
@@ -19,6 +20,9 @@ api = NinjaAPI(
     # The docs name every endpoint: readable by the roles that read flows.
     docs_decorator=role_required("flows.view_flow"),
 )
+
+# The flow editor's endpoints: drafts, validation, publishing, versions.
+api.add_router("/", flows_router)
 
 
 def require(request: HttpRequest, permission: str) -> None:
@@ -40,6 +44,8 @@ class ConnectorOut(Schema):
     has_compensate: bool
     has_test_connection: bool
     secret_fields: list[str]
+    credential_fields: list[str]
+    in_palette: bool
     config_schema: dict
     output_schema: dict | None
     example_config: dict

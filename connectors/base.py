@@ -124,6 +124,9 @@ class Connector:
     # Config fields that hold a credential's name (never a secret): the
     # store decrypts it at run time; export and import keep the name.
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    # Shown in the editor's palette. Demo and benchmark connectors say False:
+    # flows that use them still render, but nobody picks them for new work.
+    in_palette: ClassVar[bool] = True
 
     def side_effect(self, config: BaseModel) -> SideEffect:
         return self.side_effect_class
@@ -304,6 +307,8 @@ def describe(connector: type[Connector]) -> dict:
         "has_compensate": connector.has_compensate(),
         "has_test_connection": connector.test_connection is not None,
         "secret_fields": list(connector.secret_fields),
+        "credential_fields": list(connector.credential_fields),
+        "in_palette": connector.in_palette,
         "config_schema": connector.Config.model_json_schema(),
         "config_fields": config_fields(connector),
         "output_schema": connector.output_schema,

@@ -1,0 +1,62 @@
+// The server's shapes (flows/graph.py, flows/api.py, config/api.py).
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: Json };
+
+export interface GraphNode {
+  id: string;
+  type: string;
+  config?: JsonObject;
+  retry?: JsonObject;
+  on_failure?: "dead_letter" | "fail_run";
+  compensation?: Json;
+  position?: { x: number; y: number };
+}
+
+export interface GraphEdge {
+  from: string;
+  to: string;
+  from_port?: string;
+}
+
+export interface Graph {
+  nodes: GraphNode[];
+  edges: GraphEdge[];
+  settings?: JsonObject;
+}
+
+export interface ConnectorInfo {
+  key: string;
+  label: string;
+  category: string;
+  icon: string;
+  description: string;
+  side_effect: string;
+  is_trigger: boolean;
+  ports: string[];
+  dynamic_ports: boolean;
+  secret_fields: string[];
+  credential_fields: string[];
+  in_palette: boolean;
+  config_schema: JsonObject;
+  example_config: JsonObject;
+}
+
+export interface GraphError {
+  message: string;
+  node: string | null;
+  field: string | null;
+}
+
+export interface NodeChange {
+  id: string;
+  fields: string[];
+}
+
+export interface GraphDiff {
+  added: string[];
+  removed: string[];
+  changed: NodeChange[];
+  edges_added: string[];
+  edges_removed: string[];
+  settings_changed: boolean;
+}
