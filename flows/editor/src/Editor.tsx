@@ -272,6 +272,11 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
           </ReactFlow>
           {nodes.length === 0 && <p className="lf-empty">{readOnly ? "This draft has no nodes." : "Drag a trigger from the palette to start."}</p>}
         </div>
+        {!selectedNode && (
+          <aside className="lf-panel lf-panel-empty" aria-label="Node settings">
+            <p className="muted">Select a node to see its settings{readOnly ? "" : ", or drag a connector from the palette"}.</p>
+          </aside>
+        )}
         {selectedNode && (
           <NodePanel
             key={selectedNode.id}
