@@ -166,3 +166,62 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     positions = {(n["position"]["x"], n["position"]["y"]) for n in draft_before["nodes"]}
     assert len(positions) == 3 and (0, 0) not in positions
     screenshot(page, "editor-reloaded")
+
+
+def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
+    browser,  # noqa: F811
+    live_server,
+    olga,
+    adam,
+    rita,
+    make_flow,
+):
+    from flows import services
+
+    flow = make_flow(olga, name="Stale", slug="stale", owner=olga, **READY)
+    graph = {
+        "nodes": [
+            {"id": "hook", "type": "trigger.webhook", "position": {"x": 0, "y": 0}},
+            {"id": "shape", "type": "transform", "config": {"fields": {"a": "1"}},
+             "position": {"x": 300, "y": 0}},
+        ],
+        "edges": [{"from": "hook", "to": "shape"}],
+    }  # fmt: skip
+    flow = services.flow_save_draft(flow=flow, actor=olga, graph=graph)
+    page = log_in(browser, live_server, "olga", PASSWORD)
+    page.set_viewport_size({"width": 1500, "height": 950})
+    page.goto(f"{live_server.url}/flows/{flow.slug}/editor/")
+    expect(node(page, "shape")).to_be_visible()
+
+    # Adam saves while Olga edits; her next save is refused and names him.
+    theirs = {**graph, "nodes": [*graph["nodes"], {"id": "later", "type": "delay",
+              "config": {"seconds": 5}, "position": {"x": 600, "y": 0}}]}  # fmt: skip
+    base = services.draft_revision(flow).number
+    services.flow_save_draft(flow=flow, actor=adam, graph=theirs, base_revision=base)
+    select(page, "shape")
+    page.keyboard.press("Delete")
+    expect(node(page, "shape")).to_have_count(0)
+    expect(page.locator('[data-testid="stale"]')).to_contain_text("adam saved this draft")
+    screenshot(page, "editor-stale")
+    assert Flow.objects.get(pk=flow.pk).draft_graph == theirs
+    page.click("text=Reload theirs")
+    expect(node(page, "later")).to_be_visible()
+    expect(node(page, "shape")).to_be_visible()
+    # On top of the reloaded revision, the delete saves.
+    select(page, "shape")
+    page.click("text=Delete node")
+    saved(page)
+    ids = [n["id"] for n in Flow.objects.get(pk=flow.pk).draft_graph["nodes"]]
+    assert ids == ["hook", "later"]
+    page.context.close()
+
+    page = log_in(browser, live_server, "rita", PASSWORD)
+    page.goto(f"{live_server.url}/flows/{flow.slug}/")
+    page.click("text=View diagram")
+    expect(page.locator('[data-testid="save-state"]')).to_contain_text("Read-only")
+    expect(node(page, "later")).to_be_visible()
+    expect(page.locator(".lf-palette")).to_have_count(0)
+    expect(page.locator('[data-testid="publish"]')).to_have_count(0)
+    select(page, "later")
+    expect(field(page, "config.seconds")).to_be_disabled()
+    screenshot(page, "editor-read-only")

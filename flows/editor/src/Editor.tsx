@@ -255,7 +255,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
             nodes={nodes}
             edges={edges}
             nodeTypes={nodeTypes}
-            onNodesChange={readOnly ? undefined : onNodesChange}
+            onNodesChange={readOnly ? (changes) => onNodesChange(changes.filter((c) => c.type === "select" || c.type === "dimensions")) : onNodesChange}
             onEdgesChange={readOnly ? undefined : onEdgesChange}
             onConnect={onConnect}
             onSelectionChange={({ nodes: chosen }) => setSelected(chosen.length === 1 ? chosen[0].id : null)}
