@@ -213,15 +213,32 @@ def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
     saved(page)
     ids = [n["id"] for n in Flow.objects.get(pk=flow.pk).draft_graph["nodes"]]
     assert ids == ["hook", "later"]
+
+    # Rename, undo it, redo it; tidy up lays the two unconnected nodes out
+    # in one column.
+    select(page, "later")
+    field(page, "id").fill("pause")
+    page.click("text=Rename")
+    expect(node(page, "pause")).to_be_visible()
+    expect(node(page, "later")).to_have_count(0)
+    page.click("button:has-text('Undo')")
+    expect(node(page, "later")).to_be_visible()
+    page.click("button:has-text('Redo')")
+    expect(node(page, "pause")).to_be_visible()
+    page.click("text=Tidy up")
+    saved(page)
+    nodes = Flow.objects.get(pk=flow.pk).draft_graph["nodes"]
+    assert [n["id"] for n in nodes] == ["hook", "pause"]
+    assert {(n["position"]["x"], n["position"]["y"]) for n in nodes} == {(40, 40), (40, 180)}
     page.context.close()
 
     page = log_in(browser, live_server, "rita", PASSWORD)
     page.goto(f"{live_server.url}/flows/{flow.slug}/")
     page.click("text=View diagram")
     expect(page.locator('[data-testid="save-state"]')).to_contain_text("Read-only")
-    expect(node(page, "later")).to_be_visible()
+    expect(node(page, "pause")).to_be_visible()
     expect(page.locator(".lf-palette")).to_have_count(0)
     expect(page.locator('[data-testid="publish"]')).to_have_count(0)
-    select(page, "later")
+    select(page, "pause")
     expect(field(page, "config.seconds")).to_be_disabled()
     screenshot(page, "editor-read-only")

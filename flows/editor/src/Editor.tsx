@@ -23,7 +23,11 @@ import { graphDiff, isEmptyDiff } from "./diff";
 import { FlowNodeView } from "./FlowNodeView";
 import { initialConfig, newNodeId } from "./graph";
 import { NodePanel } from "./NodePanel";
+import { copyNodes, pasteNodes } from "./clipboard";
+import { History } from "./history";
+import { layout } from "./layout";
 import { DRAG_TYPE, Palette } from "./Palette";
+import { renameNode, renameProblem } from "./rename";
 import { PublishDialog } from "./PublishDialog";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
 
@@ -55,10 +59,92 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
   const [selected, setSelected] = useState<string | null>(null);
   const [publishedVersion, setPublishedVersion] = useState(draft.published_version);
   const [publishing, setPublishing] = useState<{ diff: GraphDiff } | null>(null);
-  const { screenToFlowPosition } = useReactFlow();
+  const { screenToFlowPosition, fitView } = useReactFlow();
 
   const graph: Graph = useMemo(() => toGraph(nodes, edges, settings.current), [nodes, edges]);
   const graphJson = useMemo(() => JSON.stringify(graph), [graph]);
+  const history = useRef(new History(savedJson.current));
+  const clipboard = useRef<Graph | null>(null);
+  const [, setHistoryTick] = useState(0);
+
+  // Undo steps: the graph half a second after a burst of changes (a drag,
+  // typing) settles.
+  useEffect(() => {
+    const timer = window.setTimeout(() => {
+      history.current.record(graphJson);
+      setHistoryTick((t) => t + 1);
+    }, 500);
+    return () => window.clearTimeout(timer);
+  }, [graphJson]);
+
+  const applyGraph = useCallback(
+    (next: Graph, select: string[] = []) => {
+      const loaded = fromGraph(next);
+      settings.current = next.settings;
+      setNodes(loaded.nodes.map((n) => ({ ...n, selected: select.includes(n.id) })));
+      setEdges(loaded.edges);
+      setSelected(select.length === 1 ? select[0] : null);
+    },
+    [setNodes, setEdges],
+  );
+
+  const undo = useCallback(
+    (forward: boolean) => {
+      history.current.record(graphJson);
+      const state = forward ? history.current.redo() : history.current.undo();
+      if (state !== null) applyGraph(JSON.parse(state) as Graph);
+      setHistoryTick((t) => t + 1);
+    },
+    [graphJson, applyGraph],
+  );
+
+  const tidy = useCallback(() => {
+    const positions = layout(graph);
+    setNodes((current) => current.map((n) => ({ ...n, position: positions.get(n.id) ?? n.position })));
+    window.setTimeout(() => fitView({ maxZoom: 1 }), 50);
+  }, [graph, setNodes]);
+
+  const rename = useCallback(
+    (from: string, to: string): string | null => {
+      const problem = renameProblem(graph, from, to);
+      if (problem) return problem;
+      applyGraph(renameNode(graph, from, to), [to]);
+      return null;
+    },
+    [graph, applyGraph],
+  );
+
+  const paste = useCallback(() => {
+    if (!clipboard.current) return;
+    const pasted = pasteNodes(graph, clipboard.current, catalogue);
+    if (!pasted.nodes.length) {
+      setNotice("Not pasted: a flow has exactly one trigger.");
+      return;
+    }
+    applyGraph(
+      { ...graph, nodes: [...graph.nodes, ...pasted.nodes], edges: [...graph.edges, ...pasted.edges] },
+      pasted.nodes.map((n) => n.id),
+    );
+  }, [graph, catalogue, applyGraph]);
+
+  // Shortcuts, except while typing in a field.
+  useEffect(() => {
+    if (readOnly) return;
+    const onKey = (e: KeyboardEvent) => {
+      const target = e.target as HTMLElement;
+      if (target.closest("input, textarea, select, [contenteditable]")) return;
+      if (!(e.ctrlKey || e.metaKey)) return;
+      const key = e.key.toLowerCase();
+      if (key === "z") undo(e.shiftKey);
+      else if (key === "y") undo(true);
+      else if (key === "c") clipboard.current = copyNodes(graph, new Set(nodes.filter((n) => n.selected).map((n) => n.id)));
+      else if (key === "v") paste();
+      else return;
+      e.preventDefault();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [readOnly, undo, paste, graph, nodes]);
 
   const save = useCallback(
     async (base: number) => {
@@ -117,11 +203,13 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
     savedJson.current = JSON.stringify(toGraph(loaded.nodes, loaded.edges, settings.current));
     setNodes(loaded.nodes);
     setEdges(loaded.edges);
+    history.current.reset(savedJson.current);
+    window.setTimeout(() => fitView({ maxZoom: 1 }), 50);
     setErrors(fresh.errors);
     setStale(null);
     setSaveState("saved");
     setMessage(`Reloaded revision ${fresh.revision}${fresh.saved_by ? `, saved by ${fresh.saved_by}` : ""}.`);
-  }, [api, setNodes, setEdges]);
+  }, [api, setNodes, setEdges, fitView]);
 
   const errorsByNode = useMemo(() => {
     const map = new Map<string, GraphError[]>();
@@ -223,6 +311,13 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
         </span>
         <span className="muted">{publishedVersion ? `v${publishedVersion} published` : "never published"}</span>
         {!readOnly && (
+          <span className="lf-tools">
+            <button type="button" onClick={() => undo(false)} disabled={!history.current.canUndo} title="Undo (Ctrl+Z)">Undo</button>
+            <button type="button" onClick={() => undo(true)} disabled={!history.current.canRedo} title="Redo (Ctrl+Shift+Z)">Redo</button>
+            <button type="button" onClick={tidy} disabled={!nodes.length} title="Lay the nodes out left to right">Tidy up</button>
+          </span>
+        )}
+        {!readOnly && (
           <button type="button" className="primary" data-testid="publish" disabled={saveState === "stale" || saveState === "saving"} onClick={() => void startPublish()}>
             Publish…
           </button>
@@ -287,6 +382,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
             readOnly={readOnly}
             onChange={(spec) => updateSpec(selectedNode.id, spec)}
             onDelete={() => deleteNode(selectedNode.id)}
+            onRename={(to) => rename(selectedNode.id, to)}
           />
         )}
       </div>

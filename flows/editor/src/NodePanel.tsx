@@ -1,6 +1,6 @@
 // The side panel of the selected node: its config form (from the
 // connector's JSON Schema), retry policy and what happens when it fails.
-import { useMemo } from "react";
+import { useMemo, useState } from "react";
 import { DEFAULT_RETRY } from "./diff";
 import { type FormContext, SchemaForm } from "./SchemaForm";
 import { type FormField, fieldsOf } from "./schemaForm";
@@ -22,8 +22,11 @@ export function NodePanel(props: {
   readOnly: boolean;
   onChange: (spec: GraphNode) => void;
   onDelete: () => void;
+  onRename: (to: string) => string | null;
 }) {
-  const { node, info, errors, credentials, readOnly, onChange, onDelete } = props;
+  const { node, info, errors, credentials, readOnly, onChange, onDelete, onRename } = props;
+  const [newId, setNewId] = useState(node.id);
+  const [renameError, setRenameError] = useState("");
   const fields = useMemo(
     () => (info ? fieldsOf(info.config_schema, info.config_schema, info.credential_fields) : []),
     [info],
@@ -42,6 +45,20 @@ export function NodePanel(props: {
         <h2>{info?.label ?? node.type}</h2>
         <code>{node.id}</code>
         {info?.description && <p className="lf-help">{info.description}</p>}
+        {!readOnly && (
+          <form
+            className="lf-rename"
+            onSubmit={(e) => {
+              e.preventDefault();
+              setRenameError(newId === node.id ? "" : (onRename(newId.trim()) ?? ""));
+            }}
+          >
+            <label htmlFor="field-id">Id (expressions call it steps.{node.id})</label>
+            <input id="field-id" value={newId} onChange={(e) => setNewId(e.target.value)} />
+            <button type="submit" disabled={newId.trim() === node.id}>Rename</button>
+            {renameError && <p className="lf-field-errors" role="alert">{renameError}</p>}
+          </form>
+        )}
       </header>
       {nodeErrors.length > 0 && (
         <ul className="lf-node-errors" role="alert" data-testid="panel-node-errors">
