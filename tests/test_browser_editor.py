@@ -167,6 +167,20 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     assert len(positions) == 3 and (0, 0) not in positions
     screenshot(page, "editor-reloaded")
 
+    # Delete a node, then view version 1 read-only and restore it.
+    page.click("text=Delete node")
+    saved(page)
+    page.select_option('select[aria-label="View a published version"]', "1")
+    view = page.locator('[data-testid="version-view"]')
+    expect(view.locator('[data-testid="node-http_request"]')).to_be_visible()
+    screenshot(page, "editor-version")
+    page.click('[data-testid="restore-version"]')
+    expect(node(page, "http_request")).to_be_visible()
+    saved(page)
+    restored = Flow.objects.get(pk=flow.pk).draft_graph
+    assert [n["id"] for n in restored["nodes"]] == ["webhook", "transform", "http_request"]
+    assert len(restored["edges"]) == 2
+
 
 def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
     browser,  # noqa: F811

@@ -15,7 +15,7 @@ import {
   useReactFlow,
 } from "@xyflow/react";
 import { type DragEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { Api, type Draft, type Stale } from "./api";
+import { Api, type Draft, type Stale, type VersionOut } from "./api";
 import { type FlowNode, edgeId, fromGraph, toGraph } from "./canvas";
 import { type Catalogue, connectionProblem, dropProblem } from "./connections";
 import { EditorContext } from "./context";
@@ -29,6 +29,7 @@ import { layout } from "./layout";
 import { DRAG_TYPE, Palette } from "./Palette";
 import { renameNode, renameProblem } from "./rename";
 import { PublishDialog } from "./PublishDialog";
+import { VersionView } from "./VersionView";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
 
 export const AUTOSAVE_MS = 2000;
@@ -60,6 +61,12 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
   const [publishedVersion, setPublishedVersion] = useState(draft.published_version);
   const [publishing, setPublishing] = useState<{ diff: GraphDiff } | null>(null);
   const { screenToFlowPosition, fitView } = useReactFlow();
+  const [versions, setVersions] = useState<Omit<VersionOut, "graph">[]>([]);
+  const [viewing, setViewing] = useState<VersionOut | null>(null);
+
+  useEffect(() => {
+    if (publishedVersion) void api.versions().then(setVersions);
+  }, [api, publishedVersion]);
 
   const graph: Graph = useMemo(() => toGraph(nodes, edges, settings.current), [nodes, edges]);
   const graphJson = useMemo(() => JSON.stringify(graph), [graph]);
@@ -310,6 +317,23 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
           {readOnly ? "Read-only: your role or team may not edit this flow" : SAVE_WORDS[saveState]}
         </span>
         <span className="muted">{publishedVersion ? `v${publishedVersion} published` : "never published"}</span>
+        {versions.length > 0 && (
+          <select
+            aria-label="View a published version"
+            value={viewing ? String(viewing.number) : ""}
+            onChange={(e) => {
+              if (!e.target.value) setViewing(null);
+              else void api.version(Number(e.target.value)).then(setViewing);
+            }}
+          >
+            <option value="">Draft</option>
+            {versions.map((v) => (
+              <option key={v.number} value={v.number}>
+                v{v.number} by {v.published_by}
+              </option>
+            ))}
+          </select>
+        )}
         {!readOnly && (
           <span className="lf-tools">
             <button type="button" onClick={() => undo(false)} disabled={!history.current.canUndo} title="Undo (Ctrl+Z)">Undo</button>
@@ -343,7 +367,20 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
           ))}
         </ul>
       )}
-      <div className={`lf-editor${readOnly ? " lf-readonly" : ""}`}>
+      {viewing && (
+        <VersionView
+          version={viewing}
+          canRestore={!readOnly}
+          onClose={() => setViewing(null)}
+          onRestore={() => {
+            applyGraph(viewing.graph);
+            setViewing(null);
+            setMessage(`Version ${viewing.number} is restored into the draft; publish to make it current.`);
+            window.setTimeout(() => fitView({ maxZoom: 1 }), 50);
+          }}
+        />
+      )}
+      <div className={`lf-editor${readOnly ? " lf-readonly" : ""}${viewing ? " lf-hidden" : ""}`}>
         {!readOnly && <Palette connectors={connectors} onAdd={(key) => addNode(key, { x: 120 + nodes.length * 40, y: 120 + nodes.length * 40 })} />}
         <div className="lf-canvas" data-testid="canvas" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
           <ReactFlow

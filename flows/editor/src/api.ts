@@ -95,6 +95,10 @@ export class Api {
     );
   }
 
+  versions() {
+    return this.call<Omit<VersionOut, "graph">[]>("GET", `flows/${this.slug}/versions`).then((r) => r.data);
+  }
+
   version(number: number) {
     return this.call<VersionOut>("GET", `flows/${this.slug}/versions/${number}`).then((r) => r.data);
   }
