@@ -240,8 +240,14 @@ def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
     page.click("button:has-text('Redo')")
     expect(node(page, "pause")).to_be_visible()
     page.click("text=Tidy up")
+    page.click("button:has-text('Note')")
+    page.fill('textarea[aria-label="Sticky note note-1"]', "Waits for the ledger to settle.")
     saved(page)
-    nodes = Flow.objects.get(pk=flow.pk).draft_graph["nodes"]
+    draft = Flow.objects.get(pk=flow.pk).draft_graph
+    assert [(n["id"], n["text"]) for n in draft["notes"]] == [
+        ("note-1", "Waits for the ledger to settle.")
+    ]
+    nodes = draft["nodes"]
     assert [n["id"] for n in nodes] == ["hook", "pause"]
     assert {(n["position"]["x"], n["position"]["y"]) for n in nodes} == {(40, 40), (40, 180)}
     page.context.close()
@@ -255,4 +261,7 @@ def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
     expect(page.locator('[data-testid="publish"]')).to_have_count(0)
     select(page, "pause")
     expect(field(page, "config.seconds")).to_be_disabled()
+    expect(page.locator('textarea[aria-label="Sticky note note-1"]')).to_have_attribute(
+        "readonly", ""
+    )
     screenshot(page, "editor-read-only")

@@ -230,3 +230,22 @@ def test_the_editor_page_loads_the_bundle_without_inline_script(client, olga, ri
     login(client, rita)
     page = client.get(reverse("flows:editor", kwargs={"slug": flow.slug}))
     assert b'"can_edit": false' in page.content
+
+
+def test_sticky_notes_are_kept_in_the_draft_and_the_published_version(client, olga, flow):
+    from flows.graph import graph_hash, normalise
+
+    login(client, olga)
+    note = {"id": "note-1", "text": "Charges go to the demo API.", "position": {"x": 5, "y": 6}}
+    revision = put(client, flow, {**GRAPH, "notes": [note]}, 0).json()["revision"]
+    assert publish(client, flow, base_revision=revision).status_code == 200
+    assert flow.versions.get(number=1).graph["notes"] == [note]
+    # Graphs without notes hash as they did before notes existed.
+    assert "notes" not in normalise(GRAPH)
+    assert graph_hash(normalise(GRAPH)) == graph_hash(normalise({**GRAPH, "notes": []}))
+    url = reverse("api:flow_validate", kwargs={"slug": flow.slug})
+    bad = {**GRAPH, "notes": [{"id": "note-1"}]}
+    errors = client.post(url, {"graph": bad}, content_type="application/json").json()["errors"]
+    assert [(e["field"], e["message"]) for e in errors] == [
+        ("notes.0", "'text' is a required property")
+    ]

@@ -16,7 +16,8 @@ import {
 } from "@xyflow/react";
 import { type DragEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Api, type Draft, type Stale, type VersionOut } from "./api";
-import { type FlowNode, edgeId, fromGraph, toGraph } from "./canvas";
+import { type CanvasNode, edgeId, fromGraph, isStep, newNoteId, toGraph } from "./canvas";
+import { NoteView } from "./NoteView";
 import { type Catalogue, connectionProblem, dropProblem } from "./connections";
 import { EditorContext } from "./context";
 import { graphDiff, isEmptyDiff } from "./diff";
@@ -33,7 +34,7 @@ import { VersionView } from "./VersionView";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
 
 export const AUTOSAVE_MS = 2000;
-const nodeTypes = { lf: FlowNodeView };
+const nodeTypes = { lf: FlowNodeView, note: NoteView };
 
 type SaveState = "saved" | "pending" | "saving" | "stale" | "failed";
 
@@ -47,7 +48,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
   const readOnly = !canEdit;
   const catalogue: Catalogue = useMemo(() => new Map(connectors.map((c) => [c.key, c])), [connectors]);
   const initial = useMemo(() => fromGraph(draft.graph ?? { nodes: [], edges: [] }), [draft]);
-  const [nodes, setNodes, onNodesChange] = useNodesState<FlowNode>(initial.nodes);
+  const [nodes, setNodes, onNodesChange] = useNodesState<CanvasNode>(initial.nodes);
   const [edges, setEdges, onEdgesChange] = useEdgesState<Edge>(initial.edges);
   const settings = useRef<JsonObject | undefined>(draft.graph?.settings);
   const revision = useRef(draft.revision);
@@ -270,7 +271,8 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
   );
 
   const updateSpec = useCallback(
-    (id: string, spec: GraphNode) => setNodes((current) => current.map((n) => (n.id === id ? { ...n, data: { spec } } : n))),
+    (id: string, spec: GraphNode) =>
+      setNodes((current) => current.map((n) => (n.id === id && isStep(n) ? { ...n, data: { spec } } : n))),
     [setNodes],
   );
 
@@ -309,9 +311,13 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
     [api],
   );
 
-  const selectedNode = nodes.find((n) => n.id === selected);
+  const selectedNode = nodes.filter(isStep).find((n) => n.id === selected);
+  const addNote = () => {
+    const id = newNoteId(nodes);
+    setNodes((current) => [...current, { id, type: "note", position: { x: 40, y: 40 + current.length * 20 }, data: { text: "" } }]);
+  };
   return (
-    <EditorContext.Provider value={{ catalogue, errorsByNode }}>
+    <EditorContext.Provider value={{ catalogue, errorsByNode, readOnly }}>
       <div className="lf-toolbar">
         <span className={`lf-save lf-save-${saveState}`} data-testid="save-state" data-revision={revision.current}>
           {readOnly ? "Read-only: your role or team may not edit this flow" : SAVE_WORDS[saveState]}
@@ -339,6 +345,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
             <button type="button" onClick={() => undo(false)} disabled={!history.current.canUndo} title="Undo (Ctrl+Z)">Undo</button>
             <button type="button" onClick={() => undo(true)} disabled={!history.current.canRedo} title="Redo (Ctrl+Shift+Z)">Redo</button>
             <button type="button" onClick={tidy} disabled={!nodes.length} title="Lay the nodes out left to right">Tidy up</button>
+            <button type="button" onClick={addNote} title="Add a sticky note">Note</button>
           </span>
         )}
         {!readOnly && (

@@ -93,6 +93,24 @@ export function NodePanel(props: {
               <option value="fail_run">fail the run (and compensate)</option>
             </select>
           </div>
+          <div className="lf-field">
+            <label htmlFor="field-compensation">Compensation (undo when the run fails later)</label>
+            <select
+              id="field-compensation"
+              value={node.compensation === undefined ? "" : isDefault(node.compensation) ? "default" : "custom"}
+              disabled={readOnly || (node.compensation !== undefined && !isDefault(node.compensation))}
+              onChange={(e) => {
+                const { compensation: _old, ...rest } = node;
+                onChange(e.target.value === "default" ? { ...rest, compensation: "default" } : rest);
+              }}
+            >
+              <option value="">none</option>
+              {(info.has_compensate || isDefault(node.compensation)) && <option value="default">the connector's own undo</option>}
+              {node.compensation !== undefined && !isDefault(node.compensation) && (
+                <option value="custom">another connector (edit in the advanced view)</option>
+              )}
+            </select>
+          </div>
           <h4>Retry policy</h4>
           <SchemaForm
             fields={RETRY_FIELDS}
@@ -112,5 +130,12 @@ export function NodePanel(props: {
         </button>
       )}
     </aside>
+  );
+}
+
+function isDefault(compensation: unknown): boolean {
+  return (
+    compensation === "default" ||
+    (typeof compensation === "object" && compensation !== null && (compensation as { default?: boolean }).default === true)
   );
 }

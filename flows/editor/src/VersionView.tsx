@@ -1,12 +1,14 @@
 // A published version on the canvas, read-only, with the way back and the
 // way to restore it into the draft.
 import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider } from "@xyflow/react";
-import { useMemo } from "react";
+import { useContext, useMemo } from "react";
 import type { VersionOut } from "./api";
 import { fromGraph } from "./canvas";
+import { EditorContext } from "./context";
 import { FlowNodeView } from "./FlowNodeView";
+import { NoteView } from "./NoteView";
 
-const nodeTypes = { lf: FlowNodeView };
+const nodeTypes = { lf: FlowNodeView, note: NoteView };
 
 export function VersionView({ version, canRestore, onClose, onRestore }: {
   version: VersionOut;
@@ -15,7 +17,9 @@ export function VersionView({ version, canRestore, onClose, onRestore }: {
   onRestore: () => void;
 }) {
   const { nodes, edges } = useMemo(() => fromGraph(version.graph), [version]);
+  const context = useContext(EditorContext);
   return (
+    <EditorContext.Provider value={{ ...context, readOnly: true }}>
     <div className="lf-version" data-testid="version-view">
       <div className="callout" role="note">
         Version {version.number}, published by {version.published_by}
@@ -47,5 +51,6 @@ export function VersionView({ version, canRestore, onClose, onRestore }: {
         </ReactFlowProvider>
       </div>
     </div>
+    </EditorContext.Provider>
   );
 }

@@ -18,10 +18,17 @@ export interface GraphEdge {
   from_port?: string;
 }
 
+export interface Note {
+  id: string;
+  text: string;
+  position: { x: number; y: number };
+}
+
 export interface Graph {
   nodes: GraphNode[];
   edges: GraphEdge[];
   settings?: JsonObject;
+  notes?: Note[];
 }
 
 export interface ConnectorInfo {
@@ -34,6 +41,7 @@ export interface ConnectorInfo {
   is_trigger: boolean;
   ports: string[];
   dynamic_ports: boolean;
+  has_compensate?: boolean;
   secret_fields: string[];
   credential_fields: string[];
   in_palette: boolean;
