@@ -43,7 +43,7 @@ WITH_NODE := PATH="$(CURDIR)/$(BIN):$$PATH"
 EDITOR_SOURCES := $(shell find $(EDITOR)/src -type f 2>/dev/null) \
   $(EDITOR)/vite.config.ts $(EDITOR)/tsconfig.json
 
-$(EDITOR)/node_modules/.installed: $(EDITOR)/package.json $(EDITOR)/package-lock.json $(VENV)/.runtime
+$(EDITOR)/node_modules/.installed: $(EDITOR)/package.json $(EDITOR)/package-lock.json | $(VENV)/.runtime
 	cd $(EDITOR) && $(WITH_NODE) npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -5,7 +5,7 @@ and, for a team that restricts edits, membership."""
 
 import datetime as dt
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
@@ -15,6 +15,7 @@ from flows import services
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
+from flows.transfer import export_flow
 
 router = Router(tags=["flows"])
 
@@ -250,6 +251,16 @@ def version_get(request: HttpRequest, slug: str, number: int):
     flow = _flow(request, slug)
     version = get_object_or_404(FlowVersion, flow=flow, number=number)
     return {**_summary(version), "graph": version.graph}
+
+
+@router.get("/flows/{slug}/export", url_name="flow_export")
+def flow_export(request: HttpRequest, slug: str):
+    """The flow as a file, byte for byte what `manage.py export_flow` writes
+    (inventory facts and the latest published graph)."""
+    flow = _flow(request, slug)
+    response = HttpResponse(export_flow(flow), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{flow.slug}.json"'
+    return response
 
 
 class CredentialNameOut(Schema):

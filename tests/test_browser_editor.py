@@ -181,6 +181,14 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     assert [n["id"] for n in restored["nodes"]] == ["webhook", "transform", "http_request"]
     assert len(restored["edges"]) == 2
 
+    # Export gives the management command's file; importing it loads its graph.
+    with page.expect_download() as download:
+        page.click("a:has-text('Export')")
+    path = download.value.path()
+    page.set_input_files('input[aria-label="Import a flow file into the draft"]', path)
+    expect(page.locator('[data-testid="message"]')).to_contain_text("Imported the graph")
+    expect(page.locator(".lf-node")).to_have_count(3)
+
 
 def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
     browser,  # noqa: F811

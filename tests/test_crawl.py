@@ -36,6 +36,7 @@ UNLINKED = {
     "api:flow_versions": "the flow editor's API: versions, read by script",
     "api:flow_version": "the flow editor's script reads it before publishing",
     "api:credential_names": "the flow editor's script fills credential fields from it",
+    "api:flow_export": "a download the flow editor's script links to",
 }
 
 JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]

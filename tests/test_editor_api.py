@@ -249,3 +249,21 @@ def test_sticky_notes_are_kept_in_the_draft_and_the_published_version(client, ol
     assert [(e["field"], e["message"]) for e in errors] == [
         ("notes.0", "'text' is a required property")
     ]
+
+
+def test_export_is_the_management_commands_file_byte_for_byte(client, olga, rita, flow):
+    import io
+
+    from django.core.management import call_command
+
+    login(client, olga)
+    revision = put(client, flow, GRAPH, 0).json()["revision"]
+    publish(client, flow, base_revision=revision)
+    client.logout()
+    login(client, rita)  # reading is enough
+    response = client.get(reverse("api:flow_export", kwargs={"slug": flow.slug}))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{flow.slug}.json"'
+    printed = io.StringIO()
+    call_command("export_flow", flow.slug, stdout=printed)
+    assert response.content.decode() == printed.getvalue()

@@ -31,6 +31,7 @@ API_ENDPOINTS = {
     "api:flow_publish",
     "api:flow_versions",
     "api:flow_version",
+    "api:flow_export",
     "api:credential_names",
 }
 
@@ -88,6 +89,7 @@ MATRIX = {
     "api:flow_publish": ("POST", {OPERATOR, ADMIN}),
     "api:flow_versions": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:flow_version": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_export": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:credential_names": ("GET", {OPERATOR, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
@@ -171,6 +173,7 @@ def url_for(personas, make_flow):
         "api:flow_publish": {"slug": flow.slug},
         "api:flow_versions": {"slug": flow.slug},
         "api:flow_version": {"slug": flow.slug, "number": 1},
+        "api:flow_export": {"slug": flow.slug},
         "flows:start_run": {"slug": flow.slug},
         "runs:detail": {"run_id": run.pk},
         "runs:cancel": {"run_id": run.pk},

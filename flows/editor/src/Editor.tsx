@@ -29,6 +29,7 @@ import { History } from "./history";
 import { layout } from "./layout";
 import { DRAG_TYPE, Palette } from "./Palette";
 import { renameNode, renameProblem } from "./rename";
+import { graphFromFile } from "./transfer";
 import { PublishDialog } from "./PublishDialog";
 import { VersionView } from "./VersionView";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
@@ -38,8 +39,9 @@ const nodeTypes = { lf: FlowNodeView, note: NoteView };
 
 type SaveState = "saved" | "pending" | "saving" | "stale" | "failed";
 
-export function Editor({ api, draft, connectors, credentials, canEdit }: {
+export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl }: {
   api: Api;
+  exportUrl: string;
   draft: Draft;
   connectors: ConnectorInfo[];
   credentials: { name: string; type: string }[];
@@ -323,6 +325,11 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
           {readOnly ? "Read-only: your role or team may not edit this flow" : SAVE_WORDS[saveState]}
         </span>
         <span className="muted">{publishedVersion ? `v${publishedVersion} published` : "never published"}</span>
+        {publishedVersion > 0 && (
+          <a className="button" href={exportUrl} download title="The flow file, as manage.py export_flow writes it">
+            Export
+          </a>
+        )}
         {versions.length > 0 && (
           <select
             aria-label="View a published version"
@@ -346,6 +353,28 @@ export function Editor({ api, draft, connectors, credentials, canEdit }: {
             <button type="button" onClick={() => undo(true)} disabled={!history.current.canRedo} title="Redo (Ctrl+Shift+Z)">Redo</button>
             <button type="button" onClick={tidy} disabled={!nodes.length} title="Lay the nodes out left to right">Tidy up</button>
             <button type="button" onClick={addNote} title="Add a sticky note">Note</button>
+            <label className="button lf-import" title="Load the graph of an exported flow file into this draft">
+              Import…
+              <input
+                type="file"
+                accept="application/json,.json"
+                aria-label="Import a flow file into the draft"
+                onChange={(e) => {
+                  const file = e.target.files?.[0];
+                  e.target.value = "";
+                  if (!file) return;
+                  void file.text().then((text) => {
+                    try {
+                      applyGraph(graphFromFile(text));
+                      setMessage(`Imported the graph of ${file.name} into the draft.`);
+                      setNotice("");
+                    } catch (error) {
+                      setNotice(`Not imported: ${(error as Error).message}.`);
+                    }
+                  });
+                }}
+              />
+            </label>
           </span>
         )}
         {!readOnly && (

@@ -22,7 +22,7 @@ async function start(root: HTMLElement) {
     ]);
     createRoot(root).render(
       <ReactFlowProvider>
-        <Editor api={api} draft={draft} connectors={connectors} credentials={credentials} canEdit={config.can_edit && draft.can_edit} />
+        <Editor api={api} exportUrl={`${config.api}flows/${config.slug}/export`} draft={draft} connectors={connectors} credentials={credentials} canEdit={config.can_edit && draft.can_edit} />
       </ReactFlowProvider>,
     );
   } catch (error) {
