@@ -113,6 +113,10 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     # Reads a node that runs after it: only the server can tell.
     page.fill('input[aria-label="config.fields.amount"]', "{{ steps.http_request.output.id }}")
     select(page, "http_request")
+    # The panel lists what its expressions can read: the trigger and earlier outputs.
+    expect(page.locator('[data-testid="variables"]')).to_contain_text(
+        "{{ steps.transform.output.amount }}"
+    )
     field(page, "config.method").select_option("POST")
     field(page, "config.credential").select_option("payments-token")
     expect(field(page, "config.credential")).not_to_contain_text("payments-secret")

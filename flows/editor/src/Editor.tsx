@@ -30,6 +30,7 @@ import { layout } from "./layout";
 import { DRAG_TYPE, Palette } from "./Palette";
 import { renameNode, renameProblem } from "./rename";
 import { graphFromFile } from "./transfer";
+import { variablesAt } from "./variables";
 import { PublishDialog } from "./PublishDialog";
 import { VersionView } from "./VersionView";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
@@ -456,6 +457,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
             onChange={(spec) => updateSpec(selectedNode.id, spec)}
             onDelete={() => deleteNode(selectedNode.id)}
             onRename={(to) => rename(selectedNode.id, to)}
+            variables={variablesAt(graph, selectedNode.id, catalogue)}
           />
         )}
       </div>

@@ -23,6 +23,7 @@ export function NodePanel(props: {
   onChange: (spec: GraphNode) => void;
   onDelete: () => void;
   onRename: (to: string) => string | null;
+  variables: string[];
 }) {
   const { node, info, errors, credentials, readOnly, onChange, onDelete, onRename } = props;
   const [newId, setNewId] = useState(node.id);
@@ -66,6 +67,19 @@ export function NodePanel(props: {
             <li key={i}>{e.field ? `${e.field}: ${e.message}` : e.message}</li>
           ))}
         </ul>
+      )}
+      {info && !info.is_trigger && (
+        <details className="lf-variables" data-testid="variables">
+          <summary>Variables here ({props.variables.length})</summary>
+          <p className="lf-help">Write them in a text field as {"{{ … }}"}, e.g. {"{{ trigger.body }}"}.</p>
+          <ul>
+            {props.variables.map((v) => (
+              <li key={v}>
+                <code>{`{{ ${v} }}`}</code>
+              </li>
+            ))}
+          </ul>
+        </details>
       )}
       <section>
         <h3>Settings</h3>

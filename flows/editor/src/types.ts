@@ -46,6 +46,7 @@ export interface ConnectorInfo {
   credential_fields: string[];
   in_palette: boolean;
   config_schema: JsonObject;
+  output_schema?: JsonObject | null;
   example_config: JsonObject;
 }
 
