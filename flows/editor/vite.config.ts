@@ -17,5 +17,7 @@ export default defineConfig({
   },
   test: {
     include: ["src/**/*.test.ts"],
+    // The tested modules are pure: one worker for all files is enough.
+    isolate: false,
   },
 });
