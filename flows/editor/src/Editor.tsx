@@ -74,6 +74,9 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
 
   const graph: Graph = useMemo(() => toGraph(nodes, edges, settings.current), [nodes, edges]);
   const graphJson = useMemo(() => JSON.stringify(graph), [graph]);
+  // The newest graph, for a save that answers after further edits.
+  const latestJson = useRef(graphJson);
+  latestJson.current = graphJson;
   const history = useRef(new History(savedJson.current));
   const clipboard = useRef<Graph | null>(null);
   const [, setHistoryTick] = useState(0);
@@ -173,7 +176,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
         savedJson.current = json;
         setErrors(saved.errors);
         setStale(null);
-        setSaveState(json === graphJson ? "saved" : "pending");
+        setSaveState(json === latestJson.current ? "saved" : "pending");
         return true;
       } catch (error) {
         setSaveState("failed");
