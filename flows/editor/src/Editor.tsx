@@ -434,7 +434,8 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
             nodesDraggable={!readOnly}
             nodesConnectable={!readOnly}
             deleteKeyCode={readOnly ? null : ["Backspace", "Delete"]}
-            fitView
+            // Fitting an empty canvas would make the first drop jump to the middle.
+            fitView={initial.nodes.length > 0}
             fitViewOptions={{ maxZoom: 1 }}
             proOptions={{ hideAttribution: true }}
           >
