@@ -489,6 +489,8 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
             {k: v for k, v in raw.items() if k not in deferred} if deferred else raw,
             step_data(state),
         )
+    except expressions.ExpressionTimeout as exc:
+        return raw, f"node '{node}' {exc}"  # names the field; never retried
     except expressions.ExpressionError as exc:
         return raw, f"config: {exc}"
     if deferred:
