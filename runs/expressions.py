@@ -204,6 +204,8 @@ def check_syntax(value: Any) -> str | None:
             _env.parse(template)
         except TemplateError as exc:
             return str(exc)
+        except RecursionError:  # the parser recurses once per nesting level
+            return "the expression is nested too deeply"
     return None
 
 
@@ -227,10 +229,9 @@ def step_references(value: Any) -> list[tuple[str, bool]]:
     found: list[tuple[str, bool]] = []
     for template in _templates(value):
         try:
-            tree = _env.parse(template)
-        except TemplateError:
-            continue
-        _walk(tree, defaulted=False, found=found)
+            _walk(_env.parse(template), defaulted=False, found=found)
+        except (TemplateError, RecursionError):
+            continue  # check_syntax reports it
     return found
 
 

@@ -135,3 +135,14 @@ def test_a_runaway_concurrency_key_refuses_the_start_quickly(olga, settings):
         driver.start_run(flow=flow, input={}, actor="user:olga")
     assert time.monotonic() - started < 1.0
     assert not Run.objects.filter(flow=flow).exists()
+
+
+def test_a_deeply_nested_expression_is_a_clear_error_at_publish_not_a_crash():
+    from flows.graph import InvalidGraph, validate
+
+    nested = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    graph = chain(transform("shape", total=nested))
+    with pytest.raises(InvalidGraph, match="the expression is nested too deeply"):
+        validate(graph)
+    error, _ = timed(nested)
+    assert str(error) == "recursion is too deep"
