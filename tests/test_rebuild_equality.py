@@ -118,6 +118,17 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
         approvals.task_decide(task_id=task.pk, user=rita, decision="approved",
                               fields={"refund_kind": "card"})  # fmt: skip
     driver.cancel_run(cancelled.pk, actor="user:olga", reason="test")
+    # Lineage: a replay, and a failed run resumed with its dead letter then
+    # replayed on an edited input (a new revision).
+    with clock.frozen_at(later), eager_celery():
+        replayed = driver.replay_run(looped.pk, actor="user:olga")
+        driver.discard_dead_letter(dead.pk, "charge", actor="user:olga", reason="bad amount")
+        resumed = driver.resume_run(dead.pk, actor="user:olga")
+    edited = dict(Step.objects.get(run=resumed, node_id="charge").input)
+    edited["json_body"] = {**edited["json_body"], "amount": 5}
+    with clock.frozen_at(later), eager_celery():
+        driver.replay_dead_letter(resumed.pk, "charge", actor="user:olga", edited_input=edited,
+                                  edited=True)  # fmt: skip
 
     statuses = dict(Run.objects.values_list("pk", "status"))
     assert statuses[compensated.pk] == "compensated"
@@ -130,7 +141,11 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert statuses[waiting_parent.pk] == statuses[waiting_approval.pk] == "waiting"
     assert statuses[waiting.pk] == "waiting" and statuses[cancelled.pk] == "cancelled"
     assert Step.objects.get(run=retrying, node_id="charge").status == "retrying"
-    assert Step.objects.get(run=dead, node_id="charge").status == "dead_lettered"
+    assert statuses[dead.pk] == "failed" and statuses[replayed.pk] == "succeeded"
+    assert statuses[resumed.pk] == "succeeded"
+    charge = Step.objects.get(run=resumed, node_id="charge")
+    assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
+        1, "succeeded")  # fmt: skip
 
     before = projected_rows()
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
