@@ -74,9 +74,11 @@ def resignal_subflows() -> int:
 def pace_held_steps(now: dt.datetime) -> int:
     """Held steps' release times are spread a fraction of a second apart
     (connectors/breakers.py); firing them only on sweep ticks would bunch them
-    into bursts. Timers of holds due before the next tick get a countdown to
-    their own time. A duplicate fire is harmless: the timer row is deleted
-    by the one that fires."""
+    into bursts. Timers of holds due before the next tick are sent with their
+    own time as the message's ETA (not a countdown, which the sender turns
+    into an ETA from the moment of sending, so the first, slower send of a
+    batch would shift the spacing). A duplicate fire is harmless: the timer
+    row is deleted by the one that fires."""
     from runs import tasks
 
     horizon = now + dt.timedelta(seconds=settings.LEDGERFLOW_SWEEP_SECONDS)
@@ -85,10 +87,9 @@ def pace_held_steps(now: dt.datetime) -> int:
     ).order_by("due_at")[:BATCH]
     count = 0
     for timer in soon:
-        countdown = (timer.due_at - now).total_seconds()
         try:
             tasks.fire_timer.apply_async(
-                (timer.run_id, timer.node_id, timer.attempt, timer.kind), countdown=countdown
+                (timer.run_id, timer.node_id, timer.attempt, timer.kind), eta=timer.due_at
             )
         except Exception as exc:  # the broker is down: the next tick fires it
             log.warning("could not pace held step %s/%s: %s", timer.run_id, timer.node_id, exc)
