@@ -113,6 +113,7 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     httpx.post(f"{payments.url}/control", json={"fail_next": 1}).raise_for_status()
     retrying = start(charge, at=later, order_id="r-1", amount=5)
     dead = start(charge, at=later, order_id="d-1", amount=-5)
+    dead_letter = start(charge, at=later, order_id="d-2", amount=-5)
     with clock.frozen_at(later), eager_celery():
         task = ApprovalTask.objects.get(run=decided)
         approvals.task_decide(task_id=task.pk, user=rita, decision="approved",
@@ -135,12 +136,12 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     undo = list(Step.objects.filter(run=compensated, node_id__endswith="~undo")
                 .values_list("node_id", "status"))  # fmt: skip
     assert sorted(undo) == [("charge~undo", "succeeded"), ("reserve~undo", "succeeded")]
-    assert (
-        statuses[looped.pk] == statuses[finished_parent.pk] == statuses[decided.pk] == ("succeeded")
-    )
+    for run in (looped, finished_parent, decided):
+        assert statuses[run.pk] == "succeeded"
     assert statuses[waiting_parent.pk] == statuses[waiting_approval.pk] == "waiting"
     assert statuses[waiting.pk] == "waiting" and statuses[cancelled.pk] == "cancelled"
     assert Step.objects.get(run=retrying, node_id="charge").status == "retrying"
+    assert Step.objects.get(run=dead_letter, node_id="charge").status == "dead_lettered"
     assert statuses[dead.pk] == "failed" and statuses[replayed.pk] == "succeeded"
     assert statuses[resumed.pk] == "succeeded"
     charge = Step.objects.get(run=resumed, node_id="charge")
