@@ -275,6 +275,8 @@ LEDGERFLOW_DEFAULT_REVIEW_DAYS = env_int("LEDGERFLOW_DEFAULT_REVIEW_DAYS", 90)
 # Run engine. Pure steps run inline up to these budgets per transaction.
 LEDGERFLOW_INLINE_STEP_BUDGET = env_int("LEDGERFLOW_INLINE_STEP_BUDGET", 50)
 LEDGERFLOW_INLINE_TIME_BUDGET = env_int("LEDGERFLOW_INLINE_TIME_BUDGET_MS", 100) / 1000
+# CPU time one render of a node's expressions may take (runs/expression_limits.py).
+LEDGERFLOW_EXPRESSION_BUDGET_MS = env_int("LEDGERFLOW_EXPRESSION_BUDGET_MS", 100)
 # A worker keeps executing its run's next step itself for this long.
 LEDGERFLOW_EAGER_SECONDS = env_int("LEDGERFLOW_EAGER_MS", 2000) / 1000
 # A scheduled step with no progress for this long had its message lost.

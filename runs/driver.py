@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from connectors import breakers, ratelimits
-from runs import clock, decider, expressions
+from runs import clock, decider, expressions, projection
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Run, Step, Stream, Timer
@@ -370,27 +370,18 @@ class Session:
     def _write_rows(self) -> None:
         state, run = self.state, self.run
         if self.before.status == decider.RUN_PENDING and state.steps:
-            Step.objects.bulk_create(
-                Step(
-                    run=run,
-                    node_id=node,
-                    position=index,
-                    connector=self.graph.nodes[node]["type"],
-                )
-                for index, node in enumerate(self.graph.order)
-            )
             original: dict[str, StepState] = {n: StepState(node=n) for n in state.steps}
         else:
             original = self.before.steps
+        # New rows (every step at the start, later a compensation step added
+        # by the saga) are laid out as a rebuild lays them out.
+        added = [node for node in state.steps if node not in self.before.steps]
+        if added:
+            Step.objects.bulk_create(
+                projection.new_step_rows(run.pk, self.graph, state.steps, added)
+            )
         for node, step in state.steps.items():
             old = original.get(node)
-            if old is None:  # a compensation step, added by the saga
-                Step.objects.create(
-                    run=run,
-                    node_id=node,
-                    position=len(self.graph.order) + len(original),
-                    connector=self.graph.nodes[node]["type"],
-                )
             if old == step:
                 continue
             # Only the columns that changed: most commits touch a few fields
@@ -498,6 +489,8 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
             {k: v for k, v in raw.items() if k not in deferred} if deferred else raw,
             step_data(state),
         )
+    except expressions.ExpressionTimeout as exc:
+        return raw, f"node '{node}' {exc}"  # names the field; never retried
     except expressions.ExpressionError as exc:
         return raw, f"config: {exc}"
     if deferred:

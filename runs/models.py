@@ -166,6 +166,12 @@ class Step(models.Model):
     scheduled_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    # Not projected: the recovery sweep's own bookkeeping of the messages it
+    # re-sent for this step while it stayed scheduled (runs/sweeper.py). No
+    # event records a re-send, so a rebuild leaves these at null and 0.
+    # ``scheduled_at`` cannot serve: it is projected from ``step.scheduled``.
+    redispatched_at = models.DateTimeField(null=True)
+    redispatches = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["run", "position"]
