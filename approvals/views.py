@@ -147,9 +147,10 @@ def task_decide(request, task_id):
     decision = request.POST.get("decision", "")
     fields = {spec["name"]: request.POST.get(f"field_{spec['name']}", "") for spec in task.form}
     comment = request.POST.get("comment", "")
+    via = "email-link" if request.POST.get("via") == "email-link" else "page"
     try:
         services.task_decide(task_id=task.pk, user=request.user, decision=decision,
-                             comment=comment, fields=fields)  # fmt: skip
+                             comment=comment, fields=fields, via=via)  # fmt: skip
     except services.FormInvalid as exc:
         # Keep what the reviewer typed: bad input loses nothing.
         task.refresh_from_db()
