@@ -14,6 +14,7 @@ import jsonschema
 from pydantic import ValidationError
 
 from connectors import base as connectors
+from flows import secrets
 from runs import expressions
 
 DEFAULT_RETRY = {
@@ -242,9 +243,18 @@ def validate(graph: Any) -> dict:
         elif "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
     errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
+    errors += secret_errors(graph)
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
+
+
+def secret_errors(graph: Any) -> list[GraphError]:
+    """A literal secret anywhere in a node's config or compensation."""
+    return [
+        GraphError(secrets.ADVICE, node=node, field=path)
+        for node, path in secrets.graph_secret_paths(graph)
+    ]
 
 
 def _concurrency_key_errors(template: str | None) -> list[GraphError]:

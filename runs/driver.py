@@ -449,14 +449,10 @@ def _jsonable(config: Any) -> Any:
     return config
 
 
-def _declared(connector: connectors.Connector) -> type[connectors.Connector]:
-    return type(getattr(connector, "inner", connector))
-
-
 def recorded_input(connector: connectors.Connector, config: Any) -> Any:
-    """The step's input as the log records it: the rendered config with the
-    connector's secret fields redacted."""
-    return connectors.redact_config(_declared(connector), _jsonable(config))
+    """The step's input as the log records it: the rendered config. It holds
+    no secret: configs name credentials, whose secrets stay in the store."""
+    return _jsonable(config)
 
 
 def step_data(state: RunState) -> dict:
@@ -478,19 +474,9 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     step = state.steps[node]
     connector = graph.connector(node)
     if step.revision > 0 and step.input is not None:
-        # An operator edited the input of a dead letter; the secrets it shows
-        # redacted come from the graph again.
+        # An operator edited the input of a dead letter (its credential
+        # fields checked unchanged when the edit was accepted).
         raw = step.input
-        if isinstance(raw, dict):
-            original = graph.nodes[node]["config"]
-            raw = {
-                **raw,
-                **{
-                    name: original[name]
-                    for name in _declared(connector).secret_fields
-                    if name in original and raw.get(name) == connectors.REDACTED
-                },
-            }
     deferred = {}
     if isinstance(raw, dict):
         deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
