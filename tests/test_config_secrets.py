@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from connectors import credentials
+from connectors.credential_hosts import fill_allowed_hosts
 from connectors.credentials import credential_create
 from connectors.models import Credential
 from flows import projection, services
@@ -126,7 +127,8 @@ def test_the_charge_sends_the_credentials_token_and_the_log_never_sees_it(
 
     server = local_server({"/charges": charge})
     credential_create(actor=olga, name="payments-api", type="bearer", fields={},
-                      secrets={"token": KEY})  # fmt: skip
+                      secrets={"token": KEY},
+                      allowed_hosts=[f"127.0.0.1:{server.port}"])  # fmt: skip
     node = {"id": "charge", "type": "payments.charge",
             "config": {"base_url": server.url, "order_id": "{{ trigger.order_id }}",
                        "amount": 5, "credential": "payments-api"}}  # fmt: skip
@@ -190,7 +192,11 @@ def test_the_migration_moves_keys_into_a_credential_and_old_versions_still_run(
     moved = Event.objects.get(stream=flow.stream, type="flow.secrets_moved")
     assert key not in moved.body
     verify_stream(flow.stream)
-    # Version 1 is still what runs: the charge and the reservation succeed.
+    # Version 1 is still what runs (once the next migration gives the new
+    # credential the host its flows use): the charge and the reservation succeed.
+    assert fill_allowed_hosts() == [
+        f"migrated-old-orders-charge: allowed hosts {payments.url.split('//')[1]}"
+    ]
     flow.refresh_from_db()
     with eager_celery():
         run = driver.start_run(flow=flow, input={"order_id": "M-1"}, actor="user:olga")

@@ -160,7 +160,8 @@ def test_the_charge_step_input_in_the_log_never_holds_the_api_key(olga, payments
     from connectors.credentials import credential_create
 
     credential_create(actor=olga, name="payments-api", type="bearer", fields={},
-                      secrets={"token": "sk_live_do_not_log"})  # fmt: skip
+                      secrets={"token": "sk_live_do_not_log"},
+                      allowed_hosts=["127.0.0.1"])  # fmt: skip
     graph = saga_graph(payments.url)
     graph["nodes"][3]["config"]["credential"] = "payments-api"
     flow = publish(olga, graph, slug="order-fulfilment")

@@ -18,7 +18,9 @@ def move(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("flows", "0002_graph_versions"),
-        ("connectors", "0002_credentials"),
+        # Credentials as they are now (with allowed hosts), since the move
+        # writes them through the current model.
+        ("connectors", "0003_credential_allowed_hosts"),
         ("runs", "0007_run_lineage"),
     ]
 
