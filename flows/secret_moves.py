@@ -9,7 +9,6 @@ published versions stay runnable. The old events still hold the keys: the
 chain cannot be rewritten, so ``find_logged_secrets`` lists them for rotation.
 """
 
-import logging
 from typing import Any
 
 from django.db import transaction
@@ -17,8 +16,6 @@ from django.db import transaction
 from flows import graph as graph_module
 from flows.models import Flow, FlowVersion
 from flows.secrets import is_literal_secret
-
-log = logging.getLogger(__name__)
 
 KEYED_TYPES = ("payments.charge", "inventory.reserve")
 OLD_FIELD = "api_key"
@@ -107,6 +104,4 @@ def move_config_secrets(*, actor: str = "system:migration") -> list[str]:
             [event] = append_many([NewEvent(stream=f"flow:{flow.pk}", type="flow.secrets_moved",
                                             payload=payload, actor=actor)])  # fmt: skip
             projection.project(event)
-    for line in mover.report:
-        log.info("%s", line)
     return mover.report
