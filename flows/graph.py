@@ -387,6 +387,13 @@ def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> l
         for problem in exc.errors():
             field = field_prefix + ".".join(str(p) for p in ("config", *problem["loc"]))
             errors.append(GraphError(problem["msg"], node=node_id, field=field))
+    for field in impl.credential_fields:
+        if expressions.has_expression(config.get(field)):
+            # Run data must not choose whose secret a step sends.
+            errors.append(GraphError(
+                "name the credential itself; it cannot be computed from the run's data",
+                node=node_id, field=f"{field_prefix}config.{field}",
+            ))  # fmt: skip
     syntax = expressions.check_syntax(config)
     if syntax:
         errors.append(

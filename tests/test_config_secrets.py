@@ -237,3 +237,10 @@ def test_the_command_is_quiet_on_a_clean_log(olga, make_flow):
     out = io.StringIO()
     call_command("find_logged_secrets", stdout=out)
     assert "No event holds a secret" in out.getvalue()
+
+
+def test_a_credential_is_named_not_computed_from_run_data():
+    from flows.graph import InvalidGraph, validate
+
+    with pytest.raises(InvalidGraph, match="name the credential itself"):
+        validate(chain(http_node(credential="{{ trigger.which }}")))
