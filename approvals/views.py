@@ -70,7 +70,10 @@ def _task_context(request, task: ApprovalTask, **extra) -> dict:
         "now": clock.now(),
         "refusal": services.refusal_to_decide(task, request.user),
         "history": selectors.run_history(task),
-        "earlier": ApprovalTask.objects.filter(run_id=task.run_id).exclude(pk=task.pk),
+        # The whole lineage: separation of duties counts these decisions too.
+        "earlier": ApprovalTask.objects.filter(run__lineage_id=services.lineage_of(task))
+        .exclude(pk=task.pk)
+        .order_by("requested_at"),
         "groups": Group.objects.order_by("name"),
         "users": get_user_model().objects.filter(is_active=True).order_by("username"),
         "submitted": {},

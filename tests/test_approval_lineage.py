@@ -322,3 +322,16 @@ def test_the_demo_refund_flow_asks_a_second_person_above_1000_eur(olga, adam, ea
         approve(finance, fay)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.output["refund"]["approved_by"] == "sam"
+
+
+def test_the_task_page_lists_the_lineages_earlier_decisions(
+    client, olga, rita, ravi, shipping, eager_celery
+):
+    first = started_run(a1_ship_a2(olga, shipping, separation_of_duties=True), eager_celery)
+    with eager_celery():
+        approve(task_of(first, "a1"), rita)
+    resumed = fail_and_resume(Run.objects.get(pk=first.pk), shipping, eager_celery)
+    page = login(client, rita).get(f"/approvals/tasks/{task_of(resumed, 'a2').pk}/")
+    html = page.content.decode()
+    assert f"(run {first.pk})</span> — approved by rita" in html
+    assert "you approved an earlier step" in html  # the refusal, instead of the form
