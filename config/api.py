@@ -39,7 +39,7 @@ class ConnectorOut(Schema):
     dynamic_ports: bool
     has_compensate: bool
     has_test_connection: bool
-    secret_fields: list[str]
+    credential_fields: list[str]
     config_schema: dict
     output_schema: dict | None
     example_config: dict
@@ -48,7 +48,8 @@ class ConnectorOut(Schema):
 @api.get("/connectors", response=list[ConnectorOut], url_name="connectors", tags=["connectors"])
 def connectors_list(request: HttpRequest):
     """Every registered connector, with its config's JSON Schema (what an
-    editor renders) and a sample config whose secrets are redacted."""
+    editor renders) and a sample config. No config holds a secret: a
+    credential field names a credential from the store."""
     require(request, "flows.view_flow")
     return catalogue()
 

@@ -77,6 +77,7 @@ def _load_state(run: Run) -> RunState:
         output=run.output,
         error=run.error,
         root_run_id=run.root_run_id,
+        lineage_id=run.lineage_id,
         steps=steps,
         started_at=run.created_at,
         finished_at=run.finished_at,
@@ -105,8 +106,8 @@ def graph_of(flow_id: int, number: int) -> Graph:
 
 
 _state_cache: dict[int, tuple[tuple[int, str], Run, RunState]] = {}
-RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "finished_at", "updated_at",
-              "concurrency_key", "wait_reason")  # fmt: skip
+RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "lineage_id", "finished_at",
+              "updated_at", "concurrency_key", "wait_reason")  # fmt: skip
 STATE_CACHE_SIZE = 2000
 
 
@@ -439,14 +440,10 @@ def _jsonable(config: Any) -> Any:
     return config
 
 
-def _declared(connector: connectors.Connector) -> type[connectors.Connector]:
-    return type(getattr(connector, "inner", connector))
-
-
 def recorded_input(connector: connectors.Connector, config: Any) -> Any:
-    """The step's input as the log records it: the rendered config with the
-    connector's secret fields redacted."""
-    return connectors.redact_config(_declared(connector), _jsonable(config))
+    """The step's input as the log records it: the rendered config. It holds
+    no secret: configs name credentials, whose secrets stay in the store."""
+    return _jsonable(config)
 
 
 def step_data(state: RunState) -> dict:
@@ -468,19 +465,9 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     step = state.steps[node]
     connector = graph.connector(node)
     if step.revision > 0 and step.input is not None:
-        # An operator edited the input of a dead letter; the secrets it shows
-        # redacted come from the graph again.
+        # An operator edited the input of a dead letter (its credential
+        # fields checked unchanged when the edit was accepted).
         raw = step.input
-        if isinstance(raw, dict):
-            original = graph.nodes[node]["config"]
-            raw = {
-                **raw,
-                **{
-                    name: original[name]
-                    for name in _declared(connector).secret_fields
-                    if name in original and raw.get(name) == connectors.REDACTED
-                },
-            }
     deferred = {}
     if isinstance(raw, dict):
         deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
@@ -598,7 +585,7 @@ def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
     carried: dict | None = None, parent: dict | None = None,
-    extra_events: list | None = None,
+    extra_events: list | None = None, lineage_id: int | None = None,
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it.
 
@@ -606,13 +593,17 @@ def start_run(
     parent key, so a step that starts it again gets the same run back.
     ``extra_events`` (type, payload) are appended to the run's stream right
     after ``run.started``, in the same commit: a trigger records there which
-    delivery started the run, so its dedup ledger can be rebuilt from the log."""
+    delivery started the run, so its dedup ledger can be rebuilt from the log.
+    ``lineage_id`` joins the run to an earlier one's lineage (a sub-flow's run
+    joins its parent's); by default a run starts a lineage of its own."""
     from flows.models import FlowVersion
 
     if parent:
         existing = Run.objects.filter(parent_key=parent["key"]).first()
         if existing is not None:
             return existing
+        if lineage_id is None:
+            lineage_id = lineage_of(parent["run_id"])
 
     if flow.run_refusal:
         raise StartRefused(flow.run_refusal)
@@ -630,7 +621,7 @@ def start_run(
             run = _create_and_start(
                 flow=flow, number=number, input=input, actor=actor, now=now,
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
-                parent=parent, key=key, extra_events=extra_events,
+                parent=parent, key=key, extra_events=extra_events, lineage_id=lineage_id,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -644,7 +635,7 @@ def start_run(
 
 def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
-    parent: dict | None, key: str, extra_events: list | None,
+    parent: dict | None, key: str, extra_events: list | None, lineage_id: int | None = None,
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -664,6 +655,7 @@ def _create_and_start(
         decider.Start(
             input=input,
             root_run_id=root_run_id or run.pk,
+            lineage_id=lineage_id or run.pk,
             flow_id=flow.pk,
             version=number,
             replay_of=replay_of,
@@ -764,7 +756,7 @@ def replay_run(run_id: int, *, actor: str, newest_version: bool = False) -> Run:
     number = old.flow.published_version if newest_version else old.version_number
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=number,
-        replay_of=old.pk, mode="replay",
+        replay_of=old.pk, mode="replay", lineage_id=old.lineage_id or old.pk,
     )  # fmt: skip
 
 
@@ -783,8 +775,15 @@ def resume_run(run_id: int, *, actor: str) -> Run:
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=old.version_number,
         replay_of=old.pk, mode="resume", root_run_id=old.root_run_id or old.pk,
-        carried=carried,
+        carried=carried, lineage_id=old.lineage_id or old.pk,
     )  # fmt: skip
+
+
+def lineage_of(run_id: int) -> int:
+    """The lineage a run belongs to (its own id for a run from before
+    lineages were recorded)."""
+    lineage = Run.objects.filter(pk=run_id).values_list("lineage_id", flat=True).first()
+    return lineage or run_id
 
 
 def continue_run(run_id: int) -> None:

@@ -97,6 +97,10 @@ class Run(models.Model):
     output = models.JSONField(null=True)
     error = models.TextField(blank=True)
     root_run_id = models.BigIntegerField(null=True)
+    # The first run of its lineage: resumed, replayed-as-new and sub-flow runs
+    # share it with the run they came from. Separation of duties spans it;
+    # ``root_run_id`` keys side effects and changes on a replay.
+    lineage_id = models.BigIntegerField(null=True, db_index=True)
     replay_of_id = models.BigIntegerField(null=True)
     # A sub-flow's run: the step that started it, and that step's idempotency
     # key, unique so that a retried step cannot start a second child.

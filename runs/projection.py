@@ -41,7 +41,10 @@ def rebuild() -> int:
 
     graphs: dict[tuple[int, int], Graph] = {}
     seen = []
-    for name in Stream.objects.filter(name__startswith="run:").values_list("name", flat=True):
+    names = Stream.objects.filter(name__startswith="run:").values_list("name", flat=True)
+    # By run id: a run's origin (replayed, resumed or parent run) is written
+    # before it, so a run recorded before lineages were can inherit its own.
+    for name in sorted(names, key=lambda n: int(n.split(":", 1)[1])):
         events = list(Event.objects.filter(stream=name).order_by("seq"))
         if not events or events[0].type != "run.started":
             continue
@@ -61,6 +64,14 @@ def rebuild() -> int:
     return len(seen)
 
 
+def _inherited_lineage(run_id: int, started: dict) -> int:
+    origin = started.get("replay_of") or (started.get("parent") or {}).get("run_id")
+    if not origin:
+        return run_id
+    lineage = Run.objects.filter(pk=origin).values_list("lineage_id", flat=True).first()
+    return lineage or origin
+
+
 def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> None:
     first = events[0]
     parent = first.payload.get("parent") or {}
@@ -73,6 +84,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         output=state.output,
         error=state.error,
         root_run_id=state.root_run_id,
+        lineage_id=state.lineage_id or _inherited_lineage(run_id, first.payload),
         replay_of_id=first.payload.get("replay_of"),
         parent_run_id=parent.get("run_id"),
         parent_node=parent.get("node", ""),
