@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0006_concurrency_keys"),
+        ("runs", "0007_run_lineage"),
     ]
 
     operations = [
