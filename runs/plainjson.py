@@ -8,8 +8,10 @@ of a 500 deep in an append:
 - strings (and keys) with a lone surrogate cannot be encoded as UTF-8, and
   PostgreSQL's text and jsonb refuse the NUL character;
 - integers beyond PostgreSQL's bigint, and floats that are not finite or as
-  large, are "numbers too large"; so is nesting deeper than 64 levels (code
-  that walks a document recursively would run out of stack);
+  large, are "numbers too large";
+- input nested deeper than 64 levels is refused (code that walks a document
+  recursively would run out of stack); the store itself allows more, since
+  its events wrap inputs and outputs in a few levels of their own;
 - only dicts with string keys, lists, strings, numbers, booleans and null.
 
 ``storable`` also canonicalises the two floats jsonb does not give back as
@@ -22,7 +24,8 @@ become the same integer).
 import math
 from typing import Any
 
-MAX_DEPTH = 64
+MAX_DEPTH = 64  # for inputs
+STORE_DEPTH = 256  # for events, which wrap inputs
 MAX_INTEGER = 2**63 - 1
 # From here on Python writes a float with an exponent ("1e+16").
 EXPONENT_FLOATS = 1e16
@@ -63,12 +66,12 @@ def _number(value: int | float, path: list) -> int | float:
     return value
 
 
-def storable(value: Any) -> Any:
+def storable(value: Any, *, max_depth: int = STORE_DEPTH) -> Any:
     """``value`` made canonical for the event log, or NotStorable."""
-    return _storable(value, [], 0)
+    return _storable(value, [], 0, max_depth)
 
 
-def _storable(value: Any, path: list, depth: int) -> Any:
+def _storable(value: Any, path: list, depth: int, max_depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
@@ -76,26 +79,29 @@ def _storable(value: Any, path: list, depth: int) -> Any:
     if isinstance(value, str):
         _check_text(value, path, "the text")
         return value
-    if depth >= MAX_DEPTH:
-        raise NotStorable(f"the value is nested too deeply (more than {MAX_DEPTH} levels)")
+    if depth >= max_depth:
+        raise NotStorable(f"the value is nested too deeply (more than {max_depth} levels)")
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotStorable(f"the key {key!r} at {_where(path)} is not text")
             _check_text(key, path, "a key")
-            result[key] = _storable(item, [*path, key], depth + 1)
+            result[key] = _storable(item, [*path, key], depth + 1, max_depth)
         return result
     if isinstance(value, list | tuple):
-        return [_storable(item, [*path, index], depth + 1) for index, item in enumerate(value)]
+        return [
+            _storable(item, [*path, index], depth + 1, max_depth)
+            for index, item in enumerate(value)
+        ]
     raise NotStorable(f"{type(value).__name__} at {_where(path)} is not plain JSON")
 
 
 def problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored, or None: for input paths that answer
-    with a message rather than an exception."""
+    """Why the input ``value`` cannot be stored, or None: for input paths
+    that answer with a message rather than an exception."""
     try:
-        storable(value)
+        storable(value, max_depth=MAX_DEPTH)
     except NotStorable as exc:
         return str(exc)
     return None

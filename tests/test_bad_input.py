@@ -1,0 +1,155 @@
+"""Bad input anyone can send gets a 4xx with a message, never a 500, and
+leaves nothing behind: lone surrogates, NUL characters, invalid UTF-8, numbers
+too large, absurd signature timestamps and broken multipart bodies, on the
+webhook endpoint, the manual start form, graph save, import and the API."""
+
+import time
+
+import pytest
+
+from connectors.triggers.models import DeliveryRecord, SeenSignature
+from runs.models import Event, Run
+from tests.test_webhooks import hook_url, signed, signing_credential
+from tests.trigger_helpers import pause, triggered_flow, webhook
+
+BIG_INT = "1" * 1900
+HUGE_INT = "1" * 5000
+HUGE_FLOAT = "1" * 5000 + ".5"
+
+BAD_JSON_BODIES = {
+    "lone surrogate": (b'{"name": "\\ud800"}', "surrogate"),
+    "lone surrogate in a key": (b'{"\\udfff": 1}', "surrogate"),
+    "NUL character": (b'{"name": "a\\u0000b"}', "NUL"),
+    "NUL in a key": (b'{"\\u0000": 1}', "NUL"),
+    "invalid UTF-8": (b'{"name": "\xff\xfe"}', "not valid JSON"),
+    "1,900-digit integer": (f'{{"n": {BIG_INT}}}'.encode(), "too large"),
+    "5,000-digit integer": (f'{{"n": {HUGE_INT}}}'.encode(), "not valid JSON"),
+    "5,000-digit number": (f'{{"n": {HUGE_FLOAT}}}'.encode(), "too large"),
+    "exponent overflow": (b'{"n": 1e400}', "too large"),
+    "integer past bigint": (b'{"n": 9223372036854775808}', "too large"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_JSON_BODIES)
+def test_a_webhook_body_the_log_cannot_store_is_a_400_and_starts_nothing(client, olga, case):
+    flow = triggered_flow(olga, webhook(), slug="hooks")
+    body, message = BAD_JSON_BODIES[case]
+    response = client.post(hook_url(flow), data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert message in response.json()["error"]
+    assert not Run.objects.filter(flow=flow).exists()
+    assert not DeliveryRecord.objects.filter(flow=flow).exists()
+
+
+def test_the_largest_integer_the_log_stores_is_accepted(client, olga):
+    flow = triggered_flow(olga, webhook(), slug="hooks")
+    body = b'{"n": 9223372036854775807, "m": -9223372036854775807}'
+    response = client.post(hook_url(flow), data=body, content_type="application/json")
+    assert response.status_code == 202
+    assert Run.objects.get(flow=flow).input["body"]["n"] == 2**63 - 1
+
+
+def test_a_nul_in_a_query_header_or_key_is_a_400(client, olga):
+    flow = triggered_flow(olga, webhook(), slug="hooks")
+    url = hook_url(flow)
+    body = {"data": b"{}", "content_type": "application/json"}
+    query = client.post(url + "?source=a%00b", **body)
+    assert query.status_code == 400 and "query" in query.json()["error"]
+    header = client.post(url, headers={"X-Shop": "a\x00b"}, **body)
+    assert header.status_code == 400 and "headers" in header.json()["error"]
+    key = client.post(url, headers={"Idempotency-Key": "k\x00"}, **body)
+    assert key.status_code == 400 and "key" in key.json()["error"]
+    assert not Run.objects.filter(flow=flow).exists()
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["9" * 400, "-" + "9" * 400, "1e400", "١٢٣", "nan", "inf", "+5", " 5"]
+)
+def test_a_signature_timestamp_that_is_no_timestamp_is_a_401(client, olga, timestamp):
+    flow = triggered_flow(olga, webhook(credential=signing_credential(olga)), slug="hooks")
+    response = client.post(
+        hook_url(flow),
+        data=b"{}",
+        content_type="application/json",
+        headers={"X-Ledgerflow-Signature": f"t={timestamp},v1=00"},
+    )
+    assert response.status_code == 401
+    assert "timestamp" in response.json()["error"]
+
+
+def test_unsigned_deliveries_to_a_paused_signed_flow_leave_no_trace(client, olga):
+    flow = triggered_flow(olga, webhook(credential=signing_credential(olga)), slug="hooks")
+    url = hook_url(flow)
+    pause(flow, olga)
+    events_before = Event.objects.filter(stream=f"triggers:{flow.pk}").count()
+    for _ in range(5):
+        response = client.post(url, data=b"{}", content_type="application/json")
+        assert response.status_code == 401
+    forged = client.post(
+        url,
+        data=b"{}",
+        content_type="application/json",
+        headers=signed(b"{}", int(time.time()), secret="wrong"),
+    )
+    assert forged.status_code == 401
+    assert Event.objects.filter(stream=f"triggers:{flow.pk}").count() == events_before
+    assert not DeliveryRecord.objects.filter(flow=flow).exists()
+    # A correctly signed delivery is refused as before, and recorded once.
+    good = client.post(
+        url, data=b"{}", content_type="application/json", headers=signed(b"{}", int(time.time()))
+    )
+    assert good.status_code == 409
+    assert DeliveryRecord.objects.filter(flow=flow, outcome="refused").count() == 1
+    assert SeenSignature.objects.filter(flow=flow).count() == 1
+
+
+BOUNDARY = "XyZ"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def _part(name: str, value: str) -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+    ).encode()
+
+
+BROKEN_MULTIPART = {
+    "no boundary occurs": (MULTIPART, b"order=A-1&total=5"),
+    "no closing boundary": (MULTIPART, _part("order", "A-1")),
+    "a part without a name": (
+        MULTIPART,
+        _part("order", "A-1")
+        + f"--{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nlost\r\n--{BOUNDARY}--\r\n".encode(),
+    ),
+    "no boundary parameter": ("multipart/form-data", _part("order", "A-1") + b"--XyZ--\r\n"),
+    "garbage": (MULTIPART, b"\x00\xff" * 50),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_MULTIPART)
+def test_a_broken_multipart_body_is_a_400_and_starts_nothing(client, olga, case):
+    flow = triggered_flow(olga, webhook(), slug="hooks")
+    content_type, body = BROKEN_MULTIPART[case]
+    response = client.post(hook_url(flow), data=body, content_type=content_type)
+    assert response.status_code == 400, response.content
+    assert "multipart" in response.json()["error"] or "form" in response.json()["error"]
+    assert not Run.objects.filter(flow=flow).exists()
+
+
+def test_a_well_formed_multipart_body_still_starts_a_run(client, olga):
+    flow = triggered_flow(olga, webhook(), slug="hooks")
+    body = _part("order", "A-1") + _part("total", "5") + f"--{BOUNDARY}--\r\n".encode()
+    response = client.post(hook_url(flow), data=body, content_type=MULTIPART)
+    assert response.status_code == 202
+    assert Run.objects.get(flow=flow).input["body"] == {"order": "A-1", "total": "5"}
+    uploaded = client.post(hook_url(flow), {"order": "A-2", "receipt": _UploadedFile()})
+    assert uploaded.status_code == 202
+
+
+class _UploadedFile:
+    """What the test client sends as a file part."""
+
+    name = "receipt.txt"
+
+    def read(self):
+        return b"paid"
