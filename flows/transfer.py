@@ -14,6 +14,7 @@ from django.db import transaction
 from flows import graph as graphs
 from flows import services
 from flows.models import Flow, Team
+from runs import plainjson
 
 FORMAT = "ledgerflow/flow@1"
 FACTS = [
@@ -35,6 +36,9 @@ def canonical_document(document: dict) -> dict:
     """The file with defaults filled and the graph normalised."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise TransferError(f"not a Ledgerflow flow file (expected format {FORMAT!r})")
+    problem = plainjson.problem(document)
+    if problem:
+        raise TransferError(f"the file cannot be stored: {problem}")
     facts = {**DEFAULT_FACTS, **document.get("flow", {})}
     unknown = set(facts) - set(FACTS) - {"owner", "team"}
     if unknown:

@@ -55,9 +55,9 @@ def _number(value: int | float, path: list) -> int | float:
         if -MAX_INTEGER <= value <= MAX_INTEGER:
             return value
         raise NotStorable(f"the number at {_where(path)} is too large (more than 2^63 - 1)")
-    if not math.isfinite(value):
-        raise NotStorable(f"the number at {_where(path)} is not finite")
-    if abs(value) > MAX_INTEGER:
+    if math.isnan(value):
+        raise NotStorable(f"the value at {_where(path)} is not a number (NaN)")
+    if abs(value) > MAX_INTEGER:  # infinity too
         raise NotStorable(f"the number at {_where(path)} is too large (more than 2^63 - 1)")
     if value == 0:
         return 0.0  # drops the sign of -0.0

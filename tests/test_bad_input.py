@@ -3,12 +3,16 @@ leaves nothing behind: lone surrogates, NUL characters, invalid UTF-8, numbers
 too large, absurd signature timestamps and broken multipart bodies, on the
 webhook endpoint, the manual start form, graph save, import and the API."""
 
+import io
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from connectors.triggers.models import DeliveryRecord, SeenSignature
 from runs.models import Event, Run
+from tests.conftest import login
 from tests.test_webhooks import hook_url, signed, signing_credential
 from tests.trigger_helpers import pause, triggered_flow, webhook
 
@@ -54,7 +58,7 @@ def test_a_nul_in_a_query_header_or_key_is_a_400(client, olga):
     url = hook_url(flow)
     body = {"data": b"{}", "content_type": "application/json"}
     query = client.post(url + "?source=a%00b", **body)
-    assert query.status_code == 400 and "query" in query.json()["error"]
+    assert query.status_code == 400 and "NUL" in query.json()["error"]
     header = client.post(url, headers={"X-Shop": "a\x00b"}, **body)
     assert header.status_code == 400 and "headers" in header.json()["error"]
     key = client.post(url, headers={"Idempotency-Key": "k\x00"}, **body)
@@ -153,3 +157,132 @@ class _UploadedFile:
 
     def read(self):
         return b"paid"
+
+
+# --- Forms, graph save, import and the API --------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string"}, "quantity": {"type": "integer"}},
+}
+
+
+def _start_url(flow) -> str:
+    return reverse("flows:start_run", kwargs={"slug": flow.slug})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"name": "\\ud800"}', "surrogate"),
+        ('{"name": "a\\u0000"}', "NUL"),
+        (f'{{"n": {BIG_INT}}}', "too large"),
+        (f'{{"n": {HUGE_INT}}}', "Not valid JSON"),
+        (f'{{"n": {HUGE_FLOAT}}}', "too large"),
+        ('{"n": NaN}', "Not valid JSON"),
+        ("[" * 5000 + "]" * 5000, "Not valid JSON"),
+    ],
+)
+def test_the_json_start_form_shows_an_error_for_what_cannot_be_stored(client, olga, text, message):
+    flow = triggered_flow(olga, {"type": "trigger.manual", "config": {}}, slug="manual")
+    response = login(client, olga).post(_start_url(flow), {"input": text})
+    assert response.status_code == 422
+    errors = response.context["start_form"].errors["input"]
+    assert any(message in error for error in errors), errors
+    assert not Run.objects.filter(flow=flow).exists()
+
+
+def test_the_typed_start_form_refuses_an_integer_too_large(client, olga):
+    manual = {"type": "trigger.manual", "config": {"input_schema": SCHEMA}}
+    flow = triggered_flow(olga, manual, slug="manual")
+    response = login(client, olga).post(_start_url(flow), {"order_id": "A", "quantity": BIG_INT})
+    assert response.status_code == 422
+    assert "too large" in str(response.context["start_form"].errors["quantity"])
+    nul = client.post(_start_url(flow), {"order_id": "A\x00", "quantity": "1"})
+    assert nul.status_code == 422 and "Null characters" in str(nul.context["start_form"].errors)
+    urlencoded = client.post(
+        _start_url(flow),
+        "order_id=A%00&quantity=1",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert urlencoded.status_code == 400 and b"NUL" in urlencoded.content
+    assert not Run.objects.filter(flow=flow).exists()
+
+
+def test_graph_save_shows_an_error_for_what_cannot_be_stored(client, olga, make_flow):
+    flow = make_flow(olga, slug="graphs")
+    url = reverse("flows:graph", kwargs={"slug": flow.slug})
+    before = Event.objects.count()
+    for text in ('{"nodes": [], "edges": [], "x": "\\udc00"}', f'{{"nodes": [{BIG_INT}]}}'):
+        response = login(client, olga).post(url, {"graph": text, "note": ""})
+        assert response.status_code in (200, 422)
+        assert "cannot be stored" in response.content.decode()
+    assert Event.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ('{"format": "ledgerflow/flow@1", "flow": {"name": "\\ud800", "slug": "x"}}', "surrogate"),
+        ('{"format": "ledgerflow/flow@1", "flow": {"name": "n\\u0000", "slug": "x"}}', "NUL"),
+        (
+            '{"format": "ledgerflow/flow@1",'
+            f' "flow": {{"name": "n", "slug": "x", "review_cadence_days": {BIG_INT}}}}}',
+            "too large",
+        ),
+        (b'{"format": "\xff"}', "cannot read"),
+        ("[" * 5000 + "]" * 5000, "cannot read"),
+    ],
+)
+def test_import_refuses_what_cannot_be_stored(olga, tmp_path, document, message):
+    path = tmp_path / "flow.json"
+    if isinstance(document, bytes):
+        path.write_bytes(document)
+    else:
+        path.write_text(document)
+    before = Event.objects.count()
+    with pytest.raises(CommandError, match=message):
+        call_command("import_flow", str(path), "--as", "olga", stdout=io.StringIO())
+    assert Event.objects.count() == before
+
+
+API_BODIES = {
+    "lone surrogate": b'{"config": {"url": "\\ud800"}}',
+    "NUL": b'{"config": {"url": "\\u0000"}}',
+    "invalid UTF-8": b'{"config": {"url": "\xff"}}',
+    "1,900-digit integer": f'{{"config": {{"n": {BIG_INT}}}}}'.encode(),
+    "5,000-digit integer": f'{{"config": {{"n": {HUGE_INT}}}}}'.encode(),
+    "5,000-digit number": f'{{"config": {{"n": {HUGE_FLOAT}}}}}'.encode(),
+    "NaN": b'{"config": {"n": NaN}}',
+    "not JSON": b"{",
+    "deep": b'{"config": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+}
+
+
+@pytest.mark.parametrize("case", API_BODIES)
+def test_the_api_answers_bad_bodies_with_400_or_422(client, olga, case):
+    url = reverse("api:connector_test_connection", kwargs={"key": "http.request"})
+    login(client, olga)
+    token = client.get(reverse("flows:inventory")).cookies.get("csrftoken")
+    headers = {"X-CSRFToken": token.value} if token else {}
+    response = client.post(
+        url, data=API_BODIES[case], content_type="application/json", headers=headers
+    )
+    assert response.status_code in (400, 422), response.content
+
+
+def test_an_anonymous_api_post_is_401_not_a_csrf_403(client):
+    url = reverse("api:connector_test_connection", kwargs={"key": "http.request"})
+    response = client.post(url, data=b"{}", content_type="application/json")
+    assert response.status_code == 401
+    assert client.get(reverse("api:connectors")).status_code == 401
+
+
+def test_a_logged_in_api_post_still_needs_the_csrf_token(olga):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    login(browser, olga)
+    url = reverse("api:connector_test_connection", kwargs={"key": "http.request"})
+    response = browser.post(url, data=b"{}", content_type="application/json")
+    assert response.status_code == 403 and "CSRF" in response.content.decode()
