@@ -271,7 +271,10 @@ def test_the_api_answers_bad_bodies_with_400_or_422(client, olga, case):
     assert response.status_code in (400, 422), response.content
 
 
-def test_an_anonymous_api_post_is_401_not_a_csrf_403(client):
+def test_an_anonymous_api_post_is_401_not_a_csrf_403(db):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
     url = reverse("api:connector_test_connection", kwargs={"key": "http.request"})
     response = client.post(url, data=b"{}", content_type="application/json")
     assert response.status_code == 401
