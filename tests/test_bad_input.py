@@ -289,3 +289,25 @@ def test_a_logged_in_api_post_still_needs_the_csrf_token(olga):
     url = reverse("api:connector_test_connection", kwargs={"key": "http.request"})
     response = browser.post(url, data=b"{}", content_type="application/json")
     assert response.status_code == 403 and "CSRF" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "facts, message",
+    [
+        ({"purpose": None}, "flow.purpose has the wrong type"),
+        ({"review_cadence_days": "90"}, "flow.review_cadence_days has the wrong type"),
+        ({"review_cadence_days": -1}, "flow.review_cadence_days"),
+        ({"tags": "a,b"}, "flow.tags has the wrong type"),
+        ({"slug": "not a slug!"}, "flow.slug"),
+        ({"name": "x" * 151}, "flow.name"),
+        ({"criticality": "apocalyptic"}, "flow.criticality"),
+        ({"owner": 7}, "flow.owner must be a name"),
+    ],
+)
+def test_import_refuses_facts_of_the_wrong_shape(olga, facts, message):
+    from flows import transfer
+
+    document = {"format": transfer.FORMAT, "flow": {"name": "N", "slug": "n", **facts}}
+    with pytest.raises(transfer.TransferError, match=message):
+        transfer.import_flow(document, actor=olga)
+    assert not Event.objects.filter(stream__startswith="flow:").exists()
