@@ -8,6 +8,7 @@ kombu's filesystem broker under ``LEDGERFLOW_DATA_DIR`` (``var/``), so
 
 import base64
 import binascii
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     # django-ninja's own templates and static files: the API docs page is
     # served from here instead of a CDN.
     "ninja",
@@ -101,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as its documentation asks: it turns a lockout into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -240,6 +244,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes, config/throttle.py): an address is locked
+# out after LEDGERFLOW_LOGIN_FAILURE_LIMIT failures within the cool-off; a
+# username alone is only slowed, never locked, so nobody can lock the admin
+# out from elsewhere. Addresses are the connection's own (REMOTE_ADDR).
+AUTHENTICATION_BACKENDS = [
+    "config.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LEDGERFLOW_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LEDGERFLOW_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# A username with more failures than this (from any addresses) waits before
+# each login, doubling from 0.25 s up to the cap.
+LEDGERFLOW_LOGIN_SLOW_AFTER = env_int("LEDGERFLOW_LOGIN_SLOW_AFTER", 5)
+LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS = float(env_int("LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS", 3))
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -266,6 +290,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every attempt at INFO; lockouts are audit events.
+    "loggers": {"axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")}},
 }
 
 # --- Ledgerflow -------------------------------------------------------------
