@@ -311,3 +311,14 @@ def test_import_refuses_facts_of_the_wrong_shape(olga, facts, message):
     with pytest.raises(transfer.TransferError, match=message):
         transfer.import_flow(document, actor=olga)
     assert not Event.objects.filter(stream__startswith="flow:").exists()
+
+
+def test_every_page_sends_the_security_headers(client, olga):
+    for response in (client.get(reverse("login")), login(client, olga).get("/flows/")):
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Referrer-Policy"] == "same-origin"
+        assert "<script>" not in response.content.decode()
+        assert " onsubmit=" not in response.content.decode()

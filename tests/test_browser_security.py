@@ -53,3 +53,23 @@ def test_pages_send_the_security_headers(browser, live_server, adam):  # noqa: F
     page.goto(f"{live_server.url}/flows/")
     assert page.evaluate("() => htmx.config.allowEval") is False
     assert page.evaluate("() => htmx.config.includeIndicatorStyles") is False
+
+
+def test_confirmations_work_without_inline_handlers(browser, live_server, olga):  # noqa: F811
+    from runs import driver
+    from runs.models import Run
+    from tests.engine_helpers import chain, publish
+
+    flow = publish(olga, chain({"id": "wait", "type": "delay", "config": {"seconds": 600}}))
+    run = driver.start_run(flow=flow, input={}, actor="user:olga")
+    page = log_in(browser, live_server, "olga", PASSWORD)
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("text=Cancel run")
+    page.wait_for_timeout(300)
+    assert Run.objects.get(pk=run.pk).status != "cancelled"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Cancel run")
+    page.wait_for_load_state()
+    page.wait_for_timeout(300)
+    assert Run.objects.get(pk=run.pk).status == "cancelled"
