@@ -3,8 +3,9 @@
 Form fields refuse what the event log cannot store, and the webhook and API
 check their bodies; this middleware covers the rest at one place:
 
-- a query string or urlencoded form with a NUL character: PostgreSQL text
-  refuses it, so any view that filters or stores the raw value would fail;
+- a path, query string or urlencoded form with a NUL character: PostgreSQL
+  text refuses it, so any view that filters or stores the raw value (a
+  webhook token, a slug) would fail;
 - a value that reached the event store although it cannot be stored there
   (``EventPayloadError`` is raised before any write, so nothing is left
   half-done).
@@ -44,8 +45,10 @@ def _form_has_nul(request) -> bool:
 
 
 def _refusal(request):
-    if _has_nul(request.GET) or _form_has_nul(request):
-        return _bad_request(request, "Request parameters may not contain NUL characters.")
+    if "\x00" in request.path or _has_nul(request.GET) or _form_has_nul(request):
+        return _bad_request(
+            request, "The address and parameters of a request may not contain NUL characters."
+        )
     return None
 
 

@@ -5,6 +5,8 @@ import asyncio
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MaxLengthValidator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,7 +16,21 @@ from runs.views import actor_of
 
 UNLOCK_PERMISSION = "axes.delete_accessattempt"
 
-_login_page = auth_views.LoginView.as_view(redirect_authenticated_user=True)
+
+class LoginForm(AuthenticationForm):
+    """Django's form sets the username's max_length after construction, so
+    nothing enforces it: a longer name would reach the throttle's records
+    (255 characters) and fail there. Refuse it on the field instead."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
+
+
+_login_page = auth_views.LoginView.as_view(
+    redirect_authenticated_user=True, authentication_form=LoginForm
+)
 
 
 async def login(request):

@@ -322,3 +322,10 @@ def test_every_page_sends_the_security_headers(client, olga):
         assert response["Referrer-Policy"] == "same-origin"
         assert "<script>" not in response.content.decode()
         assert " onsubmit=" not in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/hooks/%00/", "/hooks/a%00b/", "/approvals/link/%00/"])
+def test_a_nul_in_the_path_is_a_400(client, olga, path):
+    assert client.get(path).status_code == 400
+    assert client.post(path, data=b"{}", content_type="application/json").status_code == 400
+    assert login(client, olga).get(path).status_code == 400

@@ -108,3 +108,9 @@ def test_a_username_tried_from_many_addresses_is_slowed_never_locked(adam, setti
     assert logged_in(attempt("adam", PASSWORD, OFFICE))
     assert time.monotonic() - started >= 0.5
     assert throttle.delay_for("olga") == 0
+
+
+def test_an_overlong_username_is_a_form_error_not_a_500(db):
+    response = attempt("9" * 1900, "x", ATTACKER)
+    assert response.status_code == 200
+    assert "at most 150 characters" in response.content.decode()
