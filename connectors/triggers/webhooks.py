@@ -130,13 +130,13 @@ def check_multipart(boundary: str | None, body: bytes, parts_parsed: int) -> Non
         return  # an empty body is an empty form, as for the other types
     if not boundary:
         raise Rejected(400, "multipart body without a boundary in its Content-Type")
-    delimiter = b"--" + boundary.encode("latin-1")
+    delimiter = b"\r\n--" + boundary.encode("latin-1", "replace")
     framed = b"\r\n" + body  # the first delimiter may open the body
-    if not framed.startswith(b"\r\n" + delimiter) and b"\r\n" + delimiter not in body:
+    if delimiter not in framed:
         raise Rejected(400, "body is not a valid multipart form: the boundary never occurs")
-    if b"\r\n" + delimiter + b"--" not in framed:
+    if delimiter + b"--" not in framed:
         raise Rejected(400, "body is not a valid multipart form: it has no closing boundary")
-    parts = framed.count(b"\r\n" + delimiter) - 1
+    parts = framed.count(delimiter) - 1
     if parts != parts_parsed:
         raise Rejected(
             400,
