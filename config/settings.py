@@ -8,6 +8,7 @@ kombu's filesystem broker under ``LEDGERFLOW_DATA_DIR`` (``var/``), so
 
 import base64
 import binascii
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
+    "csp",
     # django-ninja's own templates and static files: the API docs page is
     # served from here instead of a CDN.
     "ninja",
@@ -92,15 +95,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.RefuseNulCharacters",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.badinput.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as its documentation asks: it turns a lockout into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -240,7 +247,50 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes, config/throttle.py): an address is locked
+# out after LEDGERFLOW_LOGIN_FAILURE_LIMIT failures within the cool-off; a
+# username alone is only slowed, never locked, so nobody can lock the admin
+# out from elsewhere. Addresses are the connection's own (REMOTE_ADDR).
+AUTHENTICATION_BACKENDS = [
+    "config.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LEDGERFLOW_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LEDGERFLOW_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# A username with more failures than this (from any addresses) waits before
+# each login, doubling from 0.25 s up to the cap.
+LEDGERFLOW_LOGIN_SLOW_AFTER = env_int("LEDGERFLOW_LOGIN_SLOW_AFTER", 5)
+LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS = float(env_int("LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS", 3))
 SESSION_COOKIE_HTTPONLY = True
+# Headers: no MIME sniffing, no referrer beyond this origin, never framed.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# A strict Content-Security-Policy (django-csp): scripts and styles only from
+# static/ (no inline script, handler or style), nothing framed, forms post
+# only here. htmx is configured by a meta tag not to eval (base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        # 'self' covers the approvals websocket (ws:/wss: on this host).
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
@@ -266,6 +316,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every attempt at INFO; lockouts are audit events.
+    "loggers": {"axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")}},
 }
 
 # --- Ledgerflow -------------------------------------------------------------
