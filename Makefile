@@ -21,18 +21,17 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-# The demo's worker may call the demo payments API on 127.0.0.1 (connectors
-# refuse local addresses not on LEDGERFLOW_OUTBOUND_ALLOWLIST), and nothing
-# else local.
+# supervisord (platform/supervisord.conf) runs web, worker, beat, queues and
+# the demo payments API, restarting what dies; config/launcher.py settles the
+# ports (the demo API's is kept in the data directory, and only it is on the
+# worker's outbound allowlist) and shows the processes' logs.
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	LEDGERFLOW_PORT=$(PORT) $(BIN)/python manage.py seed_demo
 	@echo ""
-	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops web, worker and beat)"
+	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops every process)"
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" LEDGERFLOW_PORT=$(PORT) \
-	  LEDGERFLOW_OUTBOUND_ALLOWLIST="$${LEDGERFLOW_OUTBOUND_ALLOWLIST:-127.0.0.1:$${LEDGERFLOW_DEMO_PAYMENTS_PORT:-8765}}" \
-	  exec $(BIN)/honcho -f platform/Procfile -d . start
+	exec $(BIN)/python -m config.launcher --port $(PORT)
 
 services:
 	bash tests/services.sh
