@@ -41,10 +41,27 @@ def run(messages: int, producers: int, deadline: float) -> dict:
     manage(env, "migrate", "--noinput")
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
-             "--loglevel", "WARNING", "--without-mingle", "--without-gossip", "-n", f"w{n}@%h"],
-            cwd=ROOT, env=env, stdout=open(data_dir / f"worker-{n}.log", "w"),
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"w{n}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(data_dir / f"worker-{n}.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         for n in range(2)
     ]
@@ -54,9 +71,16 @@ def run(messages: int, producers: int, deadline: float) -> dict:
         each = messages // producers
         senders = [
             subprocess.Popen(
-                [sys.executable, "manage.py", "shell", "--no-imports", "-c",
-                 SEND.format(start=start, count=each, tag=n)],
-                cwd=ROOT, env=env,
+                [
+                    sys.executable,
+                    "manage.py",
+                    "shell",
+                    "--no-imports",
+                    "-c",
+                    SEND.format(start=start, count=each, tag=n),
+                ],
+                cwd=ROOT,
+                env=env,
             )  # fmt: skip
             for n in range(producers)
         ]
