@@ -12,15 +12,18 @@ Here every file appears whole or not at all:
 
 - a producer writes the message into ``staging/`` and renames it into the
   queue folder (a rename within one filesystem is atomic);
-- a consumer claims a message by renaming it into ``claimed/``: of several
-  consumers exactly one rename succeeds, the others see the file vanish and
-  move on to the next one;
+- a consumer claims a message by renaming it into ``claimed/`` under a name
+  that starts with its pid: of several consumers exactly one rename
+  succeeds, the others see the file vanish and move on to the next one;
+- the claimed file is deleted when the message is acknowledged (or put back
+  when it is rejected or the channel closes with it unacknowledged); one
+  whose process has died (a worker SIGKILLed mid-task) is moved back into
+  the queue by any consumer, so it is delivered again (at least once);
 - exchange tables are rewritten under a lock file and replaced atomically.
 
 All folders must be on one filesystem; settings put them under
-``LEDGERFLOW_DATA_DIR/broker``. Delivery is still at most once per fetch:
-a worker killed while holding a message loses it, and the recovery sweep
-(runs/sweeper.py) re-dispatches the step from the database.
+``LEDGERFLOW_DATA_DIR/broker``. Redelivery is safe for the platform's tasks:
+claims on steps are compare-and-set on the attempt.
 """
 
 import fcntl
@@ -40,7 +43,17 @@ from kombu.utils.objects import cached_property
 logger = logging.getLogger(__name__)
 
 
+# How often a consumer looks for messages claimed by processes that died.
+ORPHAN_SCAN_SECONDS = 2.0
+
+
 class Channel(filesystem.Channel):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._claims: dict[str, str] = {}  # delivery tag -> claimed file
+        self._no_ack_queues: set[str] = set()
+        self._scanned_at = 0.0
+
     @cached_property
     def staging_folder(self) -> str:
         return self._sibling_folder("staging_folder", "staging")
@@ -69,16 +82,17 @@ class Channel(filesystem.Channel):
         os.rename(staged, os.path.join(self.data_folder_out, name))
 
     def _get(self, queue):
+        self._requeue_orphans()
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:
                 continue
-            message = self._claim(name)
+            message = self._claim(name, queue)
             if message is not None:
                 return message
         raise Empty()
 
-    def _claim(self, name: str):
+    def _claim(self, name: str, queue: str):
         claimed = os.path.join(self.claimed_folder, f"{os.getpid()}-{name}")
         try:
             os.rename(os.path.join(self.data_folder_in, name), claimed)
@@ -95,8 +109,63 @@ class Channel(filesystem.Channel):
             os.rename(claimed, kept)
             logger.error("broker: message %s is not JSON; kept in %s", name, kept)
             return None
-        os.unlink(claimed)
+        tag = message.get("properties", {}).get("delivery_tag")
+        if tag is None or queue in self._no_ack_queues:
+            os.unlink(claimed)  # nobody will acknowledge it
+        else:
+            self._claims[tag] = claimed
         return message
+
+    def _settle(self, tag) -> None:
+        path = self._claims.pop(tag, None)
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def basic_consume(self, queue, no_ack, *args, **kwargs):
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+    def basic_ack(self, delivery_tag, multiple=False):
+        super().basic_ack(delivery_tag, multiple)
+        self._settle(delivery_tag)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        super().basic_reject(delivery_tag, requeue=requeue)
+        self._settle(delivery_tag)
+
+    def _restore(self, message):
+        # Rejected with requeue, or unacknowledged when the channel closes:
+        # a copy goes back to the queue, so the claim is done with.
+        super()._restore(message)
+        self._settle(message.delivery_tag)
+
+    def _requeue_orphans(self) -> None:
+        """Put back messages claimed by processes that no longer exist."""
+        if time.monotonic() - self._scanned_at < ORPHAN_SCAN_SECONDS:
+            return
+        self._scanned_at = time.monotonic()
+        for name in os.listdir(self.claimed_folder):
+            pid, _, original = name.partition("-")
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            try:
+                os.rename(
+                    os.path.join(self.claimed_folder, name),
+                    os.path.join(self.data_folder_in, original),
+                )
+            except FileNotFoundError:
+                continue  # another consumer put it back first
+            logger.warning("broker: requeued %s, claimed by process %s which died", original, pid)
 
     @contextmanager
     def _table_lock(self, exchange):
@@ -130,6 +199,16 @@ class Channel(filesystem.Channel):
             table = self.get_table(exchange)
             if entry in table:
                 self._write_table(exchange, [row for row in table if row != entry])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process
+    return True
 
 
 class Transport(filesystem.Transport):

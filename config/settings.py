@@ -172,9 +172,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # (config/broker.py): stock kombu lets a consumer read a file its writer
     # has not finished, and the worker dies of it.
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"
-    # A message is deleted when it is fetched, so a worker that dies mid-task
-    # loses it: on this default the database (the recovery sweep), not the
-    # broker, is what recovers lost work.
+    # A message is deleted when it is acknowledged; one held by a worker that
+    # died is delivered again. The recovery sweep still covers what no
+    # message can (a step whose lease ran out).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

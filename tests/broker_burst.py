@@ -2,10 +2,13 @@
 
     python -m tests.broker_burst produce FOLDER TAG COUNT [--transport T]
     python -m tests.broker_burst consume FOLDER OUT [--transport T]
+    python -m tests.broker_burst hold FOLDER COUNT
 
 Producers put COUNT messages each; a consumer takes messages until the file
 FOLDER/stop exists and the queue has been empty for a second, then writes the
 ids it received to OUT (one a line). Any error ends the process non-zero.
+A holder takes COUNT messages without acknowledging them, prints "held" and
+waits to be killed, as a worker killed mid-task does.
 """
 
 import argparse
@@ -63,9 +66,18 @@ def consume(folder: Path, out: Path, transport: str) -> None:
     out.write_text("".join(f"{i}\n" for i in received))
 
 
+def hold(folder: Path, count: int, transport: str) -> None:
+    with connection(folder, transport) as conn:
+        queue = conn.SimpleQueue("burst")
+        for _ in range(count):
+            queue.get(block=True, timeout=30)
+        print("held", flush=True)
+        time.sleep(600)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["produce", "consume"])
+    parser.add_argument("role", choices=["produce", "consume", "hold"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("args", nargs="+")
     parser.add_argument("--transport", default=TRANSPORT)
@@ -73,6 +85,8 @@ def main() -> None:
     if options.role == "produce":
         tag, count = options.args
         produce(options.folder, tag, int(count), options.transport)
+    elif options.role == "hold":
+        hold(options.folder, int(options.args[0]), options.transport)
     else:
         consume(options.folder, Path(options.args[0]), options.transport)
 

@@ -58,3 +58,31 @@ def test_a_burst_from_several_producers_reaches_several_consumers_whole(tmp_path
     assert list((folder / "queue").iterdir()) == []
     assert list((folder / "claimed").iterdir()) == []
     assert list((folder / "staging").iterdir()) == []
+
+
+def test_messages_held_by_a_consumer_that_is_killed_are_delivered_again(tmp_path):
+    folder = tmp_path / "broker"
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True)
+    log = open(tmp_path / "processes.log", "w")
+    producer = _start("produce", str(folder), "p", "20", log=log)
+    assert producer.wait(timeout=60) == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.broker_burst", "hold", str(folder), "5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert len(list((folder / "claimed").iterdir())) == 5
+        holder.kill()  # a worker SIGKILLed with tasks in hand
+        holder.wait()
+        (folder / "stop").touch()
+        consumer = _start("consume", str(folder), str(tmp_path / "got"), log=log)
+        assert consumer.wait(timeout=60) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+        log.close()
+    received = (tmp_path / "got").read_text().split()
+    assert sorted(received) == sorted(f"p-{n}" for n in range(20))
+    assert list((folder / "claimed").iterdir()) == []
