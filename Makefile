@@ -27,7 +27,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 # worker's outbound allowlist) and shows the processes' logs.
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
-	LEDGERFLOW_PORT=$(PORT) $(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops every process)"
 	@echo ""

@@ -49,9 +49,14 @@ def platform_env(port: int) -> dict[str, str]:
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
     )
-    # The demo's worker may call the demo payments API, and nothing else local.
-    env.setdefault("LEDGERFLOW_OUTBOUND_ALLOWLIST", f"127.0.0.1:{payments}")
-    env.setdefault("LEDGERFLOW_BASE_URL", f"http://127.0.0.1:{port}")
+    # The demo's worker may call the demo payments API, and nothing else
+    # local; links in e-mails point at the port web serves on.
+    defaults = {
+        "LEDGERFLOW_OUTBOUND_ALLOWLIST": f"127.0.0.1:{payments}",
+        "LEDGERFLOW_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    for name, value in defaults.items():
+        env[name] = env.get(name) or value
     return env
 
 
