@@ -173,15 +173,21 @@ REDIS_URL = env_str("REDIS_URL")
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "control"):
+    for sub in ("queue", "control", "staging", "claimed"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    # The filesystem transport deletes a message when it is fetched, so a
-    # worker that dies mid-task loses it: on this default the database (the
-    # recovery sweep), not the broker, is what recovers lost work.
+    # kombu's filesystem transport with atomic writes and claims
+    # (config/broker.py): stock kombu lets a consumer read a file its writer
+    # has not finished, and the worker dies of it.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+    # A message is deleted when it is acknowledged; one held by a worker that
+    # died is delivered again. The recovery sweep still covers what no
+    # message can (a step whose lease ran out).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
+        "staging_folder": str(BROKER_DIR / "staging"),
+        "claimed_folder": str(BROKER_DIR / "claimed"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
@@ -349,7 +355,10 @@ LEDGERFLOW_INBOX_POLL_SECONDS = env_int("LEDGERFLOW_INBOX_POLL_SECONDS", 3)
 # leaked old email stops working.
 LEDGERFLOW_APPROVAL_LINK_HOURS = env_int("LEDGERFLOW_APPROVAL_LINK_HOURS", 7 * 24)
 # Links in emails are absolute; the web process cannot know its public name.
-LEDGERFLOW_BASE_URL = env_str("LEDGERFLOW_BASE_URL", "http://127.0.0.1:8000")
+# Unset, they point at the port `make run` serves on (LEDGERFLOW_PORT).
+LEDGERFLOW_BASE_URL = env_str(
+    "LEDGERFLOW_BASE_URL", f"http://127.0.0.1:{env_int('LEDGERFLOW_PORT', 8000)}"
+)
 # Mail: printed to the console unless an SMTP server is configured, so
 # `make run` needs none and shows the notifications it would send.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,7 +1,6 @@
 """Demo users, teams and inventory for `make run`. Safe to run repeatedly."""
 
 import datetime as dt
-import os
 import secrets
 
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
@@ -30,18 +30,18 @@ ORDER_RUNBOOK = """\
 """
 
 
-# `make run` starts the payments API on this port and puts it (only) on the
-# worker's outbound allowlist.
-DEMO_PAYMENTS_URL = f"http://127.0.0.1:{os.environ.get('LEDGERFLOW_DEMO_PAYMENTS_PORT', '8765')}"
-
-
-def order_graph() -> dict:
+def order_graph(base_url: str | None = None) -> dict:
     """The "Order fulfilment" saga against the demo payments and inventory
     API (started by `make run`): check the order, charge it, reserve the
     stock, confirm. If the reservation fails for good (out of stock, or the
     inventory API down through every retry), the run fails at once and the
     charge is refunded (the payments connector's own undo).
-    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}."""
+    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}.
+
+    The API's URL is frozen into the published version: by default the port
+    `make run` starts the API on (and puts, alone, on the worker's outbound
+    allowlist), chosen once per data directory (config/demo.py)."""
+    base_url = base_url or demo.payments_url(settings.DATA_DIR)
     return {
         "nodes": [
             {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
@@ -50,11 +50,11 @@ def order_graph() -> dict:
             {"id": "reject", "type": "transform", "position": {"x": 400, "y": 120},
              "config": {"fields": {"rejected": "amount must be a positive number"}}},
             {"id": "charge", "type": "payments.charge", "position": {"x": 400, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "amount": "{{ trigger.amount }}"},
              "compensation": "default"},
             {"id": "reserve", "type": "inventory.reserve", "position": {"x": 600, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "sku": "{{ trigger.sku | default('BOOK-1') }}", "quantity": 1},
              "retry": {"max_attempts": 3}, "on_failure": "fail_run",
              "compensation": "default"},
