@@ -16,12 +16,12 @@ from connectors.models import Credential
 from flows import projection, services
 from flows import secret_moves as moves
 from flows.graph import graph_hash, normalise
-from flows.models import FlowVersion
+from flows.models import Flow, FlowVersion
 from runs import driver
 from runs.eventstore import NewEvent, append_many, verify_stream
 from runs.models import Event
 from tests.conftest import login
-from tests.engine_helpers import chain, publish
+from tests.engine_helpers import READY, activate, chain, publish
 from tests.localserver import Reply
 
 KEY = "sk_live_4f9a2c7e1b"
@@ -173,7 +173,7 @@ def record_old_flow(flow, graph: dict) -> None:
 def test_the_migration_moves_keys_into_a_credential_and_old_versions_still_run(
     olga, make_flow, payments, eager_celery
 ):
-    flow = make_flow(olga, slug="old-orders")
+    flow = make_flow(olga, slug="old-orders", owner=olga, **READY)
     key = next(OLD_KEYS)
     record_old_flow(flow, old_graph(payments.url, key))
     assert key in Event.objects.filter(stream=flow.stream).last().body
@@ -197,7 +197,7 @@ def test_the_migration_moves_keys_into_a_credential_and_old_versions_still_run(
     assert fill_allowed_hosts() == [
         f"migrated-old-orders-charge: allowed hosts {payments.url.split('//')[1]}"
     ]
-    flow.refresh_from_db()
+    flow = activate(Flow.objects.get(pk=flow.pk), olga)
     with eager_celery():
         run = driver.start_run(flow=flow, input={"order_id": "M-1"}, actor="user:olga")
     run.refresh_from_db()
