@@ -39,9 +39,9 @@ def both(command: list[str], prefix: str) -> tuple[dict, dict]:
 
 
 def test_kill_drill_loses_nothing_and_charges_nothing_twice():
-    f, off = both(["bench.drill_kill", "--runs", "30", "--kills", "3"], "drill_kill")
-    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (30, 30, 30, 0, 0)
-    assert f["duplicate_effects"] == 0 and f["kills"] == 3 and f["kills_in_effect"] >= 1
+    f, off = both(["bench.drill_kill", "--runs", "24", "--kills", "2"], "drill_kill")
+    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (24, 24, 24, 0, 0)
+    assert f["duplicate_effects"] == 0 and f["kills"] == 2 and f["kills_in_effect"] >= 1
     # A remote that ignores the keys the charge claims it honours: the
     # retries after kills and late answers charge again, and the drill sees it.
     assert off["duplicate_effects"] > 0
@@ -49,9 +49,9 @@ def test_kill_drill_loses_nothing_and_charges_nothing_twice():
 
 def test_kill_drill_with_an_unsafe_charge_leaves_outcome_unknown_dead_letters():
     f, off = both(
-        ["bench.drill_kill", "--runs", "30", "--kills", "3", "--unsafe"], "drill_kill_unsafe"
+        ["bench.drill_kill", "--runs", "24", "--kills", "2", "--unsafe"], "drill_kill_unsafe"
     )
-    assert f["finished"] + f["outcome_unknown"] == f["runs"] == f["accepted"] == 30
+    assert f["finished"] + f["outcome_unknown"] == f["runs"] == f["accepted"] == 24
     assert f["other"] == f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
     # The unsafe charge treated as safe: retried after a kill or a late
     # answer, at a remote that ignores keys, it charges twice.
@@ -67,8 +67,8 @@ def test_unsafe_timeout_drill_never_charges_twice_and_retries_what_was_refused()
 
 
 def test_broker_drill_recovers_from_a_redis_restart():
-    f, off = both(["bench.drill_broker", "--runs", "60", "--stuck-after", "40"], "drill_broker")
-    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (60, 60, 60, 0, 0)
+    f, off = both(["bench.drill_broker", "--runs", "40", "--stuck-after", "30"], "drill_broker")
+    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (40, 40, 40, 0, 0)
     assert f["duplicate_effects"] == 0
     # Without re-dispatch, what Redis lost stays lost: runs stick.
     assert off["stuck"] > 0
