@@ -190,6 +190,31 @@ def test_the_drill_switch_retries_an_unsafe_step_and_repeats_its_effect(
     assert charges(payments, "o-drill") == 2
 
 
+def test_a_loop_over_an_unsafe_call_keeps_what_finished_and_repeats_no_item(
+    olga, payments, eager_celery, sweep_later
+):
+    """One item answered late: the loop step is an outcome-unknown dead
+    letter; the items that finished stay recorded, none is charged twice."""
+    control(payments, honour_keys=False, late_next=1, late_seconds=TIMEOUT * 4)
+    loop = {
+        "id": "charge_each", "type": "loop",
+        "config": {"items": "{{ trigger.orders }}", "batch_size": 1, "body": {
+            "type": "http.request",
+            "config": {"method": "POST", "url": f"{payments.url}/charges",
+                       "json_body": {"order_id": "{{ item }}", "amount": 10},
+                       "timeout_seconds": TIMEOUT}}},
+        "retry": {"max_attempts": 3, "initial_seconds": 10, "jitter": 0},
+    }  # fmt: skip
+    flow = publish(olga, chain(loop), slug="unsafe-loop")
+    with clock.frozen_at(START), eager_celery():
+        run = driver.start_run(flow=flow, input={"orders": ["a", "b", "c"]}, actor="u")
+    sweep_later()
+    step = Step.objects.get(run=run, node_id="charge_each")
+    assert step.status == "dead_lettered" and step.outcome_unknown, step.error
+    assert "item 0" in step.error
+    assert [charges(payments, order) for order in "abc"] == [1, 0, 0]
+
+
 # --- the connectors' word: may it have been sent? ------------------------------------
 
 
