@@ -267,6 +267,17 @@ def wait_until_settled(run_ids: list[int], since: float, stuck_after: float) -> 
     return figures
 
 
+def queue_length(redis_url: str) -> int:
+    """Messages waiting in the Celery queue: the broker's backlog (-1: no
+    answer)."""
+    import redis
+
+    try:
+        return redis.Redis.from_url(redis_url, socket_timeout=2).llen("celery")
+    except redis.RedisError:
+        return -1
+
+
 def outcomes(run_ids: list[int]) -> dict:
     from runs.models import Run, Step
 

@@ -105,6 +105,7 @@ def run(runs: int, *, unprotected: bool = False,
             broker = holder["broker"]
             run_ids = deliveries.run_ids()
             figures = common.wait_until_settled(run_ids, holder["back_at"], stuck_after)
+            figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
             watchdog = supervisor.watchdog_restarts
         report = common.payments_call(api, "/report")
     finally:

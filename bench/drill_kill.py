@@ -135,6 +135,7 @@ def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = F
             pending = len(run_ids) - common.settled_count(run_ids)
             rate = max(len(run_ids) - pending, 1) / max(last_kill - began, 0.1)
             figures = common.wait_until_settled(run_ids, last_kill, stuck_after)
+            figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
         report = common.payments_call(api, "/report")
     finally:
         payments.send_signal(signal.SIGTERM)

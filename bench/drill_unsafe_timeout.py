@@ -68,6 +68,7 @@ def run(runs: int, *, unprotected: bool = False,
             common.payments_control(api, {"refuse": None}, seconds=30)
             since = time.monotonic()
             figures = common.wait_until_settled(run_ids, since, stuck_after)
+            figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
             figures["retried_safely"] = retried_safely(run_ids)
         report = common.payments_call(api, "/report")
     finally:
