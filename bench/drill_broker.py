@@ -64,14 +64,20 @@ def run(runs: int, *, unprotected: bool = False,
     # The workers may reach the fake API, and nothing else on this machine.
     env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = f"127.0.0.1:{port}"
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
-    progress = {"last_id": 0, "changed_at": time.monotonic(), "restarted_at": 0.0}
+    progress = {"last_id": 0, "changed_at": time.monotonic(), "restarted_at": 0.0, "queued": -1}
 
     def stalled() -> bool:
-        """Liveness: unfinished runs, but no event appended for a while."""
+        """Liveness: unfinished runs, but for a while no event appended and
+        no message taken from the queue. A worker working through duplicate
+        messages appends nothing, yet it consumes: restarting it would only
+        lose its prefetched messages."""
         last = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         connection.close()  # this check runs in the supervisor's thread
         now = time.monotonic()
-        if last != progress["last_id"]:
+        queued = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
+        consumed = 0 <= queued < progress["queued"]
+        progress["queued"] = queued
+        if last != progress["last_id"] or consumed:
             progress.update(last_id=last, changed_at=now)
             return False
         unfinished = Run.objects.exclude(status__in=["succeeded", "failed", "cancelled"]).exists()
