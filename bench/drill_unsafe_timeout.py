@@ -58,7 +58,7 @@ def run(runs: int, *, unprotected: bool = False,
             common.payments_control(api, {"refuse": REFUSE})
             deliveries = common.Deliveries(f"http://127.0.0.1:{web_port}/hooks/{token}/")
             deliveries.deliver([f"order-{n}" for n in range(runs)], concurrency=4,
-                               pace=max(0.02, 8.0 / max(runs, 1)))  # fmt: skip
+                               pace=spread(runs) / max(runs, 1))  # fmt: skip
             run_ids = deliveries.run_ids()
             # Refusals stop once most runs are through; the rest finish on a
             # remote that only answers late now and then.
@@ -86,6 +86,12 @@ def run(runs: int, *, unprotected: bool = False,
     )
     figures["other"] = figures["runs"] - figures["finished"] - figures["outcome_unknown"]
     return figures
+
+
+def spread(runs: int) -> float:
+    """Seconds over which the deliveries arrive: several refusal windows,
+    0.1 s per order, at most 8 s."""
+    return min(8.0, max(3.0, 0.1 * runs))
 
 
 def retried_safely(run_ids: list[int]) -> int:

@@ -342,6 +342,19 @@ class PaymentsServer:
             self.flapper = threading.Thread(target=self._flap, daemon=True)
             self.flapper.start()
 
+    def _answer_backlog(self) -> None:
+        """Serve the connections the kernel already accepted: closing the
+        listener would reset them after their request was sent, which is a
+        lost answer (outcome unknown), not a refused connection."""
+        self.httpd.socket.setblocking(False)
+        while True:
+            try:
+                request, address = self.httpd.get_request()
+            except OSError:  # BlockingIOError: nothing more is waiting
+                return
+            request.setblocking(True)
+            self.httpd.process_request(request, address)
+
     def _flap(self) -> None:
         """While ``state.refuse`` is set: serve ``up_seconds``, then close the
         listening socket for ``down_seconds`` (connections are refused:
@@ -351,6 +364,7 @@ class PaymentsServer:
             if not refuse or self.closed.wait(float(refuse.get("up_seconds", 1))):
                 return
             self.httpd.shutdown()
+            self._answer_backlog()
             self.httpd.server_close()
             self.closed.wait(float(refuse.get("down_seconds", 1)))
             self.httpd = self._listen(self.address[1])
