@@ -251,7 +251,6 @@ def main() -> None:
 
     from bench import floor
     from flows import services
-    from flows.models import Flow
 
     floor.create_tables()
     actor = User.objects.create_user("bench")
@@ -262,7 +261,7 @@ def main() -> None:
         )
         services.flow_save_draft(flow=flow, actor=actor, graph=graph)
         services.flow_publish(flow=flow, actor=actor)
-        published[slug] = Flow.objects.get(pk=flow.pk)
+        published[slug] = common.put_in_service(flow, actor)
 
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
     py = sys.executable

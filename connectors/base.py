@@ -120,8 +120,6 @@ class Connector:
     Config: ClassVar[type[BaseModel]] = StrictConfig
     # A valid config, shown in the catalogue and used by the contract test.
     example_config: ClassVar[dict] = {}
-    # Config fields that hold secrets: redacted wherever a config is shown.
-    secret_fields: ClassVar[tuple[str, ...]] = ()
     # What running it may do to the outside world, when that does not depend
     # on the config (``side_effect`` may refine it per config).
     side_effect_class: ClassVar[SideEffect] = SideEffect.NONE
@@ -138,7 +136,8 @@ class Connector:
     timeout_seconds: ClassVar[float] = 30.0
     output_schema: ClassVar[dict | None] = None
     # Config fields that hold a credential's name (never a secret): the
-    # store decrypts it at run time; export and import keep the name.
+    # store decrypts it at run time; export and import keep the name. No
+    # config holds a secret itself: graphs are recorded verbatim in the log.
     credential_fields: ClassVar[tuple[str, ...]] = ()
 
     def side_effect(self, config: BaseModel) -> SideEffect:
@@ -255,18 +254,6 @@ def all_connectors() -> dict[str, type[Connector]]:
 
 # --- the catalogue -------------------------------------------------------------
 
-REDACTED = "********"
-
-
-def redact_config(connector: type[Connector], config: Any) -> Any:
-    """``config`` with every secret field's value replaced."""
-    if not isinstance(config, dict):
-        return config
-    return {
-        name: REDACTED if name in connector.secret_fields and value not in (None, "") else value
-        for name, value in config.items()
-    }
-
 
 def config_fields(connector: type[Connector]) -> list[dict]:
     """The config's fields as a form would list them."""
@@ -279,7 +266,7 @@ def config_fields(connector: type[Connector]) -> list[dict]:
                 "name": name,
                 "type": _type_of(spec),
                 "required": name in required,
-                "secret": name in connector.secret_fields,
+                "credential": name in connector.credential_fields,
                 "description": spec.get("description", ""),
             }
         )
@@ -299,8 +286,7 @@ def _type_of(spec: dict) -> str:
 
 
 def describe(connector: type[Connector]) -> dict:
-    """What the catalogue (page and API) shows of one connector: nothing in
-    it may leak a secret, so the example config is redacted."""
+    """What the catalogue (page and API) shows of one connector."""
     try:
         example = connector.Config.model_validate(connector.example_config)
         side_effect = connector().side_effect(example)
@@ -319,11 +305,11 @@ def describe(connector: type[Connector]) -> dict:
         "dynamic_ports": connector.ports_for is not Connector.ports_for,
         "has_compensate": connector.has_compensate(),
         "has_test_connection": connector.test_connection is not None,
-        "secret_fields": list(connector.secret_fields),
+        "credential_fields": list(connector.credential_fields),
         "config_schema": connector.Config.model_json_schema(),
         "config_fields": config_fields(connector),
         "output_schema": connector.output_schema,
-        "example_config": redact_config(connector, connector.example_config),
+        "example_config": connector.example_config,
     }
 
 

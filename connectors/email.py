@@ -14,7 +14,7 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
 from pydantic import Field
 
-from connectors import netguard
+from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -182,6 +182,8 @@ class SendEmail(Connector):
     @staticmethod
     def _connection(smtp, config: EmailConfig) -> EmailBackend:
         fields: dict[str, Any] = smtp.fields
+        # The login goes only where the credential allows.
+        allowed_hosts.check(smtp, fields["host"], int(fields["port"]))
         return GuardedEmailBackend(
             host=fields["host"],
             port=int(fields["port"]),

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from connectors import drift, netguard
+from connectors import allowed_hosts, drift, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -162,9 +162,16 @@ class Call:
     def _authorise(self, request: httpx.Request) -> None:
         for name in _auth_header_names(self.credential):
             request.headers.pop(name, None)
-        # Credentials go only to the origin the flow named: a redirect or a
-        # next link to another host gets none.
-        if self.credential is not None and _origin(request.url) == self.origin:
+        # Credentials go only to the origin the flow named, and only if the
+        # credential allows its host: a redirect or a next link elsewhere
+        # gets none.
+        if (
+            self.credential is not None
+            and _origin(request.url) == self.origin
+            and allowed_hosts.allows(
+                self.credential.allowed_hosts, request.url.host, effective_port(request.url)
+            )
+        ):
             request.headers.update(auth_headers(self.credential, request.read()))
 
     def fetch(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
@@ -215,6 +222,10 @@ def _origin(url: httpx.URL) -> tuple[bytes, bytes, int | None]:
     return (url.raw_scheme, url.raw_host, url.port)
 
 
+def effective_port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
 @register
 class HttpRequest(Connector):
     key = "http.request"
@@ -262,6 +273,10 @@ class HttpRequest(Connector):
                     json=config.json_body if config.method not in ("GET", "HEAD") else None,
                     data=config.form_body if config.method not in ("GET", "HEAD") else None,
                 )
+                if credential is not None:
+                    # Refused before any connection: the URL (the graph's, or
+                    # an edited replay input's) is not where the secret goes.
+                    allowed_hosts.check(credential, request.url.host, effective_port(request.url))
                 call = Call(
                     client=client,
                     credential=credential,

@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from connectors import netguard
+from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -160,6 +160,8 @@ class PostgresQuery(Connector):
         database = credential_for(config.credential, types={"postgres"})
         fields = database.fields
         port = int(fields["port"])
+        # The password goes only where the credential allows.
+        allowed_hosts.check(database, fields["host"], port)
         address = netguard.resolve_checked(fields["host"], port)
         timeout_ms = int(config.timeout_seconds * 1000)
         options = f"-c statement_timeout={timeout_ms}"

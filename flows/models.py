@@ -133,6 +133,24 @@ class Flow(models.Model):
         }
         return [words[code] for code in self.missing_facts]
 
+    @property
+    def run_refusal(self) -> str:
+        """Why this flow starts no runs, or "" when it does. Only an active
+        flow runs: activation is the gate that checks owner, runbook and
+        failure mode, and every start (trigger, page, command, sub-flow,
+        replay) passes through it."""
+        if self.status == Status.ACTIVE:
+            return ""
+        if self.status != Status.DRAFT:
+            return f"“{self.name}” is {self.status}; it starts no runs."
+        blockers = self.activation_blockers
+        needs = f" (it needs {_join_words(blockers)} first)" if blockers else ""
+        return f"“{self.name}” is a draft; it starts no runs until it is activated{needs}."
+
+
+def _join_words(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
 
 class FlowVersion(models.Model):
     """An immutable published graph. Runs are pinned to one."""

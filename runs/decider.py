@@ -254,6 +254,9 @@ class RunState:
     output: Any = None
     error: str = ""
     root_run_id: int | None = None
+    # Shared by a run and every run resumed, replayed or started as a
+    # sub-flow from it (separation of duties spans them); never keys effects.
+    lineage_id: int | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -284,6 +287,7 @@ class Start:
     concurrency_key: str = ""
     # An earlier run with the same concurrency key is unfinished: wait for it.
     queued: bool = False
+    lineage_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -507,6 +511,8 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         "version": cmd.version,
         "nodes": graph.order,
     }
+    if cmd.lineage_id is not None:
+        payload["lineage_id"] = cmd.lineage_id
     if cmd.replay_of is not None:
         payload["replay_of"] = cmd.replay_of
         payload["mode"] = cmd.mode
@@ -982,6 +988,7 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         state.status = RUN_RUNNING
         state.input = payload["input"]
         state.root_run_id = payload["root_run_id"]
+        state.lineage_id = payload.get("lineage_id")
         state.steps = {node: StepState(node=node) for node in payload["nodes"]}
         for node, done in (payload.get("carried") or {}).items():
             state.steps[node] = StepState(

@@ -290,3 +290,31 @@ def test_a_credential_whose_key_is_gone_can_be_given_its_secret_again(olga, bear
     credentials.credential_update(credential=bearer, actor=olga, owner=olga, fields={},
                                   secrets={"token": "tok-after-key-loss"})  # fmt: skip
     assert credentials.credential_secrets("crm-api") == {"token": "tok-after-key-loss"}
+
+
+def test_the_credential_page_reads_drafts_of_any_shape(client, olga, bearer):
+    """A draft is whatever was saved: a default compensation is the string
+    "default", and half-typed nodes are not objects of the usual shape."""
+    from flows import services
+    from tests.engine_helpers import chain, publish
+
+    call = {"id": "call", "type": "http.request",
+            "config": {"url": "https://crm.example.test/me", "credential": "crm-api"}}  # fmt: skip
+    transform_node = {"id": "t", "type": "transform", "config": {"fields": {}}}
+    flow = publish(olga, chain(transform_node), slug="drafty")
+    draft = chain(
+        {**call, "compensation": "default"},
+        {"id": "undo", "type": "http.request", "config": {"url": "https://x.test/"},
+         "compensation": {"type": "http.request",
+                          "config": {"url": "https://x.test/undo", "credential": "crm-api"}}},
+        {"id": "junk", "type": 7, "config": "not an object", "compensation": ["?"]},
+        transform_node,
+    )  # fmt: skip
+    draft["nodes"].append("not a node")
+    services.flow_save_draft(flow=flow, actor=olga, graph=draft)
+    services.flow_save_draft(flow=publish(olga, chain(), slug="empty"), actor=olga,
+                             graph={"nodes": "none"})  # fmt: skip
+    assert [f.slug for f in credentials.flows_using("crm-api")] == ["drafty"]
+    login(client, olga)
+    response = client.get(reverse("credentials:edit", args=[bearer.pk]))
+    assert response.status_code == 200 and ">drafty<" in response.content.decode()

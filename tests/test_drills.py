@@ -32,6 +32,10 @@ def figures_of(proc: subprocess.Popen, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+|nan)", line)}
 
 
+def figures(command: list[str], prefix: str) -> dict[str, float]:
+    return figures_of(start(command), prefix)
+
+
 def both(command: list[str], prefix: str) -> tuple[dict, dict]:
     """The drill with its protection, and without, run at the same time."""
     protected, unprotected = start(command), start([*command, "--unprotected"])
@@ -83,3 +87,13 @@ def test_engine_benchmark_prints_its_figures(tmp_path):
     f = figures_of(proc, "engine")
     assert f["steps_per_s_16"] > 0 and f["floor_steps_per_s_16"] > 0
     assert out.exists()
+
+
+def test_embedded_drill_under_make_run_loses_nothing_and_leaves_nothing_running():
+    # `make run` itself (supervisord, SQLite, the filesystem broker), a burst
+    # of webhook deliveries and a worker SIGKILLed half-way.
+    f = figures(["bench.drill_embedded", "--bursts", "1", "--deliveries", "40"], "drill_embedded")
+    assert f["sent"] == f["accepted"] == f["deliveries"] == 40
+    assert f["runs"] == f["finished"] == 40
+    assert f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
+    assert f["restarts"] >= 1 and f["processes_up"] == 5 and f["left_behind"] == 0

@@ -22,10 +22,11 @@ from tests.processes import (
 pytestmark = pytest.mark.slow
 
 
-def order_file(payments_url: str) -> dict:
+def order_file(payments_url: str, owner: str) -> dict:
     return {
         "format": "ledgerflow/flow@1",
-        "flow": {"slug": "orders", "name": "Orders"},
+        "flow": {"slug": "orders", "name": "Orders", "owner": owner,
+                 "runbook": "Replay the dead letter.", "failure_mode": "Orders ship unpaid."},
         "graph": {
             "nodes": [
                 {"id": "start", "type": "trigger.manual"},
@@ -67,14 +68,20 @@ def stop_processes(proc: subprocess.Popen) -> None:
     terminate_group(proc)
 
 
+# The demo seeds runs of its own: count only the imported flow's.
+ORDERS_RUNS = (
+    "SELECT COUNT(*) FROM runs_run r JOIN flows_flow f ON f.id = r.flow_id WHERE f.slug = 'orders'"
+)
+
+
 def test_a_run_completes_on_the_embedded_default(tmp_path):
     env = embedded_env(tmp_path, LEDGERFLOW_SWEEP_SECONDS="1")
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
     with PaymentsServer() as payments:
         flow_path = tmp_path / "orders.json"
-        flow_path.write_text(json.dumps(order_file(payments.url)))
-        manage(env, "import_flow", str(flow_path))
+        flow_path.write_text(json.dumps(order_file(payments.url, "operator")))
+        manage(env, "import_flow", str(flow_path), "--activate")
         # The workers may reach the fake API and nothing else local.
         env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
         workers = start_processes(env, tmp_path / "workers.log")
@@ -84,10 +91,7 @@ def test_a_run_completes_on_the_embedded_default(tmp_path):
                 manage(env, "start_run", "orders", "--input", str(tmp_path / "in.json"))
             wait_until(
                 lambda: (
-                    sqlite_rows(
-                        tmp_path, "SELECT COUNT(*) FROM runs_run WHERE status = 'succeeded'"
-                    )
-                    == [(3,)]
+                    sqlite_rows(tmp_path, f"{ORDERS_RUNS} AND r.status = 'succeeded'") == [(3,)]
                 ),
                 timeout=60,
                 what="3 runs to succeed",
@@ -96,14 +100,14 @@ def test_a_run_completes_on_the_embedded_default(tmp_path):
             stop_processes(workers)
         report = payments.state.report()
     assert report["charges"] == 3 and report["duplicates"] == []
-    outputs = sqlite_rows(tmp_path, "SELECT output FROM runs_run ORDER BY id")
+    outputs = sqlite_rows(tmp_path, ORDERS_RUNS.replace("COUNT(*)", "r.output") + " ORDER BY r.id")
     assert all(json.loads(row[0])["confirm"]["charge"].startswith("ch_") for row in outputs)
     manage(env, "verify_audit_chain")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_completes_on_postgresql_and_redis(tmp_path, olga):
-    from flows import transfer
+    from flows import services, transfer
     from runs import driver
     from runs.models import Run
 
@@ -119,7 +123,8 @@ def test_a_run_completes_on_postgresql_and_redis(tmp_path, olga):
     env["REDIS_URL"] = settings.REDIS_URL
     env.pop("CELERY_BROKER_URL", None)
     with PaymentsServer() as payments:
-        flow = transfer.import_flow(order_file(payments.url), actor=olga)
+        flow = transfer.import_flow(order_file(payments.url, "olga"), actor=olga)
+        flow = services.flow_transition(flow=flow, actor=olga, action="activate")
         env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
         workers = start_processes(env, tmp_path / "workers.log")
         try:

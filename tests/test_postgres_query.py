@@ -37,7 +37,7 @@ def scratch_db(db):
     credentials.credential_create(
         actor="system:test", name="scratch", type="postgres",
         fields={"host": "127.0.0.1", "port": 5432, "dbname": name, "user": "postgres"},
-        secrets={"password": "unused-under-trust-auth"},
+        secrets={"password": "unused-under-trust-auth"}, allowed_hosts=["127.0.0.1:5432"],
     )  # fmt: skip
     yield name
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:

@@ -12,7 +12,7 @@ from flows.models import Team
 from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, task_of
 from tests.conftest import PASSWORD, _user
-from tests.engine_helpers import chain, publish
+from tests.engine_helpers import READY, chain, publish
 
 OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
 EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
@@ -31,6 +31,8 @@ MATRIX = {
     "healthz": ("GET", PUBLIC),
     "readyz": ("GET", PUBLIC),
     "audit_log": ("GET", {ADMIN}),
+    "lockouts": ("GET", {ADMIN}),
+    "lockout_unlock": ("POST", {ADMIN}),
     "flows:inventory": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "flows:create": ("GET", {OPERATOR, ADMIN}),
     "flows:audit": ("GET", {ADMIN}),
@@ -110,7 +112,7 @@ def personas(db):
 
 @pytest.fixture
 def url_for(personas, make_flow):
-    flow = make_flow(personas[ADMIN])
+    flow = make_flow(personas[ADMIN], owner=personas[ADMIN], **READY)
     team = Team.objects.create(name="Payments")
     graph = chain({"id": "wait", "type": "delay", "config": {"seconds": 600}})
     publish(personas[ADMIN], graph, slug=flow.slug)
@@ -127,7 +129,7 @@ def url_for(personas, make_flow):
         actor=personas[ADMIN], name="matrix-token", type="bearer", fields={},
         secrets={"token": "matrix-secret-token"},
     )  # fmt: skip
-    hook = make_flow(personas[ADMIN], name="Hook", slug="hook")
+    hook = make_flow(personas[ADMIN], name="Hook", slug="hook", owner=personas[ADMIN], **READY)
     publish(
         personas[ADMIN],
         {"nodes": [{"id": "in", "type": "trigger.webhook"}], "edges": []},

@@ -52,15 +52,25 @@ def test_bad_start_input_is_an_error_message_not_a_run(client, olga):
 
 
 def test_a_paused_flow_starts_nothing(client, olga, eager_celery):
-    flow = publish(olga, chain(transform("a", x=1)), slug="calc", owner=olga,
-                   runbook="r", failure_mode="f")  # fmt: skip
+    flow = publish(olga, chain(transform("a", x=1)), slug="calc")
     from flows import services
 
-    services.flow_transition(flow=flow, actor=olga, action="activate")
     services.flow_transition(flow=flow, actor=olga, action="pause")
     login(client, olga)
     page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
     assert "is paused; it starts no runs" in page.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_a_draft_flow_starts_nothing_and_says_what_activation_needs(client, olga):
+    publish(olga, chain(transform("a", x=1)), slug="calc", active=False, failure_mode="")
+    login(client, olga)
+    page = client.get(reverse("flows:detail", args=["calc"])).content.decode()
+    assert "Start run" not in page and "it needs a failure mode first" in page
+    page = client.post(reverse("flows:start_run", args=["calc"]), {"input": "{}"}, follow=True)
+    text = page.content.decode()
+    assert "“calc” is a draft; it starts no runs until it is activated" in text
+    assert "(it needs a failure mode first)." in text
     assert not Run.objects.exists()
 
 
@@ -117,3 +127,47 @@ def test_replay_and_resume_buttons(client, olga, eager_celery):
     assert response.url == reverse("runs:detail", args=[new.pk])
     refused = client.post(reverse("runs:resume", args=[new.pk]), follow=True)
     assert "only a failed run can be resumed" in refused.content.decode()
+
+
+def poll(client, run, target="run-live"):
+    """What the run page's 2-second poll asks for."""
+    return client.get(
+        reverse("runs:detail", args=[run.pk]), HTTP_HX_REQUEST="true", HTTP_HX_TARGET=target
+    )
+
+
+def test_the_poll_of_a_waiting_run_holds_its_target_badge_and_actions(client, olga, eager_celery):
+    flow = publish(olga, chain(transform("a", x="{{ trigger.value.deep }}")), slug="calc")
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="u")
+    run.refresh_from_db()
+    assert run.status == "waiting"
+    login(client, olga)
+    page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert 'hx-select="#run-live"' in page and 'hx-target="#run-live"' in page
+    for target in ("run-live", "run-body"):  # "run-body": pages loaded before the fix
+        response = poll(client, run, target)
+        assert response.status_code == 200
+        fragment = response.content.decode()
+        assert not fragment.lstrip().startswith("<!DOCTYPE")
+        # The element the poll selects, still polling, with the badge, the
+        # steps and events, and every action on the dead letter.
+        assert '<div id="run-live" hx-get=' in fragment
+        assert '<span class="pill run-waiting">waiting</span>' in fragment
+        assert 'id="run-body"' in fragment and "<h2>Steps</h2>" in fragment
+        assert "step.dead_lettered" in fragment and "Cancel run" in fragment
+        for action in ("edit input", ">Replay</button>", ">Discard</button>"):
+            assert action in fragment
+        assert 'id="dead-letter-a" hx-preserve="true"' in fragment
+
+
+def test_the_poll_of_a_finished_run_updates_the_badge_and_stops(client, olga, eager_celery):
+    flow = publish(olga, chain(transform("a", x="{{ trigger.value.deep }}")), slug="calc")
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={}, actor="u")
+    driver.discard_dead_letter(run.pk, "a", actor="user:olga", reason="bad input")
+    login(client, olga)
+    fragment = poll(client, run).content.decode()
+    assert '<div id="run-live">' in fragment  # no hx-get: the poll ends here
+    assert '<span class="pill run-failed">failed</span>' in fragment
+    assert "Resume from failed step" in fragment and "Replay as new run" in fragment

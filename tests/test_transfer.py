@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 from flows import transfer
 from flows.models import Flow, Team
-from tests.engine_helpers import chain, transform
+from tests.engine_helpers import activate, chain, transform
 
 FILE = {
     "format": "ledgerflow/flow@1",
@@ -55,9 +55,15 @@ def test_bad_files_are_refused_with_a_reason_and_change_nothing(olga, tmp_path, 
 def test_start_run_command(olga, tmp_path, eager_celery):
     path = tmp_path / "f.json"
     graph = chain(transform("a", n="{{ trigger.n + 1 }}"))
-    path.write_text(json.dumps({**FILE, "flow": {"slug": "calc", "name": "Calc"}, "graph": graph}))
+    facts = {"slug": "calc", "name": "Calc", "owner": "olga", "runbook": "Rerun it.",
+             "failure_mode": "Sums are late."}  # fmt: skip
+    path.write_text(json.dumps({**FILE, "flow": facts, "graph": graph}))
     call_command("import_flow", str(path), "--as", "olga", stdout=io.StringIO())
     (tmp_path / "in.json").write_text('{"n": 41}')
+    # An import is a draft: it runs once someone puts it in service.
+    with pytest.raises(CommandError, match="“Calc” is a draft; it starts no runs until it is"):
+        call_command("start_run", "calc", "--input", str(tmp_path / "in.json"))
+    activate(Flow.objects.get(slug="calc"), olga)
     out = io.StringIO()
     with eager_celery():
         call_command("start_run", "calc", "--input", str(tmp_path / "in.json"), stdout=out)

@@ -17,10 +17,7 @@ def triggered_flow(actor, trigger: dict, *nodes: dict, slug: str, active: bool =
         "nodes": chain,
         "edges": [{"from": a["id"], "to": b["id"]} for a, b in zip(chain, chain[1:], strict=False)],
     }
-    flow = publish(actor, graph, slug=slug, owner=actor, **FACTS)
-    if active and flow.status == "draft":
-        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
-    return flow
+    return publish(actor, graph, slug=slug, active=active, owner=actor, **FACTS)
 
 
 def webhook(**config) -> dict:

@@ -54,8 +54,8 @@ def trigger_stream(flow_id: int) -> str:
 
 def deliver(delivery: Delivery) -> Outcome:
     flow = delivery.flow
-    if flow.status in ("paused", "retired"):
-        return _refuse(delivery, f"“{flow.name}” is {flow.status}; it starts no runs.")
+    if flow.run_refusal:  # draft, paused or retired: recorded, no run
+        return _refuse(delivery, flow.run_refusal)
     try:
         with transaction.atomic():
             receipt = _claim(delivery, "started")

@@ -64,12 +64,10 @@ class Subscription:
 
 
 def subscriptions() -> dict[str, Subscription]:
-    """Queues of active (or draft) flows; a paused flow's queue is not read,
-    so its messages wait in RabbitMQ until it is resumed."""
+    """Queues of active flows; a draft or paused flow's queue is not read,
+    so its messages wait in RabbitMQ until it is activated or resumed."""
     found: dict[str, list[Binding]] = {}
-    for binding in Binding.objects.filter(kind="queue").exclude(
-        flow__status__in=("paused", "retired")
-    ):
+    for binding in Binding.objects.filter(kind="queue", flow__status="active"):
         found.setdefault(binding.queue, []).append(binding)
     subs = {}
     for name, bindings in found.items():

@@ -1,7 +1,6 @@
 """Demo users, teams and inventory for `make run`. Safe to run repeatedly."""
 
 import datetime as dt
-import os
 import secrets
 
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
@@ -30,18 +30,18 @@ ORDER_RUNBOOK = """\
 """
 
 
-# `make run` starts the payments API on this port and puts it (only) on the
-# worker's outbound allowlist.
-DEMO_PAYMENTS_URL = f"http://127.0.0.1:{os.environ.get('LEDGERFLOW_DEMO_PAYMENTS_PORT', '8765')}"
-
-
-def order_graph() -> dict:
+def order_graph(base_url: str | None = None) -> dict:
     """The "Order fulfilment" saga against the demo payments and inventory
     API (started by `make run`): check the order, charge it, reserve the
     stock, confirm. If the reservation fails for good (out of stock, or the
     inventory API down through every retry), the run fails at once and the
     charge is refunded (the payments connector's own undo).
-    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}."""
+    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}.
+
+    The API's URL is frozen into the published version: by default the port
+    `make run` starts the API on (and puts, alone, on the worker's outbound
+    allowlist), chosen once per data directory (config/demo.py)."""
+    base_url = base_url or demo.payments_url(settings.DATA_DIR)
     return {
         "nodes": [
             {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
@@ -50,11 +50,11 @@ def order_graph() -> dict:
             {"id": "reject", "type": "transform", "position": {"x": 400, "y": 120},
              "config": {"fields": {"rejected": "amount must be a positive number"}}},
             {"id": "charge", "type": "payments.charge", "position": {"x": 400, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "amount": "{{ trigger.amount }}"},
              "compensation": "default"},
             {"id": "reserve", "type": "inventory.reserve", "position": {"x": 600, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "sku": "{{ trigger.sku | default('BOOK-1') }}", "quantity": 1},
              "retry": {"max_attempts": 3}, "on_failure": "fail_run",
              "compensation": "default"},
@@ -74,11 +74,17 @@ def order_graph() -> dict:
 
 
 SUPERVISORS = "Finance leads"
+REFUND_FAILURE_MODE = "Customers wait for refunds nobody decides; complaints reach support."
+
+
+FINANCE_SIGN_OFF_ABOVE = 1000
 
 
 def approval_graph() -> dict:
     """A refund waits for a reviewer: 4 business hours, reminded an hour
     before, then escalated to the finance leads for 8 more, then rejected.
+    Above 1,000 EUR a finance lead signs off too, and never the person who
+    approved the review (``distinct_deciders``), nor whoever started the run.
     Start it with {"order_id": "A-1", "amount": 640, "reason": "damaged"}."""
     return {
         "nodes": [
@@ -98,20 +104,45 @@ def approval_graph() -> dict:
                  "sla_hours": 4, "sla_clock": "business", "remind_before_hours": [1],
                  "escalation": {"group": SUPERVISORS, "hours": 8, "then": "auto_reject"},
                  "separation_of_duties": True,
+                 "distinct_deciders": True,
              }},
-            {"id": "refund", "type": "transform", "position": {"x": 400, "y": 0},
+            {"id": "size", "type": "branch", "position": {"x": 400, "y": 0},
+             "config": {"condition":
+                        f"{{{{ (trigger.amount | float) > {FINANCE_SIGN_OFF_ABOVE} }}}}"}},
+            {"id": "finance", "type": "approval", "position": {"x": 600, "y": -120},
+             "config": {
+                 "title": "Finance sign-off: refund {{ trigger.amount }} EUR "
+                          "for order {{ trigger.order_id }}",
+                 "description": "Approved by {{ steps.review.output.decided_by }}; "
+                                "refunds above 1,000 EUR need a second person.",
+                 "assignee_group": SUPERVISORS,
+                 "shows": {"order": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}",
+                           "reviewed_by": "{{ steps.review.output.decided_by }}"},
+                 "separation_of_duties": True,
+                 "distinct_deciders": True,
+             }},
+            {"id": "refund", "type": "transform", "position": {"x": 800, "y": 0},
              "config": {"fields": {"refunded": "{{ trigger.amount }}",
                                    "as": "{{ steps.review.output.fields.refund_kind }}",
                                    "approved_by": "{{ steps.review.output.decided_by }}"}}},
-            {"id": "decline", "type": "transform", "position": {"x": 400, "y": 120},
+            {"id": "decline", "type": "transform", "position": {"x": 800, "y": 120},
              "config": {"fields": {"declined": "{{ steps.review.output.comment }}"}}},
         ],
         "edges": [
             {"from": "start", "to": "review"},
-            {"from": "review", "from_port": "approved", "to": "refund"},
+            {"from": "review", "from_port": "approved", "to": "size"},
+            {"from": "size", "from_port": "false", "to": "refund"},
+            {"from": "size", "from_port": "true", "to": "finance"},
+            {"from": "finance", "from_port": "approved", "to": "refund"},
             {"from": "review", "from_port": "rejected", "to": "decline"},
+            {"from": "finance", "from_port": "rejected", "to": "decline"},
         ],
     }  # fmt: skip
+
+
+def _has_finance_sign_off(flow: Flow) -> bool:
+    version = flow.versions.filter(number=flow.published_version).first()
+    return bool(version) and any(n["id"] == "finance" for n in version.graph["nodes"])
 
 
 def seed_approvals(*, actor, owner) -> Flow:
@@ -138,15 +169,98 @@ def seed_approvals(*, actor, owner) -> Flow:
                 "purpose": "Refunds over 500 EUR wait for a reviewer's approval.",
                 "owner": owner, "team": None, "criticality": "high",
                 "runbook": "Check the approval inbox backlog; escalate to finance leads.",
-                "failure_mode": "", "review_cadence_days": 90, "tags": ["approvals"],
+                "failure_mode": REFUND_FAILURE_MODE, "review_cadence_days": 90,
+                "tags": ["approvals"],
                 "external_systems": ["Payments API"],
             },
         )  # fmt: skip
-    if not flow.published_version:
+    if not flow.published_version or not _has_finance_sign_off(flow):
         services.flow_save_draft(flow=flow, actor=actor, graph=approval_graph())
         services.flow_publish(flow=flow, actor=actor, note="Demo approval flow")
         flow.refresh_from_db()
+    if flow.status == "draft":
+        # The README tells people to start it, and only active flows run.
+        if not flow.failure_mode.strip():
+            flow = services.flow_update(
+                flow=flow, actor=actor, data={"failure_mode": REFUND_FAILURE_MODE}
+            )
+        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
     return flow
+
+
+ADDRESS_RUNBOOK = """\
+## When a run dead-letters
+The shop sent an incomplete address. Open the dead letter, read which field
+is missing, then *edit input* with the corrected address and replay it, or
+discard it with the ticket number if the order was cancelled.
+"""
+DEMO_CREDENTIAL = "payments-api-token"
+
+
+def address_graph() -> dict:
+    """Normalise a customer's postal address before an order ships; pure
+    steps only, so it runs without the worker or the demo API.
+    Start it with {"customer": "C-1", "address": {"postcode": "10115 berlin"}}."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
+            {"id": "normalise", "type": "transform", "position": {"x": 200, "y": 0},
+             "config": {"fields": {
+                 "customer": "{{ trigger.customer }}",
+                 "postcode": "{{ trigger.address.postcode | upper }}",
+                 "country": "{{ trigger.address.country | default('DE') }}"}}},
+        ],
+        "edges": [{"from": "start", "to": "normalise"}],
+    }  # fmt: skip
+
+
+def seed_credential(*, actor) -> bool:
+    """A bearer token for the demo payments API; False if it exists."""
+    from connectors import credentials
+
+    if credentials.Credential.objects.filter(name=DEMO_CREDENTIAL).exists():
+        return False
+    credentials.credential_create(
+        actor=actor, name=DEMO_CREDENTIAL, type="bearer", fields={},
+        secrets={"token": secrets.token_urlsafe(24)},
+    )  # fmt: skip
+    return True
+
+
+def seed_runs(*, actor, owner) -> dict[str, int]:
+    """Real runs through the engine (their steps are pure or wait for a
+    person, so they need no worker): one that succeeded, one dead-lettered
+    and one waiting on an approval. Only when there are no runs yet."""
+    from runs import driver
+    from runs.models import Run
+
+    if Run.objects.exists():
+        return {}
+    flow = Flow.objects.filter(slug="address-normalisation").first()
+    if flow is None:
+        flow = services.flow_create(actor=actor, data={
+            "name": "Address normalisation", "slug": "address-normalisation",
+            "kind": "ledgerflow", "external_platform": "", "external_url": "",
+            "purpose": "Normalises a customer's postal address before an order ships.",
+            "owner": owner, "team": None, "criticality": "low", "runbook": ADDRESS_RUNBOOK,
+            "failure_mode": "Parcels go to addresses the carrier cannot read and come back.",
+            "review_cadence_days": 180, "tags": ["orders"], "external_systems": [],
+        })  # fmt: skip
+        services.flow_save_draft(flow=flow, actor=actor, graph=address_graph())
+        services.flow_publish(flow=flow, actor=actor, note="Demo version")
+        flow = services.flow_transition(flow=flow, actor=actor, action="activate")
+    who = f"user:{owner.username}"
+    good = {"customer": "C-1", "address": {"postcode": "10115 berlin", "country": "DE"}}
+    return {
+        "succeeded": driver.start_run(flow=flow, input=good, actor=who).pk,
+        # No address: the step fails for good and waits as a dead letter.
+        "dead-lettered": driver.start_run(flow=flow, input={"customer": "C-2"}, actor=who).pk,
+        "waiting on an approval": driver.start_run(
+            flow=Flow.objects.get(slug="refund-approvals"),
+            actor=who,
+            input={"order_id": "A-7", "amount": 640, "reason": "arrived broken"},
+        ).pk,
+    }
 
 
 class Command(BaseCommand):
@@ -161,6 +275,19 @@ class Command(BaseCommand):
             self._inventory()
             self.stdout.write(f"Demo inventory: {Flow.objects.count()} automations.")
         self._approvals()
+        self._examples()
+
+    @transaction.atomic
+    def _examples(self) -> None:
+        """A credential and a few real runs, so every page has something to
+        show on a first visit. Only into a data directory that has none."""
+        User = get_user_model()
+        admin, operator = User.objects.get(username="admin"), User.objects.get(username="operator")
+        if seed_credential(actor=admin):
+            self.stdout.write(f"Demo credential: {DEMO_CREDENTIAL}.")
+        runs = seed_runs(actor=admin, owner=operator)
+        if runs:
+            self.stdout.write("Demo runs: " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".")
 
     @transaction.atomic
     def _approvals(self) -> None:
@@ -256,6 +383,7 @@ class Command(BaseCommand):
             team=payments,
             criticality="high",
             runbook="Check the approval inbox backlog; escalate to finance leads.",
+            failure_mode=REFUND_FAILURE_MODE,
             tags=["approvals"],
             external_systems=["Payments API"],
         )
