@@ -308,7 +308,7 @@ def _mail_config(db_settings, port: int) -> dict:
         actor="system:test", name=f"relay-{port}", type="smtp",
         fields={"host": "127.0.0.1", "port": port, "username": "", "starttls": False,
                 "from_address": "ops@ledgerflow.test"},
-        secrets={"password": ""},
+        secrets={"password": ""}, allowed_hosts=[f"127.0.0.1:{port}"],
     )  # fmt: skip
     return {"credential": f"relay-{port}", "to": "a@example.com", "subject": "s", "body": "b",
             "timeout_seconds": 2}  # fmt: skip
@@ -331,10 +331,21 @@ def test_smtp_is_unsent_until_the_message_is_handed_over(db, settings):
     assert sent.output["to"] == ["a@example.com"]
 
 
-def test_config_errors_before_any_io_are_unsent(db):
+def test_config_errors_before_any_io_are_unsent(db, settings):
+    from connectors import credentials
+
     missing = _raised("email.send", {"credential": "nope", "to": "a@example.com",
                                      "subject": "s", "body": "b"})  # fmt: skip
     assert not missing.retryable and not missing.may_have_been_sent
+    port = free_port()
+    allow_outbound(settings, f"127.0.0.1:{port}")
+    credentials.credential_create(
+        actor="system:test", name="elsewhere", type="bearer", fields={},
+        secrets={"token": "t0ken-elsewhere"}, allowed_hosts=["api.example.com:443"],
+    )  # fmt: skip
+    wrong_host = _raised("http.request", {"method": "POST", "credential": "elsewhere",
+                                          "url": f"http://127.0.0.1:{port}/x"})  # fmt: skip
+    assert not wrong_host.retryable and not wrong_host.may_have_been_sent
 
 
 # --- the decision itself ------------------------------------------------------------
