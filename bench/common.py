@@ -35,6 +35,26 @@ def fresh_database(name: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
+def drill_database(base: str) -> str:
+    """A fresh database of this drill process's own (``<base>_<pid>``),
+    dropped when the process exits: two drills, or a drill and a test run of
+    it, can run at once without dropping each other's database."""
+    import atexit
+
+    name = f"{base}_{os.getpid()}"
+    url = fresh_database(name)
+
+    def drop() -> None:
+        try:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error as exc:
+            print(f"could not drop {name}: {exc}", file=sys.stderr)
+
+    atexit.register(drop)
+    return url
+
+
 def flush_redis(url: str) -> None:
     import redis
 

@@ -37,7 +37,7 @@ OUTAGE_AT, OUTAGE_FOR = 0.3, 3.0
 
 def run(runs: int, *, unprotected: bool = False,
         stuck_after: float = common.STUCK_AFTER_SECONDS) -> dict:  # fmt: skip
-    database = common.fresh_database(
+    database = common.drill_database(
         "ledgerflow_drill_broker" + ("_unprotected" if unprotected else "")
     )
     redis_port = common.free_port()

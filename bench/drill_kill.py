@@ -82,7 +82,7 @@ def worker_services(env: dict, logdir) -> list[Service]:
 
 def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool) -> dict:
     env = common.platform_env(
-        common.fresh_database(f"ledgerflow_{name}"),
+        common.drill_database(f"ledgerflow_{name}"),
         redis_url,
         LEDGERFLOW_SWEEP_SECONDS=str(SWEEP_SECONDS),
         LEDGERFLOW_REDISPATCH_SECONDS="5",
