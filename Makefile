@@ -54,8 +54,8 @@ format: $(VENV)/.dev
 
 # Benchmarks and drills use PostgreSQL and Redis on 127.0.0.1 (databases
 # ledgerflow_bench, ledgerflow_bench_webhooks, ledgerflow_drill_*; Redis
-# databases 11, 12 and 13; the broker drill starts its own redis-server on a
-# spare port). The embedded drill runs `make run` itself on a temporary data
+# databases 11 and 13; each drill starts its own redis-server on a spare
+# port). The embedded drill runs `make run` itself on a temporary data
 # directory (SQLite and the filesystem broker, no server).
 bench: $(VENV)/.dev services
 	$(BIN)/python -m bench.engine
@@ -65,6 +65,7 @@ drill: $(VENV)/.dev services
 	$(BIN)/python -m bench.drill_kill
 	$(BIN)/python -m bench.drill_kill --unsafe --runs 100 --kills 10
 	$(BIN)/python -m bench.drill_broker
+	$(BIN)/python -m bench.drill_unsafe_timeout
 	$(BIN)/python -m bench.drill_embedded
 
 clean:

@@ -341,6 +341,11 @@ LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)
 # A side-effecting step's lease is its connector's timeout plus this margin;
 # the sweep re-runs (or dead-letters) a step whose lease ran out.
 LEDGERFLOW_LEASE_MARGIN_SECONDS = env_int("LEDGERFLOW_LEASE_MARGIN_SECONDS", 30)
+# FOR DRILLS AND THEIR TESTS ONLY, never in service: treat every step as safe
+# to re-run, so a step whose outcome is unknown (its worker died mid-call, its
+# request timed out after it was sent) is retried, which may repeat its effect.
+# The drills switch it on to prove they would see the repeated effect.
+LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS = env_bool("LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS", False)
 
 # --- Approvals --------------------------------------------------------------
 # How inbox pages learn of changes: "channels" (websocket over the Redis

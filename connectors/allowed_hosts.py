@@ -108,4 +108,5 @@ def check(credential, host: str, port: int) -> None:
         f"credential {credential.name!r} may not be sent to {where}: {reason} "
         "(add the host on the credential's page if it should)",
         retryable=False,
+        may_have_been_sent=False,  # refused before connecting
     )

@@ -29,7 +29,15 @@ SAFE_TO_RERUN = {SideEffect.NONE, SideEffect.IDEMPOTENT, SideEffect.COMPENSATABL
 
 
 class ConnectorError(Exception):
-    """A failed call. ``retryable`` says whether trying again may succeed."""
+    """A failed call. ``retryable`` says whether trying again may succeed.
+
+    ``may_have_been_sent`` says whether the remote may have acted on the
+    request: true unless the connector has proof that nothing left (a DNS
+    failure, a refused or timed-out connect, a pool timeout, the outbound
+    guard's refusal, a config or input error found before any I/O, or a
+    remote that answered that it did not process the request). On a step
+    that is not safe to re-run, a failure that may have been sent is an
+    outcome-unknown dead letter, never a retry (``runs/decider.py``)."""
 
     def __init__(
         self,
@@ -38,11 +46,19 @@ class ConnectorError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         details: dict | None = None,
+        may_have_been_sent: bool = True,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.details = details or {}
+        self.may_have_been_sent = may_have_been_sent
+
+
+def not_sent(message: str, *, retryable: bool = False, **kwargs) -> ConnectorError:
+    """A failure proven to have reached no remote (found before any I/O, or a
+    connection that never opened)."""
+    return ConnectorError(message, retryable=retryable, may_have_been_sent=False, **kwargs)
 
 
 class StrictConfig(BaseModel):
@@ -200,7 +216,7 @@ class CompensationStep(Connector):
 
     def execute(self, ctx: Context) -> Result:
         if self.inner.compensate is None:
-            raise ConnectorError(f"{self.inner.key} has no undo of its own", retryable=False)
+            raise not_sent(f"{self.inner.key} has no undo of its own")
         return self.inner.compensate(ctx)
 
 

@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from connectors import allowed_hosts as hosts
-from connectors.base import ConnectorError
+from connectors.base import not_sent
 from connectors.models import Credential, CredentialType
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Stream
@@ -392,18 +392,15 @@ def credential_for(name: str, *, types: set[str]) -> UsableCredential:
     names what is wrong (and never a secret)."""
     row = Credential.objects.filter(name=name).first()
     if row is None:
-        raise ConnectorError(f"credential {name!r} does not exist", retryable=False)
+        raise not_sent(f"credential {name!r} does not exist")
     if row.type not in types:
         wanted = " or ".join(sorted(types))
-        raise ConnectorError(
-            f"credential {name!r} is of type {row.type}; this step needs {wanted}",
-            retryable=False,
-        )
+        raise not_sent(f"credential {name!r} is of type {row.type}; this step needs {wanted}")
     try:
         secrets = decrypt(row.ciphertext)
     except InvalidToken:
-        raise ConnectorError(
-            f"credential {name!r} cannot be decrypted with the configured keys", retryable=False
+        raise not_sent(
+            f"credential {name!r} cannot be decrypted with the configured keys"
         ) from None
     _remember(row, secrets)
     return UsableCredential(name=row.name, type=row.type, fields=dict(row.fields), secrets=secrets,
@@ -414,7 +411,7 @@ def credential_secrets(name: str) -> dict:
     """The decrypted secret fields of the named credential."""
     row = Credential.objects.filter(name=name).first()
     if row is None:
-        raise ConnectorError(f"credential {name!r} does not exist", retryable=False)
+        raise not_sent(f"credential {name!r} does not exist")
     return credential_for(name, types={row.type}).secrets
 
 

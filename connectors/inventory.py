@@ -7,11 +7,11 @@ from pydantic import Field
 from connectors import _remote
 from connectors.base import (
     Connector,
-    ConnectorError,
     Context,
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 
@@ -61,7 +61,7 @@ class InventoryReserve(Connector):
         config: InventoryConfig = ctx.config
         reservation_id = (ctx.original_output or {}).get("reservation_id")
         if not reservation_id:
-            raise ConnectorError("nothing to release: no reservation id", retryable=False)
+            raise not_sent("nothing to release: no reservation id")
         _remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
                           key=ctx.idempotency_key, timeout=config.timeout_seconds,
                           credential=config.credential)  # fmt: skip

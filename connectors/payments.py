@@ -9,11 +9,11 @@ from pydantic import Field
 from connectors import _remote
 from connectors.base import (
     Connector,
-    ConnectorError,
     Context,
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 
@@ -63,7 +63,7 @@ class PaymentsCharge(Connector):
         config: PaymentsConfig = ctx.config
         charge_id = (ctx.original_output or {}).get("charge_id")
         if not charge_id:
-            raise ConnectorError("nothing to refund: the charge has no id", retryable=False)
+            raise not_sent("nothing to refund: the charge has no id")
         refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                    credential=config.credential)  # fmt: skip

@@ -192,7 +192,7 @@ class Session:
             )
         )  # fmt: skip
         if error:
-            self.apply(self._fail(node, attempt, error, retryable=False))
+            self.apply(self._fail(node, attempt, error, retryable=False, may_have_been_sent=False))
             return
         ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         outcome = perform(connector, ctx)
@@ -204,15 +204,15 @@ class Session:
         if outcome.result is not None:
             self.events.extend(outcome.result.events)
 
-    def _fail(self, node, attempt, error, retryable, retry_after=None) -> decider.Fail:
+    def _fail(self, node, attempt, error, retryable, may_have_been_sent) -> decider.Fail:
         return decider.Fail(
             node=node,
             attempt=attempt,
             error=error,
             retryable=retryable,
-            retry_after=retry_after,
             now=self.now,
             jitter_sample=random.random(),
+            may_have_been_sent=may_have_been_sent,
         )
 
     # Persisting ------------------------------------------------------------
@@ -259,7 +259,7 @@ class Session:
             )
         )
         if error:
-            self.apply(self._fail(node, attempt, error, retryable=False))
+            self.apply(self._fail(node, attempt, error, retryable=False, may_have_been_sent=False))
             return None
         ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
@@ -532,13 +532,34 @@ class Outcome:
     error: str = ""
     retryable: bool = False
     retry_after: float | None = None
+    # A failure: may the request have reached the remote (the connector's
+    # word; true unless it has proof), and may the step run again without
+    # repeating its effect (its side-effect class)? Together they decide
+    # between a retry and an outcome-unknown dead letter.
+    may_have_been_sent: bool = True
+    safe_to_rerun: bool = True
+
+
+def safe_to_rerun(connector: connectors.Connector, config: Any) -> bool:
+    """Whether the step's side-effect class lets it run again (none,
+    idempotent, compensatable), for this config."""
+    if settings.LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS:
+        # Drills only: proves they see the effects this repeats.
+        return True
+    try:
+        return connector.side_effect(config) in connectors.SAFE_TO_RERUN
+    except Exception:  # a config the connector cannot judge: assume the worst
+        log.exception("side-effect class of %s", connector.key)
+        return False
 
 
 def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome:
     try:
         return Outcome(result=connector.execute(ctx))
     except connectors.ConnectorError as exc:
-        return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+        return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after,
+                       may_have_been_sent=exc.may_have_been_sent,
+                       safe_to_rerun=safe_to_rerun(connector, ctx.config))  # fmt: skip
     except decider.StaleCommand as exc:
         # A loop recording an iteration found its attempt superseded (its
         # lease expired); the completion will be discarded the same way.
@@ -547,7 +568,8 @@ def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome
         log.exception(
             "connector %s raised on run %s step %s", connector.key, ctx.run_id, ctx.node_id
         )
-        return Outcome(error=f"{type(exc).__name__}: {exc}", retryable=False)
+        return Outcome(error=f"{type(exc).__name__}: {exc}", retryable=False,
+                       safe_to_rerun=safe_to_rerun(connector, ctx.config))  # fmt: skip
 
 
 def outcome_command(outcome: Outcome, node: str, attempt: int, now):
@@ -560,6 +582,8 @@ def outcome_command(outcome: Outcome, node: str, attempt: int, now):
             retry_after=outcome.retry_after,
             now=now,
             jitter_sample=random.random(),
+            safe_to_rerun=outcome.safe_to_rerun,
+            may_have_been_sent=outcome.may_have_been_sent,
         )
     result = outcome.result
     if result.wait_until is not None or result.wait_for:
@@ -946,8 +970,8 @@ def _safe_to_rerun(session: Session, step: StepState) -> bool:
     try:
         config = connector.Config.model_validate(step.input)
     except ValueError:
-        return False
-    return connector.side_effect(config) in connectors.SAFE_TO_RERUN
+        return settings.LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS
+    return safe_to_rerun(connector, config)
 
 
 def replay_dead_letter(run_id: int, node: str, *, actor: str, edited_input: Any = None,
