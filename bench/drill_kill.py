@@ -1,17 +1,31 @@
 """Kill drill: SIGKILL workers mid-charge and count what was lost, stuck or
 charged twice.
 
-Runs N runs of prepare -> charge -> confirm, where charge goes through the
-fake payments API (50-200 ms per charge), on PostgreSQL and Redis with two
-worker processes, and SIGKILLs the worker's main process and its pool
-children in turn, at least half the time while a charge is in flight. A
-supervisor restarts what died. Figures come from the database (runs) and from
-the fake API (charges per order id, and under how many keys).
+Orders arrive from outside, as webhook deliveries to an active flow (hook ->
+prepare -> charge -> confirm), served by the web process under uvicorn; the
+charge goes through the fake payments API (50-200 ms per charge, and a few
+charges answered only after the client's time-out, the charge made). Two
+worker processes run on PostgreSQL and Redis; the drill SIGKILLs the worker's
+main process and its pool children in turn, at least half the time while a
+charge is in flight. A supervisor restarts what died. Figures come from the
+deliveries (``lost``: accepted without a run), the database (runs) and the
+fake API (charges per order id, whatever key they came with).
 
-    python -m bench.drill_kill [--runs 500] [--kills 20] [--unsafe]
+``--unsafe`` declares the charge unsafe and makes the remote ignore
+Idempotency-Key: every kill or late answer mid-charge must leave an
+outcome-unknown dead letter, never a second charge.
+
+``--unprotected`` switches the protection off, to prove the drill sees the
+failure it guards against: with ``--unsafe`` the platform treats the unsafe
+charge as safe (``LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS``); without it the
+remote ignores the keys the charge is declared to honour. Either way
+``duplicate_effects`` must then be above 0.
+
+    python -m bench.drill_kill [--runs 500] [--kills 20] [--unsafe] [--unprotected]
 """
 
 import argparse
+import os
 import random
 import signal
 import sys
@@ -23,30 +37,28 @@ from bench.supervisor import Service, Supervisor, children, pids_talking_to
 SWEEP_SECONDS = 1
 LEASE_MARGIN = 3
 CHARGE_TIMEOUT = 2
+# This share of charges is answered CHARGE_TIMEOUT + 1 s late, after charging.
+LATE_FRACTION = 0.03
 
 
-def order_flow(payments_url: str, *, unsafe: bool) -> dict:
+def order_graph(payments_url: str, *, unsafe: bool) -> dict:
     return {
-        "format": "ledgerflow/flow@1",
-        "flow": {"slug": "drill-orders", "name": "Drill orders"},
-        "graph": {
-            "nodes": [
-                {"id": "start", "type": "trigger.manual"},
-                {"id": "prepare", "type": "transform",
-                 "config": {"fields": {"amount": "{{ trigger.amount }}"}}},
-                {"id": "charge", "type": "http.request", "config": {
-                    "method": "POST", "url": f"{payments_url}/charges",
-                    "json_body": {"order_id": "{{ trigger.order_id }}",
-                                  "amount": "{{ steps.prepare.output.amount }}"},
-                    "timeout_seconds": CHARGE_TIMEOUT,
-                    "honours_idempotency_key": not unsafe},
-                 "retry": {"max_attempts": 10, "initial_seconds": 0.2, "max_seconds": 2}},
-                {"id": "confirm", "type": "transform",
-                 "config": {"fields": {"charge": "{{ steps.charge.output.body.id }}"}}},
-            ],
-            "edges": [{"from": "start", "to": "prepare"}, {"from": "prepare", "to": "charge"},
-                      {"from": "charge", "to": "confirm"}],
-        },
+        "nodes": [
+            {"id": "hook", "type": "trigger.webhook"},
+            {"id": "prepare", "type": "transform",
+             "config": {"fields": {"amount": "{{ trigger.body.amount }}"}}},
+            {"id": "charge", "type": "http.request", "config": {
+                "method": "POST", "url": f"{payments_url}/charges",
+                "json_body": {"order_id": "{{ trigger.body.order_id }}",
+                              "amount": "{{ steps.prepare.output.amount }}"},
+                "timeout_seconds": CHARGE_TIMEOUT,
+                "honours_idempotency_key": not unsafe},
+             "retry": {"max_attempts": 10, "initial_seconds": 0.2, "max_seconds": 2}},
+            {"id": "confirm", "type": "transform",
+             "config": {"fields": {"charge": "{{ steps.charge.output.body.id }}"}}},
+        ],
+        "edges": [{"from": "hook", "to": "prepare"}, {"from": "prepare", "to": "charge"},
+                  {"from": "charge", "to": "confirm"}],
     }  # fmt: skip
 
 
@@ -68,61 +80,85 @@ def worker_services(env: dict, logdir) -> list[Service]:
     ]  # fmt: skip
 
 
-def run(runs: int, kills: int, unsafe: bool, name: str) -> dict:
-    database = common.fresh_database(f"ledgerflow_{name}")
-    redis_url = "redis://127.0.0.1:6379/12"
-    common.flush_redis(redis_url)
+def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool) -> dict:
     env = common.platform_env(
-        database,
+        common.drill_database(f"ledgerflow_{name}"),
         redis_url,
         LEDGERFLOW_SWEEP_SECONDS=str(SWEEP_SECONDS),
         LEDGERFLOW_REDISPATCH_SECONDS="5",
         LEDGERFLOW_LEASE_MARGIN_SECONDS=str(LEASE_MARGIN),
+        **common.DRILL_ENV,
     )
+    if rerun_unsafe:
+        env["LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS"] = "1"
+    return env
+
+
+def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = False,
+        stuck_after: float = common.STUCK_AFTER_SECONDS) -> dict:  # fmt: skip
+    # Its own redis-server (broker and breaker store): drills may run side
+    # by side, and never touch the shared one.
+    redis_port = common.free_port()
+    redis = common.start_redis(redis_port)
+    if unprotected:
+        name += "_unprotected"
+    env = drill_env(name, f"redis://127.0.0.1:{redis_port}/0",
+                    rerun_unsafe=unsafe and unprotected)  # fmt: skip
     common.setup_django(env)
     from pathlib import Path
-
-    from django.contrib.auth.models import User
-
-    from flows import transfer
-    from runs import driver
 
     port = common.free_port()
     payments = common.start_payments(port, (50, 200))
     api = f"http://127.0.0.1:{port}"
+    # A remote that ignores keys: the unsafe charge's, or (unprotected) the
+    # safe charge's, whose declaration is then a lie.
+    common.payments_control(api, {"honour_keys": not (unsafe or unprotected),
+                                  "late_fraction": LATE_FRACTION, "late_next": 1,
+                                  "late_seconds": CHARGE_TIMEOUT + 1})  # fmt: skip
     # The workers may reach the fake API, and nothing else on this machine.
     env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = f"127.0.0.1:{port}"
     logdir = Path(env["LEDGERFLOW_DATA_DIR"])
     lease = CHARGE_TIMEOUT + LEASE_MARGIN
+    web_port = common.free_port()
     try:
-        actor = User.objects.create_user("drill")
-        flow = transfer.import_flow(order_flow(api, unsafe=unsafe), actor=actor)
-        flow = common.put_in_service(flow, actor)
-        run_ids = []
-        with Supervisor(worker_services(env, logdir)) as supervisor:
+        token, _ = common.create_webhook_flow("drill-orders", order_graph(api, unsafe=unsafe))
+        services = [common.web_service(env, web_port, logdir), *worker_services(env, logdir)]
+        with Supervisor(services) as supervisor:
+            common.wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
             time.sleep(2)  # let the worker come up before the first kill
-            for n in range(runs):
-                started = driver.start_run(
-                    flow=flow, input={"order_id": f"order-{n}", "amount": 10}, actor="user:drill"
-                )
-                run_ids.append(started.pk)
+            began = time.monotonic()
+            deliveries = common.Deliveries(f"http://127.0.0.1:{web_port}/hooks/{token}/")
+            deliveries.deliver([f"order-{n}" for n in range(runs)])
+            run_ids = deliveries.run_ids()
             kill_log = _kill_loop(supervisor, kills, port, run_ids)
             last_kill = time.monotonic()
-            deadline = last_kill + 2 * (lease + SWEEP_SECONDS)
-            figures = _wait_for_terminal(run_ids, deadline)
+            pending = len(run_ids) - common.settled_count(run_ids)
+            rate = max(len(run_ids) - pending, 1) / max(last_kill - began, 0.1)
+            figures = common.wait_until_settled(run_ids, last_kill, stuck_after)
+            figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
         report = common.payments_call(api, "/report")
     finally:
         payments.send_signal(signal.SIGTERM)
+        redis.send_signal(signal.SIGTERM)
+    figures.pop("rows")
     figures.update(
         runs=runs,
-        lost=runs - figures.pop("rows"),
+        sent=deliveries.sent,
+        accepted=len(deliveries.accepted),
+        lost=deliveries.lost(),
         duplicate_effects=len(report["duplicates"]),
         kills=len(kill_log),
         kills_in_effect=sum(1 for k in kill_log if k["in_effect"]),
         kills_main=sum(1 for k in kill_log if k["target"] == "main"),
         restarts=supervisor.services["worker"].restarts,
         charges=report["charges"],
+        late_answers=report["late_answers"],
+        # README: a crashed step is picked up within its lease plus one
+        # sweep; then what was still queued drains at the drill's own rate.
+        pending_at_last_kill=pending,
+        deadline_s=round(lease + SWEEP_SECONDS + pending / rate, 1),
     )
+    figures["other"] = figures["runs"] - figures["finished"] - figures["outcome_unknown"]
     return figures
 
 
@@ -138,7 +174,7 @@ def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]
         # Progress is runs settled, not runs succeeded: in the unsafe variant
         # every kill during a charge parks a run as an outcome-unknown dead
         # letter, which never succeeds.
-        done = _settled(run_ids)
+        done = common.settled_count(run_ids)
         if done == len(run_ids):
             break  # nothing left to interrupt; the report counts the kills made
         if done < len(run_ids) * (len(log) + 1) / (kills + 1):
@@ -165,8 +201,6 @@ def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]
                 continue
             chosen = main if target == "main" else random.choice(pool)
         try:
-            import os
-
             os.kill(chosen, signal.SIGKILL)
         except ProcessLookupError:
             continue
@@ -174,60 +208,24 @@ def _kill_loop(supervisor: Supervisor, kills: int, port: int, run_ids: list[int]
     return log
 
 
-def _settled(run_ids: list[int]) -> int:
-    from runs.models import Run, Step
-
-    ended = Run.objects.filter(pk__in=run_ids, status__in=["succeeded", "failed", "cancelled"])
-    parked = Step.objects.filter(run_id__in=run_ids, status="dead_lettered").values("run_id")
-    return ended.count() + parked.distinct().count()
-
-
-def _wait_for_terminal(run_ids: list[int], deadline: float) -> dict:
-    from runs.models import Run, Step
-
-    while True:
-        rows = Run.objects.filter(pk__in=run_ids)
-        finished = rows.filter(status="succeeded").count()
-        unknown = (
-            Step.objects.filter(run_id__in=run_ids, status="dead_lettered", outcome_unknown=True)
-            .values("run_id")
-            .distinct()
-            .count()
-        )
-        failed = rows.filter(status__in=["failed", "cancelled"]).count()
-        total = rows.count()
-        if finished + unknown + failed == len(run_ids) or time.monotonic() > deadline:
-            stuck = total - finished - unknown - failed
-            return {
-                "rows": total,
-                "finished": finished,
-                "outcome_unknown": unknown,
-                "failed": failed,
-                "stuck": stuck,
-            }
-        time.sleep(0.5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--unsafe", action="store_true", help="declare the charge unsafe")
+    parser.add_argument("--unprotected", action="store_true",
+                        help="switch the protection off: duplicates must show")  # fmt: skip
+    parser.add_argument("--stuck-after", type=float, default=common.STUCK_AFTER_SECONDS)
     args = parser.parse_args()
     name = "drill_kill_unsafe" if args.unsafe else "drill_kill"
     started = time.monotonic()
-    figures = run(args.runs, args.kills, args.unsafe, name)
-    print_table(name, figures, time.monotonic() - started)
-
-
-def print_table(name: str, figures: dict, seconds: float) -> None:
-    print(f"\n{name} ({seconds:.0f} s)")
-    for key, value in figures.items():
-        print(f"  {key:<18} {value}")
-    keys = ["runs", "finished", "lost", "stuck", "duplicate_effects", "kills", "kills_in_effect"]
-    if name.endswith("unsafe"):
-        keys.insert(2, "outcome_unknown")
-    print(f"{name}: " + " ".join(f"{k}={figures[k]}" for k in keys), flush=True)
+    figures = run(args.runs, args.kills, args.unsafe, name, unprotected=args.unprotected,
+                  stuck_after=args.stuck_after)  # fmt: skip
+    keys = ["runs", "accepted", "finished", "lost", "stuck", "duplicate_effects", "kills",
+            "kills_in_effect", "recovery_s"]  # fmt: skip
+    if args.unsafe:
+        keys[3:3] = ["outcome_unknown", "other"]
+    common.print_figures(name, figures, time.monotonic() - started, keys)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "connectors.view_breaker",
         "connectors.reset_breaker",
         "connectors.manage_credentials",
+        # django-axes' own permission: see and lift login lockouts.
+        "axes.delete_accessattempt",
     ],
 }
 

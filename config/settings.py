@@ -8,6 +8,7 @@ kombu's filesystem broker under ``LEDGERFLOW_DATA_DIR`` (``var/``), so
 
 import base64
 import binascii
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
+    "csp",
     # django-ninja's own templates and static files: the API docs page is
     # served from here instead of a CDN.
     "ninja",
@@ -92,15 +95,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.middleware.RefuseNulCharacters",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.badinput.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as its documentation asks: it turns a lockout into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -167,15 +173,21 @@ REDIS_URL = env_str("REDIS_URL")
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "control"):
+    for sub in ("queue", "control", "staging", "claimed"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    # The filesystem transport deletes a message when it is fetched, so a
-    # worker that dies mid-task loses it: on this default the database (the
-    # recovery sweep), not the broker, is what recovers lost work.
+    # kombu's filesystem transport with atomic writes and claims
+    # (config/broker.py): stock kombu lets a consumer read a file its writer
+    # has not finished, and the worker dies of it.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+    # A message is deleted when it is acknowledged; one held by a worker that
+    # died is delivered again. The recovery sweep still covers what no
+    # message can (a step whose lease ran out).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
+        "staging_folder": str(BROKER_DIR / "staging"),
+        "claimed_folder": str(BROKER_DIR / "claimed"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
@@ -240,7 +252,50 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes, config/throttle.py): an address is locked
+# out after LEDGERFLOW_LOGIN_FAILURE_LIMIT failures within the cool-off; a
+# username alone is only slowed, never locked, so nobody can lock the admin
+# out from elsewhere. Addresses are the connection's own (REMOTE_ADDR).
+AUTHENTICATION_BACKENDS = [
+    "config.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LEDGERFLOW_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LEDGERFLOW_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# A username with more failures than this (from any addresses) waits before
+# each login, doubling from 0.25 s up to the cap.
+LEDGERFLOW_LOGIN_SLOW_AFTER = env_int("LEDGERFLOW_LOGIN_SLOW_AFTER", 5)
+LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS = float(env_int("LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS", 3))
 SESSION_COOKIE_HTTPONLY = True
+# Headers: no MIME sniffing, no referrer beyond this origin, never framed.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# A strict Content-Security-Policy (django-csp): scripts and styles only from
+# static/ (no inline script, handler or style), nothing framed, forms post
+# only here. htmx is configured by a meta tag not to eval (base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        # 'self' covers the approvals websocket (ws:/wss: on this host).
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
@@ -266,6 +321,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every attempt at INFO; lockouts are audit events.
+    "loggers": {"axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")}},
 }
 
 # --- Ledgerflow -------------------------------------------------------------
@@ -275,6 +332,8 @@ LEDGERFLOW_DEFAULT_REVIEW_DAYS = env_int("LEDGERFLOW_DEFAULT_REVIEW_DAYS", 90)
 # Run engine. Pure steps run inline up to these budgets per transaction.
 LEDGERFLOW_INLINE_STEP_BUDGET = env_int("LEDGERFLOW_INLINE_STEP_BUDGET", 50)
 LEDGERFLOW_INLINE_TIME_BUDGET = env_int("LEDGERFLOW_INLINE_TIME_BUDGET_MS", 100) / 1000
+# CPU time one render of a node's expressions may take (runs/expression_limits.py).
+LEDGERFLOW_EXPRESSION_BUDGET_MS = env_int("LEDGERFLOW_EXPRESSION_BUDGET_MS", 100)
 # A worker keeps executing its run's next step itself for this long.
 LEDGERFLOW_EAGER_SECONDS = env_int("LEDGERFLOW_EAGER_MS", 2000) / 1000
 # A scheduled step with no progress for this long had its message lost.
@@ -282,6 +341,11 @@ LEDGERFLOW_REDISPATCH_SECONDS = env_int("LEDGERFLOW_REDISPATCH_SECONDS", 30)
 # A side-effecting step's lease is its connector's timeout plus this margin;
 # the sweep re-runs (or dead-letters) a step whose lease ran out.
 LEDGERFLOW_LEASE_MARGIN_SECONDS = env_int("LEDGERFLOW_LEASE_MARGIN_SECONDS", 30)
+# FOR DRILLS AND THEIR TESTS ONLY, never in service: treat every step as safe
+# to re-run, so a step whose outcome is unknown (its worker died mid-call, its
+# request timed out after it was sent) is retried, which may repeat its effect.
+# The drills switch it on to prove they would see the repeated effect.
+LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS = env_bool("LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS", False)
 
 # --- Approvals --------------------------------------------------------------
 # How inbox pages learn of changes: "channels" (websocket over the Redis
@@ -296,7 +360,10 @@ LEDGERFLOW_INBOX_POLL_SECONDS = env_int("LEDGERFLOW_INBOX_POLL_SECONDS", 3)
 # leaked old email stops working.
 LEDGERFLOW_APPROVAL_LINK_HOURS = env_int("LEDGERFLOW_APPROVAL_LINK_HOURS", 7 * 24)
 # Links in emails are absolute; the web process cannot know its public name.
-LEDGERFLOW_BASE_URL = env_str("LEDGERFLOW_BASE_URL", "http://127.0.0.1:8000")
+# Unset, they point at the port `make run` serves on (LEDGERFLOW_PORT).
+LEDGERFLOW_BASE_URL = env_str(
+    "LEDGERFLOW_BASE_URL", f"http://127.0.0.1:{env_int('LEDGERFLOW_PORT', 8000)}"
+)
 # Mail: printed to the console unless an SMTP server is configured, so
 # `make run` needs none and shows the notifications it would send.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,16 +1,18 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from config import views
+from config import login_views, views
 from config.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", login_views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("audit-log/", views.audit_log, name="audit_log"),
+    path("security/lockouts/", login_views.lockouts, name="lockouts"),
+    path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),
     path("flows/", include("flows.urls")),
     path("runs/", include("runs.urls")),
     path("approvals/", include("approvals.urls")),

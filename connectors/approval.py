@@ -49,7 +49,11 @@ class ApprovalConfig(StrictConfig):
     sla_clock: Literal["wall", "business"] = "wall"
     escalation: Escalation | None = None
     remind_before_hours: list[float] = []
+    # Who started any run of the lineage (resumes, replays, sub-flows) may
+    # not decide, nor who approved an earlier step of it.
     separation_of_duties: bool = False
+    # One person may not decide two tasks of the same lineage.
+    distinct_deciders: bool = False
 
     @model_validator(mode="after")
     def one_assignee(self):
@@ -73,7 +77,7 @@ class Approval(Connector):
     icon = "user-check"
     description = (
         "Pauses the run until a person approves or rejects, with an SLA, reminders, "
-        "escalation to a supervisor group and separation of duties."
+        "escalation to a supervisor group, separation of duties and distinct deciders."
     )
     Config = ApprovalConfig
     example_config = {

@@ -29,7 +29,15 @@ SAFE_TO_RERUN = {SideEffect.NONE, SideEffect.IDEMPOTENT, SideEffect.COMPENSATABL
 
 
 class ConnectorError(Exception):
-    """A failed call. ``retryable`` says whether trying again may succeed."""
+    """A failed call. ``retryable`` says whether trying again may succeed.
+
+    ``may_have_been_sent`` says whether the remote may have acted on the
+    request: true unless the connector has proof that nothing left (a DNS
+    failure, a refused or timed-out connect, a pool timeout, the outbound
+    guard's refusal, a config or input error found before any I/O, or a
+    remote that answered that it did not process the request). On a step
+    that is not safe to re-run, a failure that may have been sent is an
+    outcome-unknown dead letter, never a retry (``runs/decider.py``)."""
 
     def __init__(
         self,
@@ -38,11 +46,19 @@ class ConnectorError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         details: dict | None = None,
+        may_have_been_sent: bool = True,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.details = details or {}
+        self.may_have_been_sent = may_have_been_sent
+
+
+def not_sent(message: str, *, retryable: bool = False, **kwargs) -> ConnectorError:
+    """A failure proven to have reached no remote (found before any I/O, or a
+    connection that never opened)."""
+    return ConnectorError(message, retryable=retryable, may_have_been_sent=False, **kwargs)
 
 
 class StrictConfig(BaseModel):
@@ -104,8 +120,6 @@ class Connector:
     Config: ClassVar[type[BaseModel]] = StrictConfig
     # A valid config, shown in the catalogue and used by the contract test.
     example_config: ClassVar[dict] = {}
-    # Config fields that hold secrets: redacted wherever a config is shown.
-    secret_fields: ClassVar[tuple[str, ...]] = ()
     # What running it may do to the outside world, when that does not depend
     # on the config (``side_effect`` may refine it per config).
     side_effect_class: ClassVar[SideEffect] = SideEffect.NONE
@@ -122,7 +136,8 @@ class Connector:
     timeout_seconds: ClassVar[float] = 30.0
     output_schema: ClassVar[dict | None] = None
     # Config fields that hold a credential's name (never a secret): the
-    # store decrypts it at run time; export and import keep the name.
+    # store decrypts it at run time; export and import keep the name. No
+    # config holds a secret itself: graphs are recorded verbatim in the log.
     credential_fields: ClassVar[tuple[str, ...]] = ()
     # Shown in the editor's palette. Demo and benchmark connectors say False:
     # flows that use them still render, but nobody picks them for new work.
@@ -204,7 +219,7 @@ class CompensationStep(Connector):
 
     def execute(self, ctx: Context) -> Result:
         if self.inner.compensate is None:
-            raise ConnectorError(f"{self.inner.key} has no undo of its own", retryable=False)
+            raise not_sent(f"{self.inner.key} has no undo of its own")
         return self.inner.compensate(ctx)
 
 
@@ -242,18 +257,6 @@ def all_connectors() -> dict[str, type[Connector]]:
 
 # --- the catalogue -------------------------------------------------------------
 
-REDACTED = "********"
-
-
-def redact_config(connector: type[Connector], config: Any) -> Any:
-    """``config`` with every secret field's value replaced."""
-    if not isinstance(config, dict):
-        return config
-    return {
-        name: REDACTED if name in connector.secret_fields and value not in (None, "") else value
-        for name, value in config.items()
-    }
-
 
 def config_fields(connector: type[Connector]) -> list[dict]:
     """The config's fields as a form would list them."""
@@ -266,7 +269,7 @@ def config_fields(connector: type[Connector]) -> list[dict]:
                 "name": name,
                 "type": _type_of(spec),
                 "required": name in required,
-                "secret": name in connector.secret_fields,
+                "credential": name in connector.credential_fields,
                 "description": spec.get("description", ""),
             }
         )
@@ -286,8 +289,7 @@ def _type_of(spec: dict) -> str:
 
 
 def describe(connector: type[Connector]) -> dict:
-    """What the catalogue (page and API) shows of one connector: nothing in
-    it may leak a secret, so the example config is redacted."""
+    """What the catalogue (page and API) shows of one connector."""
     try:
         example = connector.Config.model_validate(connector.example_config)
         side_effect = connector().side_effect(example)
@@ -306,13 +308,12 @@ def describe(connector: type[Connector]) -> dict:
         "dynamic_ports": connector.ports_for is not Connector.ports_for,
         "has_compensate": connector.has_compensate(),
         "has_test_connection": connector.test_connection is not None,
-        "secret_fields": list(connector.secret_fields),
         "credential_fields": list(connector.credential_fields),
         "in_palette": connector.in_palette,
         "config_schema": connector.Config.model_json_schema(),
         "config_fields": config_fields(connector),
         "output_schema": connector.output_schema,
-        "example_config": redact_config(connector, connector.example_config),
+        "example_config": connector.example_config,
     }
 
 

@@ -34,6 +34,7 @@ def credential_create(request):
                 owner=form.cleaned_data["owner"],
                 fields=form.plain_fields(),
                 secrets=form.secret_fields(),
+                allowed_hosts=form.cleaned_data["allowed_hosts"],
             )
         except credentials.CredentialError as exc:
             form.add_error(None, str(exc))
@@ -61,6 +62,7 @@ def credential_edit(request, credential_id):
                 fields=form.plain_fields(),
                 secrets=form.secret_fields(),
                 expected_version=form.cleaned_data["version"],
+                allowed_hosts=form.cleaned_data["allowed_hosts"],
             )
         except credentials.CredentialError as exc:
             form.add_error(None, str(exc))

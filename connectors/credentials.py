@@ -23,7 +23,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from connectors.base import ConnectorError
+from connectors import allowed_hosts as hosts
+from connectors.base import not_sent
 from connectors.models import Credential, CredentialType
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Stream
@@ -89,6 +90,7 @@ class UsableCredential:
     type: str
     fields: dict
     secrets: dict
+    allowed_hosts: tuple[str, ...] = ()
 
 
 # --- encryption -------------------------------------------------------------------
@@ -168,6 +170,13 @@ def _merge_secrets(type_: str, current: dict, given: dict) -> dict:
 # --- writes: events projected onto the row --------------------------------------
 
 
+def clean_hosts(given) -> list[str]:
+    try:
+        return hosts.clean_patterns(given)
+    except hosts.HostPatternError as exc:
+        raise CredentialError(f"Allowed hosts: {exc}.") from None
+
+
 def _user_ref(user) -> dict | None:
     return None if user is None else {"id": user.pk, "username": user.username}
 
@@ -206,8 +215,9 @@ def _write(credential_id: int, type_: str, payload: dict, actor) -> Credential |
 
 @transaction.atomic
 def credential_create(
-    *, actor, name: str, type: str, owner=None, fields: dict, secrets: dict
-) -> Credential:
+    *, actor, name: str, type: str, owner=None, fields: dict, secrets: dict,
+    allowed_hosts: list[str] | str | None = None,
+) -> Credential:  # fmt: skip
     name = (name or "").strip()
     if not NAME_PATTERN.match(name):
         raise CredentialError(
@@ -223,6 +233,7 @@ def credential_create(
         "type": type,
         "owner": _user_ref(owner),
         "fields": cleaned,
+        "allowed_hosts": clean_hosts(allowed_hosts),
         "secret_names": sorted(merged),
         "ciphertext": encrypt(merged),
     }
@@ -236,9 +247,10 @@ def credential_create(
 @transaction.atomic
 def credential_update(
     *, credential: Credential, actor, owner=None, fields: dict, secrets: dict,
-    expected_version: int | None = None,
+    expected_version: int | None = None, allowed_hosts: list[str] | str | None = None,
 ) -> Credential:  # fmt: skip
-    """Change the non-secret fields and owner; replace only the secrets given."""
+    """Change the non-secret fields, owner and allowed hosts (None keeps
+    them); replace only the secrets given."""
     current = Credential.objects.select_for_update().get(pk=credential.pk)
     if expected_version is not None and current.version != expected_version:
         raise CredentialError(
@@ -254,11 +266,15 @@ def credential_update(
     changed = sorted(k for k in cleaned if cleaned[k] != current.fields.get(k))
     if _user_ref(owner) != _owner_ref(current):
         changed.append("owner")
+    new_hosts = current.allowed_hosts if allowed_hosts is None else clean_hosts(allowed_hosts)
+    if new_hosts != current.allowed_hosts:
+        changed.append("allowed_hosts")
     if not changed and not replaced:
         return current
     payload = {
         "owner": _user_ref(owner),
         "fields": cleaned,
+        "allowed_hosts": new_hosts,
         "secret_names": sorted(merged),
         # Names only: the history says a secret changed, never from what to what.
         "changed": changed + [f"{name} (secret)" for name in replaced],
@@ -269,6 +285,17 @@ def credential_update(
 
 def _owner_ref(credential: Credential) -> dict | None:
     return _user_ref(credential.owner) if credential.owner_id else None
+
+
+@transaction.atomic
+def credential_allow_hosts(
+    *, credential: Credential, actor, allowed_hosts: list[str]
+) -> Credential:
+    """Set the hosts a credential may be sent to (the data migration gives
+    each existing credential the hosts its flows use)."""
+    current = Credential.objects.select_for_update().get(pk=credential.pk)
+    payload = {"allowed_hosts": clean_hosts(allowed_hosts)}
+    return _write(current.pk, "credential.hosts_allowed", payload, actor)
 
 
 @transaction.atomic
@@ -308,10 +335,14 @@ def evolve(row: Credential | None, event: Event) -> Credential | None:
         return None
     elif event.type == "credential.rotated":
         row.ciphertext = payload["ciphertext"]
+    elif event.type == "credential.hosts_allowed":
+        row.allowed_hosts = payload["allowed_hosts"]
     if event.type in ("credential.created", "credential.updated"):
         owner = payload.get("owner")
         row.owner_id = owner["id"] if owner else None
         row.fields = payload["fields"]
+        # Events from before allowed hosts existed carry none: kept as they are.
+        row.allowed_hosts = payload.get("allowed_hosts", row.allowed_hosts or [])
         row.secret_names = payload["secret_names"]
         row.ciphertext = payload["ciphertext"]
     row.updated_at = event.occurred_at
@@ -361,28 +392,26 @@ def credential_for(name: str, *, types: set[str]) -> UsableCredential:
     names what is wrong (and never a secret)."""
     row = Credential.objects.filter(name=name).first()
     if row is None:
-        raise ConnectorError(f"credential {name!r} does not exist", retryable=False)
+        raise not_sent(f"credential {name!r} does not exist")
     if row.type not in types:
         wanted = " or ".join(sorted(types))
-        raise ConnectorError(
-            f"credential {name!r} is of type {row.type}; this step needs {wanted}",
-            retryable=False,
-        )
+        raise not_sent(f"credential {name!r} is of type {row.type}; this step needs {wanted}")
     try:
         secrets = decrypt(row.ciphertext)
     except InvalidToken:
-        raise ConnectorError(
-            f"credential {name!r} cannot be decrypted with the configured keys", retryable=False
+        raise not_sent(
+            f"credential {name!r} cannot be decrypted with the configured keys"
         ) from None
     _remember(row, secrets)
-    return UsableCredential(name=row.name, type=row.type, fields=dict(row.fields), secrets=secrets)
+    return UsableCredential(name=row.name, type=row.type, fields=dict(row.fields), secrets=secrets,
+                            allowed_hosts=tuple(row.allowed_hosts))  # fmt: skip
 
 
 def credential_secrets(name: str) -> dict:
     """The decrypted secret fields of the named credential."""
     row = Credential.objects.filter(name=name).first()
     if row is None:
-        raise ConnectorError(f"credential {name!r} does not exist", retryable=False)
+        raise not_sent(f"credential {name!r} does not exist")
     return credential_for(name, types={row.type}).secrets
 
 

@@ -3,6 +3,7 @@
 the step is unsafe unless the flow declares that the relay deduplicates on
 the ``X-Idempotency-Key`` header the step always sends."""
 
+import logging
 import smtplib
 import socket
 from typing import Any
@@ -13,7 +14,7 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
 from pydantic import Field
 
-from connectors import netguard
+from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -21,9 +22,12 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 from connectors.credentials import credential_for
+
+log = logging.getLogger(__name__)
 
 
 class EmailConfig(StrictConfig):
@@ -83,27 +87,36 @@ def addresses(value: list[str] | str, field: str) -> list[str]:
         try:
             validate_email(address)
         except ValidationError:
-            raise ConnectorError(
-                f"{field}: {address!r} is not an email address", retryable=False
-            ) from None
+            raise not_sent(f"{field}: {address!r} is not an email address") from None
     return found
 
 
-def _smtp_error(exc: Exception) -> ConnectorError:
+def _smtp_error(exc: Exception, *, sending: bool) -> ConnectorError:
+    """``sending``: the message was being handed over (MAIL, RCPT, DATA), not
+    yet the connection, STARTTLS or login. Only then can a lost connection or
+    a time-out leave the mail sent without our knowing. A reply code is the
+    server refusing: the mail was not accepted."""
     # Server replies are not quoted: a server may echo what the login sent.
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return ConnectorError(f"SMTP login refused ({exc.smtp_code})", retryable=False)
+        return not_sent(f"SMTP login refused ({exc.smtp_code})")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return ConnectorError(
-            "SMTP server refused the recipients: " + ", ".join(sorted(exc.recipients)),
-            retryable=False,
-        )
+        return not_sent("SMTP server refused the recipients: " + ", ".join(sorted(exc.recipients)))
     if isinstance(exc, smtplib.SMTPResponseException):
         transient = 400 <= exc.smtp_code < 500
-        return ConnectorError(f"SMTP server answered {exc.smtp_code}", retryable=transient)
+        return not_sent(f"SMTP server answered {exc.smtp_code}", retryable=transient)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return ConnectorError(f"SMTP server does not support {exc}", retryable=False)
-    return ConnectorError(f"SMTP connection failed: {type(exc).__name__}", retryable=True)
+        return not_sent(f"SMTP server does not support {exc}")
+    return ConnectorError(f"SMTP connection failed: {type(exc).__name__}", retryable=True,
+                          may_have_been_sent=sending)  # fmt: skip
+
+
+def _close_quietly(backend: EmailBackend) -> None:
+    # QUIT after the message was accepted: its failure changes nothing (the
+    # mail is sent), and must not turn a sent message into a failed step.
+    try:
+        backend.close()
+    except (smtplib.SMTPException, OSError) as exc:
+        log.info("SMTP QUIT failed: %s", type(exc).__name__)
 
 
 @register
@@ -136,13 +149,12 @@ class SendEmail(Connector):
         smtp = credential_for(config.credential, types={"smtp"})
         sender = config.from_email or smtp.fields.get("from_address", "")
         if not sender:
-            raise ConnectorError(
-                "no sender: set from_email or the credential's default sender", retryable=False
-            )
+            raise not_sent("no sender: set from_email or the credential's default sender")
         to, cc = addresses(config.to, "to"), addresses(config.cc, "cc")
         if not to:
-            raise ConnectorError("to: no recipient", retryable=False)
+            raise not_sent("to: no recipient")
         message_id = f"<{ctx.idempotency_key}@ledgerflow>"
+        backend = self._connection(smtp, config)
         message = EmailMultiAlternatives(
             subject=config.subject,
             body=config.body,
@@ -150,21 +162,28 @@ class SendEmail(Connector):
             to=to,
             cc=cc,
             headers={"X-Idempotency-Key": ctx.idempotency_key, "Message-ID": message_id},
-            connection=self._connection(smtp, config),
+            connection=backend,
         )
         if config.html_body:
             message.attach_alternative(config.html_body, "text/html")
+        sending = False
         try:
-            message.send()
-        except ConnectorError:
+            backend.open()  # connect, STARTTLS, login: nothing is sent yet
+            sending = True
+            message.send()  # the open connection is used, then closed
+        except ConnectorError:  # the outbound guard or DNS, before connecting
             raise
         except (smtplib.SMTPException, OSError) as exc:
-            raise _smtp_error(exc) from None
+            raise _smtp_error(exc, sending=sending) from None
+        finally:
+            _close_quietly(backend)
         return Result(output={"message_id": message_id, "to": to, "cc": cc})
 
     @staticmethod
     def _connection(smtp, config: EmailConfig) -> EmailBackend:
         fields: dict[str, Any] = smtp.fields
+        # The login goes only where the credential allows.
+        allowed_hosts.check(smtp, fields["host"], int(fields["port"]))
         return GuardedEmailBackend(
             host=fields["host"],
             port=int(fields["port"]),

@@ -11,11 +11,11 @@ from pydantic import Field
 
 from connectors.base import (
     Connector,
-    ConnectorError,
     Context,
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 from connectors.trigger_event import TOPIC
@@ -51,10 +51,9 @@ class EmitEvent(Connector):
         trigger = ctx.data.get("trigger") or {}
         hops = (trigger.get("hops", 0) if isinstance(trigger, dict) else 0) + 1
         if hops > settings.LEDGERFLOW_EVENT_MAX_HOPS:
-            raise ConnectorError(
+            raise not_sent(
                 f"event chain is {hops} hops long (limit {settings.LEDGERFLOW_EVENT_MAX_HOPS});"
-                " flows that answer each other's events may be looping",
-                retryable=False,
+                " flows that answer each other's events may be looping"
             )
         deliveries = bus.publish(
             topic=ctx.config.topic,

@@ -5,6 +5,7 @@ write-only: never given an initial value, never rendered back, blank means
 from django import forms
 from django.contrib.auth import get_user_model
 
+from connectors.allowed_hosts import HostPatternError, clean_patterns
 from connectors.credentials import FieldSpec, specs
 from connectors.models import Credential
 
@@ -52,10 +53,27 @@ class CredentialForm(forms.Form):
         )
         for spec in self.specs:
             self.fields[spec.name] = _field(spec, credential)
+        self.fields["allowed_hosts"] = forms.CharField(
+            required=False,
+            max_length=5000,
+            widget=forms.Textarea(attrs={"rows": 3, "class": "code"}),
+            help_text=(
+                "Where this credential may be sent, one per line: api.example.com, "
+                "*.example.com (its subdomains), 10.0.0.5:5432 (one port). Steps refuse "
+                "to send it anywhere else; with none it goes nowhere."
+            ),
+        )
+
+    def clean_allowed_hosts(self) -> list[str]:
+        try:
+            return clean_patterns(self.cleaned_data.get("allowed_hosts", ""))
+        except HostPatternError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     @classmethod
     def initial_for(cls, credential: Credential) -> dict:
-        return {"owner": credential.owner_id, "version": credential.version, **credential.fields}
+        return {"owner": credential.owner_id, "version": credential.version, **credential.fields,
+                "allowed_hosts": "\n".join(credential.allowed_hosts)}  # fmt: skip
 
     def plain_fields(self) -> dict:
         return {s.name: self.cleaned_data.get(s.name) for s in self.specs if not s.secret}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from connectors import drift, netguard
+from connectors import allowed_hosts, drift, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -24,6 +24,7 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
     target_of,
 )
@@ -33,6 +34,15 @@ from runs import clock
 MAX_RESPONSE_BYTES = 1_000_000  # over every hop and page of one step
 MAX_REDIRECTS = 5
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+# Answers by which the server says it did not process the request (it timed
+# out reading it, it was too early, too many requests, it is unavailable):
+# nothing was done, so even an unsafe step may retry them. 500, 502 and 504
+# (and any other 5xx) may come after the remote acted: outcome unknown.
+NOT_PROCESSED_STATUS = {408, 425, 429, 503}
+# Transport failures that prove the request never left: no connection was
+# made (refused, unreachable, timed out connecting, TLS handshake failed) or
+# none could be had from the pool.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 AUTH_TYPES = {"bearer", "basic", "header_key", "hmac"}
 
 
@@ -139,6 +149,9 @@ class Call:
     origin: tuple[bytes, bytes, int | None]
     deadline: float
     received: int = 0
+    # Hops the remote has answered: after the first, the step has reached it
+    # (a 303 after a POST means it acted), so no later failure is "not sent".
+    answered: int = 0
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -149,9 +162,16 @@ class Call:
     def _authorise(self, request: httpx.Request) -> None:
         for name in _auth_header_names(self.credential):
             request.headers.pop(name, None)
-        # Credentials go only to the origin the flow named: a redirect or a
-        # next link to another host gets none.
-        if self.credential is not None and _origin(request.url) == self.origin:
+        # Credentials go only to the origin the flow named, and only if the
+        # credential allows its host: a redirect or a next link elsewhere
+        # gets none.
+        if (
+            self.credential is not None
+            and _origin(request.url) == self.origin
+            and allowed_hosts.allows(
+                self.credential.allowed_hosts, request.url.host, effective_port(request.url)
+            )
+        ):
             request.headers.update(auth_headers(self.credential, request.read()))
 
     def fetch(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
@@ -160,7 +180,14 @@ class Call:
         for _ in range(MAX_REDIRECTS + 1):
             self._authorise(request)
             request.extensions["timeout"] = httpx.Timeout(self.remaining()).as_dict()
-            response = self.client.send(request, stream=True)
+            try:
+                response = self.client.send(request, stream=True)
+            except ConnectorError as exc:  # the outbound guard, or DNS
+                exc.may_have_been_sent = exc.may_have_been_sent or self.answered > 0
+                raise
+            except httpx.TransportError as exc:
+                raise self.transport_error(exc) from None
+            self.answered += 1
             try:
                 if response.next_request is not None:
                     request = response.next_request
@@ -169,6 +196,14 @@ class Call:
             finally:
                 response.close()
         raise ConnectorError(f"more than {MAX_REDIRECTS} redirects", retryable=False)
+
+    def transport_error(self, exc: httpx.TransportError) -> ConnectorError:
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return ConnectorError(f"invalid URL: {exc}", retryable=False,
+                                  may_have_been_sent=self.answered > 0)  # fmt: skip
+        unsent = isinstance(exc, NOT_SENT_ERRORS) and self.answered == 0
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+        return ConnectorError(f"{kind}: {exc}", retryable=True, may_have_been_sent=not unsent)
 
     def _read(self, response: httpx.Response) -> bytes:
         chunks = []
@@ -187,6 +222,10 @@ def _origin(url: httpx.URL) -> tuple[bytes, bytes, int | None]:
     return (url.raw_scheme, url.raw_host, url.port)
 
 
+def effective_port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
 @register
 class HttpRequest(Connector):
     key = "http.request"
@@ -194,7 +233,9 @@ class HttpRequest(Connector):
     category = "Network"
     icon = "globe"
     description = (
-        "Call an HTTP endpoint with the step's Idempotency-Key; 5xx, 429 and timeouts retry."
+        "Call an HTTP endpoint with the step's Idempotency-Key; 5xx, 429 and timeouts retry, "
+        "except that a POST whose remote ignores the key is never repeated once it may have "
+        "been sent: a timeout or a 500, 502 or 504 leaves an outcome-unknown dead letter."
     )
     Config = HttpConfig
     example_config = {"method": "POST", "url": "https://api.example.com/orders",
@@ -232,6 +273,10 @@ class HttpRequest(Connector):
                     json=config.json_body if config.method not in ("GET", "HEAD") else None,
                     data=config.form_body if config.method not in ("GET", "HEAD") else None,
                 )
+                if credential is not None:
+                    # Refused before any connection: the URL (the graph's, or
+                    # an edited replay input's) is not where the secret goes.
+                    allowed_hosts.check(credential, request.url.host, effective_port(request.url))
                 call = Call(
                     client=client,
                     credential=credential,
@@ -242,10 +287,12 @@ class HttpRequest(Connector):
                     output = self._single(call, request, config, drifted)
                 else:
                     output = self._pages(call, request, config, drifted)
+        # Failures while sending are classified by ``Call.fetch``; these come
+        # later, reading an answer the remote had begun: it may have acted.
         except httpx.TimeoutException as exc:
             raise ConnectorError(f"timed out: {exc}", retryable=True) from None
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise ConnectorError(f"invalid URL: {exc}", retryable=False) from None
+        except httpx.InvalidURL as exc:
+            raise not_sent(f"invalid URL: {exc}") from None
         except httpx.TransportError as exc:
             raise ConnectorError(f"connection failed: {exc}", retryable=True) from None
         if drifted:
@@ -296,11 +343,15 @@ class HttpRequest(Connector):
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, config: HttpConfig) -> None:
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 400:
             raise ConnectorError(
-                f"{config.method} {config.url} answered {response.status_code}",
-                retryable=response.status_code in RETRYABLE_STATUS,
+                f"{config.method} {config.url} answered {status}",
+                retryable=status in RETRYABLE_STATUS,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                # A 4xx is the server refusing the request; a 5xx other than
+                # 503 may come after it acted (a proxy timing out on it).
+                may_have_been_sent=status >= 500 and status not in NOT_PROCESSED_STATUS,
             )
 
     @staticmethod

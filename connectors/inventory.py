@@ -7,11 +7,11 @@ from pydantic import Field
 from connectors import _remote
 from connectors.base import (
     Connector,
-    ConnectorError,
     Context,
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 
@@ -21,7 +21,8 @@ class InventoryConfig(StrictConfig):
     order_id: str = Field(min_length=1)
     sku: str = Field(min_length=1)
     quantity: int = Field(default=1, ge=1, le=10_000)
-    api_key: str = Field(default="", description="sent as a bearer token when set")
+    # A credential's name (bearer, header_key, basic or hmac); never a secret.
+    credential: str | None = Field(default=None, description="the API's credential")
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
 
@@ -35,8 +36,8 @@ class InventoryReserve(Connector):
     description = "Reserve stock for an order; undone by releasing the reservation."
     Config = InventoryConfig
     example_config = {"order_id": "{{ trigger.order_id }}", "sku": "{{ trigger.sku }}",
-                      "quantity": 1, "api_key": "inv_test_example"}  # fmt: skip
-    secret_fields = ("api_key",)
+                      "quantity": 1, "credential": "inventory-api"}  # fmt: skip
+    credential_fields = ("credential",)
     side_effect_class = SideEffect.COMPENSATABLE
     output_schema = {
         "type": "object",
@@ -54,19 +55,19 @@ class InventoryReserve(Connector):
         body = {"order_id": config.order_id, "sku": config.sku, "quantity": config.quantity}
         reservation = _remote.post_json(ctx, f"{config.base_url}/reservations", body,
                                         key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                        headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                                        credential=config.credential)  # fmt: skip
         return Result(output={"reservation_id": reservation["id"], **body})
 
     def compensate(self, ctx: Context) -> Result:
         config: InventoryConfig = ctx.config
         reservation_id = (ctx.original_output or {}).get("reservation_id")
         if not reservation_id:
-            raise ConnectorError("nothing to release: no reservation id", retryable=False)
+            raise not_sent("nothing to release: no reservation id")
         _remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
                           key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                          headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                          credential=config.credential)  # fmt: skip
         return Result(output={"released": reservation_id})
 
     def test_connection(self, config: InventoryConfig) -> None:
         _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
-                         headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                         credential=config.credential)  # fmt: skip

@@ -30,6 +30,7 @@ from connectors.base import (
     StrictConfig,
     get,
     lease_margin,
+    not_sent,
     register,
 )
 
@@ -119,12 +120,9 @@ class Loop(Connector):
         config: LoopConfig = ctx.config
         items = config.items
         if not isinstance(items, list):
-            raise ConnectorError(
-                f"items rendered to {type(items).__name__}, not a list", retryable=False
-            )
+            raise not_sent(f"items rendered to {type(items).__name__}, not a list")
         if len(items) > MAX_ITEMS:
-            raise ConnectorError(f"{len(items)} items; a loop takes at most {MAX_ITEMS}",
-                                 retryable=False)  # fmt: skip
+            raise not_sent(f"{len(items)} items; a loop takes at most {MAX_ITEMS}")
         connector = body_connector(config.body)
         outputs: dict[int, Any] = dict(ctx.iterations_done)
         todo = [index for index in range(len(items)) if index not in outputs]
@@ -181,7 +179,7 @@ class Loop(Connector):
             rendered = expressions.render(body.config, {**ctx.data, "item": item, "index": index})
             config = connector.Config.model_validate(rendered)
         except (expressions.ExpressionError, ValidationError) as exc:
-            raise ConnectorError(f"item {index}: body config: {exc}", retryable=False) from None
+            raise not_sent(f"item {index}: body config: {exc}") from None
         item_ctx = dataclasses.replace(
             ctx, config=config, idempotency_key=ctx.iteration_key(index),
             node_id=f"{ctx.node_id}[{index}]", iterations_done={},
@@ -191,7 +189,7 @@ class Loop(Connector):
         except ConnectorError as exc:
             raise ConnectorError(
                 f"item {index}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after,
-                details=exc.details,
+                details=exc.details, may_have_been_sent=exc.may_have_been_sent,
             ) from None  # fmt: skip
         except Exception as exc:  # a bug in the body fails its item, visibly
             raise ConnectorError(f"item {index}: {type(exc).__name__}: {exc}",

@@ -38,6 +38,9 @@ class Credential(models.Model):
     )
     fields = models.JSONField(default=dict)  # non-secret: username, host, header name
     secret_names = models.JSONField(default=list)  # which secret fields are set
+    # Host patterns the credential may be sent to ("api.example.com",
+    # "*.example.com", "10.0.0.5:5432"); none: it goes nowhere.
+    allowed_hosts = models.JSONField(default=list)
     ciphertext = models.TextField()
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

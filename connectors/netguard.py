@@ -29,7 +29,8 @@ class OutboundRefused(ConnectorError):
     """The destination is on the platform's own network; retrying cannot help."""
 
     def __init__(self, message: str):
-        super().__init__(message, retryable=False)
+        # Refused before connecting: nothing was sent.
+        super().__init__(message, retryable=False, may_have_been_sent=False)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -88,7 +89,9 @@ def _resolve(host: str, port: int) -> list[Address]:
     try:
         infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise ConnectorError(f"cannot resolve {bare}: {exc}", retryable=True) from None
+        raise ConnectorError(
+            f"cannot resolve {bare}: {exc}", retryable=True, may_have_been_sent=False
+        ) from None
     addresses: list[Address] = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -110,7 +113,9 @@ def checked_addresses(host: str, port: int) -> list[str]:
     """
     addresses = _resolve(host, port)
     if not addresses:
-        raise ConnectorError(f"{host} resolves to no address", retryable=True)
+        raise ConnectorError(
+            f"{host} resolves to no address", retryable=True, may_have_been_sent=False
+        )
     allowed = allowlist()
     for ip in addresses:
         if is_internal(ip) and not _allowed(host, ip, port, allowed):

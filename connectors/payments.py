@@ -9,11 +9,11 @@ from pydantic import Field
 from connectors import _remote
 from connectors.base import (
     Connector,
-    ConnectorError,
     Context,
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 
@@ -23,7 +23,8 @@ class PaymentsConfig(StrictConfig):
     order_id: str = Field(min_length=1)
     # A positive amount; usually an expression such as "{{ trigger.amount }}".
     amount: Any
-    api_key: str = Field(default="", description="sent as a bearer token when set")
+    # A credential's name (bearer, header_key, basic or hmac); never a secret.
+    credential: str | None = Field(default=None, description="the API's credential")
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
 
@@ -37,8 +38,8 @@ class PaymentsCharge(Connector):
     description = "Charge an order's amount; undone by refunding the charge."
     Config = PaymentsConfig
     example_config = {"order_id": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}",
-                      "api_key": "sk_test_example"}  # fmt: skip
-    secret_fields = ("api_key",)
+                      "credential": "payments-api"}  # fmt: skip
+    credential_fields = ("credential",)
     side_effect_class = SideEffect.COMPENSATABLE
     output_schema = {
         "type": "object",
@@ -55,7 +56,7 @@ class PaymentsCharge(Connector):
         body = {"order_id": config.order_id, "amount": config.amount}
         charge = _remote.post_json(ctx, f"{config.base_url}/charges", body,
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                   headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                                   credential=config.credential)  # fmt: skip
         return Result(output={"charge_id": charge["id"], "order_id": charge["order_id"],
                               "amount": charge["amount"]})  # fmt: skip
 
@@ -63,12 +64,12 @@ class PaymentsCharge(Connector):
         config: PaymentsConfig = ctx.config
         charge_id = (ctx.original_output or {}).get("charge_id")
         if not charge_id:
-            raise ConnectorError("nothing to refund: the charge has no id", retryable=False)
+            raise not_sent("nothing to refund: the charge has no id")
         refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
-                                   headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                                   credential=config.credential)  # fmt: skip
         return Result(output={"refund_id": refund["id"], "charge_id": charge_id})
 
     def test_connection(self, config: PaymentsConfig) -> None:
         _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
-                         headers=_remote.bearer_headers(config.api_key))  # fmt: skip
+                         credential=config.credential)  # fmt: skip

@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from connectors import netguard
+from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -23,6 +23,7 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 from connectors.credentials import credential_for
@@ -73,18 +74,26 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _error(exc: psycopg.Error) -> ConnectorError:
+def _error(exc: psycopg.Error, *, stage: str) -> ConnectorError:
+    """``stage``: "connect" or "execute", where nothing is written (the
+    statement runs in a transaction that any failure rolls back), or
+    "commit", which the server may have applied although its answer was
+    lost: only then may a write have happened."""
+    if stage == "execute" and exc.sqlstate is None:
+        # No server error: the connection broke while the statement ran.
+        return not_sent(f"connection lost: {str(exc).strip()}", retryable=True)
+    sent = stage == "commit"
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return ConnectorError("the statement timed out", retryable=True)
+        return ConnectorError("the statement timed out", retryable=True, may_have_been_sent=sent)
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return ConnectorError(
-            "the statement writes, and this step is read-only (set write: true)", retryable=False
-        )
+        return not_sent("the statement writes, and this step is read-only (set write: true)")
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc)
         permanent = "authentication failed" in text or "does not exist" in text
-        return ConnectorError(f"connection failed: {text.strip()}", retryable=not permanent)
-    return ConnectorError(f"query failed: {str(exc).strip()}", retryable=False)
+        return ConnectorError(f"connection failed: {text.strip()}", retryable=not permanent,
+                              may_have_been_sent=sent)  # fmt: skip
+    return ConnectorError(f"query failed: {str(exc).strip()}", retryable=False,
+                          may_have_been_sent=sent)  # fmt: skip
 
 
 @register
@@ -117,29 +126,42 @@ class PostgresQuery(Connector):
         params = {**config.params, "idempotency_key": ctx.idempotency_key}
         missing = sorted(set(PARAMETER.findall(config.sql)) - set(params))
         if missing:
-            raise ConnectorError(f"params has no value for: {', '.join(missing)}", retryable=False)
+            raise not_sent(f"params has no value for: {', '.join(missing)}")
         try:
-            with self._connect(ctx, config) as conn, conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(config.sql, params)
-                if cur.description is None:  # a statement with no result set
-                    output = {"rows": [], "row_count": max(cur.rowcount, 0), "truncated": False}
-                else:
-                    rows = cur.fetchmany(config.max_rows + 1)
-                    output = {
-                        "columns": [column.name for column in cur.description],
-                        "rows": rows[: config.max_rows],
-                        "row_count": min(len(rows), config.max_rows),
-                        "truncated": len(rows) > config.max_rows,
-                    }
+            conn = self._connect(ctx, config)
         except psycopg.Error as exc:
-            raise _error(exc) from None
+            raise _error(exc, stage="connect") from None
+        with conn:
+            stage = "execute"
+            try:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(config.sql, params)
+                    output = self._output(cur, config)
+                stage = "commit"
+                conn.commit()
+            except psycopg.Error as exc:
+                raise _error(exc, stage=stage) from None
         return Result(output=json.loads(json.dumps(output, default=_jsonable)))
+
+    @staticmethod
+    def _output(cur: psycopg.Cursor, config: PostgresQueryConfig) -> dict:
+        if cur.description is None:  # a statement with no result set
+            return {"rows": [], "row_count": max(cur.rowcount, 0), "truncated": False}
+        rows = cur.fetchmany(config.max_rows + 1)
+        return {
+            "columns": [column.name for column in cur.description],
+            "rows": rows[: config.max_rows],
+            "row_count": min(len(rows), config.max_rows),
+            "truncated": len(rows) > config.max_rows,
+        }
 
     @staticmethod
     def _connect(ctx: Context, config: PostgresQueryConfig) -> psycopg.Connection:
         database = credential_for(config.credential, types={"postgres"})
         fields = database.fields
         port = int(fields["port"])
+        # The password goes only where the credential allows.
+        allowed_hosts.check(database, fields["host"], port)
         address = netguard.resolve_checked(fields["host"], port)
         timeout_ms = int(config.timeout_seconds * 1000)
         options = f"-c statement_timeout={timeout_ms}"

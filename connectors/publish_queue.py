@@ -14,6 +14,7 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 from connectors.trigger_queue import QUEUE
@@ -49,9 +50,8 @@ class PublishQueue(Connector):
 
         config: PublishQueueConfig = ctx.config
         if not settings.RABBITMQ_URL:
-            raise ConnectorError(
-                "RABBITMQ_URL is not set: there is no queue broker", retryable=False
-            )
+            raise not_sent("RABBITMQ_URL is not set: there is no queue broker")
+        publishing = False
         try:
             with kombu.Connection(
                 settings.RABBITMQ_URL,
@@ -63,6 +63,9 @@ class PublishQueue(Connector):
                 with connection.channel() as probe:
                     probe.queue_declare(queue=config.queue, passive=True)
                 producer = connection.Producer()
+                # From here a lost connection or a missing confirm leaves the
+                # message perhaps delivered (consumers deduplicate on its id).
+                publishing = True
                 producer.publish(
                     config.body,
                     exchange="",
@@ -74,9 +77,11 @@ class PublishQueue(Connector):
                     confirm_timeout=config.timeout_seconds,
                 )
         except amqp.exceptions.NotFound:
-            raise ConnectorError(
+            raise not_sent(
                 f"queue “{config.queue}” does not exist (is its consumer running?)", retryable=True
             ) from None
         except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
-            raise ConnectorError(f"publish failed: {exc}", retryable=True) from None
+            raise ConnectorError(
+                f"publish failed: {exc}", retryable=True, may_have_been_sent=publishing
+            ) from None
         return Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})

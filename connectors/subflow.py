@@ -22,6 +22,7 @@ from connectors.base import (
     Result,
     SideEffect,
     StrictConfig,
+    not_sent,
     register,
 )
 
@@ -83,12 +84,11 @@ class CallSubflow(Connector):
         parent = Run.objects.get(pk=ctx.run_id)
         flow = Flow.objects.filter(slug=config.flow).first()
         if flow is None:
-            raise ConnectorError(f"no flow “{config.flow}”", retryable=False)
+            raise not_sent(f"no flow “{config.flow}”")
         if flow.pk == parent.flow_id or _depth(parent) >= MAX_DEPTH:
-            raise ConnectorError(
+            raise not_sent(
                 f"calling “{config.flow}” here would recurse (a flow cannot call itself, "
-                f"and sub-flows nest at most {MAX_DEPTH} deep)",
-                retryable=False,
+                f"and sub-flows nest at most {MAX_DEPTH} deep)"
             )
         try:
             child = driver.start_run(
@@ -96,7 +96,7 @@ class CallSubflow(Connector):
                 parent={"run_id": ctx.run_id, "node": ctx.node_id, "key": ctx.idempotency_key},
             )  # fmt: skip
         except driver.StartRefused as exc:
-            raise ConnectorError(str(exc), retryable=False) from None
+            raise not_sent(str(exc)) from None
         if child.status in decider.RUN_TERMINAL:
             # Finished already (pure flows finish inside start_run): no wait.
             port, output, error = child_outcome(child, config.on_failure)

@@ -5,8 +5,20 @@ It charges and refunds, reserves and releases stock, honours
 nothing), can be told to fail, be slow or be down (the payments and the
 inventory part separately: ``fail_next``/``down`` and
 ``inventory_fail_next``/``inventory_down``), and reports effects per order
-id, so that one order charged under two different keys shows up as a
+id: every charge it makes counts against its order (the business key),
+whatever key it came with, so an order charged twice shows up as a
 duplicate effect.
+
+Modes for drills (``POST /control``):
+
+- ``honour_keys: false``: a remote that ignores ``Idempotency-Key``; every
+  request acts.
+- ``late_fraction``/``late_next`` and ``late_seconds``: charge, then answer
+  only after ``late_seconds`` (past the client's timeout): the charge is made
+  and the client does not know it.
+- ``refuse: {"up_seconds": u, "down_seconds": d}``: the listener closes for
+  ``d`` seconds every ``u`` seconds, so connections are refused (nothing is
+  listening); requests already accepted are answered. ``refuse: null`` stops.
 
     python -m fakeapi.payments --port 8765
 """
@@ -33,6 +45,13 @@ class PaymentsState:
         self.charges: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
         self.keys_per_order: dict[str, set[str]] = {}
+        self.charges_per_order: dict[str, int] = {}
+        self.honour_keys = True
+        self.late_next = 0  # the next n charges answer late
+        self.late_fraction = 0.0  # and this share of the others
+        self.late_seconds = 0.0
+        self.late_answers = 0
+        self.refuse: dict | None = None
         self.latency_ms = (0, 0)
         self.fail_next = 0
         self.fail_status = 503
@@ -52,7 +71,7 @@ class PaymentsState:
 
     def report(self) -> dict:
         orders = {
-            order: {"keys": sorted(keys), "charges": len(keys), "refunds": 0}
+            order: {"keys": sorted(keys), "charges": self.charges_per_order[order], "refunds": 0}
             for order, keys in self.keys_per_order.items()
         }
         for refund in self.refunds.values():
@@ -72,7 +91,9 @@ class PaymentsState:
                 "releases": len(self.releases),
                 "requests": self.inventory_requests,
             },
-            "duplicates": sorted(o for o, keys in self.keys_per_order.items() if len(keys) > 1),
+            # Orders charged more than once, under one key or several.
+            "duplicates": sorted(o for o, n in self.charges_per_order.items() if n > 1),
+            "late_answers": self.late_answers,
             "requests": self.requests,
             "in_flight": self.in_flight,
             "timeline": self.timeline,
@@ -131,10 +152,14 @@ class Handler(BaseHTTPRequestHandler):
                     state.latency_ms = tuple(body["latency_ms"])
                 for name in ("fail_next", "fail_status", "retry_after", "down",
                              "inventory_fail_next", "inventory_fail_status",
-                             "inventory_down"):  # fmt: skip
+                             "inventory_down", "honour_keys", "late_next", "late_fraction",
+                             "late_seconds", "refuse"):  # fmt: skip
                     if name in body:
                         setattr(state, name, body[name])
-            return self._send(200, {"ok": True})
+            self._send(200, {"ok": True})
+            if body.get("refuse"):
+                self.server.flap(state)  # after answering: the listener may close
+            return None
         inventory = url.path == "/reservations" or RELEASE.match(url.path) is not None
         if url.path not in ("/charges", "/refunds") and not inventory:
             return self._send(404, {"error": "not found"})
@@ -160,14 +185,32 @@ class Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Idempotency-Key")
         if not key:
             return self._send(400, {"error": "Idempotency-Key header is required"})
-        status, response = self._once(key, url.path, body, latency)
+        if state.honour_keys:
+            status, response = self._once(key, url.path, body, latency)
+        else:  # every request acts, as at a remote that ignores the key
+            status, response = self._once(key, url.path, body, latency, dedup=False)
+        if url.path == "/charges" and status == 201 and self._answers_late():
+            time.sleep(state.late_seconds)  # acted; the client gives up first
         return self._send(status, response)
 
-    def _once(self, key: str, path: str, body: dict, latency: float) -> tuple[int, dict]:
-        """Perform the effect once per key; concurrent repeats wait for it."""
+    def _answers_late(self) -> bool:
         state = self.state
         with state.lock:
-            entry = state.by_key.get(key)
+            late = state.late_next > 0 or random.random() < state.late_fraction
+            if late and state.late_seconds > 0:
+                state.late_next = max(0, state.late_next - 1)
+                state.late_answers += 1
+                return True
+        return False
+
+    def _once(
+        self, key: str, path: str, body: dict, latency: float, dedup: bool = True
+    ) -> tuple[int, dict]:
+        """Perform the effect once per key; concurrent repeats wait for it.
+        Without ``dedup`` every call performs it."""
+        state = self.state
+        with state.lock:
+            entry = state.by_key.get(key) if dedup else None
             owner = entry is None
             if owner:
                 entry = {"done": threading.Event(), "response": None}
@@ -204,6 +247,7 @@ class Handler(BaseHTTPRequestHandler):
                     }
                     state.charges[charge["id"]] = charge
                     state.keys_per_order.setdefault(order, set()).add(key)
+                    state.charges_per_order[order] = state.charges_per_order.get(order, 0) + 1
                     result = (201, charge)
             else:
                 charge = state.charges.get(str(body.get("charge_id", "")))
@@ -242,6 +286,11 @@ RELEASE = re.compile(r"^/reservations/([\w-]+)/release$")
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    owner: "PaymentsServer | None" = None
+
+    def flap(self, state: PaymentsState) -> None:
+        if self.owner is not None:
+            self.owner.start_flapping()
 
     def handle_error(self, request, client_address):
         # Drills kill clients mid-request; a broken pipe is expected, not news.
@@ -256,22 +305,71 @@ class PaymentsServer:
 
     def __init__(self, port: int = 0):
         self.state = PaymentsState()
-        handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = QuietServer(("127.0.0.1", port), handler)
+        self.handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self.httpd = self._listen(port)
+        self.address = self.httpd.server_address[:2]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.flapper: threading.Thread | None = None
+        self.closed = threading.Event()
+
+    def _listen(self, port: int) -> QuietServer:
+        httpd = QuietServer(("127.0.0.1", port), self.handler)
+        httpd.owner = self
+        return httpd
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.address
         return f"http://{host}:{port}"
 
     def __enter__(self) -> "PaymentsServer":
         self.thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        self.thread.start()
+        self.closed.wait()
+
     def __exit__(self, *exc) -> None:
+        self.closed.set()
+        if self.flapper is not None:
+            self.flapper.join()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def start_flapping(self) -> None:
+        if self.flapper is None or not self.flapper.is_alive():
+            self.flapper = threading.Thread(target=self._flap, daemon=True)
+            self.flapper.start()
+
+    def _answer_backlog(self) -> None:
+        """Serve the connections the kernel already accepted: closing the
+        listener would reset them after their request was sent, which is a
+        lost answer (outcome unknown), not a refused connection."""
+        self.httpd.socket.setblocking(False)
+        while True:
+            try:
+                request, address = self.httpd.get_request()
+            except OSError:  # BlockingIOError: nothing more is waiting
+                return
+            request.setblocking(True)
+            self.httpd.process_request(request, address)
+
+    def _flap(self) -> None:
+        """While ``state.refuse`` is set: serve ``up_seconds``, then close the
+        listening socket for ``down_seconds`` (connections are refused:
+        nothing listens), then listen on the same port again."""
+        while not self.closed.is_set():
+            refuse = self.state.refuse
+            if not refuse or self.closed.wait(float(refuse.get("up_seconds", 1))):
+                return
+            self.httpd.shutdown()
+            self._answer_backlog()
+            self.httpd.server_close()
+            self.closed.wait(float(refuse.get("down_seconds", 1)))
+            self.httpd = self._listen(self.address[1])
+            self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+            self.thread.start()
 
 
 def main() -> None:
@@ -280,7 +378,7 @@ def main() -> None:
     args = parser.parse_args()
     server = PaymentsServer(args.port)
     print(f"fake payments API on {server.url}", flush=True)
-    server.httpd.serve_forever()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

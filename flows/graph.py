@@ -14,6 +14,7 @@ import jsonschema
 from pydantic import ValidationError
 
 from connectors import base as connectors
+from flows import secrets
 from runs import expressions
 
 DEFAULT_RETRY = {
@@ -265,9 +266,18 @@ def validate(graph: Any) -> dict:
         elif "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
     errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
+    errors += secret_errors(graph)
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
+
+
+def secret_errors(graph: Any) -> list[GraphError]:
+    """A literal secret anywhere in a node's config or compensation."""
+    return [
+        GraphError(secrets.ADVICE, node=node, field=path)
+        for node, path in secrets.graph_secret_paths(graph)
+    ]
 
 
 def _concurrency_key_errors(template: str | None) -> list[GraphError]:
@@ -400,6 +410,13 @@ def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> l
         for problem in exc.errors():
             field = field_prefix + ".".join(str(p) for p in ("config", *problem["loc"]))
             errors.append(GraphError(problem["msg"], node=node_id, field=field))
+    for field in impl.credential_fields:
+        if expressions.has_expression(config.get(field)):
+            # Run data must not choose whose secret a step sends.
+            errors.append(GraphError(
+                "name the credential itself; it cannot be computed from the run's data",
+                node=node_id, field=f"{field_prefix}config.{field}",
+            ))  # fmt: skip
     syntax = expressions.check_syntax(config)
     if syntax:
         errors.append(

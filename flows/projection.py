@@ -77,6 +77,8 @@ def evolve(flow: Flow | None, event: Event) -> Flow:
         flow.draft_graph = payload["graph"]
     elif event.type == "flow.published":
         flow.published_version = payload["number"]
+    elif event.type == "flow.secrets_moved" and "draft" in payload:
+        flow.draft_graph = payload["draft"]
     elif event.type == "flow.reviewed":
         flow.last_reviewed_on = dt.date.fromisoformat(payload["reviewed_on"])
         flow.last_reviewed_by = payload["by"]
@@ -108,12 +110,27 @@ def project(event: Event) -> Flow:
     flow.save(force_insert=event.type == "flow.created")
     if event.type == "flow.published":
         version_from(event).save(force_insert=True)
+    elif event.type == "flow.secrets_moved":
+        for moved in event.payload["versions"]:
+            FlowVersion.objects.filter(flow_id=flow.pk, number=moved["number"]).update(
+                graph=moved["graph"], graph_hash=moved["graph_hash"]
+            )
     # The trigger binding (webhook URL, schedule, topics) follows the same
     # events; its own rebuild lives with the triggers.
     from connectors.triggers import bindings
 
     bindings.project(event)
     return flow
+
+
+def _apply_moves(versions: list[FlowVersion], payload: dict) -> None:
+    """A secrets move replaces whole graphs of published versions (their
+    keys became credentials): the runnable graph is the moved one."""
+    moved = {m["number"]: m for m in payload["versions"]}
+    for version in versions:
+        if version.flow_id == payload["flow_id"] and version.number in moved:
+            version.graph = moved[version.number]["graph"]
+            version.graph_hash = moved[version.number]["graph_hash"]
 
 
 def rebuild() -> int:
@@ -133,6 +150,8 @@ def rebuild() -> int:
             flow = evolve(flow, event)
             if event.type == "flow.published":
                 versions.append(version_from(event))
+            elif event.type == "flow.secrets_moved":
+                _apply_moves(versions, event.payload)
         if flow is None:
             continue
         # Teams and users are configuration, not events; one deleted since

@@ -253,6 +253,10 @@ def flow_save_draft(*, flow: Flow, actor, graph: dict, base_revision: int | None
         raise FlowError("This automation runs outside Ledgerflow; it has no graph to edit.")
     if not isinstance(graph, dict):
         raise FlowError("A graph is a JSON object with nodes and edges.")
+    # Checked before anything is recorded: the log keeps a draft for good.
+    refused = graph_module.secret_errors(graph)
+    if refused:
+        raise SecretInGraph(refused)
     flow = Flow.objects.select_for_update().get(pk=flow.pk)
     if base_revision is not None:
         current = draft_revision(flow)
@@ -301,3 +305,11 @@ class InvalidDraft(FlowError):
     def __init__(self, errors):
         self.errors = errors
         super().__init__("The draft cannot be published: " + "; ".join(map(str, errors)))
+
+
+class SecretInGraph(InvalidDraft):
+    """The graph holds a literal secret: nothing was saved."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        FlowError.__init__(self, "The draft was not saved: " + "; ".join(map(str, errors)))

@@ -9,11 +9,13 @@ file, byte for byte.
 import json
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from flows import graph as graphs
 from flows import services
 from flows.models import Flow, Team
+from runs import plainjson
 
 FORMAT = "ledgerflow/flow@1"
 FACTS = [
@@ -35,6 +37,11 @@ def canonical_document(document: dict) -> dict:
     """The file with defaults filled and the graph normalised."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise TransferError(f"not a Ledgerflow flow file (expected format {FORMAT!r})")
+    problem = plainjson.problem(document)
+    if problem:
+        raise TransferError(f"the file cannot be stored: {problem}")
+    if not isinstance(document.get("flow", {}), dict):
+        raise TransferError("flow must be a JSON object of the flow's facts")
     facts = {**DEFAULT_FACTS, **document.get("flow", {})}
     unknown = set(facts) - set(FACTS) - {"owner", "team"}
     if unknown:
@@ -42,6 +49,7 @@ def canonical_document(document: dict) -> dict:
     for required in ("name", "slug"):
         if not facts.get(required):
             raise TransferError(f"flow.{required} is required")
+    _check_facts(facts)
     result = {"format": FORMAT, "flow": facts}
     if document.get("graph") is not None:
         try:
@@ -49,6 +57,36 @@ def canonical_document(document: dict) -> dict:
         except graphs.InvalidGraph as exc:
             raise TransferError(f"graph: {exc}") from None
     return result
+
+
+LIST_FACTS = ("tags", "external_systems")
+
+
+def _check_facts(facts: dict) -> None:
+    """The rules of the flow's own fields (types, lengths, choices, slug
+    form), so a bad file is refused with a reason, not a database error."""
+    for name in FACTS:
+        value = facts[name]
+        if name in LIST_FACTS:
+            ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        elif name == "review_cadence_days":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise TransferError(f"flow.{name} has the wrong type ({type(value).__name__})")
+    for name in ("owner", "team"):
+        if facts.get(name) is not None and not isinstance(facts[name], str):
+            raise TransferError(f"flow.{name} must be a name or null")
+    try:
+        Flow(**{name: facts[name] for name in FACTS}).clean_fields(
+            exclude=["created_at", "updated_at", "owner", "team"]
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"flow.{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+        )
+        raise TransferError(problems) from None
 
 
 def export_flow(flow: Flow) -> str:

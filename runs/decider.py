@@ -254,6 +254,9 @@ class RunState:
     output: Any = None
     error: str = ""
     root_run_id: int | None = None
+    # Shared by a run and every run resumed, replayed or started as a
+    # sub-flow from it (separation of duties spans them); never keys effects.
+    lineage_id: int | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -284,6 +287,7 @@ class Start:
     concurrency_key: str = ""
     # An earlier run with the same concurrency key is unfinished: wait for it.
     queued: bool = False
+    lineage_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,13 @@ class Fail:
     now: dt.datetime
     retry_after: float | None = None
     jitter_sample: float = 0.5  # uniform in [0, 1), drawn by the driver
+    # From the step's side-effect class, resolved by the driver: may it run
+    # again without repeating its effect (none, idempotent, compensatable)?
+    safe_to_rerun: bool = True
+    # The connector's word: the request may have reached the remote. Only
+    # proof that nothing left (no connection was made, a config error before
+    # any I/O, a remote that answered it did not process it) clears it.
+    may_have_been_sent: bool = True
 
 
 @dataclass(frozen=True)
@@ -500,6 +511,8 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         "version": cmd.version,
         "nodes": graph.order,
     }
+    if cmd.lineage_id is not None:
+        payload["lineage_id"] = cmd.lineage_id
     if cmd.replay_of is not None:
         payload["replay_of"] = cmd.replay_of
         payload["mode"] = cmd.mode
@@ -705,9 +718,15 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
                 "attempt": cmd.attempt,
                 "error": cmd.error,
                 "retryable": cmd.retryable,
+                "may_have_been_sent": cmd.may_have_been_sent,
             },
         )
     ]
+    if cmd.may_have_been_sent and not cmd.safe_to_rerun:
+        # The remote may have acted, and this step cannot be repeated without
+        # repeating its effect: a person checks, as after a crash mid-call.
+        events.append(_outcome_unknown(cmd.node, cmd.attempt, cmd.error))
+        return events
     policy = graph.retry_policy(cmd.node)
     if cmd.retryable and cmd.attempt < policy["max_attempts"]:
         delay = backoff_seconds(policy, cmd.attempt, cmd.jitter_sample)
@@ -748,6 +767,19 @@ def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
             )
         )
     return events
+
+
+def _outcome_unknown(node: str, attempt: int, error: str) -> Event:
+    payload = {
+        "node": node,
+        "attempt": attempt,
+        "error": f"{error}; the request may have reached the remote, and the step is not "
+        "safe to repeat: check whether the effect happened before replaying it",
+        "reason": "outcome unknown",
+        "outcome_unknown": True,
+        "severity": "critical" if base_node(node)[1] == "undo" else "error",
+    }
+    return ("step.dead_lettered", payload)
 
 
 def _waiting_for(state: RunState, node: str, attempt: int, reason: str) -> StepState:
@@ -956,6 +988,7 @@ def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
         state.status = RUN_RUNNING
         state.input = payload["input"]
         state.root_run_id = payload["root_run_id"]
+        state.lineage_id = payload.get("lineage_id")
         state.steps = {node: StepState(node=node) for node in payload["nodes"]}
         for node, done in (payload.get("carried") or {}).items():
             state.steps[node] = StepState(

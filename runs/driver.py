@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from connectors import breakers, ratelimits
-from runs import clock, decider, expressions
+from runs import clock, decider, expressions, projection
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Run, Step, Stream, Timer
@@ -77,6 +77,7 @@ def _load_state(run: Run) -> RunState:
         output=run.output,
         error=run.error,
         root_run_id=run.root_run_id,
+        lineage_id=run.lineage_id,
         steps=steps,
         started_at=run.created_at,
         finished_at=run.finished_at,
@@ -105,8 +106,8 @@ def graph_of(flow_id: int, number: int) -> Graph:
 
 
 _state_cache: dict[int, tuple[tuple[int, str], Run, RunState]] = {}
-RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "finished_at", "updated_at",
-              "concurrency_key", "wait_reason")  # fmt: skip
+RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "lineage_id", "finished_at",
+              "updated_at", "concurrency_key", "wait_reason")  # fmt: skip
 STATE_CACHE_SIZE = 2000
 
 
@@ -191,7 +192,7 @@ class Session:
             )
         )  # fmt: skip
         if error:
-            self.apply(self._fail(node, attempt, error, retryable=False))
+            self.apply(self._fail(node, attempt, error, retryable=False, may_have_been_sent=False))
             return
         ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         outcome = perform(connector, ctx)
@@ -203,15 +204,15 @@ class Session:
         if outcome.result is not None:
             self.events.extend(outcome.result.events)
 
-    def _fail(self, node, attempt, error, retryable, retry_after=None) -> decider.Fail:
+    def _fail(self, node, attempt, error, retryable, may_have_been_sent) -> decider.Fail:
         return decider.Fail(
             node=node,
             attempt=attempt,
             error=error,
             retryable=retryable,
-            retry_after=retry_after,
             now=self.now,
             jitter_sample=random.random(),
+            may_have_been_sent=may_have_been_sent,
         )
 
     # Persisting ------------------------------------------------------------
@@ -258,7 +259,7 @@ class Session:
             )
         )
         if error:
-            self.apply(self._fail(node, attempt, error, retryable=False))
+            self.apply(self._fail(node, attempt, error, retryable=False, may_have_been_sent=False))
             return None
         ctx = _context(self.state, self.graph, node, attempt, config, self.now)
         return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
@@ -370,27 +371,18 @@ class Session:
     def _write_rows(self) -> None:
         state, run = self.state, self.run
         if self.before.status == decider.RUN_PENDING and state.steps:
-            Step.objects.bulk_create(
-                Step(
-                    run=run,
-                    node_id=node,
-                    position=index,
-                    connector=self.graph.nodes[node]["type"],
-                )
-                for index, node in enumerate(self.graph.order)
-            )
             original: dict[str, StepState] = {n: StepState(node=n) for n in state.steps}
         else:
             original = self.before.steps
+        # New rows (every step at the start, later a compensation step added
+        # by the saga) are laid out as a rebuild lays them out.
+        added = [node for node in state.steps if node not in self.before.steps]
+        if added:
+            Step.objects.bulk_create(
+                projection.new_step_rows(run.pk, self.graph, state.steps, added)
+            )
         for node, step in state.steps.items():
             old = original.get(node)
-            if old is None:  # a compensation step, added by the saga
-                Step.objects.create(
-                    run=run,
-                    node_id=node,
-                    position=len(self.graph.order) + len(original),
-                    connector=self.graph.nodes[node]["type"],
-                )
             if old == step:
                 continue
             # Only the columns that changed: most commits touch a few fields
@@ -448,14 +440,10 @@ def _jsonable(config: Any) -> Any:
     return config
 
 
-def _declared(connector: connectors.Connector) -> type[connectors.Connector]:
-    return type(getattr(connector, "inner", connector))
-
-
 def recorded_input(connector: connectors.Connector, config: Any) -> Any:
-    """The step's input as the log records it: the rendered config with the
-    connector's secret fields redacted."""
-    return connectors.redact_config(_declared(connector), _jsonable(config))
+    """The step's input as the log records it: the rendered config. It holds
+    no secret: configs name credentials, whose secrets stay in the store."""
+    return _jsonable(config)
 
 
 def step_data(state: RunState) -> dict:
@@ -477,19 +465,9 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     step = state.steps[node]
     connector = graph.connector(node)
     if step.revision > 0 and step.input is not None:
-        # An operator edited the input of a dead letter; the secrets it shows
-        # redacted come from the graph again.
+        # An operator edited the input of a dead letter (its credential
+        # fields checked unchanged when the edit was accepted).
         raw = step.input
-        if isinstance(raw, dict):
-            original = graph.nodes[node]["config"]
-            raw = {
-                **raw,
-                **{
-                    name: original[name]
-                    for name in _declared(connector).secret_fields
-                    if name in original and raw.get(name) == connectors.REDACTED
-                },
-            }
     deferred = {}
     if isinstance(raw, dict):
         deferred = {k: v for k, v in raw.items() if k in connector.deferred_fields}
@@ -498,6 +476,8 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
             {k: v for k, v in raw.items() if k not in deferred} if deferred else raw,
             step_data(state),
         )
+    except expressions.ExpressionTimeout as exc:
+        return raw, f"node '{node}' {exc}"  # names the field; never retried
     except expressions.ExpressionError as exc:
         return raw, f"config: {exc}"
     if deferred:
@@ -552,13 +532,34 @@ class Outcome:
     error: str = ""
     retryable: bool = False
     retry_after: float | None = None
+    # A failure: may the request have reached the remote (the connector's
+    # word; true unless it has proof), and may the step run again without
+    # repeating its effect (its side-effect class)? Together they decide
+    # between a retry and an outcome-unknown dead letter.
+    may_have_been_sent: bool = True
+    safe_to_rerun: bool = True
+
+
+def safe_to_rerun(connector: connectors.Connector, config: Any) -> bool:
+    """Whether the step's side-effect class lets it run again (none,
+    idempotent, compensatable), for this config."""
+    if settings.LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS:
+        # Drills only: proves they see the effects this repeats.
+        return True
+    try:
+        return connector.side_effect(config) in connectors.SAFE_TO_RERUN
+    except Exception:  # a config the connector cannot judge: assume the worst
+        log.exception("side-effect class of %s", connector.key)
+        return False
 
 
 def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome:
     try:
         return Outcome(result=connector.execute(ctx))
     except connectors.ConnectorError as exc:
-        return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after)
+        return Outcome(error=str(exc), retryable=exc.retryable, retry_after=exc.retry_after,
+                       may_have_been_sent=exc.may_have_been_sent,
+                       safe_to_rerun=safe_to_rerun(connector, ctx.config))  # fmt: skip
     except decider.StaleCommand as exc:
         # A loop recording an iteration found its attempt superseded (its
         # lease expired); the completion will be discarded the same way.
@@ -567,7 +568,8 @@ def perform(connector: connectors.Connector, ctx: connectors.Context) -> Outcome
         log.exception(
             "connector %s raised on run %s step %s", connector.key, ctx.run_id, ctx.node_id
         )
-        return Outcome(error=f"{type(exc).__name__}: {exc}", retryable=False)
+        return Outcome(error=f"{type(exc).__name__}: {exc}", retryable=False,
+                       safe_to_rerun=safe_to_rerun(connector, ctx.config))  # fmt: skip
 
 
 def outcome_command(outcome: Outcome, node: str, attempt: int, now):
@@ -580,6 +582,8 @@ def outcome_command(outcome: Outcome, node: str, attempt: int, now):
             retry_after=outcome.retry_after,
             now=now,
             jitter_sample=random.random(),
+            safe_to_rerun=outcome.safe_to_rerun,
+            may_have_been_sent=outcome.may_have_been_sent,
         )
     result = outcome.result
     if result.wait_until is not None or result.wait_for:
@@ -605,7 +609,7 @@ def start_run(
     *, flow, input: Any, actor: str, version_number: int | None = None,
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
     carried: dict | None = None, parent: dict | None = None,
-    extra_events: list | None = None,
+    extra_events: list | None = None, lineage_id: int | None = None,
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it.
 
@@ -613,13 +617,17 @@ def start_run(
     parent key, so a step that starts it again gets the same run back.
     ``extra_events`` (type, payload) are appended to the run's stream right
     after ``run.started``, in the same commit: a trigger records there which
-    delivery started the run, so its dedup ledger can be rebuilt from the log."""
+    delivery started the run, so its dedup ledger can be rebuilt from the log.
+    ``lineage_id`` joins the run to an earlier one's lineage (a sub-flow's run
+    joins its parent's); by default a run starts a lineage of its own."""
     from flows.models import FlowVersion
 
     if parent:
         existing = Run.objects.filter(parent_key=parent["key"]).first()
         if existing is not None:
             return existing
+        if lineage_id is None:
+            lineage_id = lineage_of(parent["run_id"])
 
     if flow.run_refusal:
         raise StartRefused(flow.run_refusal)
@@ -637,7 +645,7 @@ def start_run(
             run = _create_and_start(
                 flow=flow, number=number, input=input, actor=actor, now=now,
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
-                parent=parent, key=key, extra_events=extra_events,
+                parent=parent, key=key, extra_events=extra_events, lineage_id=lineage_id,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -651,7 +659,7 @@ def start_run(
 
 def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
-    parent: dict | None, key: str, extra_events: list | None,
+    parent: dict | None, key: str, extra_events: list | None, lineage_id: int | None = None,
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -671,6 +679,7 @@ def _create_and_start(
         decider.Start(
             input=input,
             root_run_id=root_run_id or run.pk,
+            lineage_id=lineage_id or run.pk,
             flow_id=flow.pk,
             version=number,
             replay_of=replay_of,
@@ -771,7 +780,7 @@ def replay_run(run_id: int, *, actor: str, newest_version: bool = False) -> Run:
     number = old.flow.published_version if newest_version else old.version_number
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=number,
-        replay_of=old.pk, mode="replay",
+        replay_of=old.pk, mode="replay", lineage_id=old.lineage_id or old.pk,
     )  # fmt: skip
 
 
@@ -790,8 +799,15 @@ def resume_run(run_id: int, *, actor: str) -> Run:
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=old.version_number,
         replay_of=old.pk, mode="resume", root_run_id=old.root_run_id or old.pk,
-        carried=carried,
+        carried=carried, lineage_id=old.lineage_id or old.pk,
     )  # fmt: skip
+
+
+def lineage_of(run_id: int) -> int:
+    """The lineage a run belongs to (its own id for a run from before
+    lineages were recorded)."""
+    lineage = Run.objects.filter(pk=run_id).values_list("lineage_id", flat=True).first()
+    return lineage or run_id
 
 
 def continue_run(run_id: int) -> None:
@@ -954,8 +970,8 @@ def _safe_to_rerun(session: Session, step: StepState) -> bool:
     try:
         config = connector.Config.model_validate(step.input)
     except ValueError:
-        return False
-    return connector.side_effect(config) in connectors.SAFE_TO_RERUN
+        return settings.LEDGERFLOW_DRILL_RERUN_UNSAFE_STEPS
+    return safe_to_rerun(connector, config)
 
 
 def replay_dead_letter(run_id: int, node: str, *, actor: str, edited_input: Any = None,

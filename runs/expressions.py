@@ -3,26 +3,43 @@
 
 They render in Jinja2's immutable sandbox (no attribute tricks, no mutation),
 with a cap on output size and on arithmetic that explodes (``9**9**9``,
-``'x' * 10**9``), so a flow cannot take a worker down. A string that is one
-whole expression yields the native value (a number stays a number); any other
-template yields text.
+``'x' * 10**9``), and a CPU budget per render (``runs/expression_limits.py``),
+so a flow cannot take a worker down nor hold a transaction open. A string
+that is one whole expression yields the native value (a number stays a
+number); any other template yields text. Compiled templates are cached; the
+budget is per render, so a cached template is bounded as much as a new one.
 """
 
+import functools
 import re
 from typing import Any
 
+from django.conf import settings
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-MAX_OUTPUT_CHARS = 64_000
+from runs import expression_limits as limits
+from runs.expression_limits import ExpressionError, ExpressionTimeout
+
+__all__ = ["ExpressionError", "ExpressionTimeout", "render"]
+
+MAX_OUTPUT_CHARS = limits.MAX_OUTPUT_CHARS
 MAX_EXPONENT = 64
 MAX_NUMBER_BITS = 4096
+# The filter every ``{% for %}`` loop's iterable passes through (added by
+# the compiler, see ``_Environment._generate``), so each iteration is a tick.
+COUNTED = "__counted__"
+# Filters that build a string from a width or a replacement: checked first.
+_GUARDED_FILTERS = {
+    "center": lambda value, width=80, *a, **k: limits.check_width(width),
+    "indent": lambda value, width=4, *a, **k: limits.check_width(width),
+    "format": lambda value, *args, **kwargs: limits.check_percent_format(value, args),
+    "replace": lambda ctx, value, old, new, count=None: limits.check_replace(
+        value, old, new, -1 if count is None else count
+    ),
+}
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
-
-
-class ExpressionError(ValueError):
-    pass
 
 
 class _StrictChainableUndefined(ChainableUndefined, StrictUndefined):
@@ -30,13 +47,17 @@ class _StrictChainableUndefined(ChainableUndefined, StrictUndefined):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset(["**", "*", "+", "<<"])
+    intercepted_binops = frozenset(["**", "*", "+", "<<", "%"])
+    intercepted_unops = frozenset(["-", "+"])
 
     def call_binop(self, context, operator, left, right):
+        limits.tick()
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
         if operator == "<<" and isinstance(right, int) and right > MAX_NUMBER_BITS:
             raise SecurityError("shift is too large")
+        if operator == "%":
+            limits.check_percent_format(left, right)
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(count, int):
@@ -49,8 +70,64 @@ class _Environment(ImmutableSandboxedEnvironment):
             raise SecurityError("value would exceed the output cap")
         return result
 
+    def call_unop(self, context, operator, arg):
+        limits.tick()
+        return super().call_unop(context, operator, arg)
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (Jinja's signature)
+        limits.tick()
+        limits.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj, attribute):
+        limits.tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        limits.tick()
+        return super().getitem(obj, argument)
+
+    def concat(self, parts):
+        return limits.concat(parts)
+
+    def _generate(self, source, name, filename, defer_init=False):
+        # Every loop iterates through COUNTED, which ticks per item: nested
+        # loops over one list make no call the other hooks would count.
+        for loop in list(source.find_all(nodes.For)):
+            loop.iter = nodes.Filter(loop.iter, COUNTED, [], [], None, None, lineno=loop.lineno)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+
+def _guarded(name: str, check):
+    original = _env.filters[name]
+
+    @functools.wraps(original)
+    def guarded(*args, **kwargs):
+        limits.tick()
+        check(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    return guarded
+
 
 _env = _Environment(undefined=_StrictChainableUndefined, autoescape=False)
+_env.filters[COUNTED] = limits.counted
+for _name, _check in _GUARDED_FILTERS.items():
+    _env.filters[_name] = _guarded(_name, _check)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(source: str):
+    return _env.from_string(source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(source: str):
+    return _env.compile_expression(source, undefined_to_none=False)
+
+
+def budget_ms() -> int:
+    return int(getattr(settings, "LEDGERFLOW_EXPRESSION_BUDGET_MS", limits.DEFAULT_BUDGET_MS))
 
 
 def has_expression(value: Any) -> bool:
@@ -64,25 +141,43 @@ def has_expression(value: Any) -> bool:
 
 
 def render(value: Any, data: dict) -> Any:
-    """Render every expression inside ``value`` (a JSON-shaped config)."""
+    """Render every expression inside ``value`` (a JSON-shaped config),
+    all of them within one CPU budget. Over it, ``ExpressionTimeout`` names
+    the field (``fields.total``, ``items[2]``) it ran out in."""
+    with limits.budget(budget_ms()):
+        return _render(value, data, "")
+
+
+def _render(value: Any, data: dict, field: str) -> Any:
     if isinstance(value, dict):
-        return {key: render(item, data) for key, item in value.items()}
+        return {
+            key: _render(item, data, f"{field}.{key}" if field else str(key))
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [render(item, data) for item in value]
+        return [_render(item, data, f"{field}[{index}]") for index, item in enumerate(value)]
     if not isinstance(value, str) or not has_expression(value):
         return value
+    try:
+        return _render_text(value, data)
+    except ExpressionTimeout as exc:
+        raise exc.at(field) from None
+
+
+def _render_text(value: str, data: dict) -> Any:
     whole = _WHOLE_EXPRESSION.match(value)
     try:
         if whole and "{{" not in whole.group("expr") and "}}" not in whole.group("expr"):
-            compiled = _env.compile_expression(whole.group("expr"), undefined_to_none=False)
-            result = compiled(**data)
+            result = _expression(whole.group("expr"))(**data)
             if isinstance(result, ChainableUndefined):
                 raise ExpressionError(f"{whole.group('expr').strip()} is undefined")
             _check_size(result)
             return result
-        text = _env.from_string(value).render(**data)
+        text = _template(value).render(**data)
     except ExpressionError:
         raise
+    except RecursionError:
+        raise ExpressionError("recursion is too deep") from None
     except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
         raise ExpressionError(_describe(exc)) from None
     if len(text) > MAX_OUTPUT_CHARS:
@@ -109,6 +204,8 @@ def check_syntax(value: Any) -> str | None:
             _env.parse(template)
         except TemplateError as exc:
             return str(exc)
+        except RecursionError:  # the parser recurses once per nesting level
+            return "the expression is nested too deeply"
     return None
 
 
@@ -132,10 +229,9 @@ def step_references(value: Any) -> list[tuple[str, bool]]:
     found: list[tuple[str, bool]] = []
     for template in _templates(value):
         try:
-            tree = _env.parse(template)
-        except TemplateError:
-            continue
-        _walk(tree, defaulted=False, found=found)
+            _walk(_env.parse(template), defaulted=False, found=found)
+        except (TemplateError, RecursionError):
+            continue  # check_syntax reports it
     return found
 
 

@@ -2,7 +2,13 @@ import json
 
 from django import forms
 
+from runs import plainjson
+
 MAX_INPUT_CHARS = 200_000
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class JSONTextField(forms.CharField):
@@ -19,9 +25,12 @@ class JSONTextField(forms.CharField):
         if not text.strip():
             return {}
         try:
-            parsed = json.loads(text)
-        except ValueError as exc:
+            parsed = json.loads(text, parse_constant=_not_json)
+        except (ValueError, RecursionError) as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        problem = plainjson.problem(parsed)
+        if problem:
+            raise forms.ValidationError(f"This JSON cannot be stored: {problem}.")
         if self.expect_object and not isinstance(parsed, dict):
             raise forms.ValidationError('Enter a JSON object, e.g. {"order_id": "A-1"}.')
         return parsed

@@ -97,6 +97,10 @@ class Run(models.Model):
     output = models.JSONField(null=True)
     error = models.TextField(blank=True)
     root_run_id = models.BigIntegerField(null=True)
+    # The first run of its lineage: resumed, replayed-as-new and sub-flow runs
+    # share it with the run they came from. Separation of duties spans it;
+    # ``root_run_id`` keys side effects and changes on a replay.
+    lineage_id = models.BigIntegerField(null=True, db_index=True)
     replay_of_id = models.BigIntegerField(null=True)
     # A sub-flow's run: the step that started it, and that step's idempotency
     # key, unique so that a retried step cannot start a second child.
@@ -166,6 +170,12 @@ class Step(models.Model):
     scheduled_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    # Not projected: the recovery sweep's own bookkeeping of the messages it
+    # re-sent for this step while it stayed scheduled (runs/sweeper.py). No
+    # event records a re-send, so a rebuild leaves these at null and 0.
+    # ``scheduled_at`` cannot serve: it is projected from ``step.scheduled``.
+    redispatched_at = models.DateTimeField(null=True)
+    redispatches = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["run", "position"]

@@ -1,19 +1,50 @@
 """Derive the run projections (runs, steps, timers) from the events alone.
 
-The live rows are written by the driver from the same ``evolve``, so a
-rebuild yields the same rows (step and timer ids aside).
+The live rows are written by the driver from the same ``evolve``, and a step
+row is first laid out by ``new_step_rows`` for both, so a rebuild yields the
+same rows. Not projected: step and timer ids, and the recovery sweep's
+re-send bookkeeping (``Step.redispatched_at``, ``Step.redispatches``), which
+no event records; a rebuild leaves them at null and 0.
 """
 
-from flows.models import FlowVersion
+import dataclasses
+from collections.abc import Iterable
+
 from runs import decider
-from runs.decider import Graph, RunState
+from runs.decider import Graph, RunState, StepState
 from runs.models import Event, Run, Step, Stream, Timer
+
+# A step row's columns that hold its state as it is (``port`` is "" for None).
+STEP_COLUMNS = [f.name for f in dataclasses.fields(StepState) if f.name not in ("node", "port")]
+
+
+def new_step_rows(
+    run_id: int, graph: Graph, steps: Iterable[str], new: Iterable[str]
+) -> list[Step]:
+    """Blank rows for the steps ``new`` of a run whose steps are ``steps``
+    (in the order the run's state holds them). A step's position is its
+    place in the graph's topological order; compensation steps, which are
+    outside it, follow in the order the saga scheduled them. The driver
+    (live) and the rebuild both lay rows out here, so they cannot differ."""
+    order = set(graph.order)
+    extra = [node for node in steps if node not in order]
+    position = {node: index for index, node in enumerate([*graph.order, *extra])}
+    return [
+        Step(run_id=run_id, node_id=node, position=position[node],
+             connector=graph.nodes[node]["type"])
+        for node in new
+    ]  # fmt: skip
 
 
 def rebuild() -> int:
+    from flows.models import FlowVersion
+
     graphs: dict[tuple[int, int], Graph] = {}
     seen = []
-    for name in Stream.objects.filter(name__startswith="run:").values_list("name", flat=True):
+    names = Stream.objects.filter(name__startswith="run:").values_list("name", flat=True)
+    # By run id: a run's origin (replayed, resumed or parent run) is written
+    # before it, so a run recorded before lineages were can inherit its own.
+    for name in sorted(names, key=lambda n: int(n.split(":", 1)[1])):
         events = list(Event.objects.filter(stream=name).order_by("seq"))
         if not events or events[0].type != "run.started":
             continue
@@ -33,6 +64,14 @@ def rebuild() -> int:
     return len(seen)
 
 
+def _inherited_lineage(run_id: int, started: dict) -> int:
+    origin = started.get("replay_of") or (started.get("parent") or {}).get("run_id")
+    if not origin:
+        return run_id
+    lineage = Run.objects.filter(pk=origin).values_list("lineage_id", flat=True).first()
+    return lineage or origin
+
+
 def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> None:
     first = events[0]
     parent = first.payload.get("parent") or {}
@@ -45,6 +84,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         output=state.output,
         error=state.error,
         root_run_id=state.root_run_id,
+        lineage_id=state.lineage_id or _inherited_lineage(run_id, first.payload),
         replay_of_id=first.payload.get("replay_of"),
         parent_run_id=parent.get("run_id"),
         parent_node=parent.get("node", ""),
@@ -59,35 +99,13 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
     rows, timers = [], []
-    undo = [node for node in state.steps if node not in graph.nodes or node not in graph.order]
-    for index, node in enumerate([*graph.order, *undo]):
-        step = state.steps[node]
-        rows.append(
-            Step(
-                run_id=run_id,
-                node_id=node,
-                position=index,
-                connector=graph.nodes[node]["type"],
-                status=step.status,
-                attempt=step.attempt,
-                revision=step.revision,
-                port=step.port or "",
-                input=step.input,
-                output=step.output,
-                error=step.error,
-                errors=step.errors,
-                idempotency_key=step.idempotency_key,
-                lease_until=step.lease_until,
-                due_at=step.due_at,
-                wait_reason=step.wait_reason,
-                wait_target=step.wait_target,
-                outcome_unknown=step.outcome_unknown,
-                iterations=step.iterations,
-                scheduled_at=step.scheduled_at,
-                started_at=step.started_at,
-                finished_at=step.finished_at,
-            )
-        )
+    for row in new_step_rows(run_id, graph, state.steps, state.steps):
+        step = state.steps[row.node_id]
+        for name in STEP_COLUMNS:
+            setattr(row, name, getattr(step, name))
+        row.port = step.port or ""
+        rows.append(row)
+        node = row.node_id
         if step.status in (decider.WAITING, decider.RETRYING) and step.due_at is not None:
             kind = "retry" if step.status == decider.RETRYING else step.wait_reason or "timer"
             timers.append(

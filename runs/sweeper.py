@@ -6,14 +6,16 @@ whose message never arrived (lost between commit and enqueue, fetched by a
 worker that then died, or dropped by a broker restart). The broker's own
 redelivery is a convenience; this sweep is the guarantee. Recovery deadline:
 a lost step is picked up within its lease plus one sweep interval; a lost
-message within ``LEDGERFLOW_REDISPATCH_SECONDS`` plus one sweep interval.
+message within ``LEDGERFLOW_REDISPATCH_SECONDS`` plus one sweep interval, and
+re-sent at most once per that interval while it stays lost.
 """
 
 import datetime as dt
 import logging
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
+from kombu.exceptions import KombuError
 
 from connectors import base as connectors
 from runs import decider, driver
@@ -72,9 +74,11 @@ def resignal_subflows() -> int:
 def pace_held_steps(now: dt.datetime) -> int:
     """Held steps' release times are spread a fraction of a second apart
     (connectors/breakers.py); firing them only on sweep ticks would bunch them
-    into bursts. Timers of holds due before the next tick get a countdown to
-    their own time. A duplicate fire is harmless: the timer row is deleted
-    by the one that fires."""
+    into bursts. Timers of holds due before the next tick are sent with their
+    own time as the message's ETA (not a countdown, which the sender turns
+    into an ETA from the moment of sending, so the first, slower send of a
+    batch would shift the spacing). A duplicate fire is harmless: the timer
+    row is deleted by the one that fires."""
     from runs import tasks
 
     horizon = now + dt.timedelta(seconds=settings.LEDGERFLOW_SWEEP_SECONDS)
@@ -83,10 +87,9 @@ def pace_held_steps(now: dt.datetime) -> int:
     ).order_by("due_at")[:BATCH]
     count = 0
     for timer in soon:
-        countdown = (timer.due_at - now).total_seconds()
         try:
             tasks.fire_timer.apply_async(
-                (timer.run_id, timer.node_id, timer.attempt, timer.kind), countdown=countdown
+                (timer.run_id, timer.node_id, timer.attempt, timer.kind), eta=timer.due_at
             )
         except Exception as exc:  # the broker is down: the next tick fires it
             log.warning("could not pace held step %s/%s: %s", timer.run_id, timer.node_id, exc)
@@ -96,22 +99,50 @@ def pace_held_steps(now: dt.datetime) -> int:
 
 
 def redispatch_lost(now: dt.datetime) -> int:
+    """Re-send scheduled steps whose message seems lost, each at most once
+    per ``LEDGERFLOW_REDISPATCH_SECONDS``: under a backlog a step waits its
+    turn in the queue, and re-sending it on every tick would only lengthen
+    the queue it waits in. ``scheduled_at`` is projected from the
+    ``step.scheduled`` event and never moves, so the last re-send is kept in
+    ``redispatched_at`` (with a count in ``redispatches``), columns that no
+    event records and a rebuild leaves empty."""
     from runs import tasks
 
     cutoff = now - dt.timedelta(seconds=settings.LEDGERFLOW_REDISPATCH_SECONDS)
-    lost = Step.objects.filter(status=decider.SCHEDULED, scheduled_at__lt=cutoff)
+    lost = Step.objects.filter(status=decider.SCHEDULED, scheduled_at__lt=cutoff).filter(
+        Q(redispatched_at__isnull=True) | Q(redispatched_at__lt=cutoff)
+    )
     count = 0
     continued: set[int] = set()
     for step in lost.order_by("scheduled_at")[:BATCH]:
+        if not _mark_redispatched(step, now):
+            continue  # another sweeper re-sent it, or the step moved on
         # Duplicates are harmless: claims are compare-and-set on the attempt.
-        if connectors.get(step.connector).inline:
-            if step.run_id not in continued:
+        try:
+            if not connectors.get(step.connector).inline:
+                tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
+            elif step.run_id not in continued:
                 tasks.continue_run.delay(step.run_id)
                 continued.add(step.run_id)
-        else:
-            tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
+        except (KombuError, OSError) as exc:  # the broker is down: re-sent next interval
+            log.warning("could not re-send step %s/%s: %s", step.run_id, step.node_id, exc)
+            break
         count += 1
     return count
+
+
+def _mark_redispatched(step: Step, now: dt.datetime) -> bool:
+    """Compare-and-set on the step as read: of two sweeps at once, one
+    re-sends. Marked before sending: a send that fails is retried an
+    interval later, like a lost message."""
+    return bool(
+        Step.objects.filter(
+            pk=step.pk,
+            status=decider.SCHEDULED,
+            attempt=step.attempt,
+            redispatched_at=step.redispatched_at,
+        ).update(redispatched_at=now, redispatches=F("redispatches") + 1)
+    )
 
 
 def cancel_orphaned_subflows() -> int:

@@ -1,6 +1,7 @@
 """Run pages: a run's steps and history, and the actions on it."""
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -8,7 +9,7 @@ from config.roles import role_required
 from connectors.triggers.forms import start_form_for
 from flows.models import Flow
 from flows.views import flow_page_context
-from runs import decider, driver
+from runs import decider, driver, replay_edits
 from runs.forms import DiscardForm, ReplayForm
 from runs.models import Event, Run, Step
 
@@ -70,13 +71,21 @@ def run_cancel(request, run_id):
 @require_POST
 @role_required("runs.change_run")
 def step_replay(request, run_id, node):
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(Run.objects.select_related("flow__team"), pk=run_id)
     form = ReplayForm(request.POST)
     if not form.is_valid():
         for error in form.errors.get("edited_input", []):
             messages.error(request, f"Edited input: {error}")
         return redirect("runs:detail", run_id=run.pk)
     edited = bool(request.POST.get("edited_input", "").strip())
+    if edited:
+        try:
+            replay_edits.check_edit(request.user, run, node, form.cleaned_data["edited_input"])
+        except replay_edits.EditForbidden as exc:
+            raise PermissionDenied(str(exc)) from None
+        except replay_edits.EditRefused as exc:
+            messages.error(request, f"Not replayed: {exc}")
+            return redirect("runs:detail", run_id=run.pk)
     try:
         driver.replay_dead_letter(
             run.pk,

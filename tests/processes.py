@@ -97,3 +97,38 @@ def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=timeout)
+
+
+def platform_pids(data_dir: Path) -> dict[int, str]:
+    """Every live process started for the data directory ``data_dir`` (they
+    all carry LEDGERFLOW_DATA_DIR in their environment), with its command."""
+    marker = f"LEDGERFLOW_DATA_DIR={data_dir}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and state != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def parent_of(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def kill_platform(data_dir: Path) -> None:
+    """Cleanup: SIGKILL whatever still runs for ``data_dir``."""
+    for pid in platform_pids(data_dir):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

@@ -16,7 +16,7 @@ def test_reviewer_reads_the_catalogue_and_the_api_docs(browser, live_server, rit
     charge = page.locator("#connector-payments-charge")
     expect(charge).to_contain_text("Charge payment")
     expect(charge).to_contain_text("compensatable")
-    expect(charge).to_contain_text("api_key")
+    expect(charge).to_contain_text("names a credential")
     expect(page.locator("#category-logic")).to_contain_text("Loop over items")
     screenshot(page, "connectors-catalogue")
 

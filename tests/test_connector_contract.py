@@ -7,7 +7,8 @@ import jsonschema
 import pytest
 
 from connectors import base
-from connectors.base import REDACTED, all_connectors
+from connectors.base import all_connectors
+from flows.secrets import is_secret_name
 from tests.conftest import allow_outbound, login
 
 # Connectors of the product (tests register a few of their own).
@@ -49,22 +50,35 @@ def test_its_config_schema_is_valid_json_schema_that_accepts_the_example(key):
         jsonschema.Draft202012Validator.check_schema(cls.output_schema)
 
 
+def _field_names(schema: dict, defs: dict, path: str = ""):
+    """Every property of a JSON Schema at any depth, with its schema."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    for name, spec in schema.get("properties", {}).items():
+        yield path + name, spec
+        for sub in [spec, *spec.get("anyOf", []), spec.get("items") or {}]:
+            if isinstance(sub, dict) and ("$ref" in sub or "properties" in sub):
+                yield from _field_names(sub, defs, f"{path}{name}.")
+
+
 @pytest.mark.parametrize("key", PRODUCT)
-def test_secret_fields_are_config_fields_and_redacted_in_the_catalogue(key):
+def test_no_config_field_holds_a_secret(key):
+    """Secrets come only from credentials: a config (recorded verbatim in the
+    log) has no field for one. A secret-like name is allowed only on a flag."""
     cls = all_connectors()[key]
-    fields = cls.Config.model_json_schema().get("properties", {})
-    assert set(cls.secret_fields) <= set(fields)
-    entry = base.describe(cls)
-    for name in cls.secret_fields:
-        if cls.example_config.get(name):
-            assert entry["example_config"][name] == REDACTED
-            assert cls.example_config[name] not in json.dumps(entry)
+    assert not hasattr(cls, "secret_fields")
+    schema = cls.Config.model_json_schema()
+    for name, spec in _field_names(schema, schema.get("$defs", {})):
+        if is_secret_name(name.rsplit(".", 1)[-1]):
+            assert spec.get("type") == "boolean", f"{key}: {name} looks like a secret field"
+    assert set(cls.credential_fields) <= set(schema.get("properties", {}))
 
 
-def test_the_payments_connectors_declare_their_api_key_secret():
-    charge = all_connectors()["payments.charge"]
-    assert charge.secret_fields == ("api_key",) and charge.has_compensate()
-    assert all_connectors()["inventory.reserve"].has_compensate()
+def test_the_payments_connectors_name_a_credential():
+    for key in ("payments.charge", "inventory.reserve"):
+        cls = all_connectors()[key]
+        assert cls.credential_fields == ("credential",) and cls.has_compensate()
+        assert "api_key" not in cls.Config.model_json_schema()["properties"]
 
 
 def test_test_connection_reaches_the_remote_or_says_why_not(payments, settings):
@@ -88,8 +102,7 @@ def test_the_catalogue_page_groups_connectors_by_category(client, rita):
     assert response.status_code == 200
     for category in ("Logic", "Payments", "Inventory", "Triggers"):
         assert f"<h2>{category}</h2>" in page
-    assert "Charge payment" in page and "compensatable" in page and "api_key" in page
-    assert "sk_test_example" not in page
+    assert "Charge payment" in page and "compensatable" in page and "names a credential" in page
 
 
 def test_the_api_lists_connectors_with_schemas_and_redacted_secrets(client, olga):
@@ -99,8 +112,8 @@ def test_the_api_lists_connectors_with_schemas_and_redacted_secrets(client, olga
     assert set(PRODUCT) <= set(entries)
     charge = entries["payments.charge"]
     assert charge["config_schema"]["properties"]["order_id"]["type"] == "string"
-    assert charge["example_config"]["api_key"] == REDACTED
-    assert "sk_test_example" not in response.content.decode()
+    assert charge["credential_fields"] == ["credential"]
+    assert charge["example_config"]["credential"] == "payments-api"
     assert entries["switch"]["dynamic_ports"] and entries["switch"]["ports"] == [
         "france", "germany", "elsewhere"
     ]  # fmt: skip

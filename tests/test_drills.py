@@ -1,5 +1,11 @@
 """The drills and the benchmark in small form: the same scripts as `make drill`
-and `make bench`, with fewer runs. They start real workers and kill them."""
+and `make bench`, with fewer runs. They start real workers and kill them.
+
+Each drill also runs with its protection switched off (``--unprotected``)
+and must then report the failure it guards against: a drill that can no
+longer fail turns this file red. The drills use their own redis-server and
+databases, so the protected and unprotected forms of a drill run side by
+side to keep this file short."""
 
 import re
 import subprocess
@@ -12,43 +18,82 @@ from tests.processes import ROOT
 pytestmark = pytest.mark.slow
 
 
-def figures(command: list[str], prefix: str) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    line = next(text for text in lines if text.startswith(prefix + ": "))
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", *command], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def figures_of(proc: subprocess.Popen, prefix: str) -> dict[str, float]:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    line = next(text for text in stdout.splitlines() if text.startswith(prefix + ": "))
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+|nan)", line)}
 
 
+def figures(command: list[str], prefix: str) -> dict[str, float]:
+    return figures_of(start(command), prefix)
+
+
+def both(command: list[str], prefix: str) -> tuple[dict, dict]:
+    """The drill with its protection, and without, run at the same time."""
+    protected, unprotected = start(command), start([*command, "--unprotected"])
+    return figures_of(protected, prefix), figures_of(unprotected, prefix)
+
+
 def test_kill_drill_loses_nothing_and_charges_nothing_twice():
-    f = figures(["bench.drill_kill", "--runs", "40", "--kills", "4"], "drill_kill")
-    assert (f["runs"], f["finished"], f["lost"], f["stuck"]) == (40, 40, 0, 0)
-    assert f["duplicate_effects"] == 0 and f["kills"] == 4 and f["kills_in_effect"] >= 1
+    f, off = both(["bench.drill_kill", "--runs", "24", "--kills", "2"], "drill_kill")
+    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (24, 24, 24, 0, 0)
+    assert f["duplicate_effects"] == 0 and f["kills"] == 2 and f["kills_in_effect"] >= 1
+    # A remote that ignores the keys the charge claims it honours: the
+    # retries after kills and late answers charge again, and the drill sees it.
+    assert off["duplicate_effects"] > 0
 
 
 def test_kill_drill_with_an_unsafe_charge_leaves_outcome_unknown_dead_letters():
-    f = figures(
-        ["bench.drill_kill", "--runs", "40", "--kills", "4", "--unsafe"], "drill_kill_unsafe"
+    f, off = both(
+        ["bench.drill_kill", "--runs", "24", "--kills", "2", "--unsafe"], "drill_kill_unsafe"
     )
-    assert f["finished"] + f["outcome_unknown"] == f["runs"] == 40
-    assert f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
+    assert f["finished"] + f["outcome_unknown"] == f["runs"] == f["accepted"] == 24
+    assert f["other"] == f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
+    # The unsafe charge treated as safe: retried after a kill or a late
+    # answer, at a remote that ignores keys, it charges twice.
+    assert off["duplicate_effects"] > 0
+
+
+def test_unsafe_timeout_drill_never_charges_twice_and_retries_what_was_refused():
+    f, off = both(["bench.drill_unsafe_timeout", "--runs", "30"], "drill_unsafe_timeout")
+    assert f["finished"] + f["outcome_unknown"] == f["runs"] == f["accepted"] == 30
+    assert f["other"] == f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
+    assert f["retried_safely"] > 0 and f["late_answers"] > 0
+    assert off["duplicate_effects"] > 0
 
 
 def test_broker_drill_recovers_from_a_redis_restart():
-    f = figures(["bench.drill_broker", "--runs", "60"], "drill_broker")
-    assert (f["runs"], f["finished"], f["lost"], f["stuck"], f["duplicate_effects"]) == (
-        60, 60, 0, 0, 0,
-    )  # fmt: skip
+    f, off = both(["bench.drill_broker", "--runs", "40", "--stuck-after", "30"], "drill_broker")
+    assert (f["runs"], f["accepted"], f["finished"], f["lost"], f["stuck"]) == (40, 40, 40, 0, 0)
+    assert f["duplicate_effects"] == 0
+    # Without re-dispatch, what Redis lost stays lost: runs stick.
+    assert off["stuck"] > 0
 
 
 def test_engine_benchmark_prints_its_figures(tmp_path):
     out = tmp_path / "engine.json"
-    f = figures(
+    proc = start(
         ["bench.engine", "--seconds", "1", "--max-runs", "20", "--rounds", "1",
          "--repetitions", "1", "--warmup", "0.2", "--out", str(out)],
-        "engine",
     )  # fmt: skip
+    f = figures_of(proc, "engine")
     assert f["steps_per_s_16"] > 0 and f["floor_steps_per_s_16"] > 0
     assert out.exists()
+
+
+def test_embedded_drill_under_make_run_loses_nothing_and_leaves_nothing_running():
+    # `make run` itself (supervisord, SQLite, the filesystem broker), a burst
+    # of webhook deliveries and a worker SIGKILLed half-way.
+    f = figures(["bench.drill_embedded", "--bursts", "1", "--deliveries", "40"], "drill_embedded")
+    assert f["sent"] == f["accepted"] == f["deliveries"] == 40
+    assert f["runs"] == f["finished"] == 40
+    assert f["lost"] == f["stuck"] == f["duplicate_effects"] == 0
+    assert f["restarts"] >= 1 and f["processes_up"] == 5 and f["left_behind"] == 0

@@ -18,7 +18,7 @@ def smtp_credential(sink, name="mail", password=SMTP_PASSWORD, host=None):
         actor="system:test", name=name, type="smtp",
         fields={"host": host or sink.host, "port": sink.port, "username": SMTP_USER,
                 "starttls": False, "from_address": "ops@ledgerflow.test"},
-        secrets={"password": password},
+        secrets={"password": password}, allowed_hosts=[f"{host or sink.host}:{sink.port}"],
     )  # fmt: skip
 
 

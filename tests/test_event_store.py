@@ -206,3 +206,44 @@ def test_crossing_multi_stream_appends_do_not_deadlock():
     assert errors == []
     assert Stream.objects.get(name="run:1").last_seq == 60
     assert all(problem is None for _, problem in verify_all())
+
+
+@pytest.mark.parametrize("forged", ["true", "1.0", '"1"'])
+def test_verification_compares_canonical_text_so_a_changed_type_is_caught(db, forged):
+    # 1, 1.0 and true compare equal as Python objects; as text they differ.
+    append("run:1", "step.scheduled", {"attempt": 1, "node": "a"}, actor="engine")
+    event = Event.objects.get(stream="run:1", seq=1)
+    _tamper(
+        "UPDATE runs_event SET payload = %s::jsonb WHERE id = %s",
+        [f'{{"attempt": {forged}, "node": "a"}}', event.pk],
+    )
+    problem = verify_stream("run:1")
+    assert problem is not None and problem.seq == 1
+    assert "payload column differs from the hashed body" in problem.reason
+
+
+def test_floats_jsonb_rewrites_are_stored_canonically_and_still_verify(db):
+    # jsonb has no negative zero and writes 1e16 without an exponent: the
+    # store canonicalises both so the byte-for-byte check holds.
+    payload = {"zero": -0.0, "big": 1e17, "small": 1e-7, "third": 1 / 3, "one": 1.0}
+    event = append("run:2", "step.succeeded", payload, actor="engine")
+    assert '"big":100000000000000000' in event.body and '"zero":0.0' in event.body
+    assert verify_stream("run:2") is None
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"text": "\ud800"}, "lone surrogate"),
+        ({"text": "a\x00b"}, "NUL character"),
+        ({"\x00": 1}, "NUL character"),
+        ({"n": 10**1900}, "too large"),
+        ({"n": 1e300}, "too large"),
+        ({"deep": json.loads("[" * 300 + "]" * 300)}, "nested too deeply"),
+    ],
+)
+def test_values_the_log_cannot_store_are_refused_before_any_write(db, payload, message):
+    with pytest.raises(eventstore.EventPayloadError, match=message):
+        append("run:3", "step.succeeded", payload, actor="engine")
+    assert not Event.objects.filter(stream="run:3").exists()
+    assert not Stream.objects.filter(name="run:3").exists()

@@ -34,10 +34,12 @@ def http(url: str, **config):
     return run_connector("http.request", {"url": url, "timeout_seconds": 5, **config})
 
 
-def make(name: str, type_: str, fields: dict, secrets: dict):
+def make(name: str, type_: str, fields: dict, secrets: dict, allowed_hosts=("127.0.0.1",)):
+    """A credential for the local test servers (any port on 127.0.0.1)."""
     return credentials.credential_create(
-        actor="system:test", name=name, type=type_, fields=fields, secrets=secrets
-    )
+        actor="system:test", name=name, type=type_, fields=fields, secrets=secrets,
+        allowed_hosts=list(allowed_hosts),
+    )  # fmt: skip
 
 
 def test_bearer_and_basic_credentials_authorise_the_request(db, local_server):

@@ -157,12 +157,18 @@ def test_default_compensation_needs_a_connector_with_its_own_undo():
 
 
 def test_the_charge_step_input_in_the_log_never_holds_the_api_key(olga, payments, eager_celery):
+    from connectors.credentials import credential_create
+
+    credential_create(actor=olga, name="payments-api", type="bearer", fields={},
+                      secrets={"token": "sk_live_do_not_log"},
+                      allowed_hosts=["127.0.0.1"])  # fmt: skip
     graph = saga_graph(payments.url)
-    graph["nodes"][3]["config"]["api_key"] = "sk_live_do_not_log"
+    graph["nodes"][3]["config"]["credential"] = "payments-api"
     flow = publish(olga, graph, slug="order-fulfilment")
     with eager_celery():
         run = driver.start_run(flow=flow, input=order("A-5"), actor="u")
-    assert steps(run)["charge"].input["api_key"] == "********"
+    assert steps(run)["charge"].input["credential"] == "payments-api"
+    assert steps(run)["charge"].status == "succeeded"
     bodies = Event.objects.filter(stream=run.stream).values_list("body", flat=True)
     assert not any("sk_live_do_not_log" in body for body in bodies)
 

@@ -37,7 +37,7 @@ def scratch_db(db):
     credentials.credential_create(
         actor="system:test", name="scratch", type="postgres",
         fields={"host": "127.0.0.1", "port": 5432, "dbname": name, "user": "postgres"},
-        secrets={"password": "unused-under-trust-auth"},
+        secrets={"password": "unused-under-trust-auth"}, allowed_hosts=["127.0.0.1:5432"],
     )  # fmt: skip
     yield name
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -132,3 +132,19 @@ def test_side_effects_follow_the_declaration():
     assert [connector.side_effect(c) for c in (read, write, keyed)] == [
         SideEffect.NONE, SideEffect.UNSAFE, SideEffect.IDEMPOTENT,
     ]  # fmt: skip
+
+
+def test_a_write_that_fails_before_its_commit_is_known_not_to_have_happened(
+    scratch_db, allow_local_postgres
+):
+    """Any failure before COMMIT rolls the transaction back: nothing was
+    written, so even an unsafe write may be retried."""
+    with pytest.raises(ConnectorError) as refused:
+        query("INSERT INTO customers (id) VALUES (1)", write=True)  # the key exists
+    assert not refused.value.retryable and not refused.value.may_have_been_sent
+    with pytest.raises(ConnectorError) as timed_out:
+        query("INSERT INTO customers (id) SELECT 99 FROM pg_sleep(3)", write=True,
+              timeout_seconds=0.5)  # fmt: skip
+    assert timed_out.value.retryable and not timed_out.value.may_have_been_sent
+    left = query("SELECT count(*) AS n FROM customers WHERE id = 99").output["rows"]
+    assert left == [{"n": 0}]

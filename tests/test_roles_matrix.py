@@ -43,6 +43,8 @@ MATRIX = {
     "healthz": ("GET", PUBLIC),
     "readyz": ("GET", PUBLIC),
     "audit_log": ("GET", {ADMIN}),
+    "lockouts": ("GET", {ADMIN}),
+    "lockout_unlock": ("POST", {ADMIN}),
     "flows:inventory": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "flows:create": ("GET", {OPERATOR, ADMIN}),
     "flows:audit": ("GET", {ADMIN}),

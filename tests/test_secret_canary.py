@@ -54,12 +54,14 @@ def echo_authorization(status):
 def planted(olga, local_server, smtp_server):
     server = local_server({"/echo": echo_authorization(200), "/fail": echo_authorization(500)})
     credentials.credential_create(actor=olga, name="canary-api", type="bearer", owner=olga,
-                                  fields={}, secrets={"token": TOKEN})  # fmt: skip
+                                  fields={}, secrets={"token": TOKEN},
+                                  allowed_hosts=["127.0.0.1"])  # fmt: skip
     credentials.credential_create(
         actor=olga, name="canary-mail", type="smtp", owner=olga,
         fields={"host": smtp_server.host, "port": smtp_server.port, "username": SMTP_USER,
                 "starttls": False, "from_address": "ops@ledgerflow.test"},
         secrets={"password": MAIL_PASSWORD},  # not the server's password: login fails
+        allowed_hosts=[f"{smtp_server.host}:{smtp_server.port}"],
     )  # fmt: skip
     return server
 

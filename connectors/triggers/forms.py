@@ -12,6 +12,7 @@ import jsonschema
 from django import forms
 
 from connectors.triggers.models import Binding
+from runs import plainjson
 from runs.forms import StartRunForm
 
 SIMPLE_TYPES = {"string", "number", "integer", "boolean"}
@@ -91,6 +92,12 @@ class SchemaStartForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if self.errors:
+            return data
+        for name in self.fields:
+            problem = plainjson.problem(data.get(name))
+            if problem:  # a number too large for the event log
+                self.add_error(name, f"This value cannot be stored: {problem}.")
         if self.errors:
             return data
         for field, message in _schema_errors(self.schema, self.run_input()):

@@ -8,9 +8,10 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -79,9 +80,12 @@ def _multipart_fields(request) -> dict | None:
     if request.content_type != "multipart/form-data":
         return None
     try:
-        fields = request.POST.lists()
-    except Exception as exc:  # a malformed multipart body
+        fields = list(request.POST.lists())
+        files = sum(len(values) for _, values in request.FILES.lists())
+    except (MultiPartParserError, SuspiciousOperation, ValueError) as exc:
         raise webhooks.Rejected(400, f"body is not a valid form: {exc}") from None
+    parsed = sum(len(values) for _, values in fields) + files
+    webhooks.check_multipart(request.content_params.get("boundary"), request.body, parsed)
     return {name: values[0] if len(values) == 1 else values for name, values in fields}
 
 

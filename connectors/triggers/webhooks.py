@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,12 +16,16 @@ from urllib.parse import parse_qs
 from connectors.trigger_webhook import WebhookConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding
+from runs import plainjson
 from runs.models import Step
 
 # Headers never copied into a run's input: they carry credentials.
 PRIVATE_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 MAX_KEY_LENGTH = 255
-MAX_DEPTH = 64
+MAX_DEPTH = plainjson.MAX_DEPTH
+# Unix seconds: twelve digits reach the year 33658. A longer "timestamp" is
+# not one, and would overflow a float when compared with the clock.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
 TOO_DEEP = f"body is nested too deeply (more than {MAX_DEPTH} levels)"
 
 
@@ -76,10 +81,9 @@ def check_signature(config: WebhookConfig, header: str | None, body: bytes, now:
     if not header:
         raise Rejected(401, f"missing {config.signature_header} header")
     parts = dict(item.strip().split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        raise Rejected(401, "signature header has no timestamp t=<unix seconds>") from None
+    if not TIMESTAMP.fullmatch(parts.get("t", "")):
+        raise Rejected(401, "signature header has no timestamp t=<unix seconds>")
+    timestamp = int(parts["t"])
     if abs(now - timestamp) > config.tolerance_seconds:
         raise Rejected(
             401,
@@ -115,6 +119,30 @@ def parse_body(content_type: str, body: bytes, multipart: dict | None = None) ->
             raise Rejected(400, "body is not a valid form") from None
         return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
     raise Rejected(415, "send JSON or a form (urlencoded or multipart)")
+
+
+def check_multipart(boundary: str | None, body: bytes, parts_parsed: int) -> None:
+    """Django's parser skips what it cannot read (no boundary in the body, a
+    part without a name, a missing closing line) and answers with fewer
+    fields, so a broken body would start a run with half its input or none.
+    Every part of the body must have been read, and the body must close."""
+    if not body.strip():
+        return  # an empty body is an empty form, as for the other types
+    if not boundary:
+        raise Rejected(400, "multipart body without a boundary in its Content-Type")
+    delimiter = b"\r\n--" + boundary.encode("latin-1", "replace")
+    framed = b"\r\n" + body  # the first delimiter may open the body
+    if delimiter not in framed:
+        raise Rejected(400, "body is not a valid multipart form: the boundary never occurs")
+    if delimiter + b"--" not in framed:
+        raise Rejected(400, "body is not a valid multipart form: it has no closing boundary")
+    parts = framed.count(delimiter) - 1
+    if parts != parts_parsed:
+        raise Rejected(
+            400,
+            f"body is not a valid multipart form: {parts} parts, {parts_parsed} readable"
+            " (each part needs a Content-Disposition with a name)",
+        )
 
 
 def _too_deep(value: Any) -> bool:
@@ -205,29 +233,41 @@ def accept(
 ) -> intake.Outcome:
     """Everything after the size check, in one synchronous call."""
     config, flow = hook.config, hook.flow
-    if flow.status != "active":
-        return intake.deliver(
-            intake.Delivery(flow=flow, source="webhook", input=None, actor="webhook")
-        )
+    # The signature first: an unsigned delivery to a flow not in service is
+    # refused without a trace, so nobody without the secret can write to
+    # the flow's delivery log.
     if config.credential:
         signature = check_signature(
             config, headers.get(config.signature_header), body, signature_now
         )
         if not intake.remember_signature(flow, signature):
             raise Rejected(401, "this signature was already used (a replayed delivery)")
+    if flow.status != "active":
+        return intake.deliver(
+            intake.Delivery(flow=flow, source="webhook", input=None, actor="webhook")
+        )
     parsed = parse_body(content_type, body, multipart)
     entity, position = ordering(config, parsed)
-    return intake.deliver(
-        intake.Delivery(
-            flow=flow,
-            source="webhook",
-            input=run_input(parsed, headers, query),
-            actor="webhook",
-            key=dedup_key(config, headers, parsed),
-            entity=entity,
-            position=position,
-        )
+    delivery = intake.Delivery(
+        flow=flow,
+        source="webhook",
+        input=run_input(parsed, headers, query),
+        actor="webhook",
+        key=dedup_key(config, headers, parsed),
+        entity=entity,
+        position=position,
     )
+    _check_storable(delivery)
+    return intake.deliver(delivery)
+
+
+def _check_storable(delivery: intake.Delivery) -> None:
+    """400 for what the event log cannot store (a lone surrogate, NUL, a
+    number too large), in the body, the query, a header or the key."""
+    for part, value in (*delivery.input.items(), ("key", delivery.key)):
+        problem = plainjson.problem(value)
+        if problem:
+            raise Rejected(400, f"the delivery's {part} cannot be stored: {problem}")
 
 
 def response_of(run_id: int, node: str) -> tuple[str, dict | None]:

@@ -5,7 +5,7 @@ import type { ConnectorInfo, Graph } from "./types";
 function info(key: string, extra: Partial<ConnectorInfo> = {}): ConnectorInfo {
   return {
     key, label: key, category: "Data", icon: "box", description: "", side_effect: "none",
-    is_trigger: false, ports: ["out"], dynamic_ports: false, secret_fields: [],
+    is_trigger: false, ports: ["out"], dynamic_ports: false,
     credential_fields: [], in_palette: true, config_schema: {}, example_config: {}, ...extra,
   };
 }

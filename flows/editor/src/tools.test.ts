@@ -9,7 +9,7 @@ import type { ConnectorInfo, Graph } from "./types";
 function info(key: string, label: string, is_trigger = false): ConnectorInfo {
   return {
     key, label, category: "Data", icon: "box", description: "", side_effect: "none", is_trigger,
-    ports: ["out"], dynamic_ports: false, secret_fields: [], credential_fields: [], in_palette: true,
+    ports: ["out"], dynamic_ports: false, credential_fields: [], in_palette: true,
     config_schema: {}, example_config: {},
   };
 }

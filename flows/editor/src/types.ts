@@ -42,7 +42,6 @@ export interface ConnectorInfo {
   ports: string[];
   dynamic_ports: boolean;
   has_compensate?: boolean;
-  secret_fields: string[];
   credential_fields: string[];
   in_palette: boolean;
   config_schema: JsonObject;

@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, file: Path, username: str, activate: bool, **options):
         try:
             document = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise CommandError(f"cannot read {file}: {exc}") from None
         actor = get_user_model().objects.filter(username=username).first()
         if actor is None:

@@ -1,7 +1,6 @@
 """Demo users, teams and inventory for `make run`. Safe to run repeatedly."""
 
 import datetime as dt
-import os
 import secrets
 
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
@@ -30,18 +30,18 @@ ORDER_RUNBOOK = """\
 """
 
 
-# `make run` starts the payments API on this port and puts it (only) on the
-# worker's outbound allowlist.
-DEMO_PAYMENTS_URL = f"http://127.0.0.1:{os.environ.get('LEDGERFLOW_DEMO_PAYMENTS_PORT', '8765')}"
-
-
-def order_graph() -> dict:
+def order_graph(base_url: str | None = None) -> dict:
     """The "Order fulfilment" saga against the demo payments and inventory
     API (started by `make run`): check the order, charge it, reserve the
     stock, confirm. If the reservation fails for good (out of stock, or the
     inventory API down through every retry), the run fails at once and the
     charge is refunded (the payments connector's own undo).
-    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}."""
+    Start it with {"order_id": "A-1", "amount": 42, "sku": "BOOK-1"}.
+
+    The API's URL is frozen into the published version: by default the port
+    `make run` starts the API on (and puts, alone, on the worker's outbound
+    allowlist), chosen once per data directory (config/demo.py)."""
+    base_url = base_url or demo.payments_url(settings.DATA_DIR)
     return {
         "nodes": [
             {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}},
@@ -50,11 +50,11 @@ def order_graph() -> dict:
             {"id": "reject", "type": "transform", "position": {"x": 400, "y": 120},
              "config": {"fields": {"rejected": "amount must be a positive number"}}},
             {"id": "charge", "type": "payments.charge", "position": {"x": 400, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "amount": "{{ trigger.amount }}"},
              "compensation": "default"},
             {"id": "reserve", "type": "inventory.reserve", "position": {"x": 600, "y": 0},
-             "config": {"base_url": DEMO_PAYMENTS_URL, "order_id": "{{ trigger.order_id }}",
+             "config": {"base_url": base_url, "order_id": "{{ trigger.order_id }}",
                         "sku": "{{ trigger.sku | default('BOOK-1') }}", "quantity": 1},
              "retry": {"max_attempts": 3}, "on_failure": "fail_run",
              "compensation": "default"},
@@ -77,9 +77,14 @@ SUPERVISORS = "Finance leads"
 REFUND_FAILURE_MODE = "Customers wait for refunds nobody decides; complaints reach support."
 
 
+FINANCE_SIGN_OFF_ABOVE = 1000
+
+
 def approval_graph() -> dict:
     """A refund waits for a reviewer: 4 business hours, reminded an hour
     before, then escalated to the finance leads for 8 more, then rejected.
+    Above 1,000 EUR a finance lead signs off too, and never the person who
+    approved the review (``distinct_deciders``), nor whoever started the run.
     Start it with {"order_id": "A-1", "amount": 640, "reason": "damaged"}."""
     return {
         "nodes": [
@@ -99,20 +104,45 @@ def approval_graph() -> dict:
                  "sla_hours": 4, "sla_clock": "business", "remind_before_hours": [1],
                  "escalation": {"group": SUPERVISORS, "hours": 8, "then": "auto_reject"},
                  "separation_of_duties": True,
+                 "distinct_deciders": True,
              }},
-            {"id": "refund", "type": "transform", "position": {"x": 400, "y": 0},
+            {"id": "size", "type": "branch", "position": {"x": 400, "y": 0},
+             "config": {"condition":
+                        f"{{{{ (trigger.amount | float) > {FINANCE_SIGN_OFF_ABOVE} }}}}"}},
+            {"id": "finance", "type": "approval", "position": {"x": 600, "y": -120},
+             "config": {
+                 "title": "Finance sign-off: refund {{ trigger.amount }} EUR "
+                          "for order {{ trigger.order_id }}",
+                 "description": "Approved by {{ steps.review.output.decided_by }}; "
+                                "refunds above 1,000 EUR need a second person.",
+                 "assignee_group": SUPERVISORS,
+                 "shows": {"order": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}",
+                           "reviewed_by": "{{ steps.review.output.decided_by }}"},
+                 "separation_of_duties": True,
+                 "distinct_deciders": True,
+             }},
+            {"id": "refund", "type": "transform", "position": {"x": 800, "y": 0},
              "config": {"fields": {"refunded": "{{ trigger.amount }}",
                                    "as": "{{ steps.review.output.fields.refund_kind }}",
                                    "approved_by": "{{ steps.review.output.decided_by }}"}}},
-            {"id": "decline", "type": "transform", "position": {"x": 400, "y": 120},
+            {"id": "decline", "type": "transform", "position": {"x": 800, "y": 120},
              "config": {"fields": {"declined": "{{ steps.review.output.comment }}"}}},
         ],
         "edges": [
             {"from": "start", "to": "review"},
-            {"from": "review", "from_port": "approved", "to": "refund"},
+            {"from": "review", "from_port": "approved", "to": "size"},
+            {"from": "size", "from_port": "false", "to": "refund"},
+            {"from": "size", "from_port": "true", "to": "finance"},
+            {"from": "finance", "from_port": "approved", "to": "refund"},
             {"from": "review", "from_port": "rejected", "to": "decline"},
+            {"from": "finance", "from_port": "rejected", "to": "decline"},
         ],
     }  # fmt: skip
+
+
+def _has_finance_sign_off(flow: Flow) -> bool:
+    version = flow.versions.filter(number=flow.published_version).first()
+    return bool(version) and any(n["id"] == "finance" for n in version.graph["nodes"])
 
 
 def seed_approvals(*, actor, owner) -> Flow:
@@ -144,7 +174,7 @@ def seed_approvals(*, actor, owner) -> Flow:
                 "external_systems": ["Payments API"],
             },
         )  # fmt: skip
-    if not flow.published_version:
+    if not flow.published_version or not _has_finance_sign_off(flow):
         services.flow_save_draft(flow=flow, actor=actor, graph=approval_graph())
         services.flow_publish(flow=flow, actor=actor, note="Demo approval flow")
         flow.refresh_from_db()

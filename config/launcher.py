@@ -1,0 +1,134 @@
+"""`make run`'s last step: start the platform under supervisord and show
+what its processes say.
+
+    python -m config.launcher [--port 8000]
+
+It settles the environment the processes share (the web port, the demo
+payments API's port kept in the data directory, the outbound allowlist and
+the base URL of links in e-mails), starts supervisord with
+platform/supervisord.conf, and prints new lines of LEDGERFLOW_DATA_DIR/log/
+*.log prefixed with the process name, as the terminal is where the demo's
+mails are read. SIGINT or SIGTERM stops supervisord, which stops everything;
+if this process is killed, supervisord is told to stop (PDEATHSIG).
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from config import demo
+from config.env import env_int, env_str
+from config.orphans import die_with_parent
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "platform" / "supervisord.conf"
+PROGRAMS = ("web", "worker", "beat", "queues", "payments")
+
+
+def data_dir() -> Path:
+    return Path(env_str("LEDGERFLOW_DATA_DIR") or ROOT / "var").resolve()
+
+
+def platform_env(port: int) -> dict[str, str]:
+    """The environment every process of the platform starts with."""
+    data = data_dir()
+    payments = demo.payments_port(data)
+    env = dict(os.environ)
+    env.update(
+        LEDGERFLOW_DATA_DIR=str(data),
+        LEDGERFLOW_LOG_DIR=str(data / "log"),
+        LEDGERFLOW_PORT=str(port),
+        LEDGERFLOW_HOST=env_str("LEDGERFLOW_HOST") or "127.0.0.1",
+        LEDGERFLOW_WORKER_CONCURRENCY=str(env_int("LEDGERFLOW_WORKER_CONCURRENCY", 2)),
+        LEDGERFLOW_DEMO_PAYMENTS_PORT=str(payments),
+        LEDGERFLOW_PYTHON=sys.executable,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    # The demo's worker may call the demo payments API, and nothing else
+    # local; links in e-mails point at the port web serves on.
+    defaults = {
+        "LEDGERFLOW_OUTBOUND_ALLOWLIST": f"127.0.0.1:{payments}",
+        "LEDGERFLOW_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    for name, value in defaults.items():
+        env[name] = env.get(name) or value
+    return env
+
+
+def _stop_with_me() -> None:
+    # Not SIGKILL: supervisord, told with SIGTERM, stops its programs first.
+    die_with_parent(signal.SIGTERM)
+
+
+class Tail:
+    """Prints lines appended to the programs' log files, like honcho did."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.offsets = {}
+        for name in PROGRAMS:
+            path = log_dir / f"{name}.log"
+            self.offsets[name] = path.stat().st_size if path.exists() else 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        for name in PROGRAMS:
+            path = self.log_dir / f"{name}.log"
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size < self.offsets[name]:
+                self.offsets[name] = 0  # rotated
+            if size == self.offsets[name]:
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(self.offsets[name])
+                chunk = handle.read(size - self.offsets[name])
+            complete = chunk.rfind(b"\n") + 1
+            self.offsets[name] += complete
+            for line in chunk[:complete].decode(errors="replace").splitlines():
+                sys.stdout.write(f"{name:<8} | {line}\n")
+            sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=env_int("LEDGERFLOW_PORT", 8000))
+    args = parser.parse_args()
+    env = platform_env(args.port)
+    log_dir = Path(env["LEDGERFLOW_LOG_DIR"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tail = Tail(log_dir)
+    supervisord = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "--nodaemon", "-c", str(CONF)],
+        cwd=ROOT, env=env, preexec_fn=_stop_with_me,
+    )  # fmt: skip
+
+    def stop(signum, frame):
+        if supervisord.poll() is None:
+            supervisord.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    thread = threading.Thread(target=tail.run, daemon=True)
+    thread.start()
+    print(f"Logs of web, worker, beat, queues and payments: {log_dir}/", flush=True)
+    code = supervisord.wait()
+    tail.stopped.set()
+    thread.join(timeout=2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

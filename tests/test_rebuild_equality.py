@@ -1,0 +1,162 @@
+"""Every projection, dropped and derived again from the events alone, equals
+the rows the live writers left: a mixed workload with a saga whose
+compensations ran, a loop, sub-flows, approvals, a retry in flight, a dead
+letter, a delay and a cancellation."""
+
+import datetime as dt
+import io
+
+import httpx
+from django.core.management import call_command
+
+from approvals import services as approvals
+from approvals.models import ApprovalTask
+from flows.management.commands.seed_demo import order_graph
+from runs import clock, driver, sweeper
+from runs.models import Run, Step, Timer
+from tests.approval_helpers import approval_flow
+from tests.engine_helpers import chain, publish, transform
+from tests.projection_helpers import differences, projected_rows
+
+START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def saga_flow(olga, payments):
+    """charge -> reserve -> confirm, where confirm fails the run: both
+    effects are undone, newest first, as compensation steps of their own."""
+    graph = order_graph()
+    for node in graph["nodes"]:
+        if "base_url" in node.get("config", {}):
+            node["config"]["base_url"] = payments.url
+        if node["id"] == "confirm":
+            node["config"] = {"fields": {"late": "{{ trigger.missing.deep }}"}}
+            node["on_failure"] = "fail_run"
+    return publish(olga, graph, slug="saga")
+
+
+def loop_flow(olga, payments):
+    body = {
+        "type": "http.request",
+        "config": {
+            "method": "POST",
+            "url": f"{payments.url}/charges",
+            "json_body": {"order_id": "{{ item.id }}", "amount": "{{ item.amount }}"},
+            "honours_idempotency_key": True,
+            "timeout_seconds": 5,
+        },
+    }
+    each = {"id": "each", "type": "loop",
+            "config": {"items": "{{ trigger.orders }}", "batch_size": 2, "body": body}}  # fmt: skip
+    return publish(olga, chain(each), slug="loop")
+
+
+def charge_flow(olga, payments):
+    charge = {
+        "id": "charge",
+        "type": "http.request",
+        "config": {
+            "method": "POST",
+            "url": f"{payments.url}/charges",
+            "json_body": {"order_id": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}"},
+            "honours_idempotency_key": True,
+            "timeout_seconds": 5,
+        },
+        "retry": {"max_attempts": 2, "initial_seconds": 60, "jitter": 0},
+    }
+    return publish(olga, chain(transform("prepare", ok=True), charge), slug="orders")
+
+
+def subflow_flows(olga):
+    publish(
+        olga,
+        chain(
+            {"id": "settle", "type": "delay", "config": {"seconds": 60}},
+            transform("done", doubled="{{ trigger.x * 2 }}"),
+        ),
+        slug="child",
+    )
+    call = {"id": "call", "type": "subflow",
+            "config": {"flow": "child", "input": {"x": "{{ trigger.x }}"}}}  # fmt: skip
+    return publish(olga, chain(call, transform("after", got="{{ steps.call.output }}")),
+                   slug="parent")  # fmt: skip
+
+
+def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
+    olga, rita, payments, eager_celery
+):
+    saga, loop, charge = (
+        saga_flow(olga, payments),
+        loop_flow(olga, payments),
+        charge_flow(olga, payments),
+    )
+    parent = subflow_flows(olga)
+    refunds = approval_flow(olga)
+    delay = publish(olga, chain({"id": "wait", "type": "delay", "config": {"seconds": 600}}),
+                    slug="delay")  # fmt: skip
+
+    def start(flow, at=START, **data):
+        with clock.frozen_at(at), eager_celery():
+            return driver.start_run(flow=flow, input=data, actor="user:olga")
+
+    compensated = start(saga, order_id="S-1", amount=42, sku="BOOK-1")
+    looped = start(loop, orders=[{"id": f"L-{n}", "amount": n + 1} for n in range(5)])
+    start(charge, order_id="ok-1", amount=5)
+    finished_parent = start(parent, x=21)
+    decided = start(refunds, order_id="A-1", amount=9, reason="broken")
+    waiting_approval = start(refunds, order_id="A-2", amount=3, reason="late")
+    waiting = start(delay)
+    cancelled = start(delay)
+    later = START + dt.timedelta(seconds=61)
+    with clock.frozen_at(later), eager_celery():
+        sweeper.sweep(later)  # the first child ends and resumes its parent
+    waiting_parent = start(parent, at=later, x=1)
+    httpx.post(f"{payments.url}/control", json={"fail_next": 1}).raise_for_status()
+    retrying = start(charge, at=later, order_id="r-1", amount=5)
+    dead = start(charge, at=later, order_id="d-1", amount=-5)
+    dead_letter = start(charge, at=later, order_id="d-2", amount=-5)
+    with clock.frozen_at(later), eager_celery():
+        task = ApprovalTask.objects.get(run=decided)
+        approvals.task_decide(task_id=task.pk, user=rita, decision="approved",
+                              fields={"refund_kind": "card"})  # fmt: skip
+    driver.cancel_run(cancelled.pk, actor="user:olga", reason="test")
+    # Lineage: a replay, and a failed run resumed with its dead letter then
+    # replayed on an edited input (a new revision).
+    with clock.frozen_at(later), eager_celery():
+        replayed = driver.replay_run(looped.pk, actor="user:olga")
+        driver.discard_dead_letter(dead.pk, "charge", actor="user:olga", reason="bad amount")
+        resumed = driver.resume_run(dead.pk, actor="user:olga")
+    edited = dict(Step.objects.get(run=resumed, node_id="charge").input)
+    edited["json_body"] = {**edited["json_body"], "amount": 5}
+    with clock.frozen_at(later), eager_celery():
+        driver.replay_dead_letter(resumed.pk, "charge", actor="user:olga", edited_input=edited,
+                                  edited=True)  # fmt: skip
+
+    statuses = dict(Run.objects.values_list("pk", "status"))
+    assert statuses[compensated.pk] == "compensated"
+    undo = list(Step.objects.filter(run=compensated, node_id__endswith="~undo")
+                .values_list("node_id", "status"))  # fmt: skip
+    assert sorted(undo) == [("charge~undo", "succeeded"), ("reserve~undo", "succeeded")]
+    for run in (looped, finished_parent, decided):
+        assert statuses[run.pk] == "succeeded"
+    assert statuses[waiting_parent.pk] == statuses[waiting_approval.pk] == "waiting"
+    assert statuses[waiting.pk] == "waiting" and statuses[cancelled.pk] == "cancelled"
+    assert Step.objects.get(run=retrying, node_id="charge").status == "retrying"
+    assert Step.objects.get(run=dead_letter, node_id="charge").status == "dead_lettered"
+    assert statuses[dead.pk] == "failed" and statuses[replayed.pk] == "succeeded"
+    assert statuses[resumed.pk] == "succeeded"
+    charge = Step.objects.get(run=resumed, node_id="charge")
+    assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
+        1, "succeeded")  # fmt: skip
+
+    before = projected_rows()
+    assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
+    assert len(before["ApprovalTask"]) == 2
+    Timer.objects.all().delete()
+    Step.objects.all().delete()
+    ApprovalTask.objects.all().delete()
+    Run.objects.all().delete()
+    call_command("rebuild_projections", stdout=io.StringIO())
+    after = projected_rows()
+    assert {table: differences(rows, after[table]) for table, rows in before.items()} == {
+        table: [] for table in before
+    }
