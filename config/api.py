@@ -10,6 +10,7 @@ from pydantic import ValidationError, field_validator
 
 from config.roles import role_required
 from connectors.base import ConnectorError, UnknownConnector, catalogue, get
+from flows.api import router as flows_router
 from runs import plainjson
 
 
@@ -34,6 +35,9 @@ api = NinjaAPI(
     docs_decorator=role_required("flows.view_flow"),
 )
 
+# The flow editor's endpoints: drafts, validation, publishing, versions.
+api.add_router("/", flows_router)
+
 
 def require(request: HttpRequest, permission: str) -> None:
     if not request.user.has_perm(permission):
@@ -54,6 +58,7 @@ class ConnectorOut(Schema):
     has_compensate: bool
     has_test_connection: bool
     credential_fields: list[str]
+    in_palette: bool
     config_schema: dict
     output_schema: dict | None
     example_config: dict

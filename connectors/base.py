@@ -139,6 +139,9 @@ class Connector:
     # store decrypts it at run time; export and import keep the name. No
     # config holds a secret itself: graphs are recorded verbatim in the log.
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    # Shown in the editor's palette. Demo and benchmark connectors say False:
+    # flows that use them still render, but nobody picks them for new work.
+    in_palette: ClassVar[bool] = True
 
     def side_effect(self, config: BaseModel) -> SideEffect:
         return self.side_effect_class
@@ -306,6 +309,7 @@ def describe(connector: type[Connector]) -> dict:
         "has_compensate": connector.has_compensate(),
         "has_test_connection": connector.test_connection is not None,
         "credential_fields": list(connector.credential_fields),
+        "in_palette": connector.in_palette,
         "config_schema": connector.Config.model_json_schema(),
         "config_fields": config_fields(connector),
         "output_schema": connector.output_schema,

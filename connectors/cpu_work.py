@@ -17,6 +17,7 @@ class CpuWorkConfig(StrictConfig):
 @register
 class CpuWork(Connector):
     key = "cpu.work"
+    in_palette = False  # a demo/benchmark stand-in, not for new flows
     label = "CPU work (benchmark)"
     category = "Testing"
     icon = "cpu"

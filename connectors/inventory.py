@@ -29,6 +29,7 @@ class InventoryConfig(StrictConfig):
 @register
 class InventoryReserve(Connector):
     key = "inventory.reserve"
+    in_palette = False  # a demo/benchmark stand-in, not for new flows
     label = "Reserve stock"
     category = "Inventory"
     icon = "package"

@@ -31,6 +31,7 @@ class PaymentsConfig(StrictConfig):
 @register
 class PaymentsCharge(Connector):
     key = "payments.charge"
+    in_palette = False  # a demo/benchmark stand-in, not for new flows
     label = "Charge payment"
     category = "Payments"
     icon = "credit-card"

@@ -30,6 +30,11 @@ NODE_ID = r"^[a-z][a-z0-9_]{0,62}$"
 GRAPH_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$defs": {
+        "position": {
+            "type": "object",
+            "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+            "additionalProperties": False,
+        },
         "retry": {
             "type": "object",
             "additionalProperties": False,
@@ -83,11 +88,7 @@ GRAPH_SCHEMA: dict = {
                             },
                         ]
                     },
-                    "position": {
-                        "type": "object",
-                        "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
-                        "additionalProperties": False,
-                    },
+                    "position": {"$ref": "#/$defs/position"},
                 },
             },
         },
@@ -101,6 +102,21 @@ GRAPH_SCHEMA: dict = {
                     "from": {"type": "string"},
                     "to": {"type": "string"},
                     "from_port": {"type": "string"},
+                },
+            },
+        },
+        # Sticky notes: documentation on the editor's canvas; never run.
+        "notes": {
+            "type": "array",
+            "maxItems": 200,
+            "items": {
+                "type": "object",
+                "required": ["id", "text"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "text": {"type": "string", "maxLength": 10000},
+                    "position": {"$ref": "#/$defs/position"},
                 },
             },
         },
@@ -176,7 +192,14 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
     if sort_edges:
         edges.sort(key=lambda e: (e["from"], e["from_port"], e["to"]))
     settings = {"compensate_on_cancel": True, **graph.get("settings", {})}
-    return {"nodes": nodes, "edges": edges, "settings": settings}
+    normal = {"nodes": nodes, "edges": edges, "settings": settings}
+    if graph.get("notes"):
+        # Only when there are notes, so graphs without them hash as before.
+        normal["notes"] = [
+            {"id": n["id"], "text": n["text"], "position": n.get("position", {"x": 0, "y": 0})}
+            for n in graph["notes"]
+        ]
+    return normal
 
 
 def canonical_text(value: Any) -> str:

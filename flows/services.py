@@ -2,6 +2,7 @@
 onto the Flow row in the same transaction."""
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
@@ -11,6 +12,7 @@ from flows.models import Flow, FlowVersion, Status
 from flows.projection import INVENTORY_FIELDS, team_ref, user_ref
 from runs import clock
 from runs.eventstore import NewEvent, append_many
+from runs.models import Event
 
 
 class FlowError(Exception):
@@ -211,9 +213,42 @@ def flow_record_review(
     return _write(flow.pk, [("flow.reviewed", payload)], actor)
 
 
+@dataclass(frozen=True)
+class DraftRevision:
+    """The draft's revision is the seq of its last ``flow.draft_saved`` event
+    (0 before any): derived from the log, so a rebuild cannot change it."""
+
+    number: int = 0
+    saved_by: str = ""
+    saved_at: dt.datetime | None = None
+
+
+def draft_revision(flow: Flow) -> DraftRevision:
+    event = (
+        Event.objects.filter(stream=flow.stream, type="flow.draft_saved")
+        .order_by("-seq")
+        .only("seq", "actor", "occurred_at")
+        .first()
+    )
+    if event is None:
+        return DraftRevision()
+    return DraftRevision(event.seq, event.actor.removeprefix("user:"), event.occurred_at)
+
+
+class StaleDraft(FlowError):
+    def __init__(self, current: DraftRevision):
+        self.current = current
+        super().__init__(
+            f"{current.saved_by or 'Someone'} saved this draft (revision {current.number}) "
+            "after the revision you started from."
+        )
+
+
 @transaction.atomic
-def flow_save_draft(*, flow: Flow, actor, graph: dict) -> Flow:
-    """Keep the graph being edited. Drafts may be incomplete; publishing checks."""
+def flow_save_draft(*, flow: Flow, actor, graph: dict, base_revision: int | None = None) -> Flow:
+    """Keep the graph being edited. Drafts may be incomplete; publishing checks.
+    With ``base_revision`` (the editor's), a save on top of someone else's
+    newer one is refused with StaleDraft instead of silently replacing it."""
     if flow.kind != "ledgerflow":
         raise FlowError("This automation runs outside Ledgerflow; it has no graph to edit.")
     if not isinstance(graph, dict):
@@ -223,15 +258,26 @@ def flow_save_draft(*, flow: Flow, actor, graph: dict) -> Flow:
     if refused:
         raise SecretInGraph(refused)
     flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if base_revision is not None:
+        current = draft_revision(flow)
+        if current.number != base_revision:
+            raise StaleDraft(current)
     if flow.draft_graph == graph:
         return flow
     return _write(flow.pk, [("flow.draft_saved", {"flow_id": flow.pk, "graph": graph})], actor)
 
 
 @transaction.atomic
-def flow_publish(*, flow: Flow, actor, note: str = "") -> FlowVersion:
-    """Freeze the draft as the next numbered, immutable version."""
+def flow_publish(
+    *, flow: Flow, actor, note: str = "", base_revision: int | None = None
+) -> FlowVersion:
+    """Freeze the draft as the next numbered, immutable version. With
+    ``base_revision``, only if the draft is still the one the caller saw."""
     flow = Flow.objects.select_for_update().get(pk=flow.pk)
+    if base_revision is not None:
+        current = draft_revision(flow)
+        if current.number != base_revision:
+            raise StaleDraft(current)
     if flow.status == Status.RETIRED:
         raise FlowError("A retired flow cannot be published.")
     if flow.draft_graph is None:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("<slug:slug>/", views.flow_detail, name="detail"),
     path("<slug:slug>/edit/", views.flow_edit, name="edit"),
     path("<slug:slug>/graph/", views.flow_graph, name="graph"),
+    path("<slug:slug>/editor/", views.flow_editor, name="editor"),
     path("<slug:slug>/runs/", run_views.run_start, name="start_run"),
     path("<slug:slug>/owner/", views.flow_change_owner, name="change_owner"),
     path("<slug:slug>/review/", views.flow_record_review, name="record_review"),

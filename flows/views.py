@@ -5,7 +5,7 @@ import csv
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -19,6 +19,7 @@ from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
+from flows.vite import editor_bundle
 from runs import clock
 from runs.models import Event, Run
 
@@ -328,3 +329,24 @@ def flow_graph(request, slug):
     }
     status = 422 if problems and request.method == "POST" else 200
     return render(request, "flows/graph.html", context, status=status)
+
+
+@role_required("flows.view_flow")
+def flow_editor(request, slug):
+    """The visual editor: a canvas that talks to /api/v1/ only. Read-only for
+    those who may not edit this flow."""
+    flow = get_object_or_404(Flow.objects.select_related("owner", "team"), slug=slug)
+    if flow.kind != "ledgerflow":
+        raise Http404("This automation runs outside Ledgerflow; it has no graph to edit.")
+    config = {
+        "slug": flow.slug,
+        "can_edit": services.user_can_edit_flow(request.user, flow),
+        "api": "/api/v1/",
+    }
+    context = {
+        "flow": flow,
+        "can_edit": config["can_edit"],
+        "bundle": editor_bundle(),
+        "editor_config": config,
+    }
+    return render(request, "flows/editor.html", context)

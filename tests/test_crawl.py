@@ -32,6 +32,11 @@ UNLINKED = {
     "api:api-root": "django-ninja's mount point: it only anchors the API's paths",
     "api:openapi-json": "the schema the API reference page loads from script",
     "approvals:link": "a signed link sent by email, never shown on a page",
+    "api:flow_draft": "the flow editor's script reads it",
+    "api:flow_versions": "the flow editor's API: versions, read by script",
+    "api:flow_version": "the flow editor's script reads it before publishing",
+    "api:credential_names": "the flow editor's script fills credential fields from it",
+    "api:flow_export": "a download the flow editor's script links to",
 }
 
 JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]

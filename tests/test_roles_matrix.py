@@ -3,12 +3,13 @@ sent to the login page. A new URL without a row here fails the suite."""
 
 import pytest
 from django.contrib.auth.models import User
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from approvals import links
 from connectors import credentials
 from connectors.triggers.models import Binding
-from flows.models import Team
+from flows import services
+from flows.models import Flow, Team
 from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, task_of
 from tests.conftest import PASSWORD, _user
@@ -21,7 +22,18 @@ PUBLIC = "public"
 ANCHOR = "anchor"
 # API endpoints answer an anonymous caller 401 instead of sending a browser
 # to the login page.
-API_ENDPOINTS = {"api:connectors", "api:connector_test_connection"}
+API_ENDPOINTS = {
+    "api:connectors",
+    "api:connector_test_connection",
+    "api:flow_draft",
+    "api:flow_draft_save",
+    "api:flow_validate",
+    "api:flow_publish",
+    "api:flow_versions",
+    "api:flow_version",
+    "api:flow_export",
+    "api:credential_names",
+}
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
 MATRIX = {
@@ -45,6 +57,8 @@ MATRIX = {
     "flows:record_review": ("POST", {OPERATOR, ADMIN}),
     "flows:transition": ("POST", {OPERATOR, ADMIN}),
     "flows:graph": ("GET", {OPERATOR, ADMIN}),
+    # Reviewers see the canvas read-only.
+    "flows:editor": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "flows:start_run": ("POST", {OPERATOR, ADMIN}),
     "runs:detail": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:cancel": ("POST", {OPERATOR, ADMIN}),
@@ -71,6 +85,14 @@ MATRIX = {
     "api:openapi-view": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:connectors": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:connector_test_connection": ("POST", {OPERATOR, ADMIN}),
+    "api:flow_draft": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_draft_save": ("PUT", {OPERATOR, ADMIN}),
+    "api:flow_validate": ("POST", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_publish": ("POST", {OPERATOR, ADMIN}),
+    "api:flow_versions": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_version": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_export": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:credential_names": ("GET", {OPERATOR, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -146,6 +168,14 @@ def url_for(personas, make_flow):
         "flows:transition": {"slug": flow.slug, "action": "pause"},
         "flows:team_edit": {"team_id": team.pk},
         "flows:graph": {"slug": flow.slug},
+        "flows:editor": {"slug": flow.slug},
+        "api:flow_draft": {"slug": flow.slug},
+        "api:flow_draft_save": {"slug": flow.slug},
+        "api:flow_validate": {"slug": flow.slug},
+        "api:flow_publish": {"slug": flow.slug},
+        "api:flow_versions": {"slug": flow.slug},
+        "api:flow_version": {"slug": flow.slug, "number": 1},
+        "api:flow_export": {"slug": flow.slug},
         "flows:start_run": {"slug": flow.slug},
         "runs:detail": {"run_id": run.pk},
         "runs:cancel": {"run_id": run.pk},
@@ -165,7 +195,15 @@ def url_for(personas, make_flow):
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 
 
+def _draft_body(url):
+    """A save of the flow's current draft on its current revision."""
+    flow = Flow.objects.get(slug=resolve(url).kwargs["slug"])
+    return {"graph": flow.draft_graph, "base_revision": services.draft_revision(flow).number}
+
+
 def _request(client, method, url, name=""):
+    if method == "PUT":
+        return client.put(url, _draft_body(url), content_type="application/json")
     if method == "POST" and name in API_ENDPOINTS:
         return client.post(url, {}, content_type="application/json")  # API clients send JSON
     return client.post(url) if method == "POST" else client.get(url)

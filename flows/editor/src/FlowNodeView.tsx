@@ -1,0 +1,46 @@
+// One node on the canvas: its connector, its id, its ports and its errors.
+import { Handle, type NodeProps, Position } from "@xyflow/react";
+import { useContext } from "react";
+import type { FlowNode } from "./canvas";
+import { EditorContext } from "./context";
+import { portsFor } from "./graph";
+
+export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
+  const { catalogue, errorsByNode } = useContext(EditorContext);
+  const spec = data.spec;
+  const info = catalogue.get(spec.type);
+  const errors = errorsByNode.get(spec.id) ?? [];
+  const ports = portsFor(spec, info);
+  const classes = ["lf-node", selected ? "lf-selected" : "", errors.length ? "lf-node-error" : "", info?.is_trigger ? "lf-trigger" : ""];
+  return (
+    <div className={classes.join(" ")} data-testid={`node-${spec.id}`} data-node-type={spec.type}>
+      {!info?.is_trigger && <Handle type="target" position={Position.Left} id="in" data-testid={`in-${spec.id}`} />}
+      <div className="lf-node-head">
+        <span className="lf-node-label">{info?.label ?? spec.type}</span>
+        <code className="lf-node-id">{spec.id}</code>
+      </div>
+      {!info && <p className="lf-node-warn">unknown connector “{spec.type}”</p>}
+      {errors.length > 0 && (
+        <ul className="lf-node-errors" data-testid={`node-errors-${spec.id}`}>
+          {errors.map((e, i) => (
+            <li key={i}>{e.field ? `${e.field}: ${e.message}` : e.message}</li>
+          ))}
+        </ul>
+      )}
+      <div className="lf-ports">
+        {ports.map((port, i) => (
+          <div className="lf-port" key={port}>
+            {ports.length > 1 && <span>{port}</span>}
+            <Handle
+              type="source"
+              position={Position.Right}
+              id={port}
+              data-testid={`out-${spec.id}-${port}`}
+              style={ports.length > 1 ? { top: `${((i + 1) * 100) / (ports.length + 1)}%` } : undefined}
+            />
+          </div>
+        ))}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,105 @@
+// The editor talks to the server only through /api/v1/ (flows/api.py).
+import type { ConnectorInfo, Graph, GraphDiff, GraphError } from "./types";
+
+export interface Revision {
+  revision: number;
+  saved_by: string;
+  saved_at: string | null;
+}
+
+export interface Draft extends Revision {
+  slug: string;
+  name: string;
+  status: string;
+  can_edit: boolean;
+  published_version: number;
+  graph: Graph | null;
+  errors: GraphError[];
+}
+
+export interface Stale extends Revision {
+  detail: string;
+}
+
+export interface VersionOut {
+  number: number;
+  published_by: string;
+  published_at: string;
+  note: string;
+  graph: Graph;
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public body: unknown,
+  ) {
+    super(typeof body === "object" && body && "detail" in body ? String((body as { detail: unknown }).detail) : `HTTP ${status}`);
+  }
+}
+
+function csrfToken(): string {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+export class Api {
+  constructor(
+    private base: string,
+    private slug: string,
+  ) {}
+
+  private async call<T>(method: string, path: string, body?: unknown, expected: number[] = [200]): Promise<{ status: number; data: T }> {
+    const response = await fetch(this.base + path, {
+      method,
+      credentials: "same-origin",
+      headers: {
+        Accept: "application/json",
+        ...(body === undefined ? {} : { "Content-Type": "application/json", "X-CSRFToken": csrfToken() }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => null);
+    if (!expected.includes(response.status)) throw new ApiError(response.status, data);
+    return { status: response.status, data: data as T };
+  }
+
+  catalogue() {
+    return this.call<ConnectorInfo[]>("GET", "connectors").then((r) => r.data);
+  }
+
+  credentials() {
+    return this.call<{ name: string; type: string }[]>("GET", "credentials").then((r) => r.data);
+  }
+
+  draft() {
+    return this.call<Draft>("GET", `flows/${this.slug}/draft`).then((r) => r.data);
+  }
+
+  /** 200 with the new revision and the draft's errors, or 409 naming who saved since. */
+  save(graph: Graph, baseRevision: number) {
+    return this.call<(Revision & { errors: GraphError[] }) | Stale>(
+      "PUT",
+      `flows/${this.slug}/draft`,
+      { graph, base_revision: baseRevision },
+      [200, 409],
+    );
+  }
+
+  publish(baseRevision: number, note: string) {
+    return this.call<{ number: number; diff: GraphDiff } | Stale | { detail: string; errors: GraphError[] }>(
+      "POST",
+      `flows/${this.slug}/publish`,
+      { base_revision: baseRevision, note },
+      [200, 409, 422],
+    );
+  }
+
+  versions() {
+    return this.call<Omit<VersionOut, "graph">[]>("GET", `flows/${this.slug}/versions`).then((r) => r.data);
+  }
+
+  version(number: number) {
+    return this.call<VersionOut>("GET", `flows/${this.slug}/versions/${number}`).then((r) => r.data);
+  }
+}
