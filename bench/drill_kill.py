@@ -36,6 +36,7 @@ from bench import common
 from bench.supervisor import Service, Supervisor, children, pids_talking_to
 
 SWEEP_SECONDS = 1
+REDISPATCH_SECONDS = 5
 LEASE_MARGIN = 3
 CHARGE_TIMEOUT = 2
 # This share of charges is answered CHARGE_TIMEOUT + 1 s late, after charging.
@@ -90,7 +91,7 @@ def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool, keep_db: bool = 
         common.drill_database(f"ledgerflow_{name}", keep=keep_db),
         redis_url,
         LEDGERFLOW_SWEEP_SECONDS=str(SWEEP_SECONDS),
-        LEDGERFLOW_REDISPATCH_SECONDS="5",
+        LEDGERFLOW_REDISPATCH_SECONDS=str(REDISPATCH_SECONDS),
         LEDGERFLOW_LEASE_MARGIN_SECONDS=str(LEASE_MARGIN),
         **common.DRILL_ENV,
     )
@@ -169,9 +170,11 @@ def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = F
         charges=report["charges"],
         late_answers=report["late_answers"],
         # README: a crashed step is picked up within its lease plus one
-        # sweep; then what was still queued drains at the drill's own rate.
+        # sweep, a message a killed worker took with it within the re-send
+        # interval plus one sweep; then what was still queued drains at the
+        # drill's own rate.
         pending_at_last_kill=pending,
-        deadline_s=round(lease + SWEEP_SECONDS + pending / rate, 1),
+        deadline_s=round(max(lease, REDISPATCH_SECONDS) + SWEEP_SECONDS + pending / rate, 1),
     )
     figures["other"] = figures["runs"] - figures["finished"] - figures["outcome_unknown"]
     return figures
