@@ -35,14 +35,18 @@ def fresh_database(name: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
-def drill_database(base: str) -> str:
+def drill_database(base: str, *, keep: bool = False) -> str:
     """A fresh database of this drill process's own (``<base>_<pid>``),
     dropped when the process exits: two drills, or a drill and a test run of
-    it, can run at once without dropping each other's database."""
+    it, can run at once without dropping each other's database. ``keep``
+    leaves it in place for inspection (its name is printed)."""
     import atexit
 
     name = f"{base}_{os.getpid()}"
     url = fresh_database(name)
+    if keep:
+        atexit.register(lambda: print(f"database kept: {name}", file=sys.stderr))
+        return url
 
     def drop() -> None:
         try:

@@ -25,6 +25,7 @@ remote ignores the keys the charge is declared to honour. Either way
 """
 
 import argparse
+import datetime as dt
 import os
 import random
 import signal
@@ -35,10 +36,15 @@ from bench import common
 from bench.supervisor import Service, Supervisor, children, pids_talking_to
 
 SWEEP_SECONDS = 1
+REDISPATCH_SECONDS = 5
 LEASE_MARGIN = 3
 CHARGE_TIMEOUT = 2
 # This share of charges is answered CHARGE_TIMEOUT + 1 s late, after charging.
 LATE_FRACTION = 0.03
+
+
+def clock_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def order_graph(payments_url: str, *, unsafe: bool) -> dict:
@@ -80,12 +86,12 @@ def worker_services(env: dict, logdir) -> list[Service]:
     ]  # fmt: skip
 
 
-def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool) -> dict:
+def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool, keep_db: bool = False) -> dict:
     env = common.platform_env(
-        common.drill_database(f"ledgerflow_{name}"),
+        common.drill_database(f"ledgerflow_{name}", keep=keep_db),
         redis_url,
         LEDGERFLOW_SWEEP_SECONDS=str(SWEEP_SECONDS),
-        LEDGERFLOW_REDISPATCH_SECONDS="5",
+        LEDGERFLOW_REDISPATCH_SECONDS=str(REDISPATCH_SECONDS),
         LEDGERFLOW_LEASE_MARGIN_SECONDS=str(LEASE_MARGIN),
         **common.DRILL_ENV,
     )
@@ -95,7 +101,8 @@ def drill_env(name: str, redis_url: str, *, rerun_unsafe: bool) -> dict:
 
 
 def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = False,
-        stuck_after: float = common.STUCK_AFTER_SECONDS) -> dict:  # fmt: skip
+        stuck_after: float = common.STUCK_AFTER_SECONDS, keep_db: bool = False,
+        timelines: int = 0) -> dict:  # fmt: skip
     # Its own redis-server (broker and breaker store): drills may run side
     # by side, and never touch the shared one.
     redis_port = common.free_port()
@@ -103,7 +110,7 @@ def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = F
     if unprotected:
         name += "_unprotected"
     env = drill_env(name, f"redis://127.0.0.1:{redis_port}/0",
-                    rerun_unsafe=unsafe and unprotected)  # fmt: skip
+                    rerun_unsafe=unsafe and unprotected, keep_db=keep_db)  # fmt: skip
     common.setup_django(env)
     from pathlib import Path
 
@@ -132,11 +139,20 @@ def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = F
             run_ids = deliveries.run_ids()
             kill_log = _kill_loop(supervisor, kills, port, run_ids)
             last_kill = time.monotonic()
+            last_kill_at = clock_now()
             pending = len(run_ids) - common.settled_count(run_ids)
             rate = max(len(run_ids) - pending, 1) / max(last_kill - began, 0.1)
             figures = common.wait_until_settled(run_ids, last_kill, stuck_after)
             figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
         report = common.payments_call(api, "/report")
+        if timelines:
+            from bench.timelines import print_late
+
+            print(
+                f"timelines (seconds after the last kill, kills at "
+                f"{[round(k['at'] - kill_log[-1]['at'], 2) for k in kill_log]}):"
+            )
+            print_late(run_ids, last_kill_at, timelines)
     finally:
         payments.send_signal(signal.SIGTERM)
         redis.send_signal(signal.SIGTERM)
@@ -154,9 +170,11 @@ def run(runs: int, kills: int, unsafe: bool, name: str, *, unprotected: bool = F
         charges=report["charges"],
         late_answers=report["late_answers"],
         # README: a crashed step is picked up within its lease plus one
-        # sweep; then what was still queued drains at the drill's own rate.
+        # sweep, a message a killed worker took with it within the re-send
+        # interval plus one sweep; then what was still queued drains at the
+        # drill's own rate.
         pending_at_last_kill=pending,
-        deadline_s=round(lease + SWEEP_SECONDS + pending / rate, 1),
+        deadline_s=round(max(lease, REDISPATCH_SECONDS) + SWEEP_SECONDS + pending / rate, 1),
     )
     figures["other"] = figures["runs"] - figures["finished"] - figures["outcome_unknown"]
     return figures
@@ -216,11 +234,18 @@ def main() -> None:
     parser.add_argument("--unprotected", action="store_true",
                         help="switch the protection off: duplicates must show")  # fmt: skip
     parser.add_argument("--stuck-after", type=float, default=common.STUCK_AFTER_SECONDS)
+    parser.add_argument(
+        "--keep-db", action="store_true", help="keep the drill's database (its name is printed)"
+    )
+    parser.add_argument("--timelines", type=int, default=0, metavar="N",
+                        help="print the timelines of the N runs that settled last, "
+                             "or never, after the last kill")  # fmt: skip
     args = parser.parse_args()
     name = "drill_kill_unsafe" if args.unsafe else "drill_kill"
     started = time.monotonic()
     figures = run(args.runs, args.kills, args.unsafe, name, unprotected=args.unprotected,
-                  stuck_after=args.stuck_after)  # fmt: skip
+                  stuck_after=args.stuck_after, keep_db=args.keep_db,
+                  timelines=args.timelines)  # fmt: skip
     keys = ["runs", "accepted", "finished", "lost", "stuck", "duplicate_effects", "kills",
             "kills_in_effect", "recovery_s"]  # fmt: skip
     if args.unsafe:

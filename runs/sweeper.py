@@ -7,7 +7,9 @@ worker that then died, or dropped by a broker restart). The broker's own
 redelivery is a convenience; this sweep is the guarantee. Recovery deadline:
 a lost step is picked up within its lease plus one sweep interval; a lost
 message within ``LEDGERFLOW_REDISPATCH_SECONDS`` plus one sweep interval, and
-re-sent at most once per that interval while it stays lost.
+re-sent at most once per that interval while it stays lost. A step whose
+message still waits in the broker's queue is not lost, however long it
+waits: re-sending it would only lengthen the queue (runs/brokerqueue.py).
 """
 
 import datetime as dt
@@ -18,7 +20,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from kombu.exceptions import KombuError
 
 from connectors import base as connectors
-from runs import decider, driver
+from runs import brokerqueue, decider, driver
 from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
@@ -108,18 +110,29 @@ def redispatch_lost(now: dt.datetime) -> int:
     event records and a rebuild leaves empty."""
     from runs import tasks
 
+    try:
+        waiting = brokerqueue.waiting_work(tasks.execute_step.app)
+    except brokerqueue.TooLong:
+        return 0  # a re-send would queue behind all of it: nothing gained
     cutoff = now - dt.timedelta(seconds=settings.LEDGERFLOW_REDISPATCH_SECONDS)
     lost = Step.objects.filter(status=decider.SCHEDULED, scheduled_at__lt=cutoff).filter(
         Q(redispatched_at__isnull=True) | Q(redispatched_at__lt=cutoff)
     )
     count = 0
     continued: set[int] = set()
-    for step in lost.order_by("scheduled_at")[:BATCH]:
+    # Not sliced: queued steps are skipped, and must not hide lost ones
+    # behind them; the re-sends are what a batch bounds.
+    for step in lost.order_by("scheduled_at").iterator():
+        if count >= BATCH:
+            break
+        inline = connectors.get(step.connector).inline
+        if waiting is not None and _key(step, inline) in waiting:
+            continue  # its message still waits in the queue: queued, not lost
         if not _mark_redispatched(step, now):
             continue  # another sweeper re-sent it, or the step moved on
         # Duplicates are harmless: claims are compare-and-set on the attempt.
         try:
-            if not connectors.get(step.connector).inline:
+            if not inline:
                 tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
             elif step.run_id not in continued:
                 tasks.continue_run.delay(step.run_id)
@@ -129,6 +142,12 @@ def redispatch_lost(now: dt.datetime) -> int:
             break
         count += 1
     return count
+
+
+def _key(step: Step, inline: bool) -> tuple:
+    if inline:
+        return ("continue_run", step.run_id)
+    return ("execute_step", step.run_id, step.node_id, step.attempt)
 
 
 def _mark_redispatched(step: Step, now: dt.datetime) -> bool:

@@ -24,6 +24,11 @@ def queued_messages() -> int:
         return connection.default_channel.queue_declare(queue=QUEUE).message_count
 
 
+def purge() -> None:
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(QUEUE)
+
+
 @pytest.fixture
 def empty_queue():
     with app.connection_for_write() as connection:
@@ -58,22 +63,29 @@ def tick(seconds: float) -> int:
         return sweeper.sweep(moment)["redispatched"]
 
 
+def tick_then_lose(seconds: float) -> int:
+    sent = tick(seconds)
+    purge()
+    return sent
+
+
 def test_a_lost_step_is_resent_once_per_interval_however_often_the_sweep_ticks(
     olga, payments, settings, empty_queue
 ):
     settings.LEDGERFLOW_REDISPATCH_SECONDS = 30
     step = lost_step(olga, payments)
     assert [tick(s) for s in range(2, 31, 2)] == [0] * 15  # not lost yet
-    # Sixteen ticks two seconds apart, all within one interval: one re-send.
-    assert [tick(s) for s in range(31, 62, 2)] == [1] + [0] * 15
+    # Sixteen ticks two seconds apart, all within one interval: one re-send,
+    # even though each re-sent message is taken by a worker that dies with it
+    # (purged: gone from the queue).
+    assert [tick_then_lose(s) for s in range(31, 62, 2)] == [1] + [0] * 15
     step.refresh_from_db()
     assert (step.redispatches, step.redispatched_at) == (1, START + dt.timedelta(seconds=31))
-    assert queued_messages() == 1
     # The interval has passed since the last re-send: once more.
     assert [tick(s) for s in range(63, 93, 2)] == [1] + [0] * 14
     step.refresh_from_db()
     assert (step.redispatches, step.redispatched_at) == (2, START + dt.timedelta(seconds=63))
-    assert queued_messages() == 2
+    assert queued_messages() == 1
     # The step was never rescheduled: its projected time has not moved.
     assert (step.status, step.scheduled_at) == ("scheduled", START)
 
@@ -82,9 +94,40 @@ def test_resends_are_bookkeeping_that_a_rebuild_leaves_out(olga, payments, setti
     settings.LEDGERFLOW_REDISPATCH_SECONDS = 30
     step = lost_step(olga, payments)
     before = projected_rows()
-    assert tick(31) == 1 and tick(63) == 1
+    assert tick(31) == 1
+    purge()  # taken by a worker that died
+    assert tick(63) == 1
     assert projected_rows() == before  # only unprojected columns changed
     call_command("rebuild_projections", stdout=io.StringIO())
     assert projected_rows() == before
     rebuilt = Step.objects.get(run_id=step.run_id, node_id="charge")
     assert (rebuilt.redispatches, rebuilt.redispatched_at) == (0, None)
+
+
+def test_a_step_whose_message_still_waits_in_the_queue_is_not_resent(
+    olga, payments, settings, empty_queue
+):
+    """Under a backlog longer than the interval a queued message is not lost:
+    re-sending it every interval only lengthened the queue it waited in (the
+    kill drill's backlog fed on five re-sends per step)."""
+    settings.LEDGERFLOW_REDISPATCH_SECONDS = 30
+    step = lost_step(olga, payments)
+    assert tick(31) == 1  # never published: lost, re-sent
+    assert queued_messages() == 1
+    # The re-sent message waits behind a long queue: interval after interval,
+    # nothing more is sent.
+    assert [tick(s) for s in range(63, 300, 32)] == [0] * 8
+    assert queued_messages() == 1
+    step.refresh_from_db()
+    assert step.redispatches == 1
+    # Another step's message does not count as this one's.
+    other = lost_step(olga, payments)
+    assert tick(301) == 1
+    assert queued_messages() == 2
+    # The worker that took this step's message died with it: re-sent within
+    # an interval.
+    purge()
+    assert tick(333) == 2
+    step.refresh_from_db()
+    other.refresh_from_db()
+    assert (step.redispatches, other.redispatches) == (2, 2)
