@@ -332,12 +332,20 @@ def outcomes(run_ids: list[int]) -> dict:
     }
 
 
-def payments_control(url: str, body: dict, seconds: float = 10) -> dict:
-    """A control call that waits out a window in which the fake API refuses."""
+def payments_report(url: str, seconds: float = 30) -> dict:
+    """The fake API's effects report, waiting out a last refusal window."""
+    return payments_control(url, None, seconds, path="/report")
+
+
+def payments_control(
+    url: str, body: dict | None, seconds: float = 10, path: str = "/control"
+) -> dict:
+    """A control call (or, with ``path``, another call) that waits out a
+    window in which the fake API refuses connections."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            return payments_call(url, "/control", body)
+            return payments_call(url, path, body)
         except OSError:
             if time.monotonic() > deadline:
                 raise

@@ -70,7 +70,7 @@ def run(runs: int, *, unprotected: bool = False,
             figures = common.wait_until_settled(run_ids, since, stuck_after)
             figures["queued_at_end"] = common.queue_length(f"redis://127.0.0.1:{redis_port}/0")
             figures["retried_safely"] = retried_safely(run_ids)
-        report = common.payments_call(api, "/report")
+        report = common.payments_report(api)
     finally:
         payments.send_signal(signal.SIGTERM)
         redis.send_signal(signal.SIGTERM)

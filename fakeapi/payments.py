@@ -363,6 +363,8 @@ class PaymentsServer:
             refuse = self.state.refuse
             if not refuse or self.closed.wait(float(refuse.get("up_seconds", 1))):
                 return
+            if self.state.refuse is None:
+                return  # switched off during the up window: stay listening
             self.httpd.shutdown()
             self._answer_backlog()
             self.httpd.server_close()
