@@ -6,19 +6,39 @@ import { EditorContext } from "./context";
 import { portsFor } from "./graph";
 
 export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
-  const { catalogue, errorsByNode } = useContext(EditorContext);
+  const { catalogue, errorsByNode, statusByNode } = useContext(EditorContext);
   const spec = data.spec;
   const info = catalogue.get(spec.type);
   const errors = errorsByNode.get(spec.id) ?? [];
   const ports = portsFor(spec, info);
-  const classes = ["lf-node", selected ? "lf-selected" : "", errors.length ? "lf-node-error" : "", info?.is_trigger ? "lf-trigger" : ""];
+  const status = statusByNode?.get(spec.id);
+  const classes = [
+    "lf-node",
+    selected ? "lf-selected" : "",
+    errors.length ? "lf-node-error" : "",
+    info?.is_trigger ? "lf-trigger" : "",
+    spec.disabled ? "lf-node-disabled" : "",
+    status ? `lf-status-${status}` : "",
+  ];
   return (
-    <div className={classes.join(" ")} data-testid={`node-${spec.id}`} data-node-type={spec.type}>
+    <div
+      className={classes.filter(Boolean).join(" ")}
+      data-testid={`node-${spec.id}`}
+      data-node-type={spec.type}
+      data-status={status ?? ""}
+      data-disabled={spec.disabled ? "true" : undefined}
+    >
       {!info?.is_trigger && <Handle type="target" position={Position.Left} id="in" data-testid={`in-${spec.id}`} />}
       <div className="lf-node-head">
         <span className="lf-node-label">{info?.label ?? spec.type}</span>
         <code className="lf-node-id">{spec.id}</code>
       </div>
+      {spec.disabled && <p className="lf-node-off">disabled</p>}
+      {status && (
+        <span className="lf-node-status" data-testid={`status-${spec.id}`}>
+          {status.replace("_", " ")}
+        </span>
+      )}
       {!info && <p className="lf-node-warn">unknown connector “{spec.type}”</p>}
       {errors.length > 0 && (
         <ul className="lf-node-errors" data-testid={`node-errors-${spec.id}`}>

@@ -1,11 +1,13 @@
 import { createContext } from "react";
 import type { Catalogue } from "./connections";
-import type { GraphError } from "./types";
+import type { GraphError, StepStatus } from "./types";
 
 export interface EditorContextValue {
   catalogue: Catalogue;
   errorsByNode: Map<string, GraphError[]>;
   readOnly: boolean;
+  // Painted states of a test run or of a run shown read-only; empty when none.
+  statusByNode?: Map<string, StepStatus>;
 }
 
 export const EditorContext = createContext<EditorContextValue>({

@@ -10,7 +10,25 @@ export interface GraphNode {
   on_failure?: "dead_letter" | "fail_run";
   compensation?: Json;
   position?: { x: number; y: number };
+  // A disabled node stays in the graph but is not executed (see README).
+  disabled?: boolean;
 }
+
+// A step's state as the engine names it (runs/decider.py STEP_STATES), used to
+// paint a node on the editor's test runs and on read-only run diagrams.
+export type StepStatus =
+  | "pending"
+  | "scheduled"
+  | "running"
+  | "waiting"
+  | "retrying"
+  | "succeeded"
+  | "failed"
+  | "skipped"
+  | "dead_lettered"
+  | "compensating"
+  | "compensated"
+  | "cancelled";
 
 export interface GraphEdge {
   from: string;
