@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint format bench drill services browser clean editor editor-test
+.PHONY: run test lint format bench drill services browser wrk clean editor editor-test
 
 # Installs are stamped, so a second `make run` starts at once; editing a
 # requirements file re-installs.
@@ -61,7 +61,10 @@ services:
 browser:
 	bash tests/browser.sh
 
-test: $(VENV)/.dev services browser editor editor-test
+wrk:
+	bash tests/wrk.sh
+
+test: $(VENV)/.dev services browser wrk editor editor-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -79,9 +82,10 @@ format: $(VENV)/.dev
 # databases 11 and 13; each drill starts its own redis-server on a spare
 # port). The embedded drill runs `make run` itself on a temporary data
 # directory (SQLite and the filesystem broker, no server).
-bench: $(VENV)/.dev services
+bench: $(VENV)/.dev services wrk
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.webhook_flow
 
 drill: $(VENV)/.dev services
 	$(BIN)/python -m bench.drill_kill
