@@ -122,6 +122,11 @@ class Run(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["flow", "-id"], name="run_flow_recent"),
+            # The runs list pages newest first by (created_at, id) with keyset
+            # cursors, across flows, by status or by flow (runs/selectors.py).
+            models.Index(fields=["-created_at", "-id"], name="run_recent"),
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_recent"),
+            models.Index(fields=["flow", "-created_at", "-id"], name="run_flow_created"),
             models.Index(fields=["flow", "concurrency_key", "id"], name="run_concurrency_queue"),
             # The sweep looks for queued runs every tick: index only those.
             models.Index(

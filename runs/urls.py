@@ -5,6 +5,7 @@ from runs import views
 app_name = "runs"
 
 urlpatterns = [
+    path("", views.run_list, name="list"),
     path("dead-letters/", views.dead_letters, name="dead_letters"),
     path("dead-letters/replay/", views.dead_letters_replay, name="dead_letters_replay"),
     path("<int:run_id>/", views.run_detail, name="detail"),

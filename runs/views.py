@@ -9,7 +9,7 @@ from config.roles import role_required
 from connectors.triggers.forms import start_form_for
 from flows.models import Flow
 from flows.views import flow_page_context
-from runs import decider, driver, replay_edits
+from runs import decider, driver, replay_edits, selectors
 from runs.forms import DiscardForm, ReplayForm
 from runs.models import Event, Run, Step
 
@@ -35,6 +35,38 @@ def run_start(request, slug):
         return redirect("flows:detail", slug=slug)
     messages.success(request, f"Run {run.pk} started.")
     return redirect("runs:detail", run_id=run.pk)
+
+
+@role_required("runs.view_run")
+def run_list(request):
+    """Runs across every flow, newest first, filtered, in keyset pages."""
+    filters = selectors.RunFilters.from_params(request.GET)
+    after, status = request.GET.get("after", "")[:200], 200
+    try:
+        page = selectors.runs_page(filters, after=after)
+    except selectors.BadCursor as exc:
+        filters.errors["after"] = str(exc)
+        page, after, status = selectors.runs_page(filters), "", 400
+    context = {
+        "filters": filters,
+        "page": page,
+        "after": after,
+        "statuses": selectors.STATUSES,
+        "triggers": [(key, label) for key, (label, _) in selectors.TRIGGERS.items()],
+        "next_query": _with_cursor(request.GET, page.next_cursor),
+        "first_query": _with_cursor(request.GET, ""),
+    }
+    if request.htmx and request.htmx.target == "runs-results":
+        return render(request, "runs/_list_results.html", context, status=status)
+    return render(request, "runs/list.html", context, status=status)
+
+
+def _with_cursor(params, cursor: str) -> str:
+    query = params.copy()
+    query.pop("after", None)
+    if cursor:
+        query["after"] = cursor
+    return query.urlencode()
 
 
 @role_required("runs.view_run")

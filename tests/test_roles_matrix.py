@@ -66,6 +66,7 @@ MATRIX = {
     "runs:discard": ("POST", {OPERATOR, ADMIN}),
     "runs:replay_run": ("POST", {OPERATOR, ADMIN}),
     "runs:resume": ("POST", {OPERATOR, ADMIN}),
+    "runs:list": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "runs:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
     "approvals:inbox": ("GET", {REVIEWER, ADMIN}),
