@@ -110,8 +110,8 @@ def wrk_binary() -> str:
 
 
 def run_wrk(url: str, connections: int, seconds: float, script: Path) -> dict:
-    threads = min(connections, 2)
-    argv = [wrk_binary(), "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+    threads, duration = min(connections, 2), f"{max(1, round(seconds))}s"
+    argv = [wrk_binary(), "-t", str(threads), "-c", str(connections), "-d", duration,
             "--timeout", "30s", "-s", str(script), url]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
     line = next((t for t in out.stdout.splitlines() if t.startswith("WRK ")), None)
