@@ -102,6 +102,15 @@ class Tail:
             sys.stdout.flush()
 
 
+def fresh_metrics_folder(folder: Path) -> None:
+    """prometheus_client's multiprocess files belong to the processes that
+    wrote them: files of an earlier start would be summed with the new
+    processes' figures, so the folder starts empty (its documented rule)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=env_int("LEDGERFLOW_PORT", 8000))
@@ -109,6 +118,7 @@ def main() -> None:
     env = platform_env(args.port)
     log_dir = Path(env["LEDGERFLOW_LOG_DIR"])
     log_dir.mkdir(parents=True, exist_ok=True)
+    fresh_metrics_folder(Path(env["LEDGERFLOW_DATA_DIR"]) / "metrics")
     tail = Tail(log_dir)
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "--nodaemon", "-c", str(CONF)],

@@ -321,9 +321,26 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # django-axes logs every attempt at INFO; lockouts are audit events.
-    "loggers": {"axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")}},
+    "filters": {"routine_ticks": {"()": "config.logfilters.RoutineTicks"}},
+    "loggers": {
+        # django-axes logs every attempt at INFO; lockouts are audit events.
+        "axes": {"level": env_str("AXES_LOG_LEVEL", "WARNING")},
+        # Beat's ticks of the sweeps and heartbeat, and the worker's receipts
+        # of them, stay out of the INFO log (config/logfilters.py).
+        "celery.beat": {"filters": ["routine_ticks"]},
+        "celery.worker.strategy": {"filters": ["routine_ticks"]},
+        "celery.app.trace": {"filters": ["routine_ticks"]},
+    },
 }
+
+# --- Metrics ----------------------------------------------------------------
+# /metrics answers only with this bearer token (config/metrics.py); unset, it
+# is off. Histograms observed in workers are summed from prometheus_client's
+# multiprocess files; the folder is set here, before anything imports the
+# library, and emptied by the launcher at start.
+LEDGERFLOW_METRICS_TOKEN = env_str("LEDGERFLOW_METRICS_TOKEN")
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # --- Ledgerflow -------------------------------------------------------------
 # Days after which a flow's inventory review counts as overdue when it has no

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from config import login_views, views
+from config import login_views, metrics, views
 from config.api import api
 
 urlpatterns = [
@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("audit-log/", views.audit_log, name="audit_log"),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),

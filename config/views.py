@@ -48,23 +48,37 @@ def _check_broker() -> str | None:
     return None
 
 
+def _check_scheduler(now) -> str | None:
+    """Beat ticks a heartbeat task every few seconds and a worker runs it:
+    a fresh "beat" heartbeat proves the scheduler and a worker both live.
+    Without them schedules, SLA escalations and the recovery sweep stop."""
+    beat = Heartbeat.objects.filter(process="beat").first()
+    if beat is None:
+        return "no heartbeat from the scheduler yet (is beat running, and a worker?)"
+    age = now - beat.seen_at
+    if age >= HEARTBEAT_STALE_AFTER:
+        return f"the scheduler's last heartbeat was {age.total_seconds():.0f} s ago"
+    return None
+
+
 @never_cache
 def readyz(request):
-    """Readiness: the database and broker answer. Heartbeats are reported,
-    not required, so a web process can serve while workers restart."""
-    checks = {"database": _check_database(), "broker": _check_broker()}
+    """Readiness: the database and broker answer and the scheduler's
+    heartbeat is fresh; every heartbeat is reported with its age."""
     now = clock.now()
-    heartbeats = (
-        {
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    heartbeats = {}
+    if checks["database"] is None:
+        checks["scheduler"] = _check_scheduler(now)
+        heartbeats = {
             beat.process: {
                 "seen_at": beat.seen_at.isoformat(),
                 "fresh": now - beat.seen_at < HEARTBEAT_STALE_AFTER,
             }
             for beat in Heartbeat.objects.all()
         }
-        if checks["database"] is None
-        else {}
-    )
+    else:
+        checks["scheduler"] = "unknown: the database does not answer"
     ok = all(problem is None for problem in checks.values())
     body = {
         "status": "ok" if ok else "unavailable",

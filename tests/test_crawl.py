@@ -29,6 +29,7 @@ UNLINKED = {
     "login": "the crawl is logged in; the login page redirects a logged-in user away",
     "healthz": "a probe for the process manager, not a page",
     "readyz": "a probe for the process manager, not a page",
+    "metrics": "scraped by Prometheus with a bearer token, not a page",
     "api:api-root": "django-ninja's mount point: it only anchors the API's paths",
     "api:openapi-json": "the schema the API reference page loads from script",
     "approvals:link": "a signed link sent by email, never shown on a page",

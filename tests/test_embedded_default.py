@@ -124,6 +124,13 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
         _wait_serving(base)
         status, body = _get(f"{base}/login/")
         assert status == 200 and "Log in to Ledgerflow" in body
+        # Beat ticked and a worker ran the tick: the platform is ready, and
+        # those routine ticks stayed out of the INFO log.
+        status, body = _get(f"{base}/readyz")
+        assert status == 200, body
+        for name in ("worker", "beat"):
+            text = (tmp_path / "log" / f"{name}.log").read_text()
+            assert "record_heartbeat" not in text and "Sending due task" not in text, name
         assert len(platform_pids(tmp_path)) >= 8  # make, launcher, supervisord, 5 programs
         run.send_signal(signal.SIGTERM)  # to make alone: it must stop everything
         asked = time.monotonic()

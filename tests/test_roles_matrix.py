@@ -18,6 +18,11 @@ from tests.engine_helpers import READY, chain, publish
 OPERATOR, REVIEWER, ADMIN, NOROLE = "operator", "reviewer", "admin", "norole"
 EVERY_ROLE = {OPERATOR, REVIEWER, ADMIN, NOROLE}
 PUBLIC = "public"
+# Probes for process managers: open to all, 503 when the platform is not ready.
+PROBE = "probe"
+# A bearer token, not a session, opens it: every role and nobody get 401 (or
+# 404 while no token is configured).
+TOKEN = "token"
 # django-ninja's mount point: it only anchors the API's paths (404 to all).
 ANCHOR = "anchor"
 # API endpoints answer an anonymous caller 401 instead of sending a browser
@@ -40,8 +45,9 @@ MATRIX = {
     "home": ("GET", EVERY_ROLE),
     "login": ("GET", PUBLIC),
     "logout": ("POST", EVERY_ROLE),
-    "healthz": ("GET", PUBLIC),
-    "readyz": ("GET", PUBLIC),
+    "healthz": ("GET", PROBE),
+    "readyz": ("GET", PROBE),
+    "metrics": ("GET", TOKEN),
     "audit_log": ("GET", {ADMIN}),
     "lockouts": ("GET", {ADMIN}),
     "lockout_unlock": ("POST", {ADMIN}),
@@ -216,6 +222,10 @@ def test_anonymous_users_are_sent_to_login(client, url_for, name):
     response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code in (200, 202, 503), response.status_code
+    elif allowed == PROBE:
+        assert response.status_code in (200, 503), response.status_code
+    elif allowed == TOKEN:
+        assert response.status_code in (401, 404), response.status_code
     elif allowed == ANCHOR:
         assert response.status_code == 404
     elif name in API_ENDPOINTS:
@@ -234,6 +244,10 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
     response = _request(client, method, url_for(name), name)
     if allowed == PUBLIC:
         assert response.status_code < 500
+    elif allowed == PROBE:
+        assert response.status_code in (200, 503), response.status_code
+    elif allowed == TOKEN:
+        assert response.status_code in (401, 404), response.status_code
     elif allowed == ANCHOR:
         assert response.status_code == 404
     elif role in allowed:
