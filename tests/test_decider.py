@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flows.graph import validate
 from runs import decider
 from runs.decider import Graph, RunState
+from runs.graph_facts import build_graph
 from tests.engine_helpers import chain, transform
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -33,7 +34,7 @@ def _graph() -> Graph:
         {"from": "yes", "to": "end"},
         {"from": "no", "to": "end"},
     ]
-    return Graph.from_document(validate(document))
+    return build_graph(validate(document))
 
 
 GRAPH = None
@@ -364,7 +365,7 @@ def _merge_graph() -> Graph:
         {"from": "fast", "to": "join"},
         {"from": "join", "to": "end"},
     ]
-    return Graph.from_document(validate(document))
+    return build_graph(validate(document))
 
 
 MERGE_GRAPH = None
@@ -465,7 +466,7 @@ def _fail_run_graph(compensate: bool) -> Graph:
         pay["compensation"] = {"type": "http.request", "config": {"url": "http://127.0.0.1:1/r"}}
     reserve = {"id": "reserve", "type": "http.request", "on_failure": "fail_run",
                "config": {"url": "http://127.0.0.1:1/s"}, "retry": {"max_attempts": 1}}  # fmt: skip
-    return Graph.from_document(validate(chain(pay, reserve)))
+    return build_graph(validate(chain(pay, reserve)))
 
 
 def test_a_fail_run_node_fails_the_run_at_once_and_compensates_what_ran():
