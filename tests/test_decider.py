@@ -345,6 +345,39 @@ def test_a_queued_run_starts_no_step_until_it_is_released():
     assert (cancelled.status, cancelled.wait_reason) == ("cancelled", "")
 
 
+def test_a_queued_run_cancelled_into_its_saga_is_not_released_out_of_it():
+    """A resumed run carries a succeeded effect; cancelled while queued, it
+    compensates it. Its key's queue moving on must not turn it back to
+    running (which would end a cancelled run "succeeded")."""
+    graph = GRAPH or _graph()
+    carried = {node: {"output": {}, "port": "out"} for node in ("start", "call")}
+    state = _started(graph, concurrency_key="order-1", queued=True, carried=carried)
+    state = _fold(state, decider.Cancel("stop"), graph)
+    assert (state.status, state.wait_reason) == (decider.RUN_COMPENSATING, "concurrency")
+    for refused in (
+        lambda: decider.decide(state, decider.Release(), graph),
+        lambda: decider.evolve(state, ("run.released", {"key": "order-1"})),
+    ):
+        try:
+            refused()
+        except decider.IllegalTransition:
+            continue
+        raise AssertionError("a compensating run was released")
+    state = _fold(state, decider.Advance(), graph)
+    assert state.steps["call~undo"].status == decider.SCHEDULED
+
+
+def test_every_event_type_has_its_handler_and_every_command_its_decider():
+    assert set(decider.RUN_TRANSITIONS) <= set(decider.EVOLVERS)
+    assert set(decider.DECIDERS) == set(decider.Command.__args__)
+    try:
+        decider.evolve(RunState(run_id=1), ("run.teleported", {}))
+    except decider.IllegalTransition as refused:
+        assert "unknown event type run.teleported" in str(refused)
+    else:
+        raise AssertionError("an unknown run event was accepted")
+
+
 # --- merge: first wins, the losers are cancelled ---------------------------------
 
 
