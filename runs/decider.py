@@ -1,11 +1,17 @@
-"""The run state machine: pure code, no ORM, no Celery.
+"""The run state machine: pure code on the standard library alone (no
+Django, no app, no connector), so it can be read, tested and replayed
+anywhere.
 
-``decide(state, command) -> [events]`` says what happens; ``evolve(state,
-event) -> state`` says what it means. The driver persists the events and the
-evolved state (the projection) in one transaction. Illegal transitions raise
-``IllegalTransition``; a command about an attempt that is no longer current
-(a redelivered message, a late result) raises ``StaleCommand``, which the
-driver logs and drops.
+``decide(state, command, graph) -> [events]`` says what happens; ``evolve(
+state, event) -> state`` says what it means. The driver persists the events
+and the evolved state (the projection) in one transaction. Each command type
+has its handler in ``DECIDERS``, each event type in ``EVOLVERS``; the legal
+moves are the tables ``STEP_TRANSITIONS`` and ``RUN_TRANSITIONS``, checked in
+``_move`` and ``_move_run`` only. What a node's connector means to a run
+(``NodeFacts``) is resolved into the ``Graph`` by the driver beforehand
+(``runs/graph_facts.py``). Illegal transitions raise ``IllegalTransition``; a
+command about an attempt that is no longer current (a redelivered message, a
+late result) raises ``StaleCommand``, which the driver logs and drops.
 """
 
 import copy
@@ -140,6 +146,8 @@ class NodeFacts:
     dynamic_ports: bool = False
     # The connector has an undo of its own (a compensation "default" can use).
     has_own_undo: bool = False
+    # False when no connector of the node's type is registered now.
+    installed: bool = True
 
 
 # Reads a graph node (or a compensation step made from one) and returns its facts.

@@ -14,7 +14,12 @@ def build_graph(document: dict) -> Graph:
 def node_facts(node: dict) -> NodeFacts:
     """What the node's connector means to a run. A compensation step that is
     its connector's own undo leaves by one port, "out"."""
-    impl = connectors.get(node["type"])
+    try:
+        impl = connectors.get(node["type"])
+    except connectors.UnknownConnector:
+        # A version published when its connector was installed still loads
+        # (its runs' pages, a rebuild); only running that step fails.
+        return NodeFacts(ports=(), installed=False)
     own_undo = bool(node.get("connector_undo"))
     config = node.get("config", {})
     return NodeFacts(
