@@ -806,63 +806,50 @@ def _hold(state: RunState, cmd: Hold, graph: Graph) -> list[Event]:
 def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    events: list[Event] = [
-        (
-            "step.attempt_failed",
-            {
-                "node": cmd.node,
-                "attempt": cmd.attempt,
-                "error": cmd.error,
-                "retryable": cmd.retryable,
-                "may_have_been_sent": cmd.may_have_been_sent,
-            },
-        )
-    ]
+    failed: Event = ("step.attempt_failed", {
+        "node": cmd.node, "attempt": cmd.attempt, "error": cmd.error,
+        "retryable": cmd.retryable, "may_have_been_sent": cmd.may_have_been_sent,
+    })  # fmt: skip
     if cmd.may_have_been_sent and not cmd.safe_to_rerun:
         # The remote may have acted, and this step cannot be repeated without
         # repeating its effect: a person checks, as after a crash mid-call.
-        events.append(_outcome_unknown(cmd.node, cmd.attempt, cmd.error))
-        return events
+        return [failed, _outcome_unknown(cmd.node, cmd.attempt, cmd.error)]
     policy = graph.retry_policy(cmd.node)
     if cmd.retryable and cmd.attempt < policy["max_attempts"]:
-        delay = backoff_seconds(policy, cmd.attempt, cmd.jitter_sample)
-        if cmd.retry_after is not None:
-            delay = max(delay, min(cmd.retry_after, policy["max_seconds"]))
-        due = cmd.now + dt.timedelta(seconds=delay)
-        events.append(
-            (
-                "step.retry_scheduled",
-                {"node": cmd.node, "attempt": cmd.attempt + 1, "due_at": _iso(due)},
-            )
-        )
-    elif graph.nodes[cmd.node].get("on_failure") == "fail_run":
-        # A failure the flow expects (stock gone, card declined): the run
-        # fails at once and compensates what ran, without waiting for a person.
-        reason = "retries exhausted" if cmd.retryable else "not retryable"
-        error = f"step {cmd.node} failed ({reason}): {cmd.error}"
-        events.append(("step.failed", {"node": cmd.node, "attempt": cmd.attempt,
-                                       "error": cmd.error, "reason": reason}))  # fmt: skip
-        if _compensable_steps(state, graph):
-            events.append(("run.compensating", {"reason": error}))
-        else:
-            events.append(("run.failed", {"error": error}))
-    else:
-        reason = "retries exhausted" if cmd.retryable else "not retryable"
-        events.append(
-            (
-                "step.dead_lettered",
-                {
-                    "node": cmd.node,
-                    "attempt": cmd.attempt,
-                    "error": cmd.error,
-                    "reason": reason,
-                    "outcome_unknown": False,
-                    # An undo that cannot complete leaves an effect in place.
-                    "severity": "critical" if base_node(cmd.node)[1] == "undo" else "error",
-                },
-            )
-        )
-    return events
+        return [failed, _retry(cmd, policy)]
+    reason = "retries exhausted" if cmd.retryable else "not retryable"
+    if graph.nodes[cmd.node].get("on_failure") == "fail_run":
+        return [failed, *_fail_run(state, cmd, reason, graph)]
+    return [failed, _dead_letter(cmd, reason)]
+
+
+def _retry(cmd: Fail, policy: dict) -> Event:
+    delay = backoff_seconds(policy, cmd.attempt, cmd.jitter_sample)
+    if cmd.retry_after is not None:
+        delay = max(delay, min(cmd.retry_after, policy["max_seconds"]))
+    due = cmd.now + dt.timedelta(seconds=delay)
+    return ("step.retry_scheduled", {"node": cmd.node, "attempt": cmd.attempt + 1,
+                                     "due_at": _iso(due)})  # fmt: skip
+
+
+def _fail_run(state: RunState, cmd: Fail, reason: str, graph: Graph) -> list[Event]:
+    """A failure the flow expects (stock gone, card declined): the run fails
+    at once and compensates what ran, without waiting for a person."""
+    error = f"step {cmd.node} failed ({reason}): {cmd.error}"
+    failed: Event = ("step.failed", {"node": cmd.node, "attempt": cmd.attempt,
+                                     "error": cmd.error, "reason": reason})  # fmt: skip
+    if _compensable_steps(state, graph):
+        return [failed, ("run.compensating", {"reason": error})]
+    return [failed, ("run.failed", {"error": error})]
+
+
+def _dead_letter(cmd: Fail, reason: str) -> Event:
+    return ("step.dead_lettered", {
+        "node": cmd.node, "attempt": cmd.attempt, "error": cmd.error, "reason": reason,
+        "outcome_unknown": False,
+        # An undo that cannot complete leaves an effect in place.
+        "severity": "critical" if base_node(cmd.node)[1] == "undo" else "error",
+    })  # fmt: skip
 
 
 def _outcome_unknown(node: str, attempt: int, error: str) -> Event:
