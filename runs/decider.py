@@ -46,7 +46,9 @@ STEP_STATES = [
 ]  # fmt: skip
 STEP_TERMINAL = {SUCCEEDED, FAILED, SKIPPED, CANCELLED, COMPENSATED}
 
-# Which step state may follow which: the one table of legal moves.
+# Which step state may follow which: the one table of a step's legal moves.
+# Which event makes a move is its handler's business (a hold leaves only
+# "scheduled", a call's wait only "running").
 STEP_TRANSITIONS: dict[str, set[str]] = {
     PENDING: {SCHEDULED, SKIPPED, CANCELLED},
     # scheduled -> waiting: held before its call (breaker open, no rate
