@@ -5,6 +5,7 @@ Every message names the node and the field, because the person reading it is
 looking at an editor, not a stack trace.
 """
 
+import graphlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from connectors import base as connectors
 from flows import secrets
 from runs import expressions
+from runs.decider import topological_order
 
 DEFAULT_RETRY = {
     "max_attempts": 3,
@@ -245,10 +247,11 @@ def validate(graph: Any) -> dict:
     for edge in graph["edges"]:
         preds[edge["to"]].append(edge["from"])
         succs[edge["from"]].append(edge["to"])
-    order = _topological_order(nodes, preds, succs)
-    if len(order) != len(nodes):
-        stuck = sorted(set(nodes) - set(order))
-        raise InvalidGraph([GraphError("these nodes form a cycle: " + ", ".join(stuck))])
+    try:
+        order = topological_order(nodes, graph["edges"])
+    except graphlib.CycleError as exc:
+        cycle = sorted(set(exc.args[1]))
+        raise InvalidGraph([GraphError("these nodes form a cycle: " + ", ".join(cycle))]) from None
     trigger = triggers[0]
     reachable = _reachable(trigger, succs)
     for node_id in nodes:
@@ -349,20 +352,6 @@ def _edge_errors(edges: list[dict], nodes: dict, impls: dict) -> list[GraphError
             errors.append(GraphError("duplicate edge", node=edge["from"], field=label))
         seen.add(key)
     return errors
-
-
-def _topological_order(nodes: dict, preds: dict, succs: dict) -> list[str]:
-    remaining = {n: len(preds[n]) for n in nodes}
-    ready = [n for n in nodes if remaining[n] == 0]
-    order = []
-    while ready:
-        current = ready.pop(0)
-        order.append(current)
-        for nxt in succs[current]:
-            remaining[nxt] -= 1
-            if remaining[nxt] == 0:
-                ready.append(nxt)
-    return order
 
 
 def _reachable(start: str, succs: dict) -> set[str]:

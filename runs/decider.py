@@ -1,21 +1,28 @@
-"""The run state machine: pure code, no ORM, no Celery.
+"""The run state machine: pure code on the standard library alone (no
+Django, no app, no connector), so it can be read, tested and replayed
+anywhere.
 
-``decide(state, command) -> [events]`` says what happens; ``evolve(state,
-event) -> state`` says what it means. The driver persists the events and the
-evolved state (the projection) in one transaction. Illegal transitions raise
-``IllegalTransition``; a command about an attempt that is no longer current
-(a redelivered message, a late result) raises ``StaleCommand``, which the
-driver logs and drops.
+``decide(state, command, graph) -> [events]`` says what happens; ``evolve(
+state, event) -> state`` says what it means. The driver persists the events
+and the evolved state (the projection) in one transaction. Each command type
+has its handler in ``DECIDERS``, each event type in ``EVOLVERS``; the legal
+moves are the tables ``STEP_TRANSITIONS`` and ``RUN_TRANSITIONS``, checked in
+``_move`` and ``_move_run`` only. What a node's connector means to a run
+(``NodeFacts``) is resolved into the ``Graph`` by the driver beforehand
+(``runs/graph_facts.py``). Illegal transitions raise ``IllegalTransition``; a
+command about an attempt that is no longer current (a redelivered message, a
+late result) raises ``StaleCommand``, which the driver logs and drops.
 """
 
 import copy
 import dataclasses
 import datetime as dt
+import graphlib
 import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from connectors import base as connectors
 
 # Step states.
 PENDING, SCHEDULED, RUNNING, WAITING, RETRYING = (
@@ -39,7 +46,9 @@ STEP_STATES = [
 ]  # fmt: skip
 STEP_TERMINAL = {SUCCEEDED, FAILED, SKIPPED, CANCELLED, COMPENSATED}
 
-# Which step state may follow which: the one table of legal moves.
+# Which step state may follow which: the one table of a step's legal moves.
+# Which event makes a move is its handler's business (a hold leaves only
+# "scheduled", a call's wait only "running").
 STEP_TRANSITIONS: dict[str, set[str]] = {
     PENDING: {SCHEDULED, SKIPPED, CANCELLED},
     # scheduled -> waiting: held before its call (breaker open, no rate
@@ -70,6 +79,22 @@ RUN_COMPENSATING, RUN_COMPENSATED = "compensating", "compensated"
 RUN_TERMINAL = {RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED, RUN_COMPENSATED}
 # A run that still moves: steps may be claimed, timers fire, letters replay.
 RUN_LIVE = {RUN_RUNNING, RUN_WAITING, RUN_COMPENSATING}
+RUN_UNFINISHED = {RUN_PENDING, *RUN_LIVE}
+RUN_FINISHES = {"run.succeeded": RUN_SUCCEEDED, "run.failed": RUN_FAILED,
+                "run.cancelled": RUN_CANCELLED, "run.compensated": RUN_COMPENSATED}  # fmt: skip
+
+# Which run event may happen in which run states, and the state it leads
+# to: the one table of a run's legal moves. Between running and waiting a
+# run also moves by itself, as its steps do ("waiting" is derived).
+RUN_TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "run.started": ({RUN_PENDING}, RUN_RUNNING),
+    "run.queued": ({RUN_RUNNING}, RUN_WAITING),
+    # Only a run still queued: one cancelled while queued, and compensating
+    # what a resume carried over, finishes its saga instead of starting.
+    "run.released": ({RUN_WAITING}, RUN_RUNNING),
+    "run.compensating": ({RUN_RUNNING, RUN_WAITING}, RUN_COMPENSATING),
+    **{kind: (RUN_UNFINISHED, to) for kind, to in RUN_FINISHES.items()},
+}
 
 # Why a scheduled step may be held back before its call. A held step keeps
 # its attempt: it never reached the remote, so it spent nothing.
@@ -105,7 +130,33 @@ class StaleCommand(Exception):
 # --- graph -----------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a node's connector means to the run, resolved by the driver from
+    the connector registry before deciding (``runs/graph_facts.py``), so the
+    decider itself needs no connector and no Django."""
+
+    # The ports a step of this node may leave by (from its config, for a
+    # connector whose ports depend on it).
+    ports: tuple[str, ...] = ("out",)
+    # Pure computation: the driver runs it inside the deciding transaction.
+    inline: bool = False
+    # The connector's side-effect class (a config may refine it at run time:
+    # the driver judges that, and says it in ``Fail`` and ``ExpireLease``).
+    side_effect: str = "none"
+    is_trigger: bool = False
+    dynamic_ports: bool = False
+    # The connector has an undo of its own (a compensation "default" can use).
+    has_own_undo: bool = False
+    # False when no connector of the node's type is registered now.
+    installed: bool = True
+
+
+# Reads a graph node (or a compensation step made from one) and returns its facts.
+FactsOf = Callable[[dict], NodeFacts]
+
+
+@dataclass(frozen=True)
 class Graph:
     """The parts of a published graph the decider reads."""
 
@@ -113,57 +164,35 @@ class Graph:
     incoming: dict[str, list[dict]]
     order: list[str]
     trigger: str
+    facts: dict[str, NodeFacts]
     settings: dict = field(default_factory=dict)
     # For each first-wins merge: the nodes that only lead into it, so they
     # may be cancelled once it has fired.
     losers: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_document(cls, document: dict) -> "Graph":
+    def from_document(cls, document: dict, facts_of: FactsOf) -> "Graph":
         nodes = {node["id"]: node for node in document["nodes"]}
         incoming: dict[str, list[dict]] = {node_id: [] for node_id in nodes}
         successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
         for edge in document["edges"]:
             incoming[edge["to"]].append(edge)
             successors[edge["from"]].append(edge["to"])
-        order, ready = [], [n for n in nodes if not incoming[n]]
-        remaining = {n: len(incoming[n]) for n in nodes}
-        while ready:
-            current = ready.pop(0)
-            order.append(current)
-            for nxt in successors[current]:
-                remaining[nxt] -= 1
-                if remaining[nxt] == 0:
-                    ready.append(nxt)
+        order = topological_order(nodes, document["edges"])
         trigger = next(n for n in order if not incoming[n])
-        # A node's compensation is a step of its own, outside the edges: the
-        # saga schedules it, never Advance.
-        for node in list(nodes.values()):
-            spec = node.get("compensation")
-            if spec and spec.get("default"):
-                # The connector's own undo, on the node's own config.
-                nodes[undo_of(node["id"])] = {
-                    "id": undo_of(node["id"]),
-                    "type": node["type"],
-                    "config": node.get("config", {}),
-                    "retry": spec["retry"],
-                    "connector_undo": True,
-                }
-            elif spec:
-                nodes[undo_of(node["id"])] = {
-                    "id": undo_of(node["id"]),
-                    "type": spec["type"],
-                    "config": spec.get("config", {}),
-                    "retry": spec["retry"],
-                }
+        nodes.update(_compensation_nodes(nodes))
         return cls(
             nodes=nodes, incoming=incoming, order=order, trigger=trigger,
+            facts={node_id: facts_of(node) for node_id, node in nodes.items()},
             settings=document.get("settings", {}),
             losers=_losing_branches(nodes, incoming, successors),
         )  # fmt: skip
 
     def ports(self, node_id: str) -> tuple[str, ...]:
-        return self.connector(node_id).ports_for(self.nodes[node_id].get("config", {}))
+        return self.facts[node_id].ports
+
+    def inline(self, node_id: str) -> bool:
+        return self.facts[node_id].inline
 
     def merge_mode(self, node_id: str) -> tuple[str, str]:
         """(mode, losers) of a merge node; ("all", "ignore") for any other."""
@@ -176,17 +205,51 @@ class Graph:
     def compensable(self, node_id: str) -> bool:
         return undo_of(node_id) in self.nodes
 
-    def connector(self, node_id: str) -> connectors.Connector:
-        impl = connectors.get(self.nodes[node_id]["type"])
-        if self.nodes[node_id].get("connector_undo"):
-            return connectors.CompensationStep(impl)
-        return impl
-
     def retry_policy(self, node_id: str) -> dict:
         return self.nodes[node_id]["retry"]
 
 
 MERGE_TYPE = "merge"
+
+
+def topological_order(nodes: Iterable[str], edges: Iterable[dict]) -> list[str]:
+    """Nodes before their successors. Ties go first to the earlier node of
+    the document, then in edge order, so a graph always orders (and a run's
+    event stream replays) the same way. Raises ``graphlib.CycleError``."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for node in nodes:
+        sorter.add(node)
+    for edge in edges:
+        sorter.add(edge["to"], edge["from"])
+    sorter.prepare()
+    # One node at a time, first ready first done: the order of the sorter's
+    # batches alone would interleave differently on wide graphs.
+    ready: deque[str] = deque(sorter.get_ready())
+    order = []
+    while ready:
+        current = ready.popleft()
+        order.append(current)
+        sorter.done(current)
+        ready.extend(sorter.get_ready())
+    return order
+
+
+def _compensation_nodes(nodes: dict[str, dict]) -> dict[str, dict]:
+    """A node's compensation is a step of its own, outside the edges: the
+    saga schedules it, never Advance."""
+    undo_nodes = {}
+    for node in nodes.values():
+        spec = node.get("compensation")
+        if not spec:
+            continue
+        if spec.get("default"):
+            # The connector's own undo, on the node's own config.
+            undo = {"type": node["type"], "config": node.get("config", {}), "connector_undo": True}
+        else:
+            undo = {"type": spec["type"], "config": spec.get("config", {})}
+        node_id = undo_of(node["id"])
+        undo_nodes[node_id] = {"id": node_id, **undo, "retry": spec["retry"]}
+    return undo_nodes
 
 
 def _losing_branches(nodes: dict, incoming: dict, successors: dict) -> dict[str, set[str]]:
@@ -439,6 +502,25 @@ class Cancel:
     reason: str
 
 
+Command = (
+    Start
+    | Release
+    | Advance
+    | Claim
+    | Complete
+    | CompleteIteration
+    | Wait
+    | Hold
+    | Fail
+    | Signal
+    | GiveUp
+    | FireTimer
+    | ExpireLease
+    | ExtendLease
+    | Replay
+    | Discard
+    | Cancel
+)
 Event = tuple[str, dict]
 
 
@@ -494,15 +576,17 @@ def _live(state: RunState) -> None:
 # --- decide -----------------------------------------------------------------
 
 
-def decide(state: RunState, command, graph: Graph) -> list[Event]:
-    handler = _HANDLERS.get(type(command))
+def decide(state: RunState, command: Command, graph: Graph) -> list[Event]:
+    """The events ``command`` makes happen to the run in ``state``; raises
+    ``IllegalTransition`` or ``StaleCommand`` when it makes none."""
+    handler = DECIDERS.get(type(command))
     if handler is None:
         raise IllegalTransition(f"unknown command {command!r}")
     return handler(state, command, graph)
 
 
 def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
-    if state.status != RUN_PENDING:
+    if not run_may(state, "run.started"):
         raise IllegalTransition(f"run {state.run_id} has already started")
     payload = {
         "input": cmd.input,
@@ -534,7 +618,7 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
 
 
 def _release(state: RunState, cmd: Release, graph: Graph) -> list[Event]:
-    if state.wait_reason != QUEUED_CONCURRENCY or state.status not in RUN_LIVE:
+    if state.wait_reason != QUEUED_CONCURRENCY or not run_may(state, "run.released"):
         raise IllegalTransition(f"run {state.run_id} is not queued")
     return [("run.released", {"key": state.concurrency_key})]
 
@@ -554,49 +638,63 @@ def _advance(state: RunState, cmd: Advance, graph: Graph) -> list[Event]:
     if state.status not in (RUN_RUNNING, RUN_WAITING) or state.wait_reason:
         return []  # finished, or queued behind an earlier run
     events: list[Event] = []
-    # Fold as we go, so a skip made here is seen by the nodes after it.
-    scratch = state
-    for node in graph.order:
-        step = scratch.steps[node]
-        if step.status != PENDING:
-            continue
-        edges = graph.incoming[node]
-        mode = graph.merge_mode(node)[0]
-        if not edges:
-            event: Event = ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
-        else:
-            states = [_edge_state(scratch, edge) for edge in edges]
-            # A first-wins merge fires on the first live branch; any other
-            # node (and an all-branches merge) waits until no edge is open.
-            first_wins = mode == "first" and "live" in states
-            if "open" in states and not first_wins:
-                continue
-            if "live" in states:
-                event = ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
-            else:
-                event = ("step.skipped", {"node": node})
-        events.append(event)
-        scratch = evolve(scratch, event)
-    # Once a first-wins merge that cancels has fired, every step of a losing
-    # branch that is idle now (including one that failed or began a retry
-    # after the merge fired) is cancelled.
-    for merge, losers in graph.losers.items():
-        if graph.merge_mode(merge) != ("first", "cancel"):
-            continue
-        if scratch.steps[merge].status in (PENDING, SKIPPED, CANCELLED):
-            continue
-        for loser in _cancellable(scratch, losers):
-            cancelled: Event = ("step.cancelled", {"node": loser, "reason": f"{merge} fired"})
-            events.append(cancelled)
-            scratch = evolve(scratch, cancelled)
-    if all(s.status in (SUCCEEDED, SKIPPED, CANCELLED) for s in scratch.steps.values()):
+    state = _fold_in(state, events, _ready_or_dead, graph)
+    state = _fold_in(state, events, _loser_to_cancel, graph)
+    if all(s.status in (SUCCEEDED, SKIPPED, CANCELLED) for s in state.steps.values()):
         outputs = {
             node: s.output
-            for node, s in scratch.steps.items()
-            if s.status == SUCCEEDED and not _has_live_successor(node, scratch, graph)
+            for node, s in state.steps.items()
+            if s.status == SUCCEEDED and not _has_live_successor(node, state, graph)
         }
         events.append(("run.succeeded", {"output": outputs}))
     return events
+
+
+def _fold_in(
+    state: RunState,
+    events: list[Event],
+    next_event: Callable[[RunState, Graph], Event | None],
+    graph: Graph,
+) -> RunState:
+    """Ask ``next_event`` again after each event it gives, folded in, so
+    each answer sees the ones before it (a skip, the nodes after it)."""
+    while (event := next_event(state, graph)) is not None:
+        events.append(event)
+        state = evolve(state, event)
+    return state
+
+
+def _ready_or_dead(state: RunState, graph: Graph) -> Event | None:
+    """The first pending step, in graph order, whose inputs have arrived (it
+    is scheduled) or whose every input is dead (it is skipped)."""
+    for node in graph.order:
+        if state.steps[node].status != PENDING:
+            continue
+        edges = graph.incoming[node]
+        states = [_edge_state(state, edge) for edge in edges]
+        # A first-wins merge fires on the first live branch; any other
+        # node (and an all-branches merge) waits until no edge is open.
+        first_wins = graph.merge_mode(node)[0] == "first" and "live" in states
+        if "open" in states and not first_wins:
+            continue
+        if not edges or "live" in states:
+            return ("step.scheduled", {"node": node, "attempt": 1, "revision": 0})
+        return ("step.skipped", {"node": node})
+    return None
+
+
+def _loser_to_cancel(state: RunState, graph: Graph) -> Event | None:
+    """Once a first-wins merge that cancels has fired, every step of a losing
+    branch that is idle now (including one that failed or began a retry
+    after the merge fired) is cancelled: here the first of them."""
+    for merge, losers in graph.losers.items():
+        if graph.merge_mode(merge) != ("first", "cancel"):
+            continue
+        if state.steps[merge].status in (PENDING, SKIPPED, CANCELLED):
+            continue
+        for loser in _cancellable(state, losers):
+            return ("step.cancelled", {"node": loser, "reason": f"{merge} fired"})
+    return None
 
 
 def _cancellable(state: RunState, nodes: set[str]) -> list[str]:
@@ -710,63 +808,50 @@ def _hold(state: RunState, cmd: Hold, graph: Graph) -> list[Event]:
 def _fail(state: RunState, cmd: Fail, graph: Graph) -> list[Event]:
     step = _step(state, cmd.node)
     _current(step, RUNNING, cmd.attempt)
-    events: list[Event] = [
-        (
-            "step.attempt_failed",
-            {
-                "node": cmd.node,
-                "attempt": cmd.attempt,
-                "error": cmd.error,
-                "retryable": cmd.retryable,
-                "may_have_been_sent": cmd.may_have_been_sent,
-            },
-        )
-    ]
+    failed: Event = ("step.attempt_failed", {
+        "node": cmd.node, "attempt": cmd.attempt, "error": cmd.error,
+        "retryable": cmd.retryable, "may_have_been_sent": cmd.may_have_been_sent,
+    })  # fmt: skip
     if cmd.may_have_been_sent and not cmd.safe_to_rerun:
         # The remote may have acted, and this step cannot be repeated without
         # repeating its effect: a person checks, as after a crash mid-call.
-        events.append(_outcome_unknown(cmd.node, cmd.attempt, cmd.error))
-        return events
+        return [failed, _outcome_unknown(cmd.node, cmd.attempt, cmd.error)]
     policy = graph.retry_policy(cmd.node)
     if cmd.retryable and cmd.attempt < policy["max_attempts"]:
-        delay = backoff_seconds(policy, cmd.attempt, cmd.jitter_sample)
-        if cmd.retry_after is not None:
-            delay = max(delay, min(cmd.retry_after, policy["max_seconds"]))
-        due = cmd.now + dt.timedelta(seconds=delay)
-        events.append(
-            (
-                "step.retry_scheduled",
-                {"node": cmd.node, "attempt": cmd.attempt + 1, "due_at": _iso(due)},
-            )
-        )
-    elif graph.nodes[cmd.node].get("on_failure") == "fail_run":
-        # A failure the flow expects (stock gone, card declined): the run
-        # fails at once and compensates what ran, without waiting for a person.
-        reason = "retries exhausted" if cmd.retryable else "not retryable"
-        error = f"step {cmd.node} failed ({reason}): {cmd.error}"
-        events.append(("step.failed", {"node": cmd.node, "attempt": cmd.attempt,
-                                       "error": cmd.error, "reason": reason}))  # fmt: skip
-        if _compensable_steps(state, graph):
-            events.append(("run.compensating", {"reason": error}))
-        else:
-            events.append(("run.failed", {"error": error}))
-    else:
-        reason = "retries exhausted" if cmd.retryable else "not retryable"
-        events.append(
-            (
-                "step.dead_lettered",
-                {
-                    "node": cmd.node,
-                    "attempt": cmd.attempt,
-                    "error": cmd.error,
-                    "reason": reason,
-                    "outcome_unknown": False,
-                    # An undo that cannot complete leaves an effect in place.
-                    "severity": "critical" if base_node(cmd.node)[1] == "undo" else "error",
-                },
-            )
-        )
-    return events
+        return [failed, _retry(cmd, policy)]
+    reason = "retries exhausted" if cmd.retryable else "not retryable"
+    if graph.nodes[cmd.node].get("on_failure") == "fail_run":
+        return [failed, *_fail_run(state, cmd, reason, graph)]
+    return [failed, _dead_letter(cmd, reason)]
+
+
+def _retry(cmd: Fail, policy: dict) -> Event:
+    delay = backoff_seconds(policy, cmd.attempt, cmd.jitter_sample)
+    if cmd.retry_after is not None:
+        delay = max(delay, min(cmd.retry_after, policy["max_seconds"]))
+    due = cmd.now + dt.timedelta(seconds=delay)
+    return ("step.retry_scheduled", {"node": cmd.node, "attempt": cmd.attempt + 1,
+                                     "due_at": _iso(due)})  # fmt: skip
+
+
+def _fail_run(state: RunState, cmd: Fail, reason: str, graph: Graph) -> list[Event]:
+    """A failure the flow expects (stock gone, card declined): the run fails
+    at once and compensates what ran, without waiting for a person."""
+    error = f"step {cmd.node} failed ({reason}): {cmd.error}"
+    failed: Event = ("step.failed", {"node": cmd.node, "attempt": cmd.attempt,
+                                     "error": cmd.error, "reason": reason})  # fmt: skip
+    if _compensable_steps(state, graph):
+        return [failed, ("run.compensating", {"reason": error})]
+    return [failed, ("run.failed", {"error": error})]
+
+
+def _dead_letter(cmd: Fail, reason: str) -> Event:
+    return ("step.dead_lettered", {
+        "node": cmd.node, "attempt": cmd.attempt, "error": cmd.error, "reason": reason,
+        "outcome_unknown": False,
+        # An undo that cannot complete leaves an effect in place.
+        "severity": "critical" if base_node(cmd.node)[1] == "undo" else "error",
+    })  # fmt: skip
 
 
 def _outcome_unknown(node: str, attempt: int, error: str) -> Event:
@@ -930,7 +1015,8 @@ def _cancel(state: RunState, cmd: Cancel, graph: Graph) -> list[Event]:
     return [("run.cancelled", {"reason": cmd.reason})]
 
 
-_HANDLERS = {
+# One handler per command type; each takes (state, that command, graph).
+DECIDERS: dict[type, Callable[[RunState, Any, Graph], list[Event]]] = {
     Start: _start,
     Release: _release,
     Advance: _advance,
@@ -954,10 +1040,23 @@ _HANDLERS = {
 # --- evolve -----------------------------------------------------------------
 
 
-def _move(step: StepState, to: str) -> None:
-    if to not in STEP_TRANSITIONS[step.status]:
-        raise IllegalTransition(f"step {step.node} cannot go from {step.status} to {to}")
-    step.status = to
+def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunState:
+    """The state after ``event``. ``at`` is the event's time (for timestamps)."""
+    kind, payload = event
+    if not kind.startswith(("run.", "step.")):
+        # Other facts recorded on a run's stream (an approval's claim, a
+        # comment) belong to other projections; the run's state ignores them.
+        return state
+    change = EVOLVERS.get(kind)
+    if change is None:
+        raise IllegalTransition(f"unknown event type {kind}")
+    # Copy on write: a new run state and steps dict; only the steps an event
+    # touches are copied. Earlier states stay valid (the decider relies on it).
+    after = dataclasses.replace(state, steps=dict(state.steps))
+    change(after, payload, at)
+    if _run_facts(after) != _run_facts(state):
+        after.updated_at = at
+    return after
 
 
 def _run_facts(state: RunState) -> tuple:
@@ -965,190 +1064,275 @@ def _run_facts(state: RunState) -> tuple:
             state.finished_at, state.concurrency_key, state.wait_reason)  # fmt: skip
 
 
-def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunState:
-    """The state after ``event``. ``at`` is the event's time (for timestamps)."""
-    after = _evolve(state, event, at)
-    if _run_facts(after) != _run_facts(state):
-        after.updated_at = at
-    return after
+def _move(step: StepState, to: str) -> None:
+    """The one check of a step's move: ``STEP_TRANSITIONS``."""
+    if to not in STEP_TRANSITIONS[step.status]:
+        raise IllegalTransition(f"step {step.node} cannot go from {step.status} to {to}")
+    step.status = to
 
 
-def _evolve(state: RunState, event: Event, at: dt.datetime | None) -> RunState:
-    kind, payload = event
-    if not kind.startswith(("run.", "step.")):
-        # Other facts recorded on a run's stream (an approval's claim, a
-        # comment) belong to other projections; the run's state ignores them.
-        return state
-    # Copy on write: a new run state and steps dict; only the step an event
-    # touches is copied. Earlier states stay valid (the decider relies on it).
-    state = dataclasses.replace(state, steps=dict(state.steps))
-    if kind == "run.started":
-        if state.status != RUN_PENDING:
-            raise IllegalTransition(f"run {state.run_id} has already started")
-        state.status = RUN_RUNNING
-        state.input = payload["input"]
-        state.root_run_id = payload["root_run_id"]
-        state.lineage_id = payload.get("lineage_id")
-        state.steps = {node: StepState(node=node) for node in payload["nodes"]}
-        for node, done in (payload.get("carried") or {}).items():
-            state.steps[node] = StepState(
-                node=node, status=SUCCEEDED, output=done["output"], port=done["port"],
-                finished_at=at,
-            )  # fmt: skip
-        state.started_at = at
-        state.concurrency_key = payload.get("concurrency_key", "")
-        return state
-    if kind == "run.queued":
-        if state.status != RUN_RUNNING or any(
-            s.status not in (PENDING, SUCCEEDED) for s in state.steps.values()
-        ):
-            raise IllegalTransition(f"run {state.run_id} has begun; it cannot queue")
-        state.status = RUN_WAITING
-        state.wait_reason = payload["reason"]
-        return state
-    if kind == "run.released":
-        if state.wait_reason != QUEUED_CONCURRENCY or state.status not in RUN_LIVE:
-            raise IllegalTransition(f"run {state.run_id} is not queued")
-        state.status = RUN_RUNNING
-        state.wait_reason = ""
-        return state
-    if kind == "run.compensating":
-        if state.status not in (RUN_RUNNING, RUN_WAITING):
-            raise IllegalTransition(f"run {state.run_id} is {state.status}")
-        state.status = RUN_COMPENSATING
-        state.error = payload["reason"]
-        for node, step in state.steps.items():
-            if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
-                state.steps[node] = dataclasses.replace(step, status=CANCELLED, due_at=None)
-        return state
-    if kind.startswith("run."):
-        if state.status in RUN_TERMINAL:
-            raise IllegalTransition(f"run {state.run_id} is already {state.status}")
-        state.status = {"run.succeeded": RUN_SUCCEEDED, "run.failed": RUN_FAILED,
-                        "run.cancelled": RUN_CANCELLED,
-                        "run.compensated": RUN_COMPENSATED}[kind]  # fmt: skip
-        state.output = payload.get("output")
-        state.error = payload.get("error") or payload.get("reason") or ""
-        state.finished_at = at
-        state.wait_reason = ""
-        if kind == "run.cancelled":
-            for node, step in state.steps.items():
-                if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
-                    state.steps[node] = dataclasses.replace(step, status=CANCELLED, due_at=None)
-        return state
-    if kind == "step.compensation_scheduled":
-        original = copy.copy(_step(state, payload["for"]))
-        _move(original, COMPENSATING)
-        state.steps[original.node] = original
-        state.steps[payload["node"]] = StepState(
-            node=payload["node"], status=SCHEDULED, attempt=1, scheduled_at=at
+def _move_run(state: RunState, kind: str) -> None:
+    """The one check of a run's move: ``RUN_TRANSITIONS``."""
+    if not run_may(state, kind):
+        raise IllegalTransition(f"run {state.run_id} is {state.status}; {kind} cannot happen")
+    state.status = RUN_TRANSITIONS[kind][1]
+
+
+def run_may(state: RunState, kind: str) -> bool:
+    """Whether the run event ``kind`` may happen to the run now."""
+    return state.status in RUN_TRANSITIONS[kind][0]
+
+
+def _changed_step(state: RunState, node: str) -> StepState:
+    """A copy of the step, put in the (already copied) state to be changed."""
+    step = state.steps[node] = copy.copy(_step(state, node))
+    return step
+
+
+# Run events: each changes the run state in place (a copy evolve made).
+RunEvolver = Callable[[RunState, dict, dt.datetime | None], None]
+
+
+def _run_started(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    _move_run(state, "run.started")
+    state.input = payload["input"]
+    state.root_run_id = payload["root_run_id"]
+    state.lineage_id = payload.get("lineage_id")
+    state.steps = {node: StepState(node=node) for node in payload["nodes"]}
+    for node, done in (payload.get("carried") or {}).items():
+        state.steps[node] = StepState(
+            node=node, status=SUCCEEDED, output=done["output"], port=done["port"], finished_at=at
         )
-        return state
-    step = copy.copy(_step(state, payload["node"]))
-    state.steps[step.node] = step
-    node, phase = base_node(step.node)
-    if phase == "undo" and kind in ("step.succeeded", "step.discarded"):
-        original = copy.copy(state.steps[node])
-        _move(original, COMPENSATED if kind == "step.succeeded" else FAILED)
-        original.finished_at = at
-        state.steps[node] = original
-    if kind == "step.scheduled":
-        if step.status == WAITING and step.wait_reason not in HOLD_REASONS:
-            raise IllegalTransition(f"step {step.node} waits for {step.wait_reason}, not a hold")
-        _move(step, SCHEDULED)
-        step.attempt = payload["attempt"]
-        step.revision = payload["revision"]
-        step.scheduled_at = at
-        step.due_at = None
-        step.wait_reason = ""
-        step.wait_target = ""
-        step.lease_until = None
-    elif kind == "step.skipped":
-        _move(step, SKIPPED)
-        step.finished_at = at
-    elif kind == "step.cancelled":
-        _move(step, CANCELLED)
-        step.due_at = None
-        step.wait_reason = ""
-        step.finished_at = at
-    elif kind == "step.iteration_succeeded":
-        step.iterations = {**step.iterations, str(payload["index"]): payload["output"]}
-    elif kind == "step.started":
-        _move(step, RUNNING)
-        step.input = payload["input"]
-        step.idempotency_key = payload["idempotency_key"]
-        step.lease_until = _parse(payload["lease_until"])
-        step.started_at = at
-        step.error = ""
-    elif kind == "step.lease_extended":
-        step.lease_until = _parse(payload["lease_until"])
-    elif kind == "step.succeeded":
-        _move(step, SUCCEEDED)
-        step.output = payload["output"]
-        step.port = payload["port"]
-        step.lease_until = None
-        step.due_at = None
-        step.wait_reason = ""
-        step.finished_at = at
-    elif kind == "step.held":
-        if step.status != SCHEDULED or payload["attempt"] != step.attempt:
-            raise IllegalTransition(
-                f"step {step.node} is {step.status}; only a scheduled step is held"
-            )
-        _move(step, WAITING)
-        step.due_at = _parse(payload["due_at"])
-        step.wait_reason = payload["reason"]
-        step.wait_target = payload.get("target", "")
-    elif kind == "step.waiting":
-        if step.status != RUNNING:
-            raise IllegalTransition(f"step {step.node} is {step.status}, not running")
-        _move(step, WAITING)
-        step.due_at = _parse(payload["due_at"])
-        step.wait_reason = payload["reason"]
-        step.output = payload.get("output")
-        step.port = payload.get("port", "out")
-        step.lease_until = None
-    elif kind == "step.attempt_failed":
-        step.error = payload["error"]
-        step.errors = [
-            *step.errors,
-            {"attempt": payload["attempt"], "error": payload["error"], "at": _iso(at)},
-        ]
-    elif kind == "step.retry_scheduled":
-        _move(step, RETRYING)
-        step.attempt = payload["attempt"]
-        step.due_at = _parse(payload["due_at"])
-        step.wait_reason = "retry"
-        step.lease_until = None
-    elif kind == "step.dead_lettered":
-        _move(step, DEAD_LETTERED)
-        step.error = payload["error"]
-        step.outcome_unknown = payload["outcome_unknown"]
-        step.lease_until = None
-    elif kind == "step.lease_expired":
-        step.errors = [
-            *step.errors,
-            {"attempt": payload["attempt"], "error": "lease expired", "at": _iso(at)},
-        ]
-    elif kind == "step.replayed":
-        if "edited_input" in payload:
-            step.input = payload["edited_input"]
-            # A new revision is a new set of effects (new keys): a loop
-            # starts its iterations over.
-            step.iterations = {}
-        step.outcome_unknown = False
-    elif kind == "step.discarded":
-        _move(step, FAILED)
-        step.finished_at = at
-    elif kind == "step.failed":
-        _move(step, FAILED)
-        step.error = payload["error"]
-        step.lease_until = None
-        step.finished_at = at
-    else:
-        raise IllegalTransition(f"unknown event type {kind}")
-    state.status = _derived_run_status(state)
-    return state
+    state.started_at = at
+    state.concurrency_key = payload.get("concurrency_key", "")
+
+
+def _run_queued(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    if any(s.status not in (PENDING, SUCCEEDED) for s in state.steps.values()):
+        raise IllegalTransition(f"run {state.run_id} has begun; it cannot queue")
+    _move_run(state, "run.queued")
+    state.wait_reason = payload["reason"]
+
+
+def _run_released(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    if state.wait_reason != QUEUED_CONCURRENCY:
+        raise IllegalTransition(f"run {state.run_id} is not queued")
+    _move_run(state, "run.released")
+    state.wait_reason = ""
+
+
+def _run_compensating(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    _move_run(state, "run.compensating")
+    state.error = payload["reason"]
+    _cancel_idle_steps(state)
+
+
+def _run_finished(state: RunState, payload: dict, at: dt.datetime | None, kind: str) -> None:
+    _move_run(state, kind)
+    state.output = payload.get("output")
+    state.error = payload.get("error") or payload.get("reason") or ""
+    state.finished_at = at
+    state.wait_reason = ""
+    if kind == "run.cancelled":
+        _cancel_idle_steps(state)
+
+
+def _cancel_idle_steps(state: RunState) -> None:
+    """A run that stops or turns to undo cancels the steps not mid-call."""
+    for node, step in state.steps.items():
+        if step.status in (PENDING, SCHEDULED, WAITING, RETRYING):
+            state.steps[node] = cancelled = dataclasses.replace(step, due_at=None)
+            _move(cancelled, CANCELLED)
+
+
+def _compensation_scheduled(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    _move(_changed_step(state, payload["for"]), COMPENSATING)
+    state.steps[payload["node"]] = StepState(
+        node=payload["node"], status=SCHEDULED, attempt=1, scheduled_at=at
+    )
+
+
+# Step events: each changes a copy of its step; the run's status follows.
+StepEvolver = Callable[[StepState, dict, dt.datetime | None], None]
+
+
+def _step_scheduled(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    # Which event may end a wait is the event's business, not the table's:
+    # only a hold's timer schedules a waiting step again.
+    if step.status == WAITING and step.wait_reason not in HOLD_REASONS:
+        raise IllegalTransition(f"step {step.node} waits for {step.wait_reason}, not a hold")
+    _move(step, SCHEDULED)
+    step.attempt = payload["attempt"]
+    step.revision = payload["revision"]
+    step.scheduled_at = at
+    step.due_at = None
+    step.wait_reason = ""
+    step.wait_target = ""
+    step.lease_until = None
+
+
+def _step_skipped(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, SKIPPED)
+    step.finished_at = at
+
+
+def _step_cancelled(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, CANCELLED)
+    step.due_at = None
+    step.wait_reason = ""
+    step.finished_at = at
+
+
+def _step_iteration_succeeded(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    step.iterations = {**step.iterations, str(payload["index"]): payload["output"]}
+
+
+def _step_started(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, RUNNING)
+    step.input = payload["input"]
+    step.idempotency_key = payload["idempotency_key"]
+    step.lease_until = _parse(payload["lease_until"])
+    step.started_at = at
+    step.error = ""
+
+
+def _step_lease_extended(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    step.lease_until = _parse(payload["lease_until"])
+
+
+def _step_succeeded(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, SUCCEEDED)
+    step.output = payload["output"]
+    step.port = payload["port"]
+    step.lease_until = None
+    step.due_at = None
+    step.wait_reason = ""
+    step.finished_at = at
+
+
+def _step_held(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    # The table lets a running step wait too; a hold comes before the call.
+    if step.status != SCHEDULED or payload["attempt"] != step.attempt:
+        raise IllegalTransition(f"step {step.node} is {step.status}; only a scheduled step is held")
+    _move(step, WAITING)
+    step.due_at = _parse(payload["due_at"])
+    step.wait_reason = payload["reason"]
+    step.wait_target = payload.get("target", "")
+
+
+def _step_waiting(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    # The table lets a scheduled step wait too (a hold); this wait is a call's.
+    if step.status != RUNNING:
+        raise IllegalTransition(f"step {step.node} is {step.status}, not running")
+    _move(step, WAITING)
+    step.due_at = _parse(payload["due_at"])
+    step.wait_reason = payload["reason"]
+    step.output = payload.get("output")
+    step.port = payload.get("port", "out")
+    step.lease_until = None
+
+
+def _step_attempt_failed(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    step.error = payload["error"]
+    failure = {"attempt": payload["attempt"], "error": payload["error"], "at": _iso(at)}
+    step.errors = [*step.errors, failure]
+
+
+def _step_retry_scheduled(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, RETRYING)
+    step.attempt = payload["attempt"]
+    step.due_at = _parse(payload["due_at"])
+    step.wait_reason = "retry"
+    step.lease_until = None
+
+
+def _step_dead_lettered(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, DEAD_LETTERED)
+    step.error = payload["error"]
+    step.outcome_unknown = payload["outcome_unknown"]
+    step.lease_until = None
+
+
+def _step_lease_expired(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    expiry = {"attempt": payload["attempt"], "error": "lease expired", "at": _iso(at)}
+    step.errors = [*step.errors, expiry]
+
+
+def _step_replayed(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    if "edited_input" in payload:
+        step.input = payload["edited_input"]
+        # A new revision is a new set of effects (new keys): a loop starts
+        # its iterations over.
+        step.iterations = {}
+    step.outcome_unknown = False
+
+
+def _step_discarded(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, FAILED)
+    step.finished_at = at
+
+
+def _step_failed(step: StepState, payload: dict, at: dt.datetime | None) -> None:
+    _move(step, FAILED)
+    step.error = payload["error"]
+    step.lease_until = None
+    step.finished_at = at
+
+
+STEP_EVOLVERS: dict[str, StepEvolver] = {
+    "step.scheduled": _step_scheduled,
+    "step.skipped": _step_skipped,
+    "step.cancelled": _step_cancelled,
+    "step.iteration_succeeded": _step_iteration_succeeded,
+    "step.started": _step_started,
+    "step.lease_extended": _step_lease_extended,
+    "step.succeeded": _step_succeeded,
+    "step.held": _step_held,
+    "step.waiting": _step_waiting,
+    "step.attempt_failed": _step_attempt_failed,
+    "step.retry_scheduled": _step_retry_scheduled,
+    "step.dead_lettered": _step_dead_lettered,
+    "step.lease_expired": _step_lease_expired,
+    "step.replayed": _step_replayed,
+    "step.discarded": _step_discarded,
+    "step.failed": _step_failed,
+}
+
+# What an undo step's end means for the step it undoes.
+UNDO_SETTLES = {"step.succeeded": COMPENSATED, "step.discarded": FAILED}
+
+
+def _on_step(kind: str, change: StepEvolver) -> RunEvolver:
+    """A step event as a run evolver: the undo's end settles its original,
+    the step changes, and the run's status is derived again."""
+
+    def evolve_step(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+        step = _changed_step(state, payload["node"])
+        node, phase = base_node(step.node)
+        if phase == "undo" and kind in UNDO_SETTLES:
+            original = _changed_step(state, node)
+            _move(original, UNDO_SETTLES[kind])
+            original.finished_at = at
+        change(step, payload, at)
+        state.status = _derived_run_status(state)
+
+    return evolve_step
+
+
+def _finishing(kind: str) -> RunEvolver:
+    return lambda state, payload, at: _run_finished(state, payload, at, kind)
+
+
+# One handler per event type; an unknown type is refused.
+EVOLVERS: dict[str, RunEvolver] = {
+    "run.started": _run_started,
+    "run.queued": _run_queued,
+    "run.released": _run_released,
+    "run.compensating": _run_compensating,
+    **{kind: _finishing(kind) for kind in RUN_FINISHES},
+    "step.compensation_scheduled": _compensation_scheduled,
+    **{kind: _on_step(kind, change) for kind, change in STEP_EVOLVERS.items()},
+}
 
 
 def _derived_run_status(state: RunState) -> str:

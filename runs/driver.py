@@ -33,6 +33,7 @@ from connectors import breakers, ratelimits
 from runs import clock, decider, expressions, projection
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
+from runs.graph_facts import build_graph, connector_of
 from runs.models import Event, Run, Step, Stream, Timer
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def graph_of(flow_id: int, number: int) -> Graph:
     key = (flow_id, number)
     if key not in _graph_cache:
         version = FlowVersion.objects.get(flow_id=flow_id, number=number)
-        _graph_cache[key] = Graph.from_document(version.graph)
+        _graph_cache[key] = build_graph(version.graph)
     return _graph_cache[key]
 
 
@@ -171,7 +172,7 @@ class Session:
             ready = [
                 s
                 for s in self.state.steps.values()
-                if s.status == decider.SCHEDULED and self.graph.connector(s.node).inline
+                if s.status == decider.SCHEDULED and self.graph.inline(s.node)
             ]
             if not ready:
                 return
@@ -183,7 +184,7 @@ class Session:
                 done += 1
 
     def _run_inline(self, node: str, attempt: int) -> None:
-        connector = self.graph.connector(node)
+        connector = connector_of(self.graph, node)
         config, error = render_config(self.graph, node, self.state)
         self.apply(
             decider.Claim(
@@ -223,7 +224,7 @@ class Session:
             Work(self.run.pk, step.node, step.attempt)
             for step in self.state.steps.values()
             if step.status == decider.SCHEDULED
-            and not self.graph.connector(step.node).inline
+            and not self.graph.inline(step.node)
             and (
                 step.node not in before
                 or before[step.node].status != decider.SCHEDULED
@@ -244,7 +245,7 @@ class Session:
             log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
                      self.run.pk, node, attempt)  # fmt: skip
             return None
-        connector = self.graph.connector(node)
+        connector = connector_of(self.graph, node)
         config, error = render_config(self.graph, node, self.state)
         lease = connector.lease_seconds(config) if not error else 30.0
         target = None if error else connector.breaker_target(config)
@@ -463,7 +464,7 @@ def render_config(graph: Graph, node: str, state: RunState) -> tuple[Any, str | 
     """The node's config with expressions rendered, validated; or an error."""
     raw = graph.nodes[node]["config"]
     step = state.steps[node]
-    connector = graph.connector(node)
+    connector = connector_of(graph, node)
     if step.revision > 0 and step.input is not None:
         # An operator edited the input of a dead letter (its credential
         # fields checked unchanged when the edit was accepted).
@@ -966,7 +967,7 @@ def expire_lease(run_id: int, node: str, attempt: int) -> bool:
 
 
 def _safe_to_rerun(session: Session, step: StepState) -> bool:
-    connector = session.graph.connector(step.node)
+    connector = connector_of(session.graph, step.node)
     try:
         config = connector.Config.model_validate(step.input)
     except ValueError:

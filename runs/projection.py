@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from runs import decider
 from runs.decider import Graph, RunState, StepState
+from runs.graph_facts import build_graph
 from runs.models import Event, Run, Step, Stream, Timer
 
 # A step row's columns that hold its state as it is (``port`` is "" for None).
@@ -53,7 +54,7 @@ def rebuild() -> int:
         key = (started["flow_id"], started["version"])
         if key not in graphs:
             version = FlowVersion.objects.get(flow_id=key[0], number=key[1])
-            graphs[key] = Graph.from_document(version.graph)
+            graphs[key] = build_graph(version.graph)
         graph = graphs[key]
         state = RunState(run_id=run_id)
         for event in events:

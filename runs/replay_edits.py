@@ -10,6 +10,7 @@ from typing import Any
 from flows.secrets import ADVICE, secret_paths
 from flows.services import user_can_edit_flow
 from runs import driver
+from runs.graph_facts import connector_of
 from runs.models import Run, Step
 
 
@@ -22,7 +23,7 @@ class EditForbidden(EditRefused):
 
 
 def _credential_fields(run: Run, node: str) -> tuple[str, ...]:
-    connector = driver.graph_for(run).connector(node)
+    connector = connector_of(driver.graph_for(run), node)
     return type(getattr(connector, "inner", connector)).credential_fields
 
 

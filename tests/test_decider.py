@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flows.graph import validate
 from runs import decider
 from runs.decider import Graph, RunState
+from runs.graph_facts import build_graph
 from tests.engine_helpers import chain, transform
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -33,7 +34,7 @@ def _graph() -> Graph:
         {"from": "yes", "to": "end"},
         {"from": "no", "to": "end"},
     ]
-    return Graph.from_document(validate(document))
+    return build_graph(validate(document))
 
 
 GRAPH = None
@@ -344,6 +345,39 @@ def test_a_queued_run_starts_no_step_until_it_is_released():
     assert (cancelled.status, cancelled.wait_reason) == ("cancelled", "")
 
 
+def test_a_queued_run_cancelled_into_its_saga_is_not_released_out_of_it():
+    """A resumed run carries a succeeded effect; cancelled while queued, it
+    compensates it. Its key's queue moving on must not turn it back to
+    running (which would end a cancelled run "succeeded")."""
+    graph = GRAPH or _graph()
+    carried = {node: {"output": {}, "port": "out"} for node in ("start", "call")}
+    state = _started(graph, concurrency_key="order-1", queued=True, carried=carried)
+    state = _fold(state, decider.Cancel("stop"), graph)
+    assert (state.status, state.wait_reason) == (decider.RUN_COMPENSATING, "concurrency")
+    for refused in (
+        lambda: decider.decide(state, decider.Release(), graph),
+        lambda: decider.evolve(state, ("run.released", {"key": "order-1"})),
+    ):
+        try:
+            refused()
+        except decider.IllegalTransition:
+            continue
+        raise AssertionError("a compensating run was released")
+    state = _fold(state, decider.Advance(), graph)
+    assert state.steps["call~undo"].status == decider.SCHEDULED
+
+
+def test_every_event_type_has_its_handler_and_every_command_its_decider():
+    assert set(decider.RUN_TRANSITIONS) <= set(decider.EVOLVERS)
+    assert set(decider.DECIDERS) == set(decider.Command.__args__)
+    try:
+        decider.evolve(RunState(run_id=1), ("run.teleported", {}))
+    except decider.IllegalTransition as refused:
+        assert "unknown event type run.teleported" in str(refused)
+    else:
+        raise AssertionError("an unknown run event was accepted")
+
+
 # --- merge: first wins, the losers are cancelled ---------------------------------
 
 
@@ -364,7 +398,7 @@ def _merge_graph() -> Graph:
         {"from": "fast", "to": "join"},
         {"from": "join", "to": "end"},
     ]
-    return Graph.from_document(validate(document))
+    return build_graph(validate(document))
 
 
 MERGE_GRAPH = None
@@ -465,7 +499,7 @@ def _fail_run_graph(compensate: bool) -> Graph:
         pay["compensation"] = {"type": "http.request", "config": {"url": "http://127.0.0.1:1/r"}}
     reserve = {"id": "reserve", "type": "http.request", "on_failure": "fail_run",
                "config": {"url": "http://127.0.0.1:1/s"}, "retry": {"max_attempts": 1}}  # fmt: skip
-    return Graph.from_document(validate(chain(pay, reserve)))
+    return build_graph(validate(chain(pay, reserve)))
 
 
 def test_a_fail_run_node_fails_the_run_at_once_and_compensates_what_ran():

@@ -150,9 +150,10 @@ def test_the_child_link_survives_a_projection_rebuild(olga, eager_celery):
 
 def test_a_signal_error_dead_letters_a_waiting_step():
     """The decider side: a failure signal moves waiting to dead-lettered."""
-    from runs.decider import Graph, RunState, Signal, evolve
+    from runs.decider import RunState, Signal, evolve
+    from runs.graph_facts import build_graph
 
-    graph = Graph.from_document(
+    graph = build_graph(
         {"nodes": [{"id": "start", "type": "trigger.manual", "config": {}, "retry": {}},
                    {"id": "call", "type": "subflow", "config": {"flow": "x"},
                     "retry": {"max_attempts": 1}}],

@@ -18,6 +18,7 @@ import pytest
 from connectors import base as connectors
 from fakeapi.payments import PaymentsServer
 from runs import clock, decider, driver, sweeper
+from runs.graph_facts import build_graph
 from runs.models import Event, Run, Step
 from tests.conftest import allow_outbound
 from tests.connector_helpers import free_port, run_connector
@@ -352,7 +353,7 @@ def test_config_errors_before_any_io_are_unsent(db, settings):
 
 
 def _running_graph():
-    graph = decider.Graph.from_document(
+    graph = build_graph(
         {
             "nodes": [
                 {"id": "start", "type": "trigger.manual", "retry": _POLICY},
