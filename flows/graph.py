@@ -132,6 +132,8 @@ GRAPH_SCHEMA: dict = {
                 "approval_breach_policy": {"enum": ["keep_waiting", "auto_reject", "dead_letter"]},
                 # Runs whose trigger renders the same key run one at a time.
                 "concurrency_key": {"type": "string", "minLength": 1, "maxLength": 500},
+                # What people look a run up by (an order id), from the trigger.
+                "business_key": {"type": "string", "minLength": 1, "maxLength": 500},
             },
         },
     },
@@ -268,7 +270,8 @@ def validate(graph: Any) -> dict:
                 ))  # fmt: skip
         elif "compensation" in node:
             errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
-    errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
+    for name in ("concurrency_key", "business_key"):
+        errors += _trigger_only_errors(graph["settings"].get(name), f"settings.{name}")
     errors += secret_errors(graph)
     if errors:
         raise InvalidGraph(errors)
@@ -283,12 +286,11 @@ def secret_errors(graph: Any) -> list[GraphError]:
     ]
 
 
-def _concurrency_key_errors(template: str | None) -> list[GraphError]:
-    """The key is computed when a run arrives, before any step: it may read
-    only the trigger."""
+def _trigger_only_errors(template: str | None, field: str) -> list[GraphError]:
+    """Keys (concurrency, business) are computed when a run arrives, before
+    any step: they may read only the trigger."""
     if template is None:
         return []
-    field = "settings.concurrency_key"
     syntax = expressions.check_syntax(template)
     if syntax:
         return [GraphError(f"expression syntax: {syntax}", field=field)]

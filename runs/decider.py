@@ -329,6 +329,9 @@ class RunState:
     # run as a whole waits ("concurrency": queued behind an earlier run).
     concurrency_key: str = ""
     wait_reason: str = ""
+    # The flow's business key rendered from the trigger (an order id, a
+    # customer): how people find this run; "" when the flow declares none.
+    business_key: str = ""
 
 
 # --- commands ---------------------------------------------------------------
@@ -351,6 +354,7 @@ class Start:
     # An earlier run with the same concurrency key is unfinished: wait for it.
     queued: bool = False
     lineage_id: int | None = None
+    business_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -609,6 +613,8 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["parent"] = cmd.parent
     if cmd.concurrency_key:
         payload["concurrency_key"] = cmd.concurrency_key
+    if cmd.business_key:
+        payload["business_key"] = cmd.business_key
     events: list[Event] = [("run.started", payload)]
     if cmd.queued:
         if not cmd.concurrency_key:
@@ -1105,6 +1111,7 @@ def _run_started(state: RunState, payload: dict, at: dt.datetime | None) -> None
         )
     state.started_at = at
     state.concurrency_key = payload.get("concurrency_key", "")
+    state.business_key = payload.get("business_key", "")
 
 
 def _run_queued(state: RunState, payload: dict, at: dt.datetime | None) -> None:

@@ -85,6 +85,7 @@ def _load_state(run: Run) -> RunState:
         updated_at=run.updated_at,
         concurrency_key=run.concurrency_key,
         wait_reason=run.wait_reason,
+        business_key=run.business_key,
     )
 
 
@@ -637,7 +638,8 @@ def start_run(
         raise StartRefused(f"“{flow.name}” has no published version to run.")
     if not FlowVersion.objects.filter(flow=flow, number=number).exists():
         raise StartRefused(f"“{flow.name}” has no version {number}.")
-    key = concurrency_key(graph_of(flow.pk, number), input)
+    graph = graph_of(flow.pk, number)
+    key, business = concurrency_key(graph, input), business_key(graph, input)
     now = clock.now()
     try:
         with transaction.atomic():
@@ -647,6 +649,7 @@ def start_run(
                 flow=flow, number=number, input=input, actor=actor, now=now,
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
                 parent=parent, key=key, extra_events=extra_events, lineage_id=lineage_id,
+                business_key=business,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -661,6 +664,7 @@ def start_run(
 def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
     parent: dict | None, key: str, extra_events: list | None, lineage_id: int | None = None,
+    business_key: str = "",
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -674,6 +678,7 @@ def _create_and_start(
         parent_key=parent["key"] if parent else "",
         created_at=now,
         updated_at=now,
+        business_key=business_key,
     )
     session = Session(run.pk, actor=actor, now=now)
     session.apply(
@@ -689,6 +694,7 @@ def _create_and_start(
             parent=parent,
             concurrency_key=key,
             queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
+            business_key=business_key,
         )
     )
     session.events.extend(extra_events or [])
@@ -718,6 +724,27 @@ def concurrency_key(graph: Graph, input: Any) -> str:
     if len(text) > CONCURRENCY_KEY_CHARS:
         text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return text
+
+
+BUSINESS_KEY_CHARS = 200
+
+
+def business_key(graph: Graph, input: Any) -> str:
+    """The flow's ``settings.business_key`` rendered from the trigger (an
+    order id, a customer): "" when the flow has none or this input lacks it.
+    Unlike a concurrency key it only helps people find runs, so an input
+    without it still starts its run."""
+    template = graph.settings.get("business_key")
+    if not template:
+        return ""
+    try:
+        value = expressions.render(template, {"trigger": input})
+    except expressions.ExpressionError:
+        return ""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json_text(value)
+    return text.strip()[:BUSINESS_KEY_CHARS]
 
 
 def json_text(value: Any) -> str:

@@ -117,6 +117,9 @@ class Run(models.Model):
     # Why the run as a whole waits: "concurrency" while queued behind an
     # earlier run with its key.
     wait_reason = models.CharField(max_length=20, blank=True)
+    # The flow's business key rendered at start (settings.business_key: an
+    # order id, a customer), so "where is order A-1?" is an exact lookup.
+    business_key = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -127,6 +130,11 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_recent"),
             models.Index(fields=["status", "-created_at", "-id"], name="run_status_recent"),
             models.Index(fields=["flow", "-created_at", "-id"], name="run_flow_created"),
+            models.Index(
+                fields=["business_key", "-created_at", "-id"],
+                name="run_business_key",
+                condition=~models.Q(business_key=""),
+            ),
             models.Index(fields=["flow", "concurrency_key", "id"], name="run_concurrency_queue"),
             # The sweep looks for queued runs every tick: index only those.
             models.Index(

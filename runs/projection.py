@@ -96,6 +96,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         finished_at=state.finished_at,
         concurrency_key=state.concurrency_key,
         wait_reason=state.wait_reason,
+        business_key=state.business_key,
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()

@@ -60,13 +60,15 @@ class RunFilters:
     started_from: date | None = None
     started_to: date | None = None
     q: str = ""  # text in the run's input
+    key: str = ""  # the flow's business key, exactly (an order id)
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params) -> "RunFilters":
         """The filters a query string asks for; a value that cannot be used
         is left out and explained in ``errors``, never a 500."""
-        text = {k: params.get(k, "").strip()[:200] for k in ("flow", "status", "trigger", "q")}
+        names = ("flow", "status", "trigger", "q", "key")
+        text = {k: params.get(k, "").strip()[:200] for k in names}
         filters = cls(**text)
         if filters.status and filters.status not in STATUSES:
             filters.errors["status"] = f"“{filters.status}” is not a run status."
@@ -81,15 +83,16 @@ class RunFilters:
                     setattr(filters, name, date.fromisoformat(raw))
                 except ValueError:
                     filters.errors[name] = f"“{raw[:40]}” is not a date (YYYY-MM-DD)."
-        if "\x00" in filters.q:
-            filters.errors["q"] = "The search text may not contain a NUL character."
-            filters.q = ""
+        for name in ("q", "key", "flow"):
+            if "\x00" in getattr(filters, name):
+                filters.errors[name] = "The text may not contain a NUL character."
+                setattr(filters, name, "")
         return filters
 
     @property
     def active(self) -> bool:
         return any((self.flow, self.status, self.trigger, self.started_from, self.started_to,
-                    self.q))  # fmt: skip
+                    self.q, self.key))  # fmt: skip
 
 
 def filtered_runs(filters: RunFilters) -> QuerySet[Run]:
@@ -101,6 +104,8 @@ def filtered_runs(filters: RunFilters) -> QuerySet[Run]:
             Q(name__icontains=filters.flow) | Q(slug__icontains=filters.flow)
         ).values_list("pk", flat=True)
         runs = runs.filter(flow_id__in=list(named))
+    if filters.key:
+        runs = runs.filter(business_key=filters.key)
     if filters.status:
         runs = runs.filter(status=filters.status)
     if filters.trigger:

@@ -125,3 +125,43 @@ def test_a_running_run_shows_the_step_it_waits_at(client, olga, eager_celery):
     response = client.get(URL)
     row = re.search(rf'data-run="{run.pk}">(.*?)</tr>', response.content.decode(), re.S).group(1)
     assert "<code>pause</code>" in row and "so far" in row
+
+
+def keyed_graph(template: str = "{{ trigger.order_id }}") -> dict:
+    graph = chain(transform("shape", amount="{{ trigger.amount }}"))
+    graph["settings"] = {"business_key": template}
+    return graph
+
+
+def test_a_business_key_finds_an_orders_runs_exactly(client, olga, eager_celery):
+    flow = publish(olga, keyed_graph(), slug="keyed-orders")
+    with eager_celery():
+        first = driver.start_run(flow=flow, input={"order_id": "A-1", "amount": 5}, actor="webhook")
+        driver.start_run(flow=flow, input={"order_id": "A-10", "amount": 7}, actor="webhook")
+        again = driver.start_run(flow=flow, input={"order_id": "A-1", "amount": 5}, actor="webhook")
+        # An input without the key still runs; it is only harder to find.
+        bare = driver.start_run(flow=flow, input={"amount": 1}, actor="webhook")
+    assert (first.business_key, bare.business_key) == ("A-1", "")
+    assert bare.status == "succeeded"
+    login(client, olga)
+    response = client.get(URL, {"key": "A-1"})
+    assert shown(response) == [again.pk, first.pk]  # not A-10: exact, not a prefix
+    assert "<code>A-1</code>" in response.content.decode()
+
+
+def test_the_business_key_comes_back_from_the_event_log(olga, eager_celery):
+    from django.core.management import call_command
+
+    flow = publish(olga, keyed_graph(), slug="keyed-orders")
+    with eager_celery():
+        run = driver.start_run(flow=flow, input={"order_id": "B-7", "amount": 1}, actor="webhook")
+    call_command("rebuild_projections")
+    assert Run.objects.get(pk=run.pk).business_key == "B-7"
+
+
+def test_a_business_key_may_read_only_the_trigger(olga):
+    from flows import graph as flow_graph
+
+    with pytest.raises(flow_graph.InvalidGraph) as caught:
+        flow_graph.validate(keyed_graph("{{ steps.shape.output.amount }}"))
+    assert any(e.field == "settings.business_key" for e in caught.value.errors)
