@@ -89,6 +89,8 @@ GRAPH_SCHEMA: dict = {
                         ]
                     },
                     "position": {"$ref": "#/$defs/position"},
+                    # Kept in the flow but not run: its input passes through.
+                    "disabled": {"type": "boolean"},
                 },
             },
         },
@@ -172,6 +174,9 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
         }
         if node.get("on_failure", "dead_letter") != "dead_letter":
             normal["on_failure"] = node["on_failure"]
+        if node.get("disabled"):
+            # Only when disabled, so graphs without it hash as before.
+            normal["disabled"] = True
         if node.get("compensation"):
             spec = node["compensation"]
             spec = {"default": True} if spec == "default" else spec
@@ -250,6 +255,7 @@ def validate(graph: Any) -> dict:
         stuck = sorted(set(nodes) - set(order))
         raise InvalidGraph([GraphError("these nodes form a cycle: " + ", ".join(stuck))])
     trigger = triggers[0]
+    errors += _disabled_errors(nodes, preds, trigger)
     reachable = _reachable(trigger, succs)
     for node_id in nodes:
         if node_id not in reachable:
@@ -278,6 +284,29 @@ def secret_errors(graph: Any) -> list[GraphError]:
         GraphError(secrets.ADVICE, node=node, field=path)
         for node, path in secrets.graph_secret_paths(graph)
     ]
+
+
+def _disabled_errors(nodes: dict, preds: dict, trigger: str) -> list[GraphError]:
+    """A disabled node passes on what flowed into it, so it needs exactly one
+    input: with several, which one passes would be a guess (merging them is
+    what an enabled merge node is for). A disabled trigger would start
+    nothing."""
+    errors = []
+    for node_id, node in nodes.items():
+        if not node.get("disabled"):
+            continue
+        if node_id == trigger:
+            errors.append(GraphError(
+                "a flow needs an enabled trigger; enable this one", node=node_id, field="disabled",
+            ))  # fmt: skip
+        elif len(preds[node_id]) > 1:
+            errors.append(GraphError(
+                f"a disabled node passes its one input through, and this one has "
+                f"{len(preds[node_id])} ({', '.join(preds[node_id])}); enable it, "
+                "or put a merge before it",
+                node=node_id, field="disabled",
+            ))  # fmt: skip
+    return errors
 
 
 def _concurrency_key_errors(template: str | None) -> list[GraphError]:

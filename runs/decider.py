@@ -139,7 +139,8 @@ class Graph:
         # A node's compensation is a step of its own, outside the edges: the
         # saga schedules it, never Advance.
         for node in list(nodes.values()):
-            spec = node.get("compensation")
+            # A disabled node made no effect, so there is nothing to undo.
+            spec = None if node.get("disabled") else node.get("compensation")
             if spec and spec.get("default"):
                 # The connector's own undo, on the node's own config.
                 nodes[undo_of(node["id"])] = {
@@ -314,6 +315,8 @@ class Complete:
     attempt: int
     output: Any
     port: str = "out"
+    # The node is disabled: the driver passed its input through, no call.
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -675,6 +678,8 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
     if cmd.port not in ports:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
+    if cmd.disabled:
+        payload["disabled"] = True
     return [("step.succeeded", payload)]
 
 

@@ -171,7 +171,7 @@ class Session:
             ready = [
                 s
                 for s in self.state.steps.values()
-                if s.status == decider.SCHEDULED and self.graph.connector(s.node).inline
+                if s.status == decider.SCHEDULED and runs_inline(self.graph, s.node)
             ]
             if not ready:
                 return
@@ -183,6 +183,9 @@ class Session:
                 done += 1
 
     def _run_inline(self, node: str, attempt: int) -> None:
+        if is_disabled(self.graph, node):
+            self._pass_through(node, attempt)
+            return
         connector = self.graph.connector(node)
         config, error = render_config(self.graph, node, self.state)
         self.apply(
@@ -198,6 +201,16 @@ class Session:
         outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
         self.record_facts(outcome)
+
+    def _pass_through(self, node: str, attempt: int) -> None:
+        """A disabled node calls nothing: it succeeds at once with what flowed
+        into it, out of its first port, and its event says it was disabled."""
+        data = passed_through(self.graph, node, self.state)
+        self.apply(decider.Claim(node=node, attempt=attempt, input=data, lease_until=self.now))
+        port = self.graph.ports(node)[0]
+        self.apply(
+            decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True)
+        )
 
     def record_facts(self, outcome: "Outcome") -> None:
         """The connector's own facts go after the step's outcome they explain."""
@@ -223,7 +236,7 @@ class Session:
             Work(self.run.pk, step.node, step.attempt)
             for step in self.state.steps.values()
             if step.status == decider.SCHEDULED
-            and not self.graph.connector(step.node).inline
+            and not runs_inline(self.graph, step.node)
             and (
                 step.node not in before
                 or before[step.node].status != decider.SCHEDULED
@@ -243,6 +256,12 @@ class Session:
         ):
             log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
                      self.run.pk, node, attempt)  # fmt: skip
+            return None
+        if is_disabled(self.graph, node):
+            # Only reached by a message sent before this process knew better
+            # (a redispatch); a disabled step still makes no call.
+            self._pass_through(node, attempt)
+            self.drive()
             return None
         connector = self.graph.connector(node)
         config, error = render_config(self.graph, node, self.state)
@@ -432,6 +451,23 @@ class Session:
 
 
 # --- rendering and performing ------------------------------------------------
+
+
+def is_disabled(graph: Graph, node: str) -> bool:
+    return bool(graph.nodes[node].get("disabled"))
+
+
+def runs_inline(graph: Graph, node: str) -> bool:
+    """Pure steps, and disabled ones (they call nothing), need no worker."""
+    return graph.connector(node).inline or is_disabled(graph, node)
+
+
+def passed_through(graph: Graph, node: str, state: RunState) -> Any:
+    """What flowed into a disabled node: its one predecessor's output
+    (validation refuses a disabled node with more than one incoming edge,
+    whose output would otherwise be a guess)."""
+    edges = graph.incoming.get(node, [])
+    return state.steps[edges[0]["from"]].output if edges else None
 
 
 def _jsonable(config: Any) -> Any:
