@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from connectors import base as connectors
 from flows import secrets
-from runs import expressions
+from runs import expression_help, expressions
 
 DEFAULT_RETRY = {
     "max_attempts": 3,
@@ -261,8 +261,9 @@ def validate(graph: Any) -> dict:
         if node_id not in reachable:
             errors.append(GraphError("cannot be reached from the trigger", node=node_id))
     dominators = _dominators(order, preds, trigger)
+    reach = _Reach(order=order, dominators=dominators, ancestors=_ancestors(order, preds))
     for node_id, node in nodes.items():
-        errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
+        errors += _config_errors(node_id, node, impls[node_id], reach, nodes)
         if node.get("compensation", {}).get("default"):
             if not impls[node_id].has_compensate():
                 errors.append(GraphError(
@@ -270,7 +271,7 @@ def validate(graph: Any) -> dict:
                     node=node_id, field="compensation",
                 ))  # fmt: skip
         elif "compensation" in node:
-            errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
+            errors += _compensation_errors(node_id, node["compensation"], reach, nodes)
     errors += _concurrency_key_errors(graph["settings"].get("concurrency_key"))
     errors += secret_errors(graph)
     if errors:
@@ -416,7 +417,29 @@ def _dominators(order: list[str], preds: dict, trigger: str) -> dict[str, set[st
     return dominators
 
 
-def _compensation_errors(node_id, spec, dominators, nodes) -> list[GraphError]:
+def _ancestors(order: list[str], preds: dict) -> dict[str, set[str]]:
+    """Nodes on some path from the trigger to each node."""
+    ancestors: dict[str, set[str]] = {}
+    for node in order:
+        ancestors[node] = set().union(*([ancestors[p] | {p} for p in preds[node]] or [set()]))
+    return ancestors
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """Which steps a node's expressions may read."""
+
+    order: list[str]
+    dominators: dict[str, set[str]]
+    ancestors: dict[str, set[str]]
+
+    def earlier(self, node_id: str, *, itself: bool) -> list[str]:
+        """Steps that run before it on every path, in the flow's order."""
+        before = self.dominators[node_id] - (set() if itself else {node_id})
+        return [n for n in self.order if n in before]
+
+
+def _compensation_errors(node_id, spec, reach: _Reach, nodes) -> list[GraphError]:
     """The undo runs after its node succeeded, so it may read that node's
     output as well as anything that ran before it."""
     try:
@@ -426,11 +449,11 @@ def _compensation_errors(node_id, spec, dominators, nodes) -> list[GraphError]:
                            field="compensation.type")]  # fmt: skip
     if impl.is_trigger:
         return [GraphError("a trigger cannot compensate", node=node_id, field="compensation.type")]
-    errors = _config_errors(node_id, spec, impl, dominators, nodes, field_prefix="compensation.")
+    errors = _config_errors(node_id, spec, impl, reach, nodes, field_prefix="compensation.")
     return errors
 
 
-def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> list[GraphError]:
+def _config_errors(node_id, node, impl, reach: _Reach, nodes, field_prefix="") -> list[GraphError]:
     errors = []
     config = node["config"]
     try:
@@ -452,19 +475,27 @@ def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> l
             GraphError(f"expression syntax: {syntax}", node=node_id, field=field_prefix + "config")
         )
         return errors
+    # The undo runs after its node succeeded, so it may read that node too.
+    earlier = reach.earlier(node_id, itself=bool(field_prefix))
     for target, defaulted in expressions.step_references(config):
-        if target not in nodes:
-            errors.append(
-                GraphError(f"refers to steps.{target}, which is not a node", node=node_id)
-            )
-        elif target == node_id and not field_prefix:
-            errors.append(GraphError("refers to its own output", node=node_id))
-        elif not defaulted and target not in dominators[node_id]:
-            errors.append(
-                GraphError(
-                    f"refers to steps.{target}, which does not run before it on every path;"
-                    " give a default, e.g. {{ steps." + target + ".output.x | default(none) }}",
-                    node=node_id,
-                )
-            )
+        message = _reference_problem(node_id, target, defaulted, earlier, reach, nodes)
+        if message and message not in [e.message for e in errors]:
+            errors.append(GraphError(message, node=node_id))
     return errors
+
+
+def _reference_problem(node_id, target, defaulted, earlier, reach: _Reach, nodes) -> str | None:
+    """The same words as a failed render at run time (runs/expression_help.py)."""
+    if target in earlier or (defaulted and target in nodes):
+        return None
+    if target not in nodes:
+        return expression_help.missing_step(target, earlier) + f"; no node is called {target}"
+    if target == node_id:
+        return f"steps.{target} is this node itself, which has no output yet"
+    if target in reach.ancestors[node_id]:
+        return (
+            f"steps.{target} does not run before this node on every path (earlier steps: "
+            f"{', '.join(earlier) or 'none'}); give a default, e.g. "
+            "{{ steps." + target + ".output.x | default(none) }}"
+        )
+    return expression_help.missing_step(target, earlier)
