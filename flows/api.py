@@ -274,6 +274,8 @@ class PreviewIn(Schema):
     sample: Any = None
     # The editor's graph, saved or not; omitted: the saved draft.
     graph: dict | None = None
+    # For a field of the node's compensation, which also reads its output.
+    undo: bool = False
 
 
 class PreviewOut(Schema):
@@ -292,10 +294,19 @@ def expression_preview(request: HttpRequest, slug: str, payload: PreviewIn):
     pinned outputs, else the latest run's) through the engine's own sandbox
     and time budget. A failed render is an answer with ``error`` in words."""
     flow = _editable(request, slug)
-    graph = payload.graph if payload.graph is not None else flow.draft_graph or {}
+    saved = flow.draft_graph or {}
+    graph = payload.graph if payload.graph is not None else saved
+    if "pinned" not in graph and isinstance(saved, dict) and "pinned" in saved:
+        # Pinning is its own action on the saved draft; an editor's graph
+        # that does not carry the pins still previews with them.
+        graph = {**graph, "pinned": saved["pinned"]}
     try:
         sample = samples.sample_context(
-            flow=flow, graph=graph, node=payload.node, trigger_input=payload.sample
+            flow=flow,
+            graph=graph,
+            node=payload.node,
+            trigger_input=payload.sample,
+            undo=payload.undo,
         )
         expression = payload.expression
         if expression is None and payload.field:

@@ -47,14 +47,18 @@ def sample_runs(flow: Flow):
     return runs.order_by("-id")
 
 
-def sample_context(*, flow: Flow, graph: dict, node: str, trigger_input: Any = None) -> Sample:
-    """What an expression at ``node`` of ``graph`` (a draft) would read."""
+def sample_context(
+    *, flow: Flow, graph: dict, node: str, trigger_input: Any = None, undo: bool = False
+) -> Sample:
+    """What an expression at ``node`` of ``graph`` (a draft) would read; with
+    ``undo``, what its compensation would, which runs after it and so also
+    reads its output."""
     if not isinstance(graph.get("nodes"), list) or not isinstance(graph.get("edges", []), list):
         raise PreviewError("a graph has a list of nodes and a list of edges")
     nodes = {n["id"]: n for n in graph["nodes"] if isinstance(n, dict) and "id" in n}
     if node not in nodes:
         raise PreviewError(f"the draft has no node called “{node}”")
-    before = _ancestors(graph, node)
+    before = _ancestors(graph, node, itself=undo)
     trigger = next((n for n in before if _is_trigger(nodes[n])), None)
     pinned = graph.get("pinned") if isinstance(graph.get("pinned"), dict) else {}
     recorded, run = _from_latest_run(flow, [n for n in before if n not in pinned])
@@ -128,7 +132,7 @@ def _plain(value: Any) -> Any:
         return str(value)
 
 
-def _ancestors(graph: dict, node: str) -> list[str]:
+def _ancestors(graph: dict, node: str, *, itself: bool) -> list[str]:
     """The nodes on some path into ``node``, in the draft's node order."""
     incoming: dict[str, list[str]] = {}
     for edge in graph.get("edges", []):
@@ -141,7 +145,10 @@ def _ancestors(graph: dict, node: str) -> list[str]:
             if source not in seen:
                 seen.add(source)
                 stack.append(source)
-    seen.discard(node)
+    if itself:
+        seen.add(node)
+    else:
+        seen.discard(node)
     return [n["id"] for n in graph.get("nodes", []) if isinstance(n, dict) and n.get("id") in seen]
 
 
