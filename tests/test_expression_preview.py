@@ -132,3 +132,17 @@ def test_only_those_who_may_edit_the_flow_preview(client, rita, flow):
     login(client, rita)
     response = preview(client, node="use", expression="{{ 1 }}")
     assert response.status_code == 403
+
+
+def test_a_compensation_field_also_reads_its_own_node(client, olga, flow):
+    pinned = {"start": {"amount": 5}, "shape": {"amount": 5, "note": "x"},
+              "lookup": {"id": "C-5"}, "use": {"total": 10}}  # fmt: skip
+    services.flow_save_draft(flow=flow, actor=olga, graph={**GRAPH, "pinned": pinned})
+    login(client, olga)
+    expression = "refund {{ steps.use.output.total }}"
+    answer = preview(client, node="use", expression=expression, undo=True).json()
+    assert (answer["value"], answer["error"]) == ("refund 10", None)
+    forward = preview(client, node="use", expression=expression).json()
+    assert forward["error"] == (
+        "steps.use is not a step before this node (earlier steps: start, shape, lookup)"
+    )
