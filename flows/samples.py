@@ -55,7 +55,7 @@ def sample_context(
     reads its output."""
     if not isinstance(graph.get("nodes"), list) or not isinstance(graph.get("edges", []), list):
         raise PreviewError("a graph has a list of nodes and a list of edges")
-    nodes = {n["id"]: n for n in graph["nodes"] if isinstance(n, dict) and "id" in n}
+    nodes = {n["id"]: n for n in graph["nodes"] if _is_node(n)}
     if node not in nodes:
         raise PreviewError(f"the draft has no node called “{node}”")
     before = _ancestors(graph, node, itself=undo)
@@ -110,7 +110,7 @@ def preview(sample: Sample, expression: str) -> Preview:
 def field_text(graph: dict, node: str, path: str) -> str:
     """The text at ``path`` ("config.fields.amount", "compensation.config.url")
     of a node in the draft."""
-    value: Any = next(n for n in graph["nodes"] if isinstance(n, dict) and n.get("id") == node)
+    value: Any = next(n for n in graph["nodes"] if _is_node(n) and n["id"] == node)
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
             value = value[part]
@@ -136,7 +136,11 @@ def _ancestors(graph: dict, node: str, *, itself: bool) -> list[str]:
     """The nodes on some path into ``node``, in the draft's node order."""
     incoming: dict[str, list[str]] = {}
     for edge in graph.get("edges", []):
-        if isinstance(edge, dict) and "from" in edge and "to" in edge:
+        if (
+            isinstance(edge, dict)
+            and isinstance(edge.get("from"), str)
+            and isinstance(edge.get("to"), str)
+        ):
             incoming.setdefault(edge["to"], []).append(edge["from"])
     seen: set[str] = set()
     stack = [node]
@@ -149,12 +153,19 @@ def _ancestors(graph: dict, node: str, *, itself: bool) -> list[str]:
         seen.add(node)
     else:
         seen.discard(node)
-    return [n["id"] for n in graph.get("nodes", []) if isinstance(n, dict) and n.get("id") in seen]
+    return [n["id"] for n in graph["nodes"] if _is_node(n) and n["id"] in seen]
+
+
+def _is_node(node: Any) -> bool:
+    """A draft may be incomplete; what is not even a node is left out."""
+    return isinstance(node, dict) and isinstance(node.get("id"), str)
 
 
 def _is_trigger(node: dict) -> bool:
+    if not isinstance(node.get("type"), str):
+        return False
     try:
-        return connectors.get(node.get("type", "")).is_trigger
+        return connectors.get(node["type"]).is_trigger
     except connectors.UnknownConnector:
         return False
 

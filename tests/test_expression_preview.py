@@ -146,3 +146,18 @@ def test_a_compensation_field_also_reads_its_own_node(client, olga, flow):
     assert forward["error"] == (
         "steps.use is not a step before this node (earlier steps: start, shape, lookup)"
     )
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        {"nodes": [{"id": "use", "type": ["x"]}, {"id": ["a"]}, "junk"], "edges": []},
+        {"nodes": [{"id": "use", "type": "transform"}], "edges": [{"from": ["a"], "to": "use"}, 3]},
+        {"nodes": [{"id": "use"}], "edges": [], "pinned": ["not", "a", "dict"]},
+    ],
+)
+def test_a_malformed_draft_previews_what_it_can_and_never_500s(client, olga, flow, graph):
+    login(client, olga)
+    answer = preview(client, node="use", expression="{{ trigger }}", graph=graph)
+    assert answer.status_code == 200
+    assert answer.json()["value"] == {}
