@@ -258,8 +258,9 @@ class Session:
                      self.run.pk, node, attempt)  # fmt: skip
             return None
         if is_disabled(self.graph, node):
-            # Only reached by a message sent before this process knew better
-            # (a redispatch); a disabled step still makes no call.
+            # The sweep re-sends a scheduled step by its connector, unaware
+            # that the node is disabled (one left over when the inline
+            # budget ran out): it still makes no call.
             self._pass_through(node, attempt)
             self.drive()
             return None
