@@ -64,6 +64,21 @@ def test_a_disabled_http_node_makes_no_call_and_passes_its_input_on(
     assert "disabled" not in enabled.payload
 
 
+def test_a_disabled_step_sent_to_a_worker_still_makes_no_call(olga, local_server, settings):
+    """A disabled step left scheduled when the inline budget ran out may be
+    re-sent by the sweep as the side-effecting step it would be."""
+    server = local_server({"/charges": lambda seen: Reply(201, {"id": "ch_1"})})
+    flow = disabled_charge_flow(olga, server.url + "/charges")
+    settings.LEDGERFLOW_INLINE_STEP_BUDGET = 2  # the trigger and shape
+    run = driver.start_run(flow=flow, input={"amount": 5}, actor="user:olga")
+    assert Step.objects.get(run=run, node_id="charge").status == "scheduled"
+    driver.execute_step(run.pk, "charge", 1)
+    run.refresh_from_db()
+    assert server.seen == []
+    assert Step.objects.get(run=run, node_id="charge").output == {"amount": 5, "note": "card"}
+    assert run.status == "succeeded" and run.output == {"after": {"seen": 5}}
+
+
 def test_a_disabled_node_is_not_compensated_when_the_run_fails_later(
     olga, local_server, eager_celery
 ):
