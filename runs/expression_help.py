@@ -24,21 +24,36 @@ MAX_LISTED = 12
 Segment = tuple[str, Any]  # ("attr", name) or ("item", constant)
 
 
-def explain(source: str, data: dict) -> str | None:
-    """The first reference in ``source`` that ``data`` cannot satisfy, in
-    words; None when every plain reference resolves."""
+def explain(source: str, data: dict, culprit: str | None = None) -> str | None:
+    """The reference in ``source`` that ``data`` cannot satisfy, in words;
+    None when every plain reference resolves. ``culprit`` is the name the
+    render failed on, when known: a reference that breaks there is preferred
+    to an earlier one that broke too but was never evaluated (the other side
+    of an ``if``)."""
     try:
         tree = _parser.parse(source)
     except (TemplateError, RecursionError):
         return None
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    first = None
     for root, segments in _references(tree, defaulted=False):
         if root in assigned:
             continue
         message = _resolve(root, segments, data)
-        if message:
+        if not message:
+            continue
+        if culprit is None or _breaks_at(root, segments, data) == culprit:
             return message
-    return None
+        first = first or message
+    return first
+
+
+def _breaks_at(root: str, segments: list[Segment], data: dict) -> str:
+    """The name at which a broken reference breaks."""
+    for length in range(len(segments) + 1):
+        if _resolve(root, segments[:length], data):
+            return str(segments[length - 1][1]) if length else root
+    return ""
 
 
 def missing_step(name: str, earlier: list[str]) -> str:

@@ -190,10 +190,15 @@ def _render_text(value: str, data: dict) -> Any:
     return text
 
 
+_JINJA_CULPRIT = re.compile(r"has no attribute '([^']*)'|^'([^']*)' is undefined|no element (\S+)")
+
+
 def _undefined(source: str, data: dict, fallback: str) -> str:
     """Which reference is missing and what is there instead, rather than
     Jinja's "'dict object' has no attribute"."""
-    return expression_help.explain(source, data) or fallback
+    named = _JINJA_CULPRIT.search(fallback)
+    culprit = next((g for g in named.groups() if g is not None), None) if named else None
+    return expression_help.explain(source, data, culprit) or fallback
 
 
 def _check_size(result: Any) -> None:

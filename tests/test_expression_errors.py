@@ -101,3 +101,9 @@ def test_publishing_uses_the_same_words_for_a_step_that_is_not_before():
         "node “use”: steps.ghost is not a step before this node "
         "(earlier steps: start, shape, lookup); no node is called ghost"
     ]
+
+
+def test_the_reference_the_render_failed_on_is_blamed_not_an_unevaluated_one():
+    # trigger.nope is never evaluated (the condition is false); shape's body is.
+    template = "{% if false %}{{ trigger.nope }}{% endif %}{{ steps.shape.output.body.x }}"
+    assert error_of(template) == "steps.shape has no field body (it has: amount, note)"
