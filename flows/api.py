@@ -4,6 +4,7 @@ reading needs flows.view_flow; saving and publishing need flows.change_flow
 and, for a team that restricts edits, membership."""
 
 import datetime as dt
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -11,7 +12,7 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from connectors.models import Credential
-from flows import services
+from flows import samples, services
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
@@ -261,6 +262,64 @@ def flow_export(request: HttpRequest, slug: str):
     response = HttpResponse(export_flow(flow), content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{flow.slug}.json"'
     return response
+
+
+class PreviewIn(Schema):
+    node: str
+    # The text to render, or the path of a field of the node that holds it
+    # ("config.fields.amount"); neither: only the sample data is answered.
+    expression: str | None = None
+    field: str | None = None
+    # A trigger input to try instead of the pinned or recorded one.
+    sample: Any = None
+    # The editor's graph, saved or not; omitted: the saved draft.
+    graph: dict | None = None
+    # For a field of the node's compensation, which also reads its output.
+    undo: bool = False
+
+
+class PreviewOut(Schema):
+    value: Any = None
+    error: str | None = None
+    # What the node's expressions read here, and where each value came from.
+    context: dict
+    sources: dict[str, str]
+
+
+@router.post(
+    "/flows/{slug}/expressions/preview", response=PreviewOut, url_name="expression_preview"
+)
+def expression_preview(request: HttpRequest, slug: str, payload: PreviewIn):
+    """Render an expression at a node against sample data (the draft's
+    pinned outputs, else the latest run's) through the engine's own sandbox
+    and time budget. A failed render is an answer with ``error`` in words."""
+    flow = _editable(request, slug)
+    saved = flow.draft_graph or {}
+    graph = payload.graph if payload.graph is not None else saved
+    if "pinned" not in graph and isinstance(saved, dict) and "pinned" in saved:
+        # Pinning is its own action on the saved draft; an editor's graph
+        # that does not carry the pins still previews with them.
+        graph = {**graph, "pinned": saved["pinned"]}
+    try:
+        sample = samples.sample_context(
+            flow=flow,
+            graph=graph,
+            node=payload.node,
+            trigger_input=payload.sample,
+            undo=payload.undo,
+        )
+        expression = payload.expression
+        if expression is None and payload.field:
+            expression = samples.field_text(graph, payload.node, payload.field)
+    except samples.PreviewError as exc:
+        raise HttpError(400, str(exc)) from None
+    rendered = samples.preview(sample, expression) if expression is not None else None
+    return {
+        "value": rendered.value if rendered else None,
+        "error": rendered.error if rendered else None,
+        "context": sample.data,
+        "sources": sample.sources,
+    }
 
 
 class CredentialNameOut(Schema):

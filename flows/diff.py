@@ -6,7 +6,7 @@ filled in by normalisation is not a change."""
 from flows import graph as graph_module
 
 # Fields of a node compared one by one; config is compared key by key.
-NODE_FIELDS = ("type", "retry", "on_failure", "compensation")
+NODE_FIELDS = ("type", "retry", "on_failure", "compensation", "disabled")
 
 
 def _normal(graph: dict | None) -> dict:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from connectors import base as connectors
 from flows import secrets
-from runs import expressions
+from runs import expression_help, expressions
 from runs.decider import topological_order
 
 DEFAULT_RETRY = {
@@ -91,6 +91,8 @@ GRAPH_SCHEMA: dict = {
                         ]
                     },
                     "position": {"$ref": "#/$defs/position"},
+                    # Kept in the flow but not run: its input passes through.
+                    "disabled": {"type": "boolean"},
                 },
             },
         },
@@ -176,6 +178,9 @@ def normalise(graph: dict, *, sort_edges: bool = True) -> dict:
         }
         if node.get("on_failure", "dead_letter") != "dead_letter":
             normal["on_failure"] = node["on_failure"]
+        if node.get("disabled"):
+            # Only when disabled, so graphs without it hash as before.
+            normal["disabled"] = True
         if node.get("compensation"):
             spec = node["compensation"]
             spec = {"default": True} if spec == "default" else spec
@@ -255,13 +260,15 @@ def validate(graph: Any) -> dict:
         cycle = sorted(set(exc.args[1]))
         raise InvalidGraph([GraphError("these nodes form a cycle: " + ", ".join(cycle))]) from None
     trigger = triggers[0]
+    errors += _disabled_errors(nodes, preds, trigger)
     reachable = _reachable(trigger, succs)
     for node_id in nodes:
         if node_id not in reachable:
             errors.append(GraphError("cannot be reached from the trigger", node=node_id))
     dominators = _dominators(order, preds, trigger)
+    reach = _Reach(order=order, dominators=dominators, ancestors=_ancestors(order, preds))
     for node_id, node in nodes.items():
-        errors += _config_errors(node_id, node, impls[node_id], dominators, nodes)
+        errors += _config_errors(node_id, node, impls[node_id], reach, nodes)
         if node.get("compensation", {}).get("default"):
             if not impls[node_id].has_compensate():
                 errors.append(GraphError(
@@ -269,7 +276,7 @@ def validate(graph: Any) -> dict:
                     node=node_id, field="compensation",
                 ))  # fmt: skip
         elif "compensation" in node:
-            errors += _compensation_errors(node_id, node["compensation"], dominators, nodes)
+            errors += _compensation_errors(node_id, node["compensation"], reach, nodes)
     for name in ("concurrency_key", "business_key"):
         errors += _trigger_only_errors(graph["settings"].get(name), f"settings.{name}")
     errors += secret_errors(graph)
@@ -284,6 +291,29 @@ def secret_errors(graph: Any) -> list[GraphError]:
         GraphError(secrets.ADVICE, node=node, field=path)
         for node, path in secrets.graph_secret_paths(graph)
     ]
+
+
+def _disabled_errors(nodes: dict, preds: dict, trigger: str) -> list[GraphError]:
+    """A disabled node passes on what flowed into it, so it needs exactly one
+    input: with several, which one passes would be a guess (merging them is
+    what an enabled merge node is for). A disabled trigger would start
+    nothing."""
+    errors = []
+    for node_id, node in nodes.items():
+        if not node.get("disabled"):
+            continue
+        if node_id == trigger:
+            errors.append(GraphError(
+                "a flow needs an enabled trigger; enable this one", node=node_id, field="disabled",
+            ))  # fmt: skip
+        elif len(preds[node_id]) > 1:
+            errors.append(GraphError(
+                f"a disabled node passes its one input through, and this one has "
+                f"{len(preds[node_id])} ({', '.join(preds[node_id])}); enable it, "
+                "or put a merge before it",
+                node=node_id, field="disabled",
+            ))  # fmt: skip
+    return errors
 
 
 def _trigger_only_errors(template: str | None, field: str) -> list[GraphError]:
@@ -378,7 +408,29 @@ def _dominators(order: list[str], preds: dict, trigger: str) -> dict[str, set[st
     return dominators
 
 
-def _compensation_errors(node_id, spec, dominators, nodes) -> list[GraphError]:
+def _ancestors(order: list[str], preds: dict) -> dict[str, set[str]]:
+    """Nodes on some path from the trigger to each node."""
+    ancestors: dict[str, set[str]] = {}
+    for node in order:
+        ancestors[node] = set().union(*([ancestors[p] | {p} for p in preds[node]] or [set()]))
+    return ancestors
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """Which steps a node's expressions may read."""
+
+    order: list[str]
+    dominators: dict[str, set[str]]
+    ancestors: dict[str, set[str]]
+
+    def earlier(self, node_id: str, *, itself: bool) -> list[str]:
+        """Steps that run before it on every path, in the flow's order."""
+        before = self.dominators[node_id] - (set() if itself else {node_id})
+        return [n for n in self.order if n in before]
+
+
+def _compensation_errors(node_id, spec, reach: _Reach, nodes) -> list[GraphError]:
     """The undo runs after its node succeeded, so it may read that node's
     output as well as anything that ran before it."""
     try:
@@ -388,11 +440,11 @@ def _compensation_errors(node_id, spec, dominators, nodes) -> list[GraphError]:
                            field="compensation.type")]  # fmt: skip
     if impl.is_trigger:
         return [GraphError("a trigger cannot compensate", node=node_id, field="compensation.type")]
-    errors = _config_errors(node_id, spec, impl, dominators, nodes, field_prefix="compensation.")
+    errors = _config_errors(node_id, spec, impl, reach, nodes, field_prefix="compensation.")
     return errors
 
 
-def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> list[GraphError]:
+def _config_errors(node_id, node, impl, reach: _Reach, nodes, field_prefix="") -> list[GraphError]:
     errors = []
     config = node["config"]
     try:
@@ -414,19 +466,27 @@ def _config_errors(node_id, node, impl, dominators, nodes, field_prefix="") -> l
             GraphError(f"expression syntax: {syntax}", node=node_id, field=field_prefix + "config")
         )
         return errors
+    # The undo runs after its node succeeded, so it may read that node too.
+    earlier = reach.earlier(node_id, itself=bool(field_prefix))
     for target, defaulted in expressions.step_references(config):
-        if target not in nodes:
-            errors.append(
-                GraphError(f"refers to steps.{target}, which is not a node", node=node_id)
-            )
-        elif target == node_id and not field_prefix:
-            errors.append(GraphError("refers to its own output", node=node_id))
-        elif not defaulted and target not in dominators[node_id]:
-            errors.append(
-                GraphError(
-                    f"refers to steps.{target}, which does not run before it on every path;"
-                    " give a default, e.g. {{ steps." + target + ".output.x | default(none) }}",
-                    node=node_id,
-                )
-            )
+        message = _reference_problem(node_id, target, defaulted, earlier, reach, nodes)
+        if message and message not in [e.message for e in errors]:
+            errors.append(GraphError(message, node=node_id))
     return errors
+
+
+def _reference_problem(node_id, target, defaulted, earlier, reach: _Reach, nodes) -> str | None:
+    """The same words as a failed render at run time (runs/expression_help.py)."""
+    if target in earlier or (defaulted and target in nodes):
+        return None
+    if target not in nodes:
+        return expression_help.missing_step(target, earlier) + f"; no node is called {target}"
+    if target == node_id:
+        return f"steps.{target} is this node itself, which has no output yet"
+    if target in reach.ancestors[node_id]:
+        return (
+            f"steps.{target} does not run before this node on every path (earlier steps: "
+            f"{', '.join(earlier) or 'none'}); give a default, e.g. "
+            "{{ steps." + target + ".output.x | default(none) }}"
+        )
+    return expression_help.missing_step(target, earlier)

@@ -239,7 +239,8 @@ def _compensation_nodes(nodes: dict[str, dict]) -> dict[str, dict]:
     saga schedules it, never Advance."""
     undo_nodes = {}
     for node in nodes.values():
-        spec = node.get("compensation")
+        # A disabled node made no effect, so there is nothing to undo.
+        spec = None if node.get("disabled") else node.get("compensation")
         if not spec:
             continue
         if spec.get("default"):
@@ -381,6 +382,8 @@ class Complete:
     attempt: int
     output: Any
     port: str = "out"
+    # The node is disabled: the driver passed its input through, no call.
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -779,6 +782,8 @@ def _complete(state: RunState, cmd: Complete, graph: Graph) -> list[Event]:
     if cmd.port not in ports:
         raise IllegalTransition(f"node {cmd.node} has no port {cmd.port!r}")
     payload = {"node": cmd.node, "attempt": cmd.attempt, "output": cmd.output, "port": cmd.port}
+    if cmd.disabled:
+        payload["disabled"] = True
     return [("step.succeeded", payload)]
 
 

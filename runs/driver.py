@@ -173,7 +173,7 @@ class Session:
             ready = [
                 s
                 for s in self.state.steps.values()
-                if s.status == decider.SCHEDULED and self.graph.inline(s.node)
+                if s.status == decider.SCHEDULED and runs_inline(self.graph, s.node)
             ]
             if not ready:
                 return
@@ -185,6 +185,9 @@ class Session:
                 done += 1
 
     def _run_inline(self, node: str, attempt: int) -> None:
+        if is_disabled(self.graph, node):
+            self._pass_through(node, attempt)
+            return
         connector = connector_of(self.graph, node)
         config, error = render_config(self.graph, node, self.state)
         self.apply(
@@ -200,6 +203,16 @@ class Session:
         outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
         self.record_facts(outcome)
+
+    def _pass_through(self, node: str, attempt: int) -> None:
+        """A disabled node calls nothing: it succeeds at once with what flowed
+        into it, out of its first port, and its event says it was disabled."""
+        data = passed_through(self.graph, node, self.state)
+        self.apply(decider.Claim(node=node, attempt=attempt, input=data, lease_until=self.now))
+        port = self.graph.ports(node)[0]
+        self.apply(
+            decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True)
+        )
 
     def record_facts(self, outcome: "Outcome") -> None:
         """The connector's own facts go after the step's outcome they explain."""
@@ -225,7 +238,7 @@ class Session:
             Work(self.run.pk, step.node, step.attempt)
             for step in self.state.steps.values()
             if step.status == decider.SCHEDULED
-            and not self.graph.inline(step.node)
+            and not runs_inline(self.graph, step.node)
             and (
                 step.node not in before
                 or before[step.node].status != decider.SCHEDULED
@@ -245,6 +258,13 @@ class Session:
         ):
             log.info("run %s step %s attempt %s: nothing to claim (duplicate message)",
                      self.run.pk, node, attempt)  # fmt: skip
+            return None
+        if is_disabled(self.graph, node):
+            # The sweep re-sends a scheduled step by its connector, unaware
+            # that the node is disabled (one left over when the inline
+            # budget ran out): it still makes no call.
+            self._pass_through(node, attempt)
+            self.drive()
             return None
         connector = connector_of(self.graph, node)
         config, error = render_config(self.graph, node, self.state)
@@ -434,6 +454,23 @@ class Session:
 
 
 # --- rendering and performing ------------------------------------------------
+
+
+def is_disabled(graph: Graph, node: str) -> bool:
+    return bool(graph.nodes[node].get("disabled"))
+
+
+def runs_inline(graph: Graph, node: str) -> bool:
+    """Pure steps, and disabled ones (they call nothing), need no worker."""
+    return graph.inline(node) or is_disabled(graph, node)
+
+
+def passed_through(graph: Graph, node: str, state: RunState) -> Any:
+    """What flowed into a disabled node: its one predecessor's output
+    (validation refuses a disabled node with more than one incoming edge,
+    whose output would otherwise be a guess)."""
+    edges = graph.incoming.get(node, [])
+    return state.steps[edges[0]["from"]].output if edges else None
 
 
 def _jsonable(config: Any) -> Any:

@@ -15,9 +15,10 @@ import re
 from typing import Any
 
 from django.conf import settings
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from runs import expression_help
 from runs import expression_limits as limits
 from runs.expression_limits import ExpressionError, ExpressionTimeout
 
@@ -170,12 +171,16 @@ def _render_text(value: str, data: dict) -> Any:
         if whole and "{{" not in whole.group("expr") and "}}" not in whole.group("expr"):
             result = _expression(whole.group("expr"))(**data)
             if isinstance(result, ChainableUndefined):
-                raise ExpressionError(f"{whole.group('expr').strip()} is undefined")
+                raise ExpressionError(
+                    _undefined(value, data, f"{whole.group('expr').strip()} is undefined")
+                )
             _check_size(result)
             return result
         text = _template(value).render(**data)
     except ExpressionError:
         raise
+    except UndefinedError as exc:
+        raise ExpressionError(_undefined(value, data, _describe(exc))) from None
     except RecursionError:
         raise ExpressionError("recursion is too deep") from None
     except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
@@ -183,6 +188,17 @@ def _render_text(value: str, data: dict) -> Any:
     if len(text) > MAX_OUTPUT_CHARS:
         raise ExpressionError(f"rendered text is longer than {MAX_OUTPUT_CHARS} characters")
     return text
+
+
+_JINJA_CULPRIT = re.compile(r"has no attribute '([^']*)'|^'([^']*)' is undefined|no element (\S+)")
+
+
+def _undefined(source: str, data: dict, fallback: str) -> str:
+    """Which reference is missing and what is there instead, rather than
+    Jinja's "'dict object' has no attribute"."""
+    named = _JINJA_CULPRIT.search(fallback)
+    culprit = next((g for g in named.groups() if g is not None), None) if named else None
+    return expression_help.explain(source, data, culprit) or fallback
 
 
 def _check_size(result: Any) -> None:

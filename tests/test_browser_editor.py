@@ -4,6 +4,8 @@ through its form, sees a missing required field on that field and a
 server-only error (an expression naming a later node) on its node, fixes
 both, publishes with the diff shown, reloads and finds the draft intact."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -17,6 +19,8 @@ from tests.engine_helpers import READY
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PAYMENTS_URL = "http://127.0.0.1:8765/charges"
+# The undo reads the output of the node it undoes.
+REFUND_URL = "http://127.0.0.1:9/refunds/{{ steps.charge.output.id }}"
 
 
 def node(page, node_id):
@@ -281,3 +285,105 @@ def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
         "readonly", ""
     )
     screenshot(page, "editor-read-only")
+
+
+def test_the_panel_disables_a_node_previews_expressions_and_sets_a_compensation(
+    browser,  # noqa: F811
+    live_server,
+    olga,
+    make_flow,
+):
+    """D disables the selected node (dashed, kept after a reload); an
+    expression previews with the last run's sample values, and a typo reads
+    as a sentence; another connector is chosen as a node's compensation and
+    configured with its own form."""
+    from flows import services
+    from runs import driver
+    from tests.engine_helpers import publish
+
+    assert manifest_path().exists(), "the editor is not built: run `make editor`"
+    make_flow(olga, name="Refundable", slug="refundable", owner=olga, **READY)
+    charge = {"id": "charge", "type": "http.request", "position": {"x": 600, "y": 0},
+              "config": {"method": "POST", "url": "http://127.0.0.1:9/charges"}}  # fmt: skip
+    graph = {
+        "nodes": [
+            {"id": "hook", "type": "trigger.webhook", "position": {"x": 0, "y": 0}},
+            {"id": "shape", "type": "transform", "position": {"x": 300, "y": 0},
+             "config": {"fields": {"amount": "{{ trigger.body.amount }}", "note": "gift"}}},
+            charge,
+        ],
+        "edges": [{"from": "hook", "to": "shape"}, {"from": "shape", "to": "charge"}],
+    }  # fmt: skip
+    # A published version whose charge is disabled runs inline, with no call:
+    # its run is the sample the panel shows.
+    flow = publish(olga, {**graph, "nodes": [*graph["nodes"][:2], {**charge, "disabled": True}]},
+                   slug="refundable")  # fmt: skip
+    run = driver.start_run(flow=flow, input={"body": {"email": "ada@example.test", "amount": 21}},
+                           actor="user:olga")  # fmt: skip
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    services.flow_save_draft(flow=flow, actor=olga, graph=graph)
+
+    page = log_in(browser, live_server, "olga", PASSWORD)
+    page.set_viewport_size({"width": 1500, "height": 950})
+    page.goto(f"{live_server.url}/flows/{flow.slug}/editor/")
+    expect(node(page, "charge")).to_be_visible()
+    expect(page.locator('[data-testid="inventory-facts"]')).to_contain_text("Owner: olga")
+
+    # D disables the selected node; it is drawn dashed and saved so.
+    select(page, "charge")
+    page.keyboard.press("d")
+    expect(node(page, "charge")).to_have_attribute("data-disabled", "true")
+    expect(node(page, "charge")).to_have_class(re.compile("lf-node-disabled"))
+    expect(field(page, "disabled")).to_be_checked()
+    saved(page)
+    screenshot(page, "editor-panel-disabled")
+    assert Flow.objects.get(pk=flow.pk).draft_graph["nodes"][2]["disabled"] is True
+    # A trigger cannot be disabled: the reason is shown, nothing changes.
+    select(page, "hook")
+    page.keyboard.press("d")
+    expect(page.locator('[data-testid="notice"]')).to_contain_text("needs an enabled trigger")
+    expect(node(page, "hook")).not_to_have_attribute("data-disabled", "true")
+    page.reload()
+    expect(node(page, "charge")).to_have_attribute("data-disabled", "true")
+
+    # The variables at a node carry the last run's values.
+    select(page, "charge")
+    page.locator('[data-testid="variables"] summary').click()
+    expect(page.locator('[data-testid="sample-steps.shape.output.amount"]')).to_have_text(" = 21")
+    expect(page.locator('[data-testid="variables"]')).to_contain_text(f"run {run.pk}")
+
+    # An expression previews as it is typed; a typo is said in words.
+    select(page, "shape")
+    amount = page.locator('input[aria-label="config.fields.amount"]')
+    amount.fill("{{ trigger.body.amount * 2 }}")
+    preview = page.locator('[data-testid="preview-config.fields.amount"]')
+    expect(preview).to_have_text("→ 42")
+    amount.fill("{{ trigger.body.amuont * 2 }}")
+    expect(preview).to_have_text("trigger.body has no field amuont (it has: email, amount)")
+    screenshot(page, "editor-panel-preview")
+    amount.fill("{{ trigger.body.amount }}")
+    expect(preview).to_have_text("→ 21")
+
+    # Compensation by another connector: an HTTP request that refunds.
+    select(page, "charge")
+    field(page, "compensation").select_option("other")
+    field(page, "compensation.type").select_option("http.request")
+    expect(page.locator('[data-testid="compensation-form"]')).to_be_visible()
+    saved(page)
+    # The server's error lands on the compensation's own field.
+    expect(field_errors(page, "compensation.config.url")).to_contain_text("Field required")
+    field(page, "compensation.config.method").select_option("POST")
+    field(page, "compensation.config.url").fill(
+        "http://127.0.0.1:9/refunds/{{ steps.charge.output.id }}"
+    )
+    saved(page)
+    expect(page.locator(".lf-field-errors")).to_have_count(0)
+    screenshot(page, "editor-panel-compensation")
+    spec = Flow.objects.get(pk=flow.pk).draft_graph["nodes"][2]["compensation"]
+    assert spec["type"] == "http.request"
+    assert (spec["config"]["method"], spec["config"]["url"]) == ("POST", REFUND_URL)
+    page.reload()
+    select(page, "charge")
+    expect(field(page, "compensation")).to_have_value("other")
+    expect(field(page, "compensation.config.url")).to_have_value(REFUND_URL)

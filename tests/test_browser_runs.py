@@ -32,7 +32,7 @@ def test_a_run_waiting_on_a_dead_letter_stays_whole(browser, live_server, olga):
     screenshot(page, "run-dead-letter-after-polls")
     expect(page.locator("h1 .pill")).to_have_text("waiting")
     expect(page.locator("#run-body h2", has_text="Steps")).to_be_visible()
-    expect(page.locator("#run-body")).to_contain_text("trigger.value.deep is undefined")
+    expect(page.locator("#run-body")).to_contain_text("trigger has no field value (it is empty)")
     expect(page.locator("button", has_text="Cancel run")).to_be_visible()
     expect(page.locator(".dead-letter-actions button", has_text="Replay")).to_be_visible()
     expect(page.locator(".dead-letter-actions button", has_text="Discard")).to_be_visible()

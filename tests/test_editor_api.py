@@ -267,3 +267,28 @@ def test_export_is_the_management_commands_file_byte_for_byte(client, olga, rita
     printed = io.StringIO()
     call_command("export_flow", flow.slug, stdout=printed)
     assert response.content.decode() == printed.getvalue()
+
+
+def test_the_editor_shows_the_inventory_entry_and_why_it_cannot_be_activated(
+    client, olga, make_flow
+):
+    from django.utils.html import strip_tags
+
+    bare = make_flow(olga, slug="bare", owner=None, runbook="", failure_mode="")
+    login(client, olga)
+    page = client.get(reverse("flows:editor", kwargs={"slug": bare.slug})).content.decode()
+    text = " ".join(strip_tags(page).split())
+    assert "Owner: none · Runbook (missing) · Failure mode: not stated" in text
+    assert (
+        "It cannot be activated until its inventory entry has an owner, a runbook and a "
+        "failure mode." in text
+    )
+    assert f'href="{reverse("flows:detail", kwargs={"slug": bare.slug})}#runbook"' in page
+    assert 'data-testid="flow-status">Draft<' in page
+
+    ready = make_flow(olga, slug="ready", owner=olga, **READY)
+    ready = services.flow_transition(flow=ready, actor=olga, action="activate")
+    page = client.get(reverse("flows:editor", kwargs={"slug": ready.slug})).content.decode()
+    text = " ".join(strip_tags(page).split())
+    assert f"Owner: olga · Runbook · Failure mode: {READY['failure_mode']}" in text
+    assert "cannot be activated" not in text and 'data-testid="flow-status">Active<' in page

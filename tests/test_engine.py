@@ -310,7 +310,7 @@ def test_an_expression_error_dead_letters_with_a_clear_message(olga, eager_celer
         run = driver.start_run(flow=flow, input={}, actor="u")
     calc = steps(run)["calc"]
     assert calc.status == "dead_lettered"
-    assert "trigger.missing.deep is undefined" in calc.error
+    assert "trigger has no field missing (it is empty)" in calc.error
 
 
 def test_cancelling_a_waiting_run(olga, eager_celery):

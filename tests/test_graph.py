@@ -43,13 +43,14 @@ def test_a_valid_graph_is_normalised_with_defaults():
         (lambda g: g["nodes"][1].update(retry={"max_attempts": 0}),
          "node “a”, field “retry.max_attempts”: 0 is less than the minimum of 1"),
         (lambda g: g["nodes"][2].update(config={"fields": {"y": "{{ steps.nope.output }}"}}),
-         "node “b”: refers to steps.nope, which is not a node"),
+         "node “b”: steps.nope is not a step before this node (earlier steps: start, a);"
+         " no node is called nope"),
         (lambda g: g["nodes"][1].update(compensation={"type": "transform", "config": {}}),
          "node “a”, field “compensation.config.fields”: Field required"),
         (lambda g: g["nodes"][1].update(compensation={"type": "teleport"}),
          "node “a”, field “compensation.type”: unknown connector type"),
         (lambda g: g["nodes"][1].update(compensation=UNDO_READING_B),
-         "node “a”: refers to steps.b, which does not run before it"),
+         "node “a”: steps.b is not a step before this node (earlier steps: start, a)"),
     ],
 )  # fmt: skip
 def test_invalid_graphs_are_explained(mutate, expected):
@@ -69,7 +70,8 @@ def test_a_reference_must_run_before_on_every_path_or_have_a_default():
         {"from": "no", "to": "join"},
     ]
     assert any(
-        "node “join”: refers to steps.yes, which does not run before it on every path" in m
+        "node “join”: steps.yes does not run before this node on every path"
+        " (earlier steps: start, check); give a default" in m
         for m in errors_of(document)
     )
     document["nodes"][-1] = transform("join", v="{{ steps.yes.output.v | default(0) }}")

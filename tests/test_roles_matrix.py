@@ -38,6 +38,7 @@ API_ENDPOINTS = {
     "api:flow_version",
     "api:flow_export",
     "api:credential_names",
+    "api:expression_preview",
 }
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
@@ -100,6 +101,7 @@ MATRIX = {
     "api:flow_version": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:flow_export": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:credential_names": ("GET", {OPERATOR, ADMIN}),
+    "api:expression_preview": ("POST", {OPERATOR, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -183,6 +185,7 @@ def url_for(personas, make_flow):
         "api:flow_versions": {"slug": flow.slug},
         "api:flow_version": {"slug": flow.slug, "number": 1},
         "api:flow_export": {"slug": flow.slug},
+        "api:expression_preview": {"slug": flow.slug},
         "flows:start_run": {"slug": flow.slug},
         "runs:detail": {"run_id": run.pk},
         "runs:cancel": {"run_id": run.pk},
@@ -208,9 +211,17 @@ def _draft_body(url):
     return {"graph": flow.draft_graph, "base_revision": services.draft_revision(flow).number}
 
 
+def _preview_body(url):
+    """An expression at the last node of the flow's draft."""
+    flow = Flow.objects.get(slug=resolve(url).kwargs["slug"])
+    return {"node": flow.draft_graph["nodes"][-1]["id"], "expression": "{{ 1 + 1 }}"}
+
+
 def _request(client, method, url, name=""):
     if method == "PUT":
         return client.put(url, _draft_body(url), content_type="application/json")
+    if name == "api:expression_preview":
+        return client.post(url, _preview_body(url), content_type="application/json")
     if method == "POST" and name in API_ENDPOINTS:
         return client.post(url, {}, content_type="application/json")  # API clients send JSON
     return client.post(url) if method == "POST" else client.get(url)

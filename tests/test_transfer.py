@@ -41,7 +41,7 @@ def test_export_of_an_import_is_byte_identical_in_canonical_form(olga, tmp_path)
         ({"format": "zapier"}, "not a Ledgerflow flow file"),
         ({"flow": {"slug": "x", "name": "X", "owner": "ghost"}}, "owner 'ghost' is not a user"),
         ({"flow": {"slug": "x", "name": "X", "colour": "red"}}, "unknown flow fields: colour"),
-        ({"graph": chain(transform("a", x="{{ steps.zz.output }}"))}, "refers to steps.zz"),
+        ({"graph": chain(transform("a", x="{{ steps.zz.output }}"))}, "steps.zz is not a step"),
     ],
 )
 def test_bad_files_are_refused_with_a_reason_and_change_nothing(olga, tmp_path, change, message):

@@ -31,6 +31,7 @@ import { DRAG_TYPE, Palette } from "./Palette";
 import { renameNode, renameProblem } from "./rename";
 import { graphFromFile } from "./transfer";
 import { variablesAt } from "./variables";
+import { disableProblem, withDisabled } from "./panel";
 import { PublishDialog } from "./PublishDialog";
 import { VersionView } from "./VersionView";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
@@ -141,12 +142,46 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     );
   }, [graph, catalogue, applyGraph]);
 
+  // D, as in n8n: disable the selected nodes, or enable them when all are.
+  const toggleDisabled = useCallback(() => {
+    const chosen = nodes.filter(isStep).filter((n) => n.selected);
+    if (!chosen.length) return;
+    const enable = chosen.every((n) => n.data.spec.disabled);
+    const refused: string[] = [];
+    const next = new Map<string, GraphNode>();
+    for (const n of chosen) {
+      const incoming = graph.edges.filter((e) => e.to === n.id).length;
+      const problem = enable ? null : disableProblem(n.data.spec, catalogue, incoming);
+      if (problem) refused.push(problem);
+      else next.set(n.id, withDisabled(n.data.spec, !enable));
+    }
+    setNodes((current) => current.map((n) => (isStep(n) && next.has(n.id) ? { ...n, data: { spec: next.get(n.id)! } } : n)));
+    setNotice(refused.length ? `Not disabled: ${refused.join("; ")}.` : "");
+  }, [nodes, graph, catalogue, setNodes]);
+
+  // The panel's sample values and previews read the graph as it is now,
+  // saved or not, without restarting on every change.
+  const graphNow = useRef(graph);
+  graphNow.current = graph;
+  const preview = useMemo(
+    () =>
+      readOnly || !selected
+        ? undefined
+        : (expression?: string, undo?: boolean) => api.preview({ node: selected, expression, graph: graphNow.current, undo }),
+    [api, readOnly, selected],
+  );
+
   // Shortcuts, except while typing in a field.
   useEffect(() => {
     if (readOnly) return;
     const onKey = (e: KeyboardEvent) => {
       const target = e.target as HTMLElement;
       if (target.closest("input, textarea, select, [contenteditable]")) return;
+      if (!(e.ctrlKey || e.metaKey || e.altKey) && e.key.toLowerCase() === "d") {
+        toggleDisabled();
+        e.preventDefault();
+        return;
+      }
       if (!(e.ctrlKey || e.metaKey)) return;
       const key = e.key.toLowerCase();
       if (key === "z") undo(e.shiftKey);
@@ -158,7 +193,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [readOnly, undo, paste, graph, nodes]);
+  }, [readOnly, undo, paste, graph, nodes, toggleDisabled]);
 
   const save = useCallback(
     async (base: number) => {
@@ -462,6 +497,9 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
             onDelete={() => deleteNode(selectedNode.id)}
             onRename={(to) => rename(selectedNode.id, to)}
             variables={variablesAt(graph, selectedNode.id, catalogue)}
+            catalogue={catalogue}
+            incoming={graph.edges.filter((e) => e.to === selectedNode.id).length}
+            preview={preview}
           />
         )}
       </div>

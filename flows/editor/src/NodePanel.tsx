@@ -1,7 +1,20 @@
 // The side panel of the selected node: its config form (from the
-// connector's JSON Schema), retry policy and what happens when it fails.
-import { useMemo, useState } from "react";
+// connector's JSON Schema), whether it is disabled, the variables its
+// expressions can read with sample values, a preview of each expression,
+// its retry policy and what happens when it fails (compensation included).
+import { useEffect, useMemo, useState } from "react";
+import type { Catalogue } from "./connections";
 import { DEFAULT_RETRY } from "./diff";
+import {
+  type CompensationMode,
+  compensationMode,
+  compensators,
+  disableProblem,
+  type PreviewAnswer,
+  variablesWithSamples,
+  withCompensation,
+  withDisabled,
+} from "./panel";
 import { type FormContext, SchemaForm } from "./SchemaForm";
 import { type FormField, fieldsOf } from "./schemaForm";
 import type { ConnectorInfo, GraphError, GraphNode, JsonObject } from "./types";
@@ -24,8 +37,27 @@ export function NodePanel(props: {
   onDelete: () => void;
   onRename: (to: string) => string | null;
   variables: string[];
+  catalogue: Catalogue;
+  incoming: number;
+  // Renders an expression at this node with sample data; with none, only
+  // the sample is answered.
+  preview?: (expression?: string, undo?: boolean) => Promise<PreviewAnswer>;
 }) {
-  const { node, info, errors, credentials, readOnly, onChange, onDelete, onRename } = props;
+  const { node, info, errors, credentials, readOnly, onChange, onDelete, onRename, preview } = props;
+  const [sample, setSample] = useState<PreviewAnswer | null>(null);
+  useEffect(() => {
+    let current = true;
+    if (preview && info && !info.is_trigger) {
+      preview().then(
+        (answer) => current && setSample(answer),
+        () => current && setSample(null),
+      );
+    }
+    return () => {
+      current = false;
+    };
+  }, [preview, info]);
+  const variables = useMemo(() => variablesWithSamples(props.variables, sample?.context ?? null), [props.variables, sample]);
   const [newId, setNewId] = useState(node.id);
   const [renameError, setRenameError] = useState("");
   const fields = useMemo(
@@ -37,9 +69,14 @@ export function NodePanel(props: {
     for (const e of errors) {
       if (e.field) byField.set(e.field, [...(byField.get(e.field) ?? []), e.message]);
     }
-    return { errors: byField, credentials, readOnly };
-  }, [errors, credentials, readOnly]);
-  const nodeErrors = errors.filter((e) => !e.field || !ctx.errors.has(e.field) || !e.field.startsWith("config"));
+    return { errors: byField, credentials, readOnly, preview: preview && info && !info.is_trigger ? (text: string) => preview(text) : undefined };
+  }, [errors, credentials, readOnly, preview, info]);
+  const undoCtx: FormContext = useMemo(
+    () => ({ ...ctx, preview: ctx.preview && preview ? (text: string) => preview(text, true) : undefined }),
+    [ctx, preview],
+  );
+  // Errors shown on their own field are not repeated at the top.
+  const nodeErrors = errors.filter((e) => !e.field || !ON_FIELDS.some((prefix) => e.field!.startsWith(prefix)));
   return (
     <aside className="lf-panel" aria-label={`Node ${node.id}`} data-testid="node-panel">
       <header>
@@ -69,13 +106,37 @@ export function NodePanel(props: {
         </ul>
       )}
       {info && !info.is_trigger && (
+        <div className={`lf-field lf-disabled-toggle${errors.some((e) => e.field === "disabled") ? " lf-has-error" : ""}`} data-path="disabled">
+          <label>
+            <input
+              type="checkbox"
+              id="field-disabled"
+              checked={node.disabled === true}
+              disabled={readOnly || (!node.disabled && disableProblem(node, props.catalogue, props.incoming) !== null)}
+              title={disableProblem(node, props.catalogue, props.incoming) ?? "Shortcut: D"}
+              onChange={(e) => onChange(withDisabled(node, e.target.checked))}
+            />{" "}
+            Disabled (D): kept in the flow but not run; its input passes through
+          </label>
+          {errors
+            .filter((e) => e.field === "disabled")
+            .map((e) => (
+              <p key={e.message} className="lf-field-errors" role="alert">{e.message}</p>
+            ))}
+        </div>
+      )}
+      {info && !info.is_trigger && (
         <details className="lf-variables" data-testid="variables">
-          <summary>Variables here ({props.variables.length})</summary>
-          <p className="lf-help">Write them in a text field as {"{{ … }}"}, e.g. {"{{ trigger.body }}"}.</p>
+          <summary>Variables here ({variables.length})</summary>
+          <p className="lf-help">
+            Write them in a text field as {"{{ … }}"}, e.g. {"{{ trigger.body }}"}.{" "}
+            {sampleNote(sample)}
+          </p>
           <ul>
-            {props.variables.map((v) => (
-              <li key={v}>
-                <code>{`{{ ${v} }}`}</code>
+            {variables.map((v) => (
+              <li key={v.path}>
+                <code>{`{{ ${v.path} }}`}</code>
+                {v.sample !== undefined && <span className="lf-sample" data-testid={`sample-${v.path}`}> = {v.sample}</span>}
               </li>
             ))}
           </ul>
@@ -107,24 +168,13 @@ export function NodePanel(props: {
               <option value="fail_run">fail the run (and compensate)</option>
             </select>
           </div>
-          <div className="lf-field">
-            <label htmlFor="field-compensation">Compensation (undo when the run fails later)</label>
-            <select
-              id="field-compensation"
-              value={node.compensation === undefined ? "" : isDefault(node.compensation) ? "default" : "custom"}
-              disabled={readOnly || (node.compensation !== undefined && !isDefault(node.compensation))}
-              onChange={(e) => {
-                const { compensation: _old, ...rest } = node;
-                onChange(e.target.value === "default" ? { ...rest, compensation: "default" } : rest);
-              }}
-            >
-              <option value="">none</option>
-              {(info.has_compensate || isDefault(node.compensation)) && <option value="default">the connector's own undo</option>}
-              {node.compensation !== undefined && !isDefault(node.compensation) && (
-                <option value="custom">another connector (edit in the advanced view)</option>
-              )}
-            </select>
-          </div>
+          <Compensation
+            node={node}
+            info={info}
+            catalogue={props.catalogue}
+            ctx={undoCtx}
+            onChange={onChange}
+          />
           <h4>Retry policy</h4>
           <SchemaForm
             fields={RETRY_FIELDS}
@@ -147,9 +197,85 @@ export function NodePanel(props: {
   );
 }
 
-function isDefault(compensation: unknown): boolean {
+const ON_FIELDS = ["config", "compensation", "retry", "disabled"];
+
+function sampleNote(sample: PreviewAnswer | null): string {
+  if (!sample) return "";
+  const used = [...new Set(Object.values(sample.sources).filter((s) => s !== "none"))];
+  return used.length ? `Sample values from: ${used.join(", ")}.` : "No sample values yet: run a test, or pin a step's output.";
+}
+
+/** None, the connector's own undo, or another connector configured with its
+ * own form; saved as flows/graph.py accepts it. */
+function Compensation({ node, info, catalogue, ctx, onChange }: {
+  node: GraphNode;
+  info: ConnectorInfo;
+  catalogue: Catalogue;
+  ctx: FormContext;
+  onChange: (spec: GraphNode) => void;
+}) {
+  const mode = compensationMode(node.compensation);
+  const spec = mode === "other" ? (node.compensation as JsonObject) : null;
+  const type = spec && typeof spec.type === "string" ? spec.type : "";
+  const other = catalogue.get(type);
+  const fields = useMemo(
+    () => (other ? fieldsOf(other.config_schema, other.config_schema, other.credential_fields) : []),
+    [other],
+  );
+  const typeErrors = ctx.errors.get("compensation.type") ?? ctx.errors.get("compensation") ?? [];
   return (
-    compensation === "default" ||
-    (typeof compensation === "object" && compensation !== null && (compensation as { default?: boolean }).default === true)
+    <>
+      <div className="lf-field" data-path="compensation">
+        <label htmlFor="field-compensation">Compensation (undo when the run fails later)</label>
+        <select
+          id="field-compensation"
+          value={mode}
+          disabled={ctx.readOnly}
+          onChange={(e) => onChange(withCompensation(node, e.target.value as CompensationMode, type || null, catalogue))}
+        >
+          <option value="none">none</option>
+          {(info.has_compensate || mode === "default") && <option value="default">the connector's own undo</option>}
+          <option value="other">another connector…</option>
+        </select>
+      </div>
+      {mode === "other" && (
+        <div className={`lf-field${typeErrors.length ? " lf-has-error" : ""}`} data-path="compensation.type">
+          <label htmlFor="field-compensation.type">Compensating connector</label>
+          <select
+            id="field-compensation.type"
+            value={type}
+            disabled={ctx.readOnly}
+            onChange={(e) => onChange(withCompensation(node, "other", e.target.value || null, catalogue))}
+          >
+            <option value="">— choose —</option>
+            {type && !other && <option value={type}>{type} (unknown)</option>}
+            {compensators(catalogue).map((c) => (
+              <option key={c.key} value={c.key}>
+                {c.label}
+              </option>
+            ))}
+          </select>
+          {other?.description && <p className="lf-help">{other.description}</p>}
+          {typeErrors.length > 0 && (
+            <ul className="lf-field-errors" role="alert">
+              {typeErrors.map((m) => (
+                <li key={m}>{m}</li>
+              ))}
+            </ul>
+          )}
+        </div>
+      )}
+      {mode === "other" && other && (
+        <div className="lf-compensation-form" data-testid="compensation-form">
+          <SchemaForm
+            fields={fields}
+            value={(spec?.config ?? {}) as JsonObject}
+            prefix="compensation.config"
+            ctx={ctx}
+            onChange={(config) => onChange({ ...node, compensation: { ...spec, type, config } })}
+          />
+        </div>
+      )}
+    </>
   );
 }

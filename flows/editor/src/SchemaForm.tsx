@@ -1,6 +1,8 @@
 // Renders the fields of schemaForm.ts as controls. Every control has a label
 // (tests and screen readers find it by name) and shows its field's errors.
 import { useEffect, useState } from "react";
+import { ExpressionPreview, type Previewer } from "./ExpressionPreview";
+import { isExpression } from "./panel";
 import { type FormField, parseNumber, shownValue, withValue } from "./schemaForm";
 import type { Json, JsonObject } from "./types";
 
@@ -8,6 +10,13 @@ export interface FormContext {
   errors: Map<string, string[]>; // "config.url" -> messages
   credentials: { name: string; type: string }[];
   readOnly: boolean;
+  // Renders an expression at this node with sample data; absent: no preview.
+  preview?: Previewer;
+}
+
+function Preview({ path, text, ctx }: { path: string; text: unknown; ctx: FormContext }) {
+  if (!ctx.preview || !isExpression(text)) return null;
+  return <ExpressionPreview path={path} text={text} preview={ctx.preview} />;
 }
 
 interface FieldProps {
@@ -91,6 +100,7 @@ function MapField({ path, value, onChange, ctx }: FieldProps) {
             disabled={ctx.readOnly}
             onChange={(e) => set(key, e.target.value)}
           />
+          <Preview path={`${path}.${key}`} text={v} ctx={ctx} />
           {!ctx.readOnly && (
             <button type="button" className="link" onClick={() => set(key, undefined)} aria-label={`Remove ${key}`}>
               ×
@@ -274,6 +284,7 @@ export function Field(props: FieldProps) {
     <div className={`lf-field${hasError ? " lf-has-error" : ""}`} data-path={path}>
       <FieldLabel field={field} path={path} />
       <Control {...props} />
+      {field.kind === "string" && <Preview path={path} text={props.value} ctx={ctx} />}
       <Help field={field} />
       <Errors path={path} ctx={ctx} />
     </div>

@@ -1,4 +1,5 @@
 // The editor talks to the server only through /api/v1/ (flows/api.py).
+import type { PreviewAnswer } from "./panel";
 import type { ConnectorInfo, Graph, GraphDiff, GraphError } from "./types";
 
 export interface Revision {
@@ -93,6 +94,12 @@ export class Api {
       { base_revision: baseRevision, note },
       [200, 409, 422],
     );
+  }
+
+  /** An expression rendered at a node against sample data; with no
+   * expression, only the sample (flows/api.py expression_preview). */
+  preview(body: { node: string; expression?: string; graph?: Graph; undo?: boolean }) {
+    return this.call<PreviewAnswer>("POST", `flows/${this.slug}/expressions/preview`, body).then((r) => r.data);
   }
 
   versions() {

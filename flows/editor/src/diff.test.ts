@@ -48,4 +48,9 @@ describe("version diff", () => {
   it("lists every node as added against no published version", () => {
     expect(graphDiff(null, published).added).toEqual(["hook", "old", "shape"]);
   });
+
+  it("names disabling a node as a change of the node", () => {
+    const draft: Graph = { ...published, nodes: published.nodes.map((n) => (n.id === "old" ? { ...n, disabled: true } : n)) };
+    expect(graphDiff(published, draft).changed).toEqual([{ id: "old", fields: ["disabled"] }]);
+  });
 });

@@ -10,7 +10,7 @@ export const DEFAULT_RETRY = {
   jitter: 0.2,
 };
 
-const NODE_FIELDS = ["type", "retry", "on_failure", "compensation"] as const;
+const NODE_FIELDS = ["type", "retry", "on_failure", "compensation", "disabled"] as const;
 
 function normalNode(node: GraphNode): Record<string, Json> {
   const normal: Record<string, Json> = {
@@ -20,6 +20,7 @@ function normalNode(node: GraphNode): Record<string, Json> {
   };
   if (node.on_failure && node.on_failure !== "dead_letter") normal.on_failure = node.on_failure;
   if (node.compensation) normal.compensation = node.compensation;
+  if (node.disabled) normal.disabled = true;
   return normal;
 }
 
