@@ -7,11 +7,16 @@ import datetime as dt
 import io
 
 import httpx
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from approvals import services as approvals
-from approvals.models import ApprovalTask
+from approvals.calendars import calendar_save
+from approvals.models import ApprovalTask, BusinessCalendar
+from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
+from flows.models import Team
+from flows.teams import team_create, team_members_set, team_update
 from runs import clock, driver, sweeper
 from runs.models import Run, Step, Timer
 from tests.approval_helpers import approval_flow
@@ -81,8 +86,22 @@ def subflow_flows(olga):
                    slug="parent")  # fmt: skip
 
 
+def reference_data(olga, rita, adam, flow) -> None:
+    """A renamed, restricted team owning a flow, with members changed, and a
+    group's business calendar saved twice."""
+    team = team_create(name="Payments", actor=adam, members=[olga])
+    team_update(team=team, actor=adam, name="Payments EU", restricts_edits=True)
+    team_members_set(team=team, actor=adam, members=[olga, rita])
+    flows.flow_update(flow=flow, actor=adam, data={"team": team})
+    reviewers = Group.objects.get(name="Reviewer")
+    hours = {"mon": [["09:00", "17:00"]]}
+    for holidays in ([], ["2026-12-25"]):
+        calendar_save(group=reviewers, actor=adam, time_zone="Europe/Berlin",
+                      opening_hours=hours, holidays=holidays)  # fmt: skip
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
-    olga, rita, payments, eager_celery
+    olga, rita, adam, payments, eager_celery
 ):
     saga, loop, charge = (
         saga_flow(olga, payments),
@@ -148,13 +167,19 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
         1, "succeeded")  # fmt: skip
 
+    reference_data(olga, rita, adam, saga)
+
     before = projected_rows()
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
+    assert len(before["Team_members"]) == 2 and len(before["BusinessCalendar"]) == 1
     Timer.objects.all().delete()
     Step.objects.all().delete()
     ApprovalTask.objects.all().delete()
     Run.objects.all().delete()
+    # Flows keep their team through the rebuild, from the events alone.
+    Team.objects.all().delete()
+    BusinessCalendar.objects.all().delete()
     call_command("rebuild_projections", stdout=io.StringIO())
     after = projected_rows()
     assert {table: differences(rows, after[table]) for table, rows in before.items()} == {
