@@ -160,3 +160,13 @@ def test_a_team_written_before_team_events_survives_a_rebuild_once_migrated(adam
     assert members_of(Team.objects.get(pk=old.pk)) == ["olga"]
     # The flows' rule: a row no stream accounts for is not a projection.
     assert not Team.objects.filter(pk=stray.pk).exists()
+
+
+def test_the_edit_page_shows_the_team_as_recorded(client, adam, olga, rita):
+    team = team_create(name="Payments", actor=adam, restricts_edits=True, members=[olga])
+    html = login(client, adam).get(reverse("flows:team_edit", args=[team.pk])).content.decode()
+    assert 'value="Payments"' in html
+    checked = [line for line in html.splitlines() if "checked" in line]
+    assert any('name="restricts_edits"' in line for line in checked)
+    assert any(f'value="{olga.pk}"' in line for line in checked)
+    assert not any(f'value="{rita.pk}"' in line for line in checked)
