@@ -155,8 +155,9 @@ def rebuild() -> int:
                 _apply_moves(versions, event.payload)
         if flow is None:
             continue
-        # Teams and users are configuration, not events; one deleted since
-        # leaves the fact empty rather than dangling.
+        # Users are configuration, not events, and teams are rebuilt first
+        # from their own streams: one gone since leaves the fact empty
+        # rather than dangling.
         if flow.team_id not in existing_teams:
             flow.team_id = None
         if flow.owner_id not in existing_users:
