@@ -1,4 +1,5 @@
-"""The business-calendar form: opening hours as a person writes them."""
+"""The business-calendar form: opening hours as a person writes them.
+``approvals.calendars.calendar_save`` writes, recording the change."""
 
 import datetime as dt
 
@@ -6,7 +7,6 @@ from django import forms
 from django.contrib.auth.models import Group
 
 from approvals import sla
-from approvals.models import BusinessCalendar
 
 HOURS_HELP = "One weekday per line: “mon 09:00-12:00 13:00-17:00”. A day not listed is closed."
 
@@ -70,15 +70,3 @@ class BusinessCalendarForm(forms.Form):
             raise
         data["opening_hours"] = hours
         return data
-
-    def save(self) -> BusinessCalendar:
-        data = self.cleaned_data
-        calendar, _ = BusinessCalendar.objects.update_or_create(
-            group=data["group"],
-            defaults={
-                "time_zone": data["time_zone"],
-                "opening_hours": data["opening_hours"],
-                "holidays": data["holidays"],
-            },
-        )
-        return calendar

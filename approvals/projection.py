@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from approvals import live, notify
-from approvals.models import ApprovalTask, TaskStatus
+from approvals.models import ApprovalTask, BusinessCalendar, TaskStatus
 from runs import driver
 from runs.models import Event, Run
 
@@ -166,3 +166,37 @@ def rebuild() -> int:
             effects=False,
         )
     return ApprovalTask.objects.count()
+
+
+def _calendar_facts(event: Event) -> dict:
+    payload = event.payload
+    return {
+        "time_zone": payload["time_zone"],
+        "opening_hours": payload["opening_hours"],
+        "holidays": payload["holidays"],
+    }
+
+
+def project_calendar(event: Event) -> BusinessCalendar:
+    """A ``calendar.saved`` event holds the whole calendar: the row becomes it."""
+    calendar, _ = BusinessCalendar.objects.update_or_create(
+        group_id=event.payload["group_id"], defaults=_calendar_facts(event)
+    )
+    return calendar
+
+
+def rebuild_calendars() -> int:
+    """Each group's calendar as its last ``calendar.saved`` event says, upserted
+    by group; a calendar no stream accounts for is deleted. Groups are
+    configuration, not events: a group deleted since has no calendar."""
+    groups = set(Group.objects.values_list("id", flat=True))
+    latest: dict[int, Event] = {}
+    for event in Event.objects.filter(
+        stream__startswith="calendar:", type="calendar.saved"
+    ).order_by("stream", "seq"):
+        latest[event.payload["group_id"]] = event
+    kept = [group_id for group_id in latest if group_id in groups]
+    for group_id in kept:
+        project_calendar(latest[group_id])
+    BusinessCalendar.objects.exclude(group_id__in=kept).delete()
+    return len(kept)

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from approvals import links, selectors, services
+from approvals.calendars import CalendarRefused, calendar_save
 from approvals.forms import BusinessCalendarForm, hours_to_text
 from approvals.models import ApprovalTask, BusinessCalendar
 from config.roles import role_required
@@ -192,9 +193,13 @@ def calendars(request):
     stay as they were."""
     form = BusinessCalendarForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        calendar = form.save()
-        messages.success(request, f"Business hours of {calendar.group.name} saved.")
-        return redirect("approvals:calendars")
+        try:
+            calendar = calendar_save(actor=request.user, **form.cleaned_data)
+        except CalendarRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Business hours of {calendar.group.name} saved.")
+            return redirect("approvals:calendars")
     rows = BusinessCalendar.objects.select_related("group").order_by("group__name")
     context = {"form": form, "calendars": [(c, hours_to_text(c.opening_hours)) for c in rows]}
     return render(request, "approvals/calendars.html", context, status=400 if form.errors else 200)

@@ -138,14 +138,30 @@ class OwnerForm(forms.Form):
         )
 
 
-class TeamForm(forms.ModelForm):
-    class Meta:
-        model = Team
-        fields = ["name", "restricts_edits", "members"]
-        widgets = {"members": forms.CheckboxSelectMultiple}
-        help_texts = {
-            "restricts_edits": "Only members (and admins) may edit this team's flows.",
-        }
+class TeamForm(forms.Form):
+    """A plain form: ``flows.teams.team_save`` writes, recording the change."""
+
+    name = forms.CharField(max_length=Team._meta.get_field("name").max_length)
+    restricts_edits = forms.BooleanField(
+        required=False, help_text="Only members (and admins) may edit this team's flows."
+    )
+    members = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.order_by("username"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, team: Team | None = None, **kwargs):
+        if team is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "name": team.name,
+                    "restricts_edits": team.restricts_edits,
+                    "members": list(team.members.all()),
+                },
+            )
+        super().__init__(*args, **kwargs)
 
 
 class GraphForm(forms.Form):

@@ -6,6 +6,7 @@ so a rebuilt row equals the live one.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 
@@ -154,8 +155,9 @@ def rebuild() -> int:
                 _apply_moves(versions, event.payload)
         if flow is None:
             continue
-        # Teams and users are configuration, not events; one deleted since
-        # leaves the fact empty rather than dangling.
+        # Users are configuration, not events, and teams are rebuilt first
+        # from their own streams: one gone since leaves the fact empty
+        # rather than dangling.
         if flow.team_id not in existing_teams:
             flow.team_id = None
         if flow.owner_id not in existing_users:
@@ -166,4 +168,70 @@ def rebuild() -> int:
     # Versions are immutable and runs refer to them by (flow, number), not id.
     FlowVersion.objects.all().delete()
     FlowVersion.objects.bulk_create(versions)
+    return len(seen)
+
+
+@dataclass
+class TeamFacts:
+    """A team row and its members' ids: what the ``team.*`` events fold into."""
+
+    team: Team
+    member_ids: set[int]
+
+
+def _member_ids(refs: list[dict]) -> set[int]:
+    return {ref["id"] for ref in refs}
+
+
+def evolve_team(facts: TeamFacts | None, event: Event) -> TeamFacts:
+    payload = event.payload
+    if event.type == "team.created":
+        team = Team(
+            id=payload["team_id"], name=payload["name"], restricts_edits=payload["restricts_edits"]
+        )
+        return TeamFacts(team, _member_ids(payload["members"]))
+    if facts is None:
+        raise ValueError(f"{event} arrived before its team.created")
+    if event.type == "team.edited":
+        for name, change in payload["changes"].items():
+            setattr(facts.team, name, change["to"])
+    elif event.type == "team.members_changed":
+        facts.member_ids |= _member_ids(payload["added"])
+        facts.member_ids -= _member_ids(payload["removed"])
+    return facts
+
+
+def _save_team(facts: TeamFacts, *, created: bool) -> Team:
+    facts.team.save(force_insert=created)
+    facts.team.members.set(facts.member_ids)
+    return facts.team
+
+
+def project_team(event: Event) -> Team:
+    """Apply one new ``team.*`` event to its rows, inside the appending
+    transaction."""
+    current = None
+    if event.type != "team.created":
+        team = Team.objects.get(pk=event.payload["team_id"])
+        current = TeamFacts(team, set(team.members.values_list("id", flat=True)))
+    return _save_team(evolve_team(current, event), created=event.type == "team.created")
+
+
+def rebuild_teams() -> int:
+    """Derive every Team row and its members again from the events, by the
+    flows' rule: rows upserted by id (flows refer to them), rows no stream
+    accounts for deleted. Users are configuration, not events: a member
+    deleted since is left out."""
+    existing_users = set(get_user_model().objects.values_list("id", flat=True))
+    seen: set[int] = set()
+    for name in Stream.objects.filter(name__startswith="team:").values_list("name", flat=True):
+        facts = None
+        for event in Event.objects.filter(stream=name).order_by("seq").iterator():
+            facts = evolve_team(facts, event)
+        if facts is None:
+            continue
+        facts.member_ids &= existing_users
+        _save_team(facts, created=False)
+        seen.add(facts.team.pk)
+    Team.objects.exclude(pk__in=seen).delete()
     return len(seen)

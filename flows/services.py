@@ -4,7 +4,7 @@ onto the Flow row in the same transaction."""
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from flows import graph as graph_module
 from flows import projection
@@ -43,8 +43,10 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def actor_of(user) -> str:
-    return f"user:{user.username}"
+def actor_of(actor) -> str:
+    """A person as ``user:<name>``; a text actor (``system:migration``, say)
+    is recorded as given."""
+    return actor if isinstance(actor, str) else f"user:{actor.username}"
 
 
 def _serialise(field: str, value):
@@ -88,16 +90,20 @@ def _write(flow_id: int, events: list[tuple[str, dict]], actor) -> Flow:
     return flow
 
 
-def _next_flow_id() -> int:
-    # The id is chosen before the first event (the stream is named after it),
-    # and the events carry it, so a rebuild restores the same ids.
+def next_row_id(model: type[models.Model]) -> int:
+    """The id a new row of ``model`` will have.
+
+    The id is chosen before the first event (the stream is named after it),
+    and the events carry it, so a rebuild restores the same ids."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence('flows_flow', 'id'))")
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [model._meta.db_table]
+            )
             return cursor.fetchone()[0]
     # SQLite: transactions take the writer lock at BEGIN (IMMEDIATE), so no
     # other writer can pick the same number between this read and the insert.
-    last = Flow.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    last = model.objects.order_by("-id").values_list("id", flat=True).first() or 0
     return last + 1
 
 
@@ -122,7 +128,7 @@ def flow_create(*, actor, data: dict) -> Flow:
     given = {key: value for key, value in data.items() if value is not None}
     merged = {**DEFAULT_FACTS, **given}
     fields = {field: _serialise(field, merged.get(field)) for field in INVENTORY_FIELDS}
-    flow_id = _next_flow_id()
+    flow_id = next_row_id(Flow)
     events = [("flow.created", {"flow_id": flow_id, "fields": fields})]
     owner = data.get("owner")
     if owner is not None:

@@ -15,6 +15,7 @@ from connectors.drift import DRIFT_EVENT
 from connectors.triggers.forms import start_form_for
 from connectors.triggers.panel import trigger_panel
 from flows import history, services
+from flows import teams as teams_service
 from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
@@ -276,21 +277,39 @@ def _csv_safe(text: str) -> str:
 def teams(request):
     form = TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        team = form.save()
-        messages.success(request, f"Team “{team.name}” created.")
-        return redirect("flows:teams")
+        team = _save_team(request, form, team=None)
+        if team is not None:
+            messages.success(request, f"Team “{team.name}” created.")
+            return redirect("flows:teams")
     return render(request, "flows/teams.html", {"teams": Team.objects.all(), "form": form})
 
 
 @role_required("flows.manage_teams")
 def team_edit(request, team_id):
     team = get_object_or_404(Team, pk=team_id)
-    form = TeamForm(request.POST or None, instance=team)
+    form = TeamForm(request.POST or None, team=team)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, f"Team “{team.name}” saved.")
-        return redirect("flows:teams")
+        saved = _save_team(request, form, team=team)
+        if saved is not None:
+            messages.success(request, f"Team “{saved.name}” saved.")
+            return redirect("flows:teams")
     return render(request, "flows/team_form.html", {"team": team, "form": form})
+
+
+def _save_team(request, form: TeamForm, *, team: Team | None) -> Team | None:
+    """The team as saved, or None with the refusal added to the form."""
+    data = form.cleaned_data
+    try:
+        return teams_service.team_save(
+            team=team,
+            actor=request.user,
+            name=data["name"],
+            restricts_edits=data["restricts_edits"],
+            members=data["members"],
+        )
+    except teams_service.TeamError as exc:
+        form.add_error(None, str(exc))
+        return None
 
 
 @role_required("flows.change_flow")

@@ -1,10 +1,13 @@
 """Personas with fixed roles, in the healthchecks manner: olga the operator,
 rita the reviewer, adam the admin, and nora who has no role at all."""
 
+import threading
+import time
+
 import pytest
 from django.contrib.auth.models import Group, User
 
-from config.roles import ADMIN, OPERATOR, REVIEWER
+from config.roles import ADMIN, OPERATOR
 from flows import services
 
 PASSWORD = "correct-horse-battery"
@@ -24,7 +27,18 @@ def olga(db):
 
 @pytest.fixture
 def rita(db):
-    return _user("rita", REVIEWER)
+    """A reviewer with a mailbox, so approval mail reaches her."""
+    from tests.approval_helpers import reviewer
+
+    return reviewer("rita")
+
+
+@pytest.fixture
+def ravi(db):
+    """A second reviewer with a mailbox."""
+    from tests.approval_helpers import reviewer
+
+    return reviewer("ravi")
 
 
 @pytest.fixture
@@ -83,20 +97,63 @@ def login(client, user):
 
 
 @pytest.fixture
-def eager_celery(django_capture_on_commit_callbacks):
-    """Run tasks in-process as soon as their transaction's on_commit fires.
-
-    The tasks and the driver are the real ones; only the broker hop is left
-    out. End-to-end tests with real workers live in test_engine_e2e.py.
-    """
+def celery_in_thread():
+    """Tasks run in the thread that commits (no broker), after real commits."""
     from config.celery import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     try:
-        yield lambda: django_capture_on_commit_callbacks(execute=True)
+        yield
     finally:
         app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def eager_celery(celery_in_thread, django_capture_on_commit_callbacks):
+    """Run tasks in-process as soon as their transaction's on_commit fires.
+
+    The tasks and the driver are the real ones; only the broker hop is left
+    out. End-to-end tests with real workers live in test_engine_e2e.py.
+    """
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def sweep_at(eager_celery):
+    """Sweep at ``moment``, running what it dispatches before returning."""
+    from runs import clock, sweeper
+
+    def sweep(moment):
+        with clock.frozen_at(moment), eager_celery():
+            return sweeper.sweep(moment)
+
+    return sweep
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """The ASGI app under uvicorn (the server `make run` uses), in a thread;
+    yields its ``host:port``."""
+    import uvicorn
+
+    from config.asgi import application
+    from tests.localserver import free_port
+
+    port = free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 def allow_outbound(settings, url_or_hostport: str) -> None:
@@ -169,7 +226,8 @@ def smtp_server(settings):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from tests.connector_helpers import MailSink, free_port
+    from tests.connector_helpers import MailSink
+    from tests.localserver import free_port
 
     sink = MailSink(host="127.0.0.1", port=free_port())
 

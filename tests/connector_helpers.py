@@ -1,6 +1,5 @@
 """Running one connector directly, and local servers it may reach."""
 
-import socket
 from dataclasses import dataclass, field
 
 from connectors import base as connectors
@@ -19,12 +18,6 @@ def run_connector(key: str, config: dict, *, run_id: int = 0, node: str = "step"
         now=clock.now(),
     )
     return connector.execute(ctx)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

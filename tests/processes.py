@@ -2,7 +2,6 @@
 default (SQLite and the filesystem broker) in a temporary data directory."""
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,12 +39,6 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

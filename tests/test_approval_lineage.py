@@ -22,16 +22,6 @@ from tests.localserver import Reply
 
 
 @pytest.fixture
-def rita(db):
-    return reviewer("rita")
-
-
-@pytest.fixture
-def ravi(db):
-    return reviewer("ravi")
-
-
-@pytest.fixture
 def vera(db):
     return reviewer("vera")
 

@@ -19,16 +19,6 @@ from tests.conftest import login
 
 
 @pytest.fixture
-def rita(db):
-    return reviewer("rita")
-
-
-@pytest.fixture
-def ravi(db):
-    return reviewer("ravi")
-
-
-@pytest.fixture
 def waiting_run(olga):
     return driver.start_run(flow=approval_flow(olga), input=INPUT, actor="user:olga")
 

@@ -2,12 +2,7 @@
 uvicorn (platform/Procfile): routing, session authentication, the origin
 check, and a change announced over the Redis channel layer."""
 
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 from django.test import Client
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -16,33 +11,6 @@ from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, reviewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def asgi_server():
-    from config.asgi import application
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def session_cookie(user) -> str:

@@ -27,16 +27,6 @@ T0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)  # a Monday
 
 
 @pytest.fixture
-def rita(db):
-    return reviewer("rita")
-
-
-@pytest.fixture
-def ravi(db):
-    return reviewer("ravi")
-
-
-@pytest.fixture
 def sam(db):
     return reviewer("sam", SUPERVISORS)
 
@@ -240,19 +230,23 @@ def escalating_flow(olga, then="keep_waiting", **config):
     return approval_flow(olga, sla_hours=4, escalation=escalation, **config)
 
 
-def sweep_at(moment, capture):
-    with clock.frozen_at(moment), capture(execute=True):
-        return sweep.sweep(moment)
+@pytest.fixture
+def sla_sweep_at(django_capture_on_commit_callbacks):
+    """The approvals' SLA sweep at ``moment``, running what it dispatches."""
+
+    def sweep_sla(moment):
+        with clock.frozen_at(moment), django_capture_on_commit_callbacks(execute=True):
+            return sweep.sweep(moment)
+
+    return sweep_sla
 
 
-def test_the_sla_passes_and_the_task_escalates_to_the_supervisors(
-    olga, rita, sam, django_capture_on_commit_callbacks
-):
+def test_the_sla_passes_and_the_task_escalates_to_the_supervisors(olga, rita, sam, sla_sweep_at):
     run = start(escalating_flow(olga))
     mail.outbox.clear()
-    assert sweep_at(T0 + dt.timedelta(hours=3, minutes=59), django_capture_on_commit_callbacks) == {
+    assert sla_sweep_at(T0 + dt.timedelta(hours=3, minutes=59)) == {
         "reminded": 0, "breached": 0}  # fmt: skip
-    assert sweep_at(T0 + dt.timedelta(hours=4, seconds=1), django_capture_on_commit_callbacks) == {
+    assert sla_sweep_at(T0 + dt.timedelta(hours=4, seconds=1)) == {
         "reminded": 0, "breached": 1}  # fmt: skip
     task = task_of(run)
     assert (task.assignee_group.name, task.escalation_level, task.breaches) == (SUPERVISORS, 1, 1)
@@ -270,32 +264,28 @@ def test_the_sla_passes_and_the_task_escalates_to_the_supervisors(
     assert Run.objects.get(pk=run.pk).status == "succeeded"
 
 
-def test_two_sweeps_at_the_same_moment_escalate_once(olga, sam, django_capture_on_commit_callbacks):
+def test_two_sweeps_at_the_same_moment_escalate_once(olga, sam, sla_sweep_at):
     run = start(escalating_flow(olga))
     later = T0 + dt.timedelta(hours=5)
-    sweep_at(later, django_capture_on_commit_callbacks)
-    sweep_at(later, django_capture_on_commit_callbacks)
+    sla_sweep_at(later)
+    sla_sweep_at(later)
     assert event_types(run).count("approval.escalated") == 1
 
 
-def test_a_second_breach_auto_rejects_by_the_flows_policy(
-    olga, sam, django_capture_on_commit_callbacks
-):
+def test_a_second_breach_auto_rejects_by_the_flows_policy(olga, sam, sla_sweep_at):
     run = start(escalating_flow(olga, then="auto_reject"))
-    sweep_at(T0 + dt.timedelta(hours=5), django_capture_on_commit_callbacks)
-    sweep_at(T0 + dt.timedelta(hours=12, seconds=1), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=5))
+    sla_sweep_at(T0 + dt.timedelta(hours=12, seconds=1))
     task = task_of(run)
     assert (task.decision, task.decided_by_name, task.breaches) == ("rejected", "system:sla", 2)
     assert statuses(run)["declined"] == "succeeded"
     assert Run.objects.get(pk=run.pk).status == "succeeded"
 
 
-def test_a_second_breach_dead_letters_and_a_replay_asks_again(
-    olga, sam, django_capture_on_commit_callbacks
-):
+def test_a_second_breach_dead_letters_and_a_replay_asks_again(olga, sam, sla_sweep_at):
     run = start(escalating_flow(olga, then="dead_letter"))
-    sweep_at(T0 + dt.timedelta(hours=5), django_capture_on_commit_callbacks)
-    sweep_at(T0 + dt.timedelta(hours=13), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=5))
+    sla_sweep_at(T0 + dt.timedelta(hours=13))
     assert task_of(run).status == TaskStatus.ABANDONED
     step = Step.objects.get(run=run, node_id="review")
     assert step.status == "dead_lettered"
@@ -310,61 +300,57 @@ def test_a_second_breach_dead_letters_and_a_replay_asks_again(
     )
 
 
-def test_a_second_breach_keeps_waiting_and_is_counted(
-    olga, sam, django_capture_on_commit_callbacks
-):
+def test_a_second_breach_keeps_waiting_and_is_counted(olga, sam, sla_sweep_at):
     run = start(escalating_flow(olga, then="keep_waiting"))
-    sweep_at(T0 + dt.timedelta(hours=5), django_capture_on_commit_callbacks)
-    sweep_at(T0 + dt.timedelta(hours=13), django_capture_on_commit_callbacks)
-    sweep_at(T0 + dt.timedelta(hours=30), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=5))
+    sla_sweep_at(T0 + dt.timedelta(hours=13))
+    sla_sweep_at(T0 + dt.timedelta(hours=30))
     task = task_of(run)
     assert (task.status, task.breaches, task.due_at, task.escalation_level) == ("open", 2, None, 2)
     assert event_types(run).count("approval.sla_breached") == 1
 
 
 def test_without_an_escalation_the_flows_policy_applies_at_the_first_breach(
-    olga, rita, django_capture_on_commit_callbacks
+    olga, rita, sla_sweep_at
 ):
     flow = approval_flow(olga, sla_hours=4, settings={"approval_breach_policy": "auto_reject"})
     run = start(flow)
-    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=4))
     task = task_of(run)
     assert (task.decision, task.decided_by_name, task.breaches) == ("rejected", "system:sla", 1)
     assert statuses(run)["declined"] == "succeeded"
 
 
-def test_the_nodes_own_policy_overrides_the_flows(olga, sam, django_capture_on_commit_callbacks):
+def test_the_nodes_own_policy_overrides_the_flows(olga, sam, sla_sweep_at):
     escalation = {"group": SUPERVISORS, "hours": 8, "then": "keep_waiting"}
     flow = approval_flow(
         olga, sla_hours=4, escalation=escalation,
         settings={"approval_breach_policy": "dead_letter"},
     )  # fmt: skip
     run = start(flow)
-    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
-    sweep_at(T0 + dt.timedelta(hours=12), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=4))
+    sla_sweep_at(T0 + dt.timedelta(hours=12))
     assert (task_of(run).status, task_of(run).breaches) == ("open", 2)
 
 
-def test_reminders_go_out_before_the_due_time(olga, rita, django_capture_on_commit_callbacks):
+def test_reminders_go_out_before_the_due_time(olga, rita, sla_sweep_at):
     run = start(approval_flow(olga, sla_hours=4, remind_before_hours=[1, 2]))
     assert task_of(run).remind_at == T0 + dt.timedelta(hours=2)
     mail.outbox.clear()
-    sweep_at(T0 + dt.timedelta(hours=2, minutes=1), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=2, minutes=1))
     assert task_of(run).remind_at == T0 + dt.timedelta(hours=3)
-    sweep_at(T0 + dt.timedelta(hours=3, minutes=1), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=3, minutes=1))
     assert task_of(run).remind_at is None
     assert event_types(run).count("approval.reminded") == 2
     assert [m.subject.split(":")[0] for m in mail.outbox] == ["[Ledgerflow] Reminder"] * 2
 
 
-def test_supervisors_are_reminded_before_their_own_due_time(
-    olga, sam, django_capture_on_commit_callbacks
-):
+def test_supervisors_are_reminded_before_their_own_due_time(olga, sam, sla_sweep_at):
     run = start(escalating_flow(olga, remind_before_hours=[1]))
-    sweep_at(T0 + dt.timedelta(hours=4), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=4))
     assert task_of(run).remind_at == T0 + dt.timedelta(hours=11)
     mail.outbox.clear()
-    sweep_at(T0 + dt.timedelta(hours=11), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=11))
     assert [m.to for m in mail.outbox] == [["sam@example.com"]]
 
 
@@ -384,7 +370,7 @@ def task_rows() -> list[dict]:
 
 
 def test_rebuild_projections_derives_the_same_tasks_from_events(
-    olga, rita, ravi, sam, adam, django_capture_on_commit_callbacks
+    olga, rita, ravi, sam, adam, sla_sweep_at
 ):
     first = start(escalating_flow(olga))
     second = start(approval_flow(olga, slug="other"))
@@ -393,7 +379,7 @@ def test_rebuild_projections_derives_the_same_tasks_from_events(
     services.task_comment(task_id=task_of(second).pk, user=rita, body="Asking the customer.")
     services.task_release(task_id=task_of(second).pk, user=rita)
     services.task_reassign(task_id=task_of(second).pk, by=adam, user=ravi)
-    sweep_at(T0 + dt.timedelta(hours=5), django_capture_on_commit_callbacks)
+    sla_sweep_at(T0 + dt.timedelta(hours=5))
     decide(task_of(first), sam, comment="ok")
     driver.cancel_run(third.pk, actor="user:olga", reason="duplicate")
     before = task_rows()

@@ -4,7 +4,6 @@ with the one clock; the breakers read it too."""
 
 import datetime as dt
 import io
-import socket
 import threading
 
 import pytest
@@ -17,7 +16,8 @@ from runs import clock, driver, sweeper
 from runs.models import Event, Step, Timer
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
-from tests.test_engine import charge_node, control, report
+from tests.localserver import free_port
+from tests.payments_helpers import charge_node, control, report
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 POLICY = {"failures": 3, "window_seconds": 60, "cooldown_seconds": 30}
@@ -31,15 +31,6 @@ def store(request, settings):
     settings.LEDGERFLOW_BREAKER_DEFAULTS = POLICY
     settings.LEDGERFLOW_BREAKER_RELEASE_PER_SECOND = 5
     return request.param
-
-
-@pytest.fixture
-def sweep_at(eager_celery):
-    def sweep(moment):
-        with clock.frozen_at(moment), eager_celery():
-            return sweeper.sweep(moment)
-
-    return sweep
 
 
 def charge_flow(olga, payments, slug="breaker-orders", **overrides):
@@ -215,18 +206,6 @@ def test_each_state_change_is_one_event_when_many_threads_race(store):
     assert Breaker.objects.get(target=target).state == "closed"
 
 
-@pytest.fixture
-def celery_in_thread():
-    from config.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
-
-
 @pytest.mark.django_db(transaction=True)
 def test_runs_failing_at_once_in_many_workers_open_the_breaker_once(
     olga, payments, store, celery_in_thread
@@ -250,16 +229,10 @@ def test_runs_failing_at_once_in_many_workers_open_the_breaker_once(
     assert report(payments)["requests"] == len(called) >= POLICY["failures"]
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_with_redis_down_calls_proceed_as_if_closed_and_the_fault_shows(
     olga, adam, payments, eager_celery, settings, client
 ):
-    settings.LEDGERFLOW_BREAKER_REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    settings.LEDGERFLOW_BREAKER_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     settings.LEDGERFLOW_BREAKER_DEFAULTS = {**POLICY, "failures": 1}
     settings.LEDGERFLOW_RATE_LIMITS = {target_of(payments): {"per_second": 1, "burst": 1}}
     flow = charge_flow(olga, payments)

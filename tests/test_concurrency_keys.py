@@ -10,12 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from config.celery import app
 from runs import clock, driver, sweeper
 from runs.models import Event, Run
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
-from tests.test_engine import charge_node, control, report
+from tests.payments_helpers import charge_node, control, report
 
 
 def keyed_flow(olga, payments):
@@ -24,17 +23,6 @@ def keyed_flow(olga, payments):
     graph = chain(node)
     graph["settings"] = {"concurrency_key": "{{ trigger.order_id }}"}
     return publish(olga, graph, slug="keyed")
-
-
-@pytest.fixture
-def celery_in_thread():
-    """Tasks run in the thread that commits (no broker), after real commits."""
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
 
 
 def _start_in_thread(flow, payload: dict) -> threading.Thread:

@@ -10,6 +10,7 @@ from connectors import base
 from connectors.base import all_connectors
 from flows.secrets import is_secret_name
 from tests.conftest import allow_outbound, login
+from tests.payments_helpers import report
 
 # Connectors of the product (tests register a few of their own).
 PRODUCT = sorted(
@@ -154,6 +155,4 @@ def test_an_operator_tests_a_connection_through_the_api(client, olga, rita, paym
 
 
 def report_requests(payments) -> int:
-    import httpx
-
-    return httpx.get(f"{payments.url}/report").json()["requests"]
+    return report(payments)["requests"]

@@ -13,7 +13,7 @@ from connectors import credentials
 from connectors.base import ConnectorError
 from connectors.credential_hosts import fill_allowed_hosts
 from connectors.models import Credential
-from flows.models import Team
+from flows.teams import team_create
 from runs import driver
 from runs.models import Event, Run, Step
 from tests.conftest import SMTP_PASSWORD, SMTP_USER, login
@@ -169,7 +169,7 @@ def test_an_edited_input_may_not_hold_a_secret(client, olga, home, eager_celery)
 def test_editing_a_restricted_teams_step_needs_the_right_to_edit_its_flow(
     client, olga, adam, home, eager_celery
 ):
-    team = Team.objects.create(name="Treasury", restricts_edits=True)
+    team = team_create(name="Treasury", actor=adam, restricts_edits=True)
     run = dead_letter(olga, home, eager_celery, team=team)
     edited = {**step(run).input, "url": f"{home.url}/me"}
     login(client, olga)

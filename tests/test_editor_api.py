@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from flows import services
-from flows.models import Team
+from flows.teams import team_create
 from tests.conftest import login
 from tests.engine_helpers import READY
 
@@ -171,7 +171,7 @@ def test_reviewers_read_but_may_not_save_or_publish(client, olga, rita, flow):
 def test_a_team_that_restricts_edits_keeps_other_operators_out(client, olga, flow):
     from tests.conftest import _user
 
-    team = Team.objects.create(name="Ledger", restricts_edits=True)
+    team = team_create(name="Ledger", actor=olga, restricts_edits=True)
     services.flow_update(flow=flow, actor=olga, data={"team": team})
     outsider = _user("otto", "Operator")
     login(client, outsider)

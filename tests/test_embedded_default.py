@@ -12,10 +12,10 @@ import urllib.request
 
 import pytest
 
+from tests.localserver import free_port
 from tests.processes import (
     ROOT,
     embedded_env,
-    free_port,
     group_alive,
     kill_platform,
     manage,

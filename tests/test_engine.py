@@ -4,31 +4,14 @@ local payments API. Time is moved with the one clock."""
 import datetime as dt
 import io
 
-import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver, sweeper
+from runs import clock, decider, driver
 from runs.eventstore import verify_stream
 from runs.models import Event, Run, Step, Timer
 from tests.engine_helpers import chain, publish, transform
-
-
-def charge_node(payments, **overrides) -> dict:
-    node = {
-        "id": "charge",
-        "type": "http.request",
-        "config": {
-            "method": "POST",
-            "url": f"{payments.url}/charges",
-            "json_body": {"order_id": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}"},
-            "honours_idempotency_key": True,
-            "timeout_seconds": 5,
-        },
-        "retry": {"max_attempts": 3, "initial_seconds": 10, "jitter": 0},
-    }
-    node.update(overrides)
-    return node
+from tests.payments_helpers import charge_node, control, report
 
 
 def order_flow(olga, payments, **charge_overrides):
@@ -52,25 +35,6 @@ def event_types(run) -> list[str]:
     return list(
         Event.objects.filter(stream=f"run:{run.pk}").order_by("seq").values_list("type", flat=True)
     )
-
-
-def control(payments, **settings):
-    httpx.post(f"{payments.url}/control", json=settings).raise_for_status()
-
-
-def report(payments) -> dict:
-    return httpx.get(f"{payments.url}/report").json()
-
-
-@pytest.fixture
-def sweep_at(eager_celery):
-    """Sweep at ``moment``, running what it dispatches before returning."""
-
-    def sweep(moment):
-        with clock.frozen_at(moment), eager_celery():
-            return sweeper.sweep(moment)
-
-    return sweep
 
 
 def test_branches_run_inline_and_the_path_not_taken_is_skipped(olga, eager_celery):

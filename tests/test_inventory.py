@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from flows import services
-from flows.models import Flow, Team
+from flows.models import Flow
+from flows.teams import team_create, team_members_set
 from runs import clock
 from runs.models import Event
 from tests.conftest import login
@@ -175,16 +176,16 @@ def test_flow_page_shows_history_and_sanitised_runbook(client, olga, make_flow):
 
 
 def test_a_restricted_team_limits_edits_to_its_members(client, olga, adam, make_flow):
-    team = Team.objects.create(name="Payments", restricts_edits=True)
+    team = team_create(name="Payments", actor=adam, restricts_edits=True)
     flow = make_flow(adam, team=team)
     login(client, olga)
     assert client.get(reverse("flows:edit", args=[flow.slug])).status_code == 403
     assert client.post(reverse("flows:transition", args=[flow.slug, "retire"])).status_code == 403
-    team.members.add(olga)
+    team_members_set(team=team, actor=adam, members=[olga])
     assert client.get(reverse("flows:edit", args=[flow.slug])).status_code == 200
     client.logout()
     login(client, adam)
-    team.members.remove(olga)
+    team_members_set(team=team, actor=adam, members=[])
     assert client.get(reverse("flows:edit", args=[flow.slug])).status_code == 200
 
 
@@ -249,7 +250,7 @@ def test_review_cannot_be_in_the_future(olga, ready_flow):
 
 
 def test_rebuild_projections_derives_the_same_rows(olga, rita, adam, make_flow, ready_flow):
-    team = Team.objects.create(name="Ops")
+    team = team_create(name="Ops", actor=adam)
     other = make_flow(adam, name="Zap", slug="zap", team=team, owner=rita)
     services.flow_transition(flow=ready_flow, actor=olga, action="activate")
     services.flow_update(flow=other, actor=adam, data={"tags": ["x", "y"], "criticality": "low"})

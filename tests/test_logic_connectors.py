@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from flows.graph import InvalidGraph, validate
-from runs import clock, driver, sweeper
+from runs import clock, driver
 from runs.models import Event, Step, Timer
 from tests.engine_helpers import chain, publish, transform
 
@@ -32,15 +32,6 @@ def switch_graph(**edge_ports) -> dict:
         graph["nodes"].append(transform(node, went=port))
         graph["edges"].append({"from": "route", "from_port": port, "to": node})
     return graph
-
-
-@pytest.fixture
-def sweep_at(eager_celery):
-    def sweep(moment):
-        with clock.frozen_at(moment), eager_celery():
-            return sweeper.sweep(moment)
-
-    return sweep
 
 
 # --- switch -------------------------------------------------------------------

@@ -8,9 +8,10 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver, sweeper
+from runs import clock, decider, driver
 from runs.models import Event, Step
 from tests.engine_helpers import chain, publish
+from tests.payments_helpers import report
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 ORDERS = [{"id": f"L-{n}", "amount": 10 + n} for n in range(7)]
@@ -38,10 +39,6 @@ def loop_flow(olga, payments, batch_size=3):
         "retry": {"max_attempts": 3, "initial_seconds": 10, "jitter": 0},
     }  # fmt: skip
     return publish(olga, chain(charge_each), slug="loop")
-
-
-def report(payments) -> dict:
-    return httpx.get(f"{payments.url}/report").json()
 
 
 def expected_keys(run_id: int) -> set[str]:
@@ -75,7 +72,7 @@ def test_a_loop_charges_each_item_once_under_its_own_key(olga, payments, eager_c
 
 
 def test_a_worker_killed_mid_loop_resumes_without_repeating_finished_items(
-    olga, payments, eager_celery
+    olga, payments, sweep_at
 ):
     flow = loop_flow(olga, payments)
     with clock.frozen_at(START):
@@ -96,8 +93,7 @@ def test_a_worker_killed_mid_loop_resumes_without_repeating_finished_items(
 
     # The sweep finds the expired lease and runs the loop again (attempt 2).
     later = START + dt.timedelta(seconds=claimed.lease_seconds + 1)
-    with clock.frozen_at(later), eager_celery():
-        assert sweeper.sweep(later)["leases"] == 1
+    assert sweep_at(later)["leases"] == 1
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     seen = report(payments)
@@ -107,7 +103,9 @@ def test_a_worker_killed_mid_loop_resumes_without_repeating_finished_items(
     assert step.attempt == 2 and len(step.output["outputs"]) == 7
 
 
-def test_a_failing_item_retries_the_loop_from_where_it_stopped(olga, payments, eager_celery):
+def test_a_failing_item_retries_the_loop_from_where_it_stopped(
+    olga, payments, eager_celery, sweep_at
+):
     flow = loop_flow(olga, payments)
     with clock.frozen_at(START):
         run = driver.start_run(flow=flow, input={"orders": ORDERS}, actor="u")
@@ -131,8 +129,7 @@ def test_a_failing_item_retries_the_loop_from_where_it_stopped(olga, payments, e
     # The first batch and the two items of the second that succeeded stay done.
     assert {"0", "1", "2"} <= set(step.iterations) and len(step.iterations) == 5
     later = START + dt.timedelta(seconds=11)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)
+    sweep_at(later)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     seen = report(payments)

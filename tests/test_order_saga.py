@@ -6,15 +6,15 @@ connector's own undo) and the run ends compensated."""
 import datetime as dt
 import json
 
-import httpx
 import pytest
 
 from flows.graph import InvalidGraph, validate
 from flows.management.commands.seed_demo import order_graph
-from runs import clock, decider, driver, sweeper
+from runs import clock, decider, driver
 from runs.eventstore import verify_stream
 from runs.models import Event, Step
 from tests.engine_helpers import chain, publish
+from tests.payments_helpers import control, report
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -28,14 +28,6 @@ def saga_graph(api_url: str, reserve_attempts: int = 1, on_failure: str = "fail_
             node["retry"] = {"max_attempts": reserve_attempts, "initial_seconds": 5, "jitter": 0}
             node["on_failure"] = on_failure
     return graph
-
-
-def control(payments, **settings):
-    httpx.post(f"{payments.url}/control", json=settings).raise_for_status()
-
-
-def report(payments) -> dict:
-    return httpx.get(f"{payments.url}/report").json()
 
 
 def steps(run) -> dict[str, Step]:
@@ -105,7 +97,7 @@ def test_a_reservation_that_dead_letters_waits_for_a_person_then_compensates(
 
 
 def test_an_inventory_api_that_stays_down_ends_compensated_after_its_retries(
-    olga, payments, eager_celery
+    olga, payments, eager_celery, sweep_at
 ):
     flow = publish(olga, saga_graph(payments.url, reserve_attempts=2), slug="order-fulfilment")
     control(payments, inventory_down=True)
@@ -113,8 +105,7 @@ def test_an_inventory_api_that_stays_down_ends_compensated_after_its_retries(
         run = driver.start_run(flow=flow, input=order("A-3"), actor="u")
     assert steps(run)["reserve"].status == "retrying"
     later = START + dt.timedelta(seconds=6)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)
+    sweep_at(later)
     reserve = steps(run)["reserve"]
     assert reserve.status == "failed" and len(reserve.errors) == 2
     run.refresh_from_db()

@@ -219,7 +219,7 @@ def test_a_message_whose_run_cannot_start_is_returned_not_acknowledged(olga, rab
 
 
 def test_an_unreachable_broker_is_a_retryable_failure(olga, settings, eager_celery):
-    from bench.common import free_port
+    from tests.localserver import free_port
 
     settings.RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
     publisher = triggered_flow(

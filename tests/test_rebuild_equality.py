@@ -6,16 +6,21 @@ letter, a delay and a cancellation."""
 import datetime as dt
 import io
 
-import httpx
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from approvals import services as approvals
-from approvals.models import ApprovalTask
+from approvals.calendars import calendar_save
+from approvals.models import ApprovalTask, BusinessCalendar
+from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
-from runs import clock, driver, sweeper
+from flows.models import Team
+from flows.teams import team_create, team_members_set, team_update
+from runs import clock, driver
 from runs.models import Run, Step, Timer
 from tests.approval_helpers import approval_flow
 from tests.engine_helpers import chain, publish, transform
+from tests.payments_helpers import charge_node, control
 from tests.projection_helpers import differences, projected_rows
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -51,18 +56,7 @@ def loop_flow(olga, payments):
 
 
 def charge_flow(olga, payments):
-    charge = {
-        "id": "charge",
-        "type": "http.request",
-        "config": {
-            "method": "POST",
-            "url": f"{payments.url}/charges",
-            "json_body": {"order_id": "{{ trigger.order_id }}", "amount": "{{ trigger.amount }}"},
-            "honours_idempotency_key": True,
-            "timeout_seconds": 5,
-        },
-        "retry": {"max_attempts": 2, "initial_seconds": 60, "jitter": 0},
-    }
+    charge = charge_node(payments, retry={"max_attempts": 2, "initial_seconds": 60, "jitter": 0})
     return publish(olga, chain(transform("prepare", ok=True), charge), slug="orders")
 
 
@@ -81,8 +75,22 @@ def subflow_flows(olga):
                    slug="parent")  # fmt: skip
 
 
+def reference_data(olga, rita, adam, flow) -> None:
+    """A renamed, restricted team owning a flow, with members changed, and a
+    group's business calendar saved twice."""
+    team = team_create(name="Payments", actor=adam, members=[olga])
+    team_update(team=team, actor=adam, name="Payments EU", restricts_edits=True)
+    team_members_set(team=team, actor=adam, members=[olga, rita])
+    flows.flow_update(flow=flow, actor=adam, data={"team": team})
+    reviewers = Group.objects.get(name="Reviewer")
+    hours = {"mon": [["09:00", "17:00"]]}
+    for holidays in ([], ["2026-12-25"]):
+        calendar_save(group=reviewers, actor=adam, time_zone="Europe/Berlin",
+                      opening_hours=hours, holidays=holidays)  # fmt: skip
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
-    olga, rita, payments, eager_celery
+    olga, rita, adam, payments, eager_celery, sweep_at
 ):
     saga, loop, charge = (
         saga_flow(olga, payments),
@@ -107,10 +115,9 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     waiting = start(delay)
     cancelled = start(delay)
     later = START + dt.timedelta(seconds=61)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)  # the first child ends and resumes its parent
+    sweep_at(later)  # the first child ends and resumes its parent
     waiting_parent = start(parent, at=later, x=1)
-    httpx.post(f"{payments.url}/control", json={"fail_next": 1}).raise_for_status()
+    control(payments, fail_next=1)
     retrying = start(charge, at=later, order_id="r-1", amount=5)
     dead = start(charge, at=later, order_id="d-1", amount=-5)
     dead_letter = start(charge, at=later, order_id="d-2", amount=-5)
@@ -148,13 +155,19 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
         1, "succeeded")  # fmt: skip
 
+    reference_data(olga, rita, adam, saga)
+
     before = projected_rows()
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
+    assert len(before["Team_members"]) == 2 and len(before["BusinessCalendar"]) == 1
     Timer.objects.all().delete()
     Step.objects.all().delete()
     ApprovalTask.objects.all().delete()
     Run.objects.all().delete()
+    # Flows keep their team through the rebuild, from the events alone.
+    Team.objects.all().delete()
+    BusinessCalendar.objects.all().delete()
     call_command("rebuild_projections", stdout=io.StringIO())
     after = projected_rows()
     assert {table: differences(rows, after[table]) for table, rows in before.items()} == {

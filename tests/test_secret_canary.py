@@ -7,7 +7,6 @@ and URL-encoded forms. Nothing may be found."""
 import base64
 import json
 import logging
-from urllib.parse import quote, quote_plus
 
 import pytest
 from django.urls import reverse
@@ -24,19 +23,18 @@ TOKEN = "canary-T0ken/with+odd=chars&more"
 MAIL_PASSWORD = "canary-Mail-Pa55/word?"
 
 
-def forms_of(secret: str) -> set[str]:
-    raw = secret.encode()
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret),
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode(),
-    }
-    return forms | {form.rstrip("=") for form in forms}
-
-
-FORBIDDEN = forms_of(TOKEN) | forms_of(MAIL_PASSWORD)
+# Written out by hand, not derived from runs.redaction: the oracle must not
+# share the code it checks. A secret's distinctive start catches it plain,
+# cut short, or escaped (HTML turns its "&" into "&amp;", a URL its "/" into
+# "%2F"); the rest are encodings that do not contain it. Standard and
+# URL-safe base64 agree for these two values.
+SECRET_STARTS = {"canary-T0ken", "canary-Mail-Pa55"}
+IN_BASE64 = {
+    "Y2FuYXJ5LVQwa2VuL3dpdGgrb2RkPWNoYXJzJm1vcmU",  # TOKEN, "=" or not
+    "Y2FuYXJ5LU1haWwtUGE1NS93b3JkPw",  # MAIL_PASSWORD, "=="-padded or not
+    "AG1haWxlcgBjYW5hcnktTWFpbC1QYTU1L3dvcmQ/",  # SMTP AUTH PLAIN: "\0mailer\0" + it
+}
+FORBIDDEN = SECRET_STARTS | IN_BASE64
 
 
 def leaks(text: str) -> set[str]:
@@ -136,3 +134,11 @@ def test_no_secret_reaches_events_logs_or_pages(
             response = client.get(url)
             assert response.status_code == 200, url
             assert not leaks(response.content.decode()), url
+
+
+def test_the_oracle_names_the_planted_secrets():
+    decoded = {base64.b64decode(form + "=" * (-len(form) % 4)) for form in IN_BASE64}
+    login_plain = f"\0{SMTP_USER}\0{MAIL_PASSWORD}".encode()
+    assert decoded == {TOKEN.encode(), MAIL_PASSWORD.encode(), login_plain}
+    for secret in (TOKEN, MAIL_PASSWORD):
+        assert any(secret.startswith(start) for start in SECRET_STARTS)

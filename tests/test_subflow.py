@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver, sweeper
+from runs import clock, decider, driver
 from runs.models import Event, Run, Step
 from tests.engine_helpers import chain, publish, transform
 
@@ -48,7 +48,7 @@ def start_parent(olga, eager_celery, **kwargs):
     return parent, Run.objects.get(parent_run_id=parent.pk)
 
 
-def test_the_parent_waits_for_its_child_and_resumes_with_its_output(olga, eager_celery):
+def test_the_parent_waits_for_its_child_and_resumes_with_its_output(olga, eager_celery, sweep_at):
     parent, child = start_parent(olga, eager_celery)
     call = step(parent, "call")
     assert (call.status, call.wait_reason) == ("waiting", "subflow")
@@ -59,8 +59,7 @@ def test_the_parent_waits_for_its_child_and_resumes_with_its_output(olga, eager_
                                          "key": call.idempotency_key}  # fmt: skip
 
     later = START + dt.timedelta(seconds=61)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)  # fires the child's timer; its end signals the parent
+    sweep_at(later)  # fires the child's timer; its end signals the parent
     parent.refresh_from_db()
     assert parent.status == "succeeded"
     assert parent.output == {"after": {"got": 42}}
@@ -69,7 +68,7 @@ def test_the_parent_waits_for_its_child_and_resumes_with_its_output(olga, eager_
     assert signal.actor == f"run:{child.pk}"
 
 
-def test_a_lost_signal_is_resent_by_the_sweep(olga, eager_celery):
+def test_a_lost_signal_is_resent_by_the_sweep(olga, eager_celery, sweep_at):
     parent, child = start_parent(olga, eager_celery)
     later = START + dt.timedelta(seconds=61)
     with clock.frozen_at(later):
@@ -77,14 +76,13 @@ def test_a_lost_signal_is_resent_by_the_sweep(olga, eager_celery):
         assert driver.fire_timer(child.pk, "settle", 1, "timer")
     child.refresh_from_db()
     assert child.status == "succeeded" and step(parent, "call").status == "waiting"
-    with clock.frozen_at(later), eager_celery():
-        assert sweeper.sweep(later)["subflows"] == 1
-        assert sweeper.sweep(later)["subflows"] == 0  # once
+    assert sweep_at(later)["subflows"] == 1
+    assert sweep_at(later)["subflows"] == 0  # once
     parent.refresh_from_db()
     assert parent.status == "succeeded"
 
 
-def test_a_retried_parent_step_does_not_start_a_second_child(olga, eager_celery):
+def test_a_retried_parent_step_does_not_start_a_second_child(olga, sweep_at):
     child_flow(olga)
     flow = parent_flow(olga)
     with clock.frozen_at(START):
@@ -92,8 +90,7 @@ def test_a_retried_parent_step_does_not_start_a_second_child(olga, eager_celery)
         claimed = driver._claim(parent.pk, "call", 1)
         driver.perform(claimed.connector, claimed.ctx)  # starts the child, then the worker dies
     later = START + dt.timedelta(seconds=claimed.lease_seconds + 1)
-    with clock.frozen_at(later), eager_celery():
-        assert sweeper.sweep(later)["leases"] == 1
+    assert sweep_at(later)["leases"] == 1
     assert step(parent, "call").attempt == 2
     assert Run.objects.filter(parent_run_id=parent.pk).count() == 1
     # The rerun found its child (already past its delay) and took its result.
@@ -101,11 +98,10 @@ def test_a_retried_parent_step_does_not_start_a_second_child(olga, eager_celery)
     assert parent.status == "succeeded" and parent.output == {"after": {"got": 2}}
 
 
-def test_a_failed_child_leaves_by_the_failed_port_when_asked(olga, eager_celery):
+def test_a_failed_child_leaves_by_the_failed_port_when_asked(olga, eager_celery, sweep_at):
     parent, child = start_parent(olga, eager_celery, on_failure="port", broken=True)
     later = START + dt.timedelta(seconds=61)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)
+    sweep_at(later)
     assert step(child, "done").status == "dead_lettered"
     with eager_celery():
         driver.discard_dead_letter(child.pk, "done", actor="user:olga", reason="bad input")
@@ -116,11 +112,10 @@ def test_a_failed_child_leaves_by_the_failed_port_when_asked(olga, eager_celery)
     assert step(parent, "after").status == "skipped"
 
 
-def test_a_failed_child_dead_letters_the_parent_step_by_default(olga, eager_celery):
+def test_a_failed_child_dead_letters_the_parent_step_by_default(olga, eager_celery, sweep_at):
     parent, child = start_parent(olga, eager_celery, broken=True)
     later = START + dt.timedelta(seconds=61)
-    with clock.frozen_at(later), eager_celery():
-        sweeper.sweep(later)
+    sweep_at(later)
     with eager_celery():
         driver.discard_dead_letter(child.pk, "done", actor="user:olga", reason="bad input")
     call = step(parent, "call")
@@ -196,11 +191,10 @@ def test_cancelling_the_parent_cancels_its_waiting_child(olga, eager_celery):
     assert Event.objects.get(stream=child.stream, type="run.cancelled").actor == f"run:{parent.pk}"
 
 
-def test_the_sweep_cancels_a_child_whose_parent_message_was_lost(olga, eager_celery):
+def test_the_sweep_cancels_a_child_whose_parent_message_was_lost(olga, eager_celery, sweep_at):
     parent, child = start_parent(olga, eager_celery)
     driver.cancel_run(parent.pk, actor="user:olga", reason="order withdrawn")  # message lost
     assert Run.objects.get(pk=child.pk).status == "waiting"
-    with clock.frozen_at(START), eager_celery():
-        assert sweeper.sweep(START)["orphans"] == 1
-        assert sweeper.sweep(START)["orphans"] == 0
+    assert sweep_at(START)["orphans"] == 1
+    assert sweep_at(START)["orphans"] == 0
     assert Run.objects.get(pk=child.pk).status == "cancelled"

@@ -5,7 +5,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from flows import transfer
-from flows.models import Flow, Team
+from flows.models import Flow
+from flows.teams import team_create
 from tests.engine_helpers import activate, chain, transform
 
 FILE = {
@@ -18,7 +19,7 @@ FILE = {
 
 
 def test_export_of_an_import_is_byte_identical_in_canonical_form(olga, tmp_path):
-    Team.objects.create(name="Payments")
+    team_create(name="Payments", actor=olga)
     path = tmp_path / "refunds.json"
     path.write_text(json.dumps(FILE))
     call_command("import_flow", str(path), "--as", "olga", stdout=io.StringIO())

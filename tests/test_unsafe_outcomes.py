@@ -17,12 +17,13 @@ import pytest
 
 from connectors import base as connectors
 from fakeapi.payments import PaymentsServer
-from runs import clock, decider, driver, sweeper
+from runs import clock, decider, driver
 from runs.graph_facts import build_graph
 from runs.models import Event, Run, Step
 from tests.conftest import allow_outbound
-from tests.connector_helpers import free_port, run_connector
+from tests.connector_helpers import run_connector
 from tests.engine_helpers import chain, publish
+from tests.localserver import free_port
 
 START = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 TIMEOUT = 0.5
@@ -56,15 +57,9 @@ def charges(server: PaymentsServer, order: str) -> int:
 
 
 @pytest.fixture
-def sweep_later(eager_celery):
+def sweep_later(sweep_at):
     """Sweep a minute on: any retry the step scheduled fires then."""
-
-    def sweep(seconds: float = 60):
-        moment = START + dt.timedelta(seconds=seconds)
-        with clock.frozen_at(moment), eager_celery():
-            return sweeper.sweep(moment)
-
-    return sweep
+    return lambda seconds=60: sweep_at(START + dt.timedelta(seconds=seconds))
 
 
 def start(flow, eager_celery, order: str) -> Run:

@@ -9,11 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from bench.common import free_port
 from connectors import credentials
 from connectors.triggers import intake
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
@@ -283,32 +281,9 @@ def test_rebuild_derives_the_same_trigger_rows(client, olga):
     assert snapshot() == before
 
 
-@pytest.fixture
-def asgi_server(transactional_db):
-    """The ASGI app under uvicorn (the server `make run` uses), in a thread."""
-    import uvicorn
-
-    from config.asgi import application
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 def test_a_thousand_concurrent_deliveries_with_fifty_keys_start_fifty_runs(olga, asgi_server):
     flow = triggered_flow(olga, webhook(), slug="hooks-load")
-    url = asgi_server + hook_url(flow)
+    url = f"http://{asgi_server}{hook_url(flow)}"
     local = threading.local()
 
     def send(index: int) -> tuple[str, int, int]:
@@ -333,7 +308,7 @@ def test_a_thousand_concurrent_deliveries_with_fifty_keys_start_fifty_runs(olga,
 def test_over_asgi_a_delivery_waits_for_the_respond_node(olga, asgi_server):
     answer = respond_node(status=200, body="{{ 'thanks ' ~ trigger.body.name }}")
     flow = triggered_flow(olga, webhook(respond="respond_node"), answer, slug="hooks-asgi")
-    response = httpx.post(asgi_server + hook_url(flow), json={"name": "Ada"}, timeout=30)
+    response = httpx.post(f"http://{asgi_server}{hook_url(flow)}", json={"name": "Ada"}, timeout=30)
     assert response.status_code == 200 and response.text == "thanks Ada"
     assert response.headers["content-type"].startswith("text/plain")
 
@@ -342,7 +317,7 @@ def test_racing_versions_of_one_entity_are_accepted_only_in_increasing_order(olg
     flow = triggered_flow(
         olga, webhook(ordering_field="version", entity_field="id"), slug="hooks-order"
     )
-    url = asgi_server + hook_url(flow)
+    url = f"http://{asgi_server}{hook_url(flow)}"
 
     def send(version: int) -> int:
         with httpx.Client(timeout=60) as client:

@@ -13,6 +13,7 @@ from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
+from flows.teams import team_create
 from runs import clock
 
 DEMO_USERS = [("admin", ADMIN), ("operator", OPERATOR), ("reviewer", REVIEWER)]
@@ -149,16 +150,16 @@ def seed_approvals(*, actor, owner) -> Flow:
     """The demo approval flow ("Refund approvals"), its supervisor group and
     the reviewers' business hours. Publishes only when the flow has no
     version yet, so a second run changes nothing."""
+    from approvals.calendars import calendar_save
     from approvals.models import BusinessCalendar
 
     supervisors, _ = Group.objects.get_or_create(name=SUPERVISORS)
     weekdays = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
     for group in (Group.objects.get(name=REVIEWER), supervisors):
-        BusinessCalendar.objects.get_or_create(
-            group=group,
-            defaults={"time_zone": "Europe/Berlin", "opening_hours": weekdays,
-                      "holidays": ["2026-12-24", "2026-12-25", "2026-12-26"]},
-        )  # fmt: skip
+        if not BusinessCalendar.objects.filter(group=group).exists():
+            calendar_save(group=group, actor=actor, time_zone="Europe/Berlin",
+                          opening_hours=weekdays,
+                          holidays=["2026-12-24", "2026-12-25", "2026-12-26"])  # fmt: skip
     flow = Flow.objects.filter(slug="refund-approvals").first()
     if flow is None:
         flow = services.flow_create(
@@ -335,11 +336,12 @@ class Command(BaseCommand):
         former.set_unusable_password()
         former.is_active = False
         former.save()
-        payments, _ = Team.objects.get_or_create(
-            name="Payments", defaults={"restricts_edits": True}
+        payments = Team.objects.filter(name="Payments").first() or team_create(
+            name="Payments", actor=admin, restricts_edits=True, members=[operator]
         )
-        payments.members.add(operator)
-        growth, _ = Team.objects.get_or_create(name="Growth")
+        growth = Team.objects.filter(name="Growth").first() or team_create(
+            name="Growth", actor=admin
+        )
 
         def make(owner, **fields):
             base = {

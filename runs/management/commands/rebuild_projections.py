@@ -16,9 +16,12 @@ from runs import projection as run_projection
 # Each later projection (runs, steps, approval tasks, dead letters) adds its
 # rebuild here.
 PROJECTIONS = [
+    # Before flows: a flow's rebuilt team must exist to be kept.
+    ("teams", flow_projection.rebuild_teams),
     ("flows", flow_projection.rebuild),
     ("runs", run_projection.rebuild),
     ("approval tasks", approval_projection.rebuild),
+    ("business calendars", approval_projection.rebuild_calendars),
     ("breakers", breakers.rebuild),
     ("credentials", credentials.rebuild),
     ("triggers", trigger_projection.rebuild),
