@@ -288,6 +288,8 @@ class Start:
     # An earlier run with the same concurrency key is unfinished: wait for it.
     queued: bool = False
     lineage_id: int | None = None
+    # A test run of the draft: the hash of its pinned snapshot ("" otherwise).
+    test_snapshot: str = ""
 
 
 @dataclass(frozen=True)
@@ -525,6 +527,8 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["parent"] = cmd.parent
     if cmd.concurrency_key:
         payload["concurrency_key"] = cmd.concurrency_key
+    if cmd.test_snapshot:
+        payload["test_snapshot"] = cmd.test_snapshot
     events: list[Event] = [("run.started", payload)]
     if cmd.queued:
         if not cmd.concurrency_key:

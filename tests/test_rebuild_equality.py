@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from approvals import services as approvals
 from approvals.models import ApprovalTask
+from flows import services, testruns
 from flows.management.commands.seed_demo import order_graph
 from runs import clock, driver, sweeper
 from runs.models import Run, Step, Timer
@@ -81,6 +82,27 @@ def subflow_flows(olga):
                    slug="parent")  # fmt: skip
 
 
+def draft_test_runs(olga, payments, eager_celery) -> list:
+    """Test runs of a flow that is still a draft: the whole draft with a
+    pinned node, and its last step on its own on the outputs before it (a
+    snapshot of its own: the step and the nodes before it)."""
+    charge = {"id": "charge", "type": "http.request", "config": {
+        "method": "POST", "url": f"{payments.url}/charges", "honours_idempotency_key": True,
+        "json_body": {"order_id": "{{ steps.shape.output.order }}", "amount": 3}}}  # fmt: skip
+    graph = chain(transform("shape", order="{{ trigger.order }}"), charge,
+                  transform("after", seen="{{ steps.charge.output.body.id }}"))  # fmt: skip
+    flow = services.flow_create(actor=olga, data={"name": "Draft", "slug": "draft-tests"})
+    pinned = {"shape": {"order": "P-1"}}
+    services.flow_save_draft(flow=flow, actor=olga, graph={**graph, "pinned": pinned})
+    flow.refresh_from_db()
+    with clock.frozen_at(START), eager_celery():
+        whole = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-1"},
+                                        confirm_side_effects=True)  # fmt: skip
+        single = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-2"},
+                                         confirm_side_effects=True, node="after")  # fmt: skip
+    return [whole, single]
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     olga, rita, payments, eager_celery
 ):
@@ -106,6 +128,7 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     waiting_approval = start(refunds, order_id="A-2", amount=3, reason="late")
     waiting = start(delay)
     cancelled = start(delay)
+    tested = draft_test_runs(olga, payments, eager_celery)
     later = START + dt.timedelta(seconds=61)
     with clock.frozen_at(later), eager_celery():
         sweeper.sweep(later)  # the first child ends and resumes its parent
@@ -148,7 +171,10 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
         1, "succeeded")  # fmt: skip
 
+    assert [Run.objects.get(pk=r.pk).status for r in tested] == ["succeeded", "succeeded"]
+    assert [r.is_test for r in tested] == [True, True]
     before = projected_rows()
+    assert len(before["DraftSnapshot"]) == 2  # the whole draft, and the single step's part
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
     Timer.objects.all().delete()
