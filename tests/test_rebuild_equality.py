@@ -84,7 +84,7 @@ def subflow_flows(olga):
 
 def draft_test_runs(olga, payments, eager_celery) -> list:
     """Test runs of a flow that is still a draft: the whole draft with a
-    pinned node, and its last step on its own on the outputs before it (a
+    pinned node, and its charge on its own on the outputs before it (a
     snapshot of its own: the step and the nodes before it)."""
     charge = {"id": "charge", "type": "http.request", "config": {
         "method": "POST", "url": f"{payments.url}/charges", "honours_idempotency_key": True,
@@ -98,8 +98,9 @@ def draft_test_runs(olga, payments, eager_celery) -> list:
     with clock.frozen_at(START), eager_celery():
         whole = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-1"},
                                         confirm_side_effects=True)  # fmt: skip
+    with clock.frozen_at(START), eager_celery():
         single = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-2"},
-                                         confirm_side_effects=True, node="after")  # fmt: skip
+                                         confirm_side_effects=True, node="charge")  # fmt: skip
     return [whole, single]
 
 

@@ -338,8 +338,12 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     api.testRuns().then((runs) => { if (runs.length) lastInput.current = runs[0].input; }, () => undefined);
   }, [api, readOnly]);
 
-  const openTestRun = (node?: string) =>
+  const [testUrl, setTestUrl] = useState(draft.test_webhook_url);
+  const openTestRun = (node?: string) => {
     setTestDialog({ text: defaultSampleInput(graph, catalogue, lastInput.current), node });
+    // The trigger may have become a webhook since the page loaded.
+    api.draft().then((fresh) => setTestUrl(fresh.test_webhook_url), () => undefined);
+  };
 
   const runTest = useCallback(
     async (input: Json, confirm: boolean, node?: string) => {
@@ -550,7 +554,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
         <TestRunDialog
           initial={testDialog.text}
           node={testDialog.node}
-          testWebhookUrl={draft.test_webhook_url}
+          testWebhookUrl={testUrl}
           onCancel={() => setTestDialog(null)}
           onRun={(input) => void runTest(input, false, testDialog.node)}
         />
