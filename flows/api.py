@@ -8,15 +8,20 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from connectors.models import Credential
-from flows import samples, services
+from connectors.triggers import testhooks
+from flows import samples, services, testruns
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
 from flows.transfer import export_flow
+from runs import plainjson
+from runs.models import Run, Step
+from runs.redaction import redact, secret_forms
 
 router = Router(tags=["flows"])
 
@@ -73,6 +78,16 @@ class DraftOut(RevisionOut):
     published_version: int
     graph: dict | None
     errors: list[GraphErrorOut]
+    # Where deliveries start test runs of this draft (webhook drafts, for
+    # those who may edit); null otherwise.
+    test_webhook_url: str | None = None
+
+
+def _test_webhook_url(request: HttpRequest, flow: Flow, can_edit: bool) -> str | None:
+    if not can_edit or testhooks.draft_webhook(flow.draft_graph) is None:
+        return None
+    path = reverse("triggers:test_webhook", kwargs={"token": testhooks.token_for(flow.pk)})
+    return request.build_absolute_uri(path)
 
 
 @router.get("/flows/{slug}/draft", response=DraftOut, url_name="flow_draft")
@@ -80,12 +95,14 @@ def draft_get(request: HttpRequest, slug: str):
     """The graph being edited and its revision; ``graph`` is null before the
     first save. ``errors`` is what publishing would refuse."""
     flow = _flow(request, slug)
+    can_edit = services.user_can_edit_flow(request.user, flow)
     return {
         **_revision(flow),
         "slug": flow.slug,
         "name": flow.name,
         "status": flow.status,
-        "can_edit": services.user_can_edit_flow(request.user, flow),
+        "can_edit": can_edit,
+        "test_webhook_url": _test_webhook_url(request, flow, can_edit),
         "published_version": flow.published_version,
         "graph": flow.draft_graph,
         "errors": problems(flow.draft_graph) if flow.draft_graph is not None else [],
@@ -333,3 +350,166 @@ def credential_names(request: HttpRequest):
     field. Never a secret, nor even a non-secret field."""
     _require(request, "flows.change_flow")
     return list(Credential.objects.order_by("name").values("name", "type"))
+
+
+# --- test runs of the draft ----------------------------------------------------
+
+
+class TestRunIn(Schema):
+    # The trigger's input, as a delivery or the start form would give it.
+    input: Any = None
+    # Run nodes with side effects (anything but "none") for real.
+    confirm_side_effects: bool = False
+    # "Run this step": only this node, the nodes before it satisfied from
+    # pinned data or the last test run.
+    node: str | None = None
+
+
+class TestStepOut(Schema):
+    node: str
+    connector: str
+    status: str
+    attempts: int
+    port: str
+    input: Any = None
+    output: Any = None
+    error: str
+    # "pinned" or "test run <id>" when the output was carried in, not run.
+    carried_from: str | None = None
+
+
+class TestRunOut(Schema):
+    id: int
+    status: str
+    # Finished, or waiting on a person (a dead letter): polling may stop.
+    settled: bool
+    is_test: bool
+    input: Any = None
+    output: Any = None
+    error: str
+    started_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    url: str
+    steps: list[TestStepOut]
+
+
+class TestRunSummaryOut(Schema):
+    id: int
+    status: str
+    input: Any = None
+    created_at: dt.datetime
+
+
+class SideEffectOut(Schema):
+    node: str
+    type: str
+    side_effect: str
+
+
+class UnconfirmedOut(Schema):
+    detail: str
+    nodes: list[SideEffectOut]
+
+
+class MissingInputsOut(Schema):
+    detail: str
+    missing: list[str]
+
+
+def _test_run(run: Run) -> dict:
+    """The run and its steps, with every registered secret redacted as on
+    the run pages (the log already holds them redacted; this also covers
+    secrets registered since)."""
+    forms = secret_forms()
+    steps = list(Step.objects.filter(run=run).order_by("position"))
+    carried = testruns.pinned_sources(run)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "settled": testruns.is_settled(run, steps),
+        "is_test": run.is_test,
+        "input": redact(run.input, forms),
+        "output": redact(run.output, forms),
+        "error": redact(run.error, forms),
+        "started_by": run.started_by,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "url": reverse("runs:detail", kwargs={"run_id": run.pk}),
+        "steps": [
+            {
+                "node": step.node_id,
+                "connector": step.connector,
+                "status": step.status,
+                "attempts": step.attempt,
+                "port": step.port,
+                "input": redact(step.input, forms),
+                "output": redact(step.output, forms),
+                "error": redact(step.error, forms),
+                "carried_from": carried.get(step.node_id),
+            }
+            for step in steps
+        ],
+    }
+
+
+@router.post(
+    "/flows/{slug}/test-runs",
+    response={200: TestRunOut, 409: UnconfirmedOut, 422: InvalidOut | MissingInputsOut},
+    url_name="flow_test_runs",
+)
+def test_run_create(request: HttpRequest, slug: str, payload: TestRunIn):
+    """Run the saved draft (not a published version) on a sample input
+    through the engine, as a test run. 409 lists the nodes with side effects
+    until ``confirm_side_effects`` is true; 422 when the draft cannot run or
+    a single step lacks outputs of the nodes before it."""
+    flow = _editable(request, slug)
+    problem = plainjson.problem(payload.input)
+    if problem:
+        raise HttpError(400, f"The input cannot be stored: {problem}")
+    try:
+        run = testruns.test_run_start(
+            flow=flow,
+            actor=services.actor_of(request.user),
+            input=payload.input if payload.input is not None else {},
+            confirm_side_effects=payload.confirm_side_effects,
+            node=payload.node,
+        )
+    except testruns.SideEffectsUnconfirmed as exc:
+        nodes = [vars(n) for n in exc.nodes]
+        return Status(409, {"detail": str(exc), "nodes": nodes})
+    except testruns.StepInputsMissing as exc:
+        return Status(422, {"detail": str(exc), "missing": exc.missing})
+    except services.InvalidDraft as exc:
+        errors = [{"message": e.message, "node": e.node, "field": e.field} for e in exc.errors]
+        return Status(422, {"detail": "The draft cannot run yet.", "errors": errors})
+    except services.FlowError as exc:
+        raise HttpError(400, str(exc)) from None
+    return _test_run(run)
+
+
+@router.get(
+    "/flows/{slug}/test-runs", response=list[TestRunSummaryOut], url_name="flow_test_run_list"
+)
+def test_run_list(request: HttpRequest, slug: str):
+    """The flow's latest test runs, newest first (the editor pre-fills its
+    sample input from the first)."""
+    _require(request, "runs.view_run")
+    flow = _flow(request, slug)
+    forms = secret_forms()
+    runs = Run.objects.filter(flow=flow, is_test=True).order_by("-id")[:10]
+    return [
+        {"id": r.pk, "status": r.status, "input": redact(r.input, forms),
+         "created_at": r.created_at}
+        for r in runs
+    ]  # fmt: skip
+
+
+@router.get("/flows/{slug}/test-runs/{int:run_id}", response=TestRunOut, url_name="flow_test_run")
+def test_run_get(request: HttpRequest, slug: str, run_id: int):
+    """A test run's status and, per node, its status, attempts, input,
+    output and error."""
+    _require(request, "runs.view_run")
+    flow = _flow(request, slug)
+    run = get_object_or_404(Run, pk=run_id, flow=flow, is_test=True)
+    return _test_run(run)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from connectors import base as connectors
 from flows import secrets
-from runs import expression_help, expressions
+from runs import expression_help, expressions, plainjson
 from runs.decider import topological_order
 
 DEFAULT_RETRY = {
@@ -124,6 +124,14 @@ GRAPH_SCHEMA: dict = {
                 },
             },
         },
+        # Sample outputs pinned by the operator, {"<node id>": <json>}: a test
+        # run uses them instead of running the node. Drafts only: publishing
+        # (``normalise``) drops them, so production runs never see them.
+        "pinned": {
+            "type": "object",
+            "maxProperties": 500,
+            "propertyNames": {"pattern": NODE_ID},
+        },
         "settings": {
             "type": "object",
             "additionalProperties": False,
@@ -226,6 +234,7 @@ def validate(graph: Any) -> dict:
     schema_errors = sorted(_validator.iter_errors(graph), key=lambda e: list(e.absolute_path))
     if schema_errors:
         raise InvalidGraph([_schema_error(graph, e) for e in schema_errors[:20]])
+    pinned = graph.get("pinned")
     # Checked in the author's edge order, so "edges[2]" means their third edge.
     graph = normalise(graph, sort_edges=False)
     errors: list[GraphError] = []
@@ -280,9 +289,26 @@ def validate(graph: Any) -> dict:
     for name in ("concurrency_key", "business_key"):
         errors += _trigger_only_errors(graph["settings"].get(name), f"settings.{name}")
     errors += secret_errors(graph)
+    errors += pinned_errors(pinned, nodes)
     if errors:
         raise InvalidGraph(errors)
     return normalise(graph)
+
+
+def pinned_errors(pinned: Any, nodes: dict) -> list[GraphError]:
+    """Pinned outputs name nodes of the graph and are plain JSON the event
+    log can store (a test run records them as the nodes' outputs)."""
+    errors = []
+    for node_id, output in (pinned or {}).items():
+        if node_id not in nodes:
+            errors.append(
+                GraphError("pinned data names no node of this graph", field=f"pinned.{node_id}")
+            )
+            continue
+        problem = plainjson.problem(output)
+        if problem:
+            errors.append(GraphError(f"pinned data: {problem}", node=node_id, field="pinned"))
+    return errors
 
 
 def secret_errors(graph: Any) -> list[GraphError]:

@@ -40,4 +40,6 @@ def describe(event: Event) -> str:
         return "webhook URL issued"
     if event.type == "flow.webhook_token_rotated":
         return "webhook URL rotated (the old one no longer works)"
+    if event.type == "test.snapshot_pinned":
+        return f"draft snapshot {payload['graph_hash'][:10]} pinned for a test run"
     return event.type

@@ -171,3 +171,27 @@ class FlowVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flow.slug} v{self.number}"
+
+
+class DraftSnapshot(models.Model):
+    """An immutable, unnumbered copy of a draft, pinned by a test run.
+
+    Keyed by (flow, graph hash): test runs of an unchanged draft share one,
+    and editing the draft afterwards cannot change what a test run ran.
+    Never a published version: it has no number and production starts never
+    see it."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="snapshots")
+    graph_hash = models.CharField(max_length=64)
+    graph = models.JSONField()
+    pinned_by = models.CharField(max_length=200)
+    pinned_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["flow", "-pinned_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "graph_hash"], name="draft_snapshot_hash"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow.slug} draft {self.graph_hash[:10]}"

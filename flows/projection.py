@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 
-from flows.models import Flow, FlowVersion, Status, Team
+from flows.models import DraftSnapshot, Flow, FlowVersion, Status, Team
 from runs.models import Event, Stream
 
 # Inventory facts carried by flow.created and flow.edited, in form order.
@@ -29,6 +29,10 @@ INVENTORY_FIELDS = [
     "tags",
     "external_systems",
 ]
+
+# A test run's pinned draft snapshot: on the flow's stream, but not an
+# inventory change (no ``flow.`` prefix), so it leaves the row's edit version.
+SNAPSHOT_EVENT = "test.snapshot_pinned"
 
 STATUS_EVENTS = {
     "flow.activated": Status.ACTIVE,
@@ -102,11 +106,25 @@ def version_from(event: Event) -> FlowVersion:
     )
 
 
+def snapshot_from(event: Event) -> DraftSnapshot:
+    payload = event.payload
+    return DraftSnapshot(
+        flow_id=payload["flow_id"],
+        graph_hash=payload["graph_hash"],
+        graph=payload["graph"],
+        pinned_by=event.actor,
+        pinned_at=event.occurred_at,
+    )
+
+
 def project(event: Event) -> Flow:
     """Apply one new event to its rows, inside the appending transaction."""
     current = None
     if event.type != "flow.created":
         current = Flow.objects.get(pk=event.payload["flow_id"])
+    if event.type == SNAPSHOT_EVENT:
+        snapshot_from(event).save(force_insert=True)
+        return current
     flow = evolve(current, event)
     flow.save(force_insert=event.type == "flow.created")
     if event.type == "flow.published":
@@ -144,7 +162,7 @@ def rebuild() -> int:
     existing_users = set(get_user_model().objects.values_list("id", flat=True))
     seen: set[int] = set()
     names = Stream.objects.filter(name__startswith="flow:").values_list("name", flat=True)
-    versions = []
+    versions, snapshots = [], []
     for name in names:
         flow = None
         for event in Event.objects.filter(stream=name).order_by("seq").iterator():
@@ -153,6 +171,8 @@ def rebuild() -> int:
                 versions.append(version_from(event))
             elif event.type == "flow.secrets_moved":
                 _apply_moves(versions, event.payload)
+            elif event.type == SNAPSHOT_EVENT:
+                snapshots.append(snapshot_from(event))
         if flow is None:
             continue
         # Users are configuration, not events, and teams are rebuilt first
@@ -168,6 +188,9 @@ def rebuild() -> int:
     # Versions are immutable and runs refer to them by (flow, number), not id.
     FlowVersion.objects.all().delete()
     FlowVersion.objects.bulk_create(versions)
+    # Test runs name their snapshot by (flow, graph hash), not id.
+    DraftSnapshot.objects.all().delete()
+    DraftSnapshot.objects.bulk_create(snapshots)
     return len(seen)
 
 

@@ -76,7 +76,9 @@ def flow_page_context(request, flow: Flow) -> dict:
         "start_form": start_form_for(flow),
         "trigger": trigger_panel(request, flow),
         "can_run": request.user.has_perm("runs.change_run"),
-        "runs": Run.objects.filter(flow=flow).order_by("-id")[:15],
+        # Test runs of the draft are not the flow's record in service.
+        "runs": Run.objects.filter(flow=flow, is_test=False).order_by("-id")[:15],
+        "test_runs": Run.objects.filter(flow=flow, is_test=True).count(),
         "versions": flow.versions.all()[:5],
         "node_breakers": node_breakers(flow),
     }

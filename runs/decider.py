@@ -356,6 +356,8 @@ class Start:
     queued: bool = False
     lineage_id: int | None = None
     business_key: str = ""
+    # A test run of the draft: the hash of its pinned snapshot ("" otherwise).
+    test_snapshot: str = ""
 
 
 @dataclass(frozen=True)
@@ -618,6 +620,8 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["concurrency_key"] = cmd.concurrency_key
     if cmd.business_key:
         payload["business_key"] = cmd.business_key
+    if cmd.test_snapshot:
+        payload["test_snapshot"] = cmd.test_snapshot
     events: list[Event] = [("run.started", payload)]
     if cmd.queued:
         if not cmd.concurrency_key:

@@ -89,10 +89,12 @@ def _load_state(run: Run) -> RunState:
     )
 
 
-_graph_cache: dict[tuple[int, int], Graph] = {}
+_graph_cache: dict[tuple[int, int | str], Graph] = {}
 
 
 def graph_for(run: Run) -> Graph:
+    if run.test_snapshot:
+        return snapshot_graph(run.flow_id, run.test_snapshot)
     return graph_of(run.flow_id, run.version_number)
 
 
@@ -104,6 +106,17 @@ def graph_of(flow_id: int, number: int) -> Graph:
     if key not in _graph_cache:
         version = FlowVersion.objects.get(flow_id=flow_id, number=number)
         _graph_cache[key] = build_graph(version.graph)
+    return _graph_cache[key]
+
+
+def snapshot_graph(flow_id: int, graph_hash: str) -> Graph:
+    """A test run's graph: the draft snapshot it pinned, immutable too."""
+    from flows.models import DraftSnapshot
+
+    key = (flow_id, graph_hash)
+    if key not in _graph_cache:
+        snapshot = DraftSnapshot.objects.get(flow_id=flow_id, graph_hash=graph_hash)
+        _graph_cache[key] = build_graph(snapshot.graph)
     return _graph_cache[key]
 
 
@@ -649,8 +662,14 @@ def start_run(
     replay_of: int | None = None, mode: str = "start", root_run_id: int | None = None,
     carried: dict | None = None, parent: dict | None = None,
     extra_events: list | None = None, lineage_id: int | None = None,
+    test_snapshot: str = "",
 ) -> Run:  # fmt: skip
     """Create a run pinned to a published version and drive it.
+
+    ``test_snapshot`` (a draft snapshot's graph hash) makes it a test run of
+    that snapshot instead: allowed on a flow that is not active, since
+    trying the draft is what a draft is for, and never queued behind the
+    flow's production runs by their concurrency key.
 
     ``parent`` ({"run_id", "node", "key"}) makes it a sub-flow's run: one per
     parent key, so a step that starts it again gets the same run back.
@@ -668,15 +687,20 @@ def start_run(
         if lineage_id is None:
             lineage_id = lineage_of(parent["run_id"])
 
-    if flow.run_refusal:
-        raise StartRefused(flow.run_refusal)
-    number = version_number or flow.published_version
-    if not number:
-        raise StartRefused(f"“{flow.name}” has no published version to run.")
-    if not FlowVersion.objects.filter(flow=flow, number=number).exists():
-        raise StartRefused(f"“{flow.name}” has no version {number}.")
-    graph = graph_of(flow.pk, number)
-    key, business = concurrency_key(graph, input), business_key(graph, input)
+    if test_snapshot:
+        number, key = 0, ""
+        graph = snapshot_graph(flow.pk, test_snapshot)  # it exists, or DoesNotExist
+    else:
+        if flow.run_refusal:
+            raise StartRefused(flow.run_refusal)
+        number = version_number or flow.published_version
+        if not number:
+            raise StartRefused(f"“{flow.name}” has no published version to run.")
+        if not FlowVersion.objects.filter(flow=flow, number=number).exists():
+            raise StartRefused(f"“{flow.name}” has no version {number}.")
+        graph = graph_of(flow.pk, number)
+        key = concurrency_key(graph, input)
+    business = business_key(graph, input)
     now = clock.now()
     try:
         with transaction.atomic():
@@ -687,6 +711,7 @@ def start_run(
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
                 parent=parent, key=key, extra_events=extra_events, lineage_id=lineage_id,
                 business_key=business,
+                test_snapshot=test_snapshot,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -702,10 +727,13 @@ def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
     parent: dict | None, key: str, extra_events: list | None, lineage_id: int | None = None,
     business_key: str = "",
+    test_snapshot: str = "",
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
         version_number=number,
+        is_test=bool(test_snapshot),
+        test_snapshot=test_snapshot,
         status=decider.RUN_PENDING,
         input=input,
         started_by=actor,
@@ -732,6 +760,7 @@ def _create_and_start(
             concurrency_key=key,
             queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
             business_key=business_key,
+            test_snapshot=test_snapshot,
         )
     )
     session.events.extend(extra_events or [])
@@ -846,6 +875,7 @@ def replay_run(run_id: int, *, actor: str, newest_version: bool = False) -> Run:
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=number,
         replay_of=old.pk, mode="replay", lineage_id=old.lineage_id or old.pk,
+        test_snapshot="" if newest_version else old.test_snapshot,
     )  # fmt: skip
 
 
@@ -864,7 +894,7 @@ def resume_run(run_id: int, *, actor: str) -> Run:
     return start_run(
         flow=old.flow, input=old.input, actor=actor, version_number=old.version_number,
         replay_of=old.pk, mode="resume", root_run_id=old.root_run_id or old.pk,
-        carried=carried, lineage_id=old.lineage_id or old.pk,
+        carried=carried, lineage_id=old.lineage_id or old.pk, test_snapshot=old.test_snapshot,
     )  # fmt: skip
 
 

@@ -91,7 +91,12 @@ class Run(models.Model):
 
     flow = models.ForeignKey("flows.Flow", on_delete=models.PROTECT, related_name="runs")
     # Pinned by number: versions are immutable, and a rebuild keeps numbers.
+    # A test run has 0 here and names its draft snapshot by graph hash.
     version_number = models.PositiveIntegerField()
+    # A test run of the draft (from its ``run.started``): kept out of the
+    # inventory's figures and the dead-letter queue.
+    is_test = models.BooleanField(default=False)
+    test_snapshot = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=20, default="pending", db_index=True)
     input = models.JSONField(null=True)
     output = models.JSONField(null=True)

@@ -37,10 +37,24 @@ def new_step_rows(
     ]  # fmt: skip
 
 
-def rebuild() -> int:
-    from flows.models import FlowVersion
+def _graph_of(graphs: dict, started: dict) -> Graph:
+    """The graph a run ran: its published version, or a test run's draft
+    snapshot (rebuilt before the runs, from the flows' streams)."""
+    from flows.models import DraftSnapshot, FlowVersion
 
-    graphs: dict[tuple[int, int], Graph] = {}
+    snapshot = started.get("test_snapshot", "")
+    key = (started["flow_id"], snapshot or started["version"])
+    if key not in graphs:
+        if snapshot:
+            document = DraftSnapshot.objects.get(flow_id=key[0], graph_hash=snapshot).graph
+        else:
+            document = FlowVersion.objects.get(flow_id=key[0], number=key[1]).graph
+        graphs[key] = build_graph(document)
+    return graphs[key]
+
+
+def rebuild() -> int:
+    graphs: dict[tuple[int, int | str], Graph] = {}
     seen = []
     names = Stream.objects.filter(name__startswith="run:").values_list("name", flat=True)
     # By run id: a run's origin (replayed, resumed or parent run) is written
@@ -51,11 +65,7 @@ def rebuild() -> int:
             continue
         run_id = int(name.split(":", 1)[1])
         started = events[0].payload
-        key = (started["flow_id"], started["version"])
-        if key not in graphs:
-            version = FlowVersion.objects.get(flow_id=key[0], number=key[1])
-            graphs[key] = build_graph(version.graph)
-        graph = graphs[key]
+        graph = _graph_of(graphs, started)
         state = RunState(run_id=run_id)
         for event in events:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
@@ -80,6 +90,8 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         id=run_id,
         flow_id=first.payload["flow_id"],
         version_number=first.payload["version"],
+        is_test=bool(first.payload.get("test_snapshot")),
+        test_snapshot=first.payload.get("test_snapshot", ""),
         status=state.status,
         input=state.input,
         output=state.output,

@@ -166,7 +166,8 @@ def run_replay(request, run_id):
         return redirect("runs:detail", run_id=run.pk)
     messages.success(
         request,
-        f"Run {new.pk} replays run {run.pk} on version {new.version_number} with new "
+        f"Run {new.pk} replays run {run.pk} on "
+        f"{'the same draft snapshot' if new.is_test else f'version {new.version_number}'} with new "
         "idempotency keys: its side effects are new requests to the remote systems.",
     )
     return redirect("runs:detail", run_id=new.pk)
@@ -191,7 +192,8 @@ def dead_letters(request):
     """Every dead-lettered step across runs, oldest first, for the operator
     on duty: what failed, why, and whether its outcome is known."""
     letters = (
-        Step.objects.filter(status=decider.DEAD_LETTERED)
+        # A test run's dead letter is the editor's business, not the on-call's.
+        Step.objects.filter(status=decider.DEAD_LETTERED, run__is_test=False)
         .select_related("run__flow")
         .order_by("run__updated_at")
     )

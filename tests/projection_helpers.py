@@ -3,7 +3,7 @@ tests that compare the live rows with their rebuild."""
 
 from approvals.models import ApprovalTask, BusinessCalendar
 from connectors.models import Breaker
-from flows.models import Flow, FlowVersion, Team
+from flows.models import DraftSnapshot, Flow, FlowVersion, Team
 from runs.models import Run, Step, Timer
 
 # Columns no event records, documented as such on their models: surrogate
@@ -15,6 +15,7 @@ NOT_PROJECTED = {
     FlowVersion: {"id"},  # runs pin a version by its number
     Team.members.through: {"id"},
     BusinessCalendar: {"id"},  # one per group, found by its group
+    DraftSnapshot: {"id"},  # test runs pin a snapshot by its graph hash
 }
 ORDER = {
     Run: ["id"],
@@ -23,6 +24,7 @@ ORDER = {
     ApprovalTask: ["run_id", "node_id", "attempt"],
     Flow: ["id"],
     FlowVersion: ["flow_id", "number"],
+    DraftSnapshot: ["flow_id", "graph_hash"],
     Breaker: ["pk"],
     Team: ["id"],
     Team.members.through: ["team_id", "user_id"],

@@ -387,3 +387,95 @@ def test_the_panel_disables_a_node_previews_expressions_and_sets_a_compensation(
     select(page, "charge")
     expect(field(page, "compensation")).to_have_value("other")
     expect(field(page, "compensation.config.url")).to_have_value(REFUND_URL)
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in the web process once their transaction commits:
+    the real driver and connectors, without a separate worker."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False
+
+
+def test_test_run_a_draft_paints_each_node_and_shows_the_http_nodes_output(
+    browser,  # noqa: F811
+    live_server,
+    olga,
+    make_flow,
+    payments,
+    eager_tasks,
+):
+    from flows import services
+    from runs.models import Run
+
+    flow = make_flow(olga, name="Try charges", slug="try-charges", owner=olga, **READY)
+    charge = {
+        "method": "POST",
+        "url": f"{payments.url}/charges",
+        "json_body": {"order_id": "B-1", "amount": "{{ steps.shape.output.amount }}"},
+    }
+    graph = {
+        "nodes": [
+            {"id": "hook", "type": "trigger.webhook", "position": {"x": 0, "y": 0}},
+            {"id": "shape", "type": "transform", "position": {"x": 300, "y": 0},
+             "config": {"fields": {"amount": "{{ trigger.body.amount }}"}}},
+            {"id": "charge", "type": "http.request", "position": {"x": 600, "y": 0},
+             "config": charge},
+        ],
+        "edges": [{"from": "hook", "to": "shape"}, {"from": "shape", "to": "charge"}],
+    }  # fmt: skip
+    services.flow_save_draft(flow=flow, actor=olga, graph=graph)
+    page = log_in(browser, live_server, "olga", PASSWORD)
+    page.set_viewport_size({"width": 1500, "height": 950})
+    page.goto(f"{live_server.url}/flows/{flow.slug}/editor/")
+    expect(node(page, "charge")).to_be_visible()
+
+    page.click('[data-testid="test-run"]')
+    dialog = page.locator('[data-testid="test-run-dialog"]')
+    expect(dialog.locator('[data-testid="test-webhook-url"]')).to_contain_text("/hooks/test/")
+    page.fill("#test-run-input", '{"body": {"amount": 12}}')
+    page.click('[data-testid="test-run-start"]')
+    # The HTTP node charges for real: the editor asks first, naming it.
+    expect(page.locator('[data-testid="side-effect-nodes"]')).to_contain_text(
+        "charge (http.request): unsafe"
+    )
+    screenshot(page, "editor-test-run-confirm")
+    page.click('[data-testid="side-effects-confirm"]')
+    for node_id in ("hook", "shape", "charge"):
+        expect(node(page, node_id)).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    expect(page.locator('[data-testid="test-run-status"]')).to_contain_text("succeeded")
+    select(page, "charge")
+    output = page.locator('[data-testid="test-output"]')
+    expect(output).to_contain_text('"status": 201')
+    expect(output).to_contain_text('"order_id": "B-1"')
+    expect(page.locator('[data-testid="test-input"]')).to_contain_text('"amount": 12')
+    screenshot(page, "editor-test-run")
+    run = Run.objects.get(flow=flow)
+    assert run.is_test and run.status == "succeeded"
+    assert payments.state.report()["charges"] == 1
+
+    # Pin the charge's output: the next test run uses it and charges nothing.
+    page.click('[data-testid="pin-output"]')
+    expect(page.locator('[data-testid="pin-charge"]')).to_be_visible()
+    saved(page)
+    pinned = Flow.objects.get(pk=flow.pk).draft_graph["pinned"]["charge"]
+    assert pinned["status"] == 201
+    page.click('[data-testid="test-run"]')
+    page.click('[data-testid="test-run-start"]')
+    status = page.locator('[data-testid="test-run-status"]')
+    expect(status).not_to_contain_text(f"Test run {run.pk}:")
+    expect(status).to_have_attribute("data-settled", "true", timeout=20_000)
+    for node_id in ("hook", "shape", "charge"):
+        expect(node(page, node_id)).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    expect(page.locator('[data-testid="test-step"]')).to_contain_text("output from pinned")
+    screenshot(page, "editor-test-run-pinned")
+    assert Run.objects.filter(flow=flow, is_test=True).count() == 2
+    assert payments.state.report()["charges"] == 1
+    # The flow page counts no test run among the flow's runs.
+    page.goto(f"{live_server.url}/flows/{flow.slug}/")
+    expect(page.locator('[data-testid="test-run-count"]')).to_contain_text("2 test runs")

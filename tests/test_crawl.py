@@ -38,6 +38,8 @@ UNLINKED = {
     "api:flow_version": "the flow editor's script reads it before publishing",
     "api:credential_names": "the flow editor's script fills credential fields from it",
     "api:flow_export": "a download the flow editor's script links to",
+    "api:flow_test_run_list": "the flow editor's script reads the last test run's input",
+    "api:flow_test_run": "the flow editor's script polls a test run it started",
 }
 
 JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]

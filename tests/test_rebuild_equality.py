@@ -12,6 +12,7 @@ from django.core.management import call_command
 from approvals import services as approvals
 from approvals.calendars import calendar_save
 from approvals.models import ApprovalTask, BusinessCalendar
+from flows import services, testruns
 from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
 from flows.models import Team
@@ -89,6 +90,28 @@ def reference_data(olga, rita, adam, flow) -> None:
                       opening_hours=hours, holidays=holidays)  # fmt: skip
 
 
+def draft_test_runs(olga, payments, eager_celery) -> list:
+    """Test runs of a flow that is still a draft: the whole draft with a
+    pinned node, and its charge on its own on the outputs before it (a
+    snapshot of its own: the step and the nodes before it)."""
+    charge = {"id": "charge", "type": "http.request", "config": {
+        "method": "POST", "url": f"{payments.url}/charges", "honours_idempotency_key": True,
+        "json_body": {"order_id": "{{ steps.shape.output.order }}", "amount": 3}}}  # fmt: skip
+    graph = chain(transform("shape", order="{{ trigger.order }}"), charge,
+                  transform("after", seen="{{ steps.charge.output.body.id }}"))  # fmt: skip
+    flow = services.flow_create(actor=olga, data={"name": "Draft", "slug": "draft-tests"})
+    pinned = {"shape": {"order": "P-1"}}
+    services.flow_save_draft(flow=flow, actor=olga, graph={**graph, "pinned": pinned})
+    flow.refresh_from_db()
+    with clock.frozen_at(START), eager_celery():
+        whole = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-1"},
+                                        confirm_side_effects=True)  # fmt: skip
+    with clock.frozen_at(START), eager_celery():
+        single = testruns.test_run_start(flow=flow, actor="user:olga", input={"order": "T-2"},
+                                         confirm_side_effects=True, node="charge")  # fmt: skip
+    return [whole, single]
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     olga, rita, adam, payments, eager_celery, sweep_at
 ):
@@ -114,6 +137,7 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     waiting_approval = start(refunds, order_id="A-2", amount=3, reason="late")
     waiting = start(delay)
     cancelled = start(delay)
+    tested = draft_test_runs(olga, payments, eager_celery)
     later = START + dt.timedelta(seconds=61)
     sweep_at(later)  # the first child ends and resumes its parent
     waiting_parent = start(parent, at=later, x=1)
@@ -157,7 +181,10 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
 
     reference_data(olga, rita, adam, saga)
 
+    assert [Run.objects.get(pk=r.pk).status for r in tested] == ["succeeded", "succeeded"]
+    assert [r.is_test for r in tested] == [True, True]
     before = projected_rows()
+    assert len(before["DraftSnapshot"]) == 2  # the whole draft, and the single step's part
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
     assert len(before["Team_members"]) == 2 and len(before["BusinessCalendar"]) == 1

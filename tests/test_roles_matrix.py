@@ -7,8 +7,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from approvals import links
 from connectors import credentials
+from connectors.triggers import testhooks
 from connectors.triggers.models import Binding
-from flows import services
+from flows import services, testruns
 from flows.models import Flow, Team
 from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, task_of
@@ -39,6 +40,9 @@ API_ENDPOINTS = {
     "api:flow_export",
     "api:credential_names",
     "api:expression_preview",
+    "api:flow_test_runs",
+    "api:flow_test_run_list",
+    "api:flow_test_run",
 }
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
@@ -102,6 +106,10 @@ MATRIX = {
     "api:flow_export": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:credential_names": ("GET", {OPERATOR, ADMIN}),
     "api:expression_preview": ("POST", {OPERATOR, ADMIN}),
+    # Test runs of the draft: running one is editing; reading needs runs.
+    "api:flow_test_runs": ("POST", {OPERATOR, ADMIN}),
+    "api:flow_test_run_list": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:flow_test_run": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -110,6 +118,8 @@ MATRIX = {
     "credentials:delete": ("POST", {OPERATOR, ADMIN}),
     # The token in the URL is the credential: no login, no CSRF.
     "triggers:webhook": ("POST", PUBLIC),
+    # A webhook draft's test URL: its token is the credential too.
+    "triggers:test_webhook": ("POST", PUBLIC),
     "triggers:topics": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "triggers:rotate_webhook": ("POST", {OPERATOR, ADMIN}),
 }
@@ -167,8 +177,13 @@ def url_for(personas, make_flow):
         slug=hook.slug,
     )
     hook_token = Binding.objects.get(flow=hook).token
+    test_run = testruns.test_run_start(flow=flow, actor="user:adam", input={})
     kwargs = {
         "triggers:webhook": {"token": hook_token},
+        "triggers:test_webhook": {"token": testhooks.token_for(hook.pk)},
+        "api:flow_test_runs": {"slug": flow.slug},
+        "api:flow_test_run_list": {"slug": flow.slug},
+        "api:flow_test_run": {"slug": flow.slug, "run_id": test_run.pk},
         "triggers:rotate_webhook": {"slug": hook.slug},
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
-from connectors.triggers import topics, webhooks
+from connectors.triggers import testhooks, topics, webhooks
 from connectors.triggers.bindings import rotate_token
 from flows import services
 from flows.models import Flow
@@ -53,7 +53,19 @@ async def _receive(request, token: str):
     hook = await sync_to_async(webhooks.find)(token)
     if hook is None:
         return JsonResponse({"error": "no webhook at this URL"}, status=404)
-    limit = min(hook.config.max_body_bytes, settings.LEDGERFLOW_WEBHOOK_MAX_BODY_BYTES)
+    body = _bounded_body(request, hook.config.max_body_bytes)
+    if isinstance(body, JsonResponse):
+        return body
+    try:
+        outcome = await sync_to_async(webhooks.accept)(hook, **_delivery(request, body))
+    except webhooks.Rejected as exc:
+        return JsonResponse({"error": str(exc)}, status=exc.status)
+    return await _answer(hook, outcome)
+
+
+def _bounded_body(request, max_body_bytes: int) -> bytes | JsonResponse:
+    """The body, or 413 when it is larger than the webhook allows."""
+    limit = min(max_body_bytes, settings.LEDGERFLOW_WEBHOOK_MAX_BODY_BYTES)
     try:
         declared = int(request.headers.get("Content-Length") or 0)
         body = b"" if declared > limit else request.body
@@ -61,19 +73,46 @@ async def _receive(request, token: str):
         declared = limit + 1
     if declared > limit or len(body) > limit:
         return JsonResponse({"error": f"body is larger than {limit} bytes"}, status=413)
+    return body
+
+
+def _delivery(request, body: bytes) -> dict:
+    return {
+        "body": body,
+        "content_type": request.content_type or "",
+        "headers": request.headers,
+        "query": request.GET,
+        "signature_now": clock.now().timestamp(),
+        "multipart": _multipart_fields(request),
+    }
+
+
+@csrf_exempt
+async def receive_test_webhook(request, token: str):
+    """A delivery to a webhook flow's test URL: a test run of its draft."""
     try:
-        outcome = await sync_to_async(webhooks.accept)(
-            hook,
-            body=body,
-            content_type=request.content_type or "",
-            headers=request.headers,
-            query=request.GET,
-            signature_now=clock.now().timestamp(),
-            multipart=_multipart_fields(request),
-        )
+        return await _receive_test(request, token)
+    finally:
+        await sync_to_async(_release_connection)()
+
+
+async def _receive_test(request, token: str):
+    if request.method != "POST":
+        return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
+    try:
+        hook = await sync_to_async(testhooks.find)(token)
+        if hook is None:
+            return JsonResponse(
+                {"error": "no test webhook at this URL (or the draft's trigger is not a webhook)"},
+                status=404,
+            )
+        body = _bounded_body(request, hook.config.max_body_bytes)
+        if isinstance(body, JsonResponse):
+            return body
+        run = await sync_to_async(testhooks.accept)(hook, **_delivery(request, body))
     except webhooks.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
-    return await _answer(hook, outcome)
+    return JsonResponse({"run_id": run.pk, "test_run": True}, status=202)
 
 
 def _multipart_fields(request) -> dict | None:

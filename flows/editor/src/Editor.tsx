@@ -33,10 +33,16 @@ import { graphFromFile } from "./transfer";
 import { variablesAt } from "./variables";
 import { disableProblem, withDisabled } from "./panel";
 import { PublishDialog } from "./PublishDialog";
+import { SideEffectsDialog, TestRunDialog } from "./TestRunDialog";
+import { defaultSampleInput, pin, type Pinned, renamePin, sideEffectWords, statusByNode, type TestRun, unpin } from "./testrun";
 import { VersionView } from "./VersionView";
-import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, JsonObject } from "./types";
+import type { ConnectorInfo, Graph, GraphDiff, GraphError, GraphNode, Json, JsonObject } from "./types";
 
 export const AUTOSAVE_MS = 2000;
+// A test run is asked for its state this often until it settles, at most
+// this many times (a run waiting on a long delay is left to its run page).
+const POLL_MS = 400;
+const MAX_POLLS = 300;
 const nodeTypes = { lf: FlowNodeView, note: NoteView };
 
 type SaveState = "saved" | "pending" | "saving" | "stale" | "failed";
@@ -55,8 +61,9 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
   const [nodes, setNodes, onNodesChange] = useNodesState<CanvasNode>(initial.nodes);
   const [edges, setEdges, onEdgesChange] = useEdgesState<Edge>(initial.edges);
   const settings = useRef<JsonObject | undefined>(draft.graph?.settings);
+  const [pinned, setPinned] = useState<Pinned>(draft.graph?.pinned ?? {});
   const revision = useRef(draft.revision);
-  const savedJson = useRef(JSON.stringify(toGraph(initial.nodes, initial.edges, settings.current)));
+  const savedJson = useRef(JSON.stringify(toGraph(initial.nodes, initial.edges, settings.current, draft.graph?.pinned ?? {})));
   const [errors, setErrors] = useState<GraphError[]>(draft.errors);
   const [saveState, setSaveState] = useState<SaveState>("saved");
   const [stale, setStale] = useState<Stale | null>(null);
@@ -73,7 +80,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     if (publishedVersion) void api.versions().then(setVersions);
   }, [api, publishedVersion]);
 
-  const graph: Graph = useMemo(() => toGraph(nodes, edges, settings.current), [nodes, edges]);
+  const graph: Graph = useMemo(() => toGraph(nodes, edges, settings.current, pinned), [nodes, edges, pinned]);
   const graphJson = useMemo(() => JSON.stringify(graph), [graph]);
   // The newest graph, for a save that answers after further edits.
   const latestJson = useRef(graphJson);
@@ -96,6 +103,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     (next: Graph, select: string[] = []) => {
       const loaded = fromGraph(next);
       settings.current = next.settings;
+      setPinned(next.pinned ?? {});
       setNodes(loaded.nodes.map((n) => ({ ...n, selected: select.includes(n.id) })));
       setEdges(loaded.edges);
       setSelected(select.length === 1 ? select[0] : null);
@@ -123,7 +131,7 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     (from: string, to: string): string | null => {
       const problem = renameProblem(graph, from, to);
       if (problem) return problem;
-      applyGraph(renameNode(graph, from, to), [to]);
+      applyGraph({ ...renameNode(graph, from, to), pinned: renamePin(graph.pinned ?? {}, from, to) }, [to]);
       return null;
     },
     [graph, applyGraph],
@@ -248,8 +256,9 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     const fresh = await api.draft();
     const loaded = fromGraph(fresh.graph ?? { nodes: [], edges: [] });
     settings.current = fresh.graph?.settings;
+    setPinned(fresh.graph?.pinned ?? {});
     revision.current = fresh.revision;
-    savedJson.current = JSON.stringify(toGraph(loaded.nodes, loaded.edges, settings.current));
+    savedJson.current = JSON.stringify(toGraph(loaded.nodes, loaded.edges, settings.current, fresh.graph?.pinned ?? {}));
     setNodes(loaded.nodes);
     setEdges(loaded.edges);
     history.current.reset(savedJson.current);
@@ -352,13 +361,71 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
     [api],
   );
 
+  // Test runs ----------------------------------------------------------------
+  const [testDialog, setTestDialog] = useState<{ text: string; node?: string } | null>(null);
+  const [effects, setEffects] = useState<{ words: string[]; input: Json; node?: string } | null>(null);
+  const [testRun, setTestRun] = useState<TestRun | null>(null);
+  const lastInput = useRef<Json | undefined>(undefined);
+  const polls = useRef(0);
+
+  useEffect(() => {
+    if (readOnly) return;
+    api.testRuns().then((runs) => { if (runs.length) lastInput.current = runs[0].input; }, () => undefined);
+  }, [api, readOnly]);
+
+  const [testUrl, setTestUrl] = useState(draft.test_webhook_url);
+  const openTestRun = (node?: string) => {
+    setTestDialog({ text: defaultSampleInput(graph, catalogue, lastInput.current), node });
+    // The trigger may have become a webhook since the page loaded.
+    api.draft().then((fresh) => setTestUrl(fresh.test_webhook_url), () => undefined);
+  };
+
+  const runTest = useCallback(
+    async (input: Json, confirm: boolean, node?: string) => {
+      setTestDialog(null);
+      setEffects(null);
+      // A test run runs the saved draft: save what is on the canvas first.
+      if (graphJson !== savedJson.current && !(await save(revision.current))) return;
+      try {
+        const answer = await api.testRun(input, confirm, node);
+        if (answer.status === 409) {
+          setEffects({ words: sideEffectWords(answer.nodes), input, node });
+        } else if (answer.status === 422) {
+          if (answer.errors) setErrors(answer.errors);
+          setNotice(`Not run: ${answer.detail}`);
+        } else {
+          lastInput.current = input;
+          polls.current = 0;
+          setNotice("");
+          setTestRun(answer.run);
+        }
+      } catch (error) {
+        setNotice(`The test run could not start: ${(error as Error).message}`);
+      }
+    },
+    [api, graphJson, save],
+  );
+
+  // Poll the test run until it settles.
+  useEffect(() => {
+    if (!testRun || testRun.settled || polls.current >= MAX_POLLS) return;
+    const timer = window.setTimeout(() => {
+      polls.current += 1;
+      api.testRunGet(testRun.id).then(setTestRun, (error: Error) => setNotice(`Lost the test run: ${error.message}`));
+    }, POLL_MS);
+    return () => window.clearTimeout(timer);
+  }, [api, testRun]);
+
+  const statuses = useMemo(() => statusByNode(testRun), [testRun]);
+  const pinnedNodes = useMemo(() => new Set(Object.keys(pinned)), [pinned]);
+
   const selectedNode = nodes.filter(isStep).find((n) => n.id === selected);
   const addNote = () => {
     const id = newNoteId(nodes);
     setNodes((current) => [...current, { id, type: "note", position: { x: 40, y: 40 + current.length * 20 }, data: { text: "" } }]);
   };
   return (
-    <EditorContext.Provider value={{ catalogue, errorsByNode, readOnly }}>
+    <EditorContext.Provider value={{ catalogue, errorsByNode, readOnly, statusByNode: statuses, pinnedNodes }}>
       <div className="lf-toolbar">
         <span className={`lf-save lf-save-${saveState}`} data-testid="save-state" data-revision={revision.current}>
           {readOnly ? "Read-only: your role or team may not edit this flow" : SAVE_WORDS[saveState]}
@@ -417,6 +484,11 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
           </span>
         )}
         {!readOnly && (
+          <button type="button" data-testid="test-run" disabled={!nodes.length || saveState === "stale"} onClick={() => openTestRun()} title="Run the draft on a sample input, as a test run">
+            Test run…
+          </button>
+        )}
+        {!readOnly && (
           <button type="button" className="primary" data-testid="publish" disabled={saveState === "stale" || saveState === "saving"} onClick={() => void startPublish()}>
             Publish…
           </button>
@@ -435,6 +507,14 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
         </p>
       )}
       {message && <p className="message message-success" role="status" data-testid="message">{message}</p>}
+      {testRun && (
+        <p className="muted" role="status" data-testid="test-run-status" data-status={testRun.status} data-settled={String(testRun.settled)}>
+          <a href={testRun.url}>Test run {testRun.id}</a>: {testRun.status}
+          {testRun.error ? ` (${testRun.error})` : ""}
+          {testRun.settled ? "" : "…"}{" "}
+          <button type="button" className="link" onClick={() => setTestRun(null)}>clear</button>
+        </p>
+      )}
       {graphErrors.length > 0 && (
         <ul className="lf-graph-errors" data-testid="graph-errors">
           {graphErrors.map((e, i) => (
@@ -500,9 +580,26 @@ export function Editor({ api, draft, connectors, credentials, canEdit, exportUrl
             catalogue={catalogue}
             incoming={graph.edges.filter((e) => e.to === selectedNode.id).length}
             preview={preview}
+            testStep={testRun?.steps.find((st) => st.node === selectedNode.id)}
+            pinned={pinned[selectedNode.id]}
+            onPin={(output) => setPinned((current) => pin(current, selectedNode.id, output))}
+            onUnpin={() => setPinned((current) => unpin(current, selectedNode.id))}
+            onRunStep={() => openTestRun(selectedNode.id)}
           />
         )}
       </div>
+      {testDialog && (
+        <TestRunDialog
+          initial={testDialog.text}
+          node={testDialog.node}
+          testWebhookUrl={testUrl}
+          onCancel={() => setTestDialog(null)}
+          onRun={(input) => void runTest(input, false, testDialog.node)}
+        />
+      )}
+      {effects && (
+        <SideEffectsDialog words={effects.words} onCancel={() => setEffects(null)} onConfirm={() => void runTest(effects.input, true, effects.node)} />
+      )}
       {publishing && <PublishDialog diff={publishing.diff} empty={isEmptyDiff(publishing.diff)} onCancel={() => setPublishing(null)} onPublish={(note) => void publish(note)} />}
     </EditorContext.Provider>
   );

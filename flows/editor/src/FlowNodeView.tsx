@@ -6,7 +6,7 @@ import { EditorContext } from "./context";
 import { portsFor } from "./graph";
 
 export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
-  const { catalogue, errorsByNode, statusByNode } = useContext(EditorContext);
+  const { catalogue, errorsByNode, statusByNode, pinnedNodes } = useContext(EditorContext);
   const spec = data.spec;
   const info = catalogue.get(spec.type);
   const errors = errorsByNode.get(spec.id) ?? [];
@@ -34,6 +34,11 @@ export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
         <code className="lf-node-id">{spec.id}</code>
       </div>
       {spec.disabled && <p className="lf-node-off">disabled</p>}
+      {pinnedNodes?.has(spec.id) && (
+        <span className="lf-node-pin" data-testid={`pin-${spec.id}`} title="Output pinned: test runs use it instead of running this node">
+          pinned
+        </span>
+      )}
       {status && (
         <span className="lf-node-status" data-testid={`status-${spec.id}`}>
           {status.replace("_", " ")}

@@ -17,7 +17,8 @@ import {
 } from "./panel";
 import { type FormContext, SchemaForm } from "./SchemaForm";
 import { type FormField, fieldsOf } from "./schemaForm";
-import type { ConnectorInfo, GraphError, GraphNode, JsonObject } from "./types";
+import { parseSampleInput, type TestStep } from "./testrun";
+import type { ConnectorInfo, GraphError, GraphNode, Json, JsonObject } from "./types";
 
 const RETRY_FIELDS: FormField[] = [
   { name: "max_attempts", label: "Max attempts", kind: "integer", required: false, nullable: false, default: DEFAULT_RETRY.max_attempts },
@@ -42,6 +43,12 @@ export function NodePanel(props: {
   // Renders an expression at this node with sample data; with none, only
   // the sample is answered.
   preview?: (expression?: string, undo?: boolean) => Promise<PreviewAnswer>;
+  // The node in the last test run, and its pinned output (undefined: none).
+  testStep?: TestStep;
+  pinned?: Json;
+  onPin: (output: Json) => void;
+  onUnpin: () => void;
+  onRunStep: () => void;
 }) {
   const { node, info, errors, credentials, readOnly, onChange, onDelete, onRename, preview } = props;
   const [sample, setSample] = useState<PreviewAnswer | null>(null);
@@ -142,6 +149,7 @@ export function NodePanel(props: {
           </ul>
         </details>
       )}
+      <TestData {...props} />
       <section>
         <h3>Settings</h3>
         {info ? (
@@ -277,5 +285,79 @@ function Compensation({ node, info, catalogue, ctx, onChange }: {
         </div>
       )}
     </>
+  );
+}
+
+const json = (value: Json) => JSON.stringify(value, null, 2);
+
+/** The node's input, output and error in the last test run; its pinned
+ * output; pinning and "Run this step". */
+function TestData({ node, info, readOnly, testStep, pinned, onPin, onUnpin, onRunStep }: Parameters<typeof NodePanel>[0]) {
+  const [typed, setTyped] = useState("");
+  const [typedError, setTypedError] = useState("");
+  if (!info) return null;
+  return (
+    <section className="lf-testrun" data-testid="test-data">
+      <h3>Test data</h3>
+      {testStep ? (
+        <div data-testid="test-step" data-status={testStep.status}>
+          <p className="lf-help">
+            Last test run: <strong>{testStep.status.replace("_", " ")}</strong>
+            {testStep.attempts > 1 ? ` after ${testStep.attempts} attempts` : ""}
+            {testStep.carried_from ? ` (output from ${testStep.carried_from}, not run)` : ""}
+          </p>
+          <h4>Input</h4>
+          <pre className="lf-json" data-testid="test-input">{json(testStep.input)}</pre>
+          <h4>Output</h4>
+          <pre className="lf-json" data-testid="test-output">{json(testStep.output)}</pre>
+          {testStep.error && (
+            <>
+              <h4>Error</h4>
+              <pre className="lf-json lf-field-errors" data-testid="test-error">{testStep.error}</pre>
+            </>
+          )}
+        </div>
+      ) : (
+        <p className="lf-help">No test run has reached this node yet.</p>
+      )}
+      {pinned !== undefined && (
+        <>
+          <h4>Pinned output</h4>
+          <pre className="lf-json" data-testid="pinned-output">{json(pinned)}</pre>
+        </>
+      )}
+      {!readOnly && (
+        <div className="lf-pin-actions">
+          {testStep?.status === "succeeded" && !testStep.carried_from && (
+            <button type="button" data-testid="pin-output" onClick={() => onPin(testStep.output)} title="Test runs use it instead of running this node">
+              Pin this output
+            </button>
+          )}
+          {pinned !== undefined && <button type="button" data-testid="unpin" onClick={onUnpin}>Unpin</button>}
+          {!info.is_trigger && (
+            <button type="button" data-testid="run-step" onClick={onRunStep} title="Run this node alone on the outputs of the nodes before it">
+              Run this step
+            </button>
+          )}
+        </div>
+      )}
+      {!readOnly && (
+        <details>
+          <summary>Pin typed JSON</summary>
+          <textarea aria-label={`Output to pin on ${node.id}`} className="lf-sample" rows={4} value={typed} onChange={(e) => { setTyped(e.target.value); setTypedError(""); }} />
+          {typedError && <p className="lf-field-errors" role="alert">{typedError}</p>}
+          <button
+            type="button"
+            onClick={() => {
+              const parsed = parseSampleInput(typed);
+              if ("error" in parsed) setTypedError(parsed.error.replace("sample input", "output"));
+              else onPin(parsed.value);
+            }}
+          >
+            Pin
+          </button>
+        </details>
+      )}
+    </section>
   );
 }

@@ -1,6 +1,7 @@
 // The editor talks to the server only through /api/v1/ (flows/api.py).
 import type { PreviewAnswer } from "./panel";
-import type { ConnectorInfo, Graph, GraphDiff, GraphError } from "./types";
+import type { TestRun } from "./testrun";
+import type { ConnectorInfo, Graph, GraphDiff, GraphError, Json } from "./types";
 
 export interface Revision {
   revision: number;
@@ -16,7 +17,20 @@ export interface Draft extends Revision {
   published_version: number;
   graph: Graph | null;
   errors: GraphError[];
+  // Deliveries here start test runs of the draft (webhook drafts only).
+  test_webhook_url: string | null;
 }
+
+export interface SideEffectNode {
+  node: string;
+  type: string;
+  side_effect: string;
+}
+
+export type TestRunAnswer =
+  | { status: 200; run: TestRun }
+  | { status: 409; detail: string; nodes: SideEffectNode[] }
+  | { status: 422; detail: string; errors?: GraphError[]; missing?: string[] };
 
 export interface Stale extends Revision {
   detail: string;
@@ -100,6 +114,22 @@ export class Api {
    * expression, only the sample (flows/api.py expression_preview). */
   preview(body: { node: string; expression?: string; graph?: Graph; undo?: boolean }) {
     return this.call<PreviewAnswer>("POST", `flows/${this.slug}/expressions/preview`, body).then((r) => r.data);
+  }
+
+  /** Start a test run of the saved draft (or of one step, `node`). */
+  async testRun(input: Json, confirmSideEffects: boolean, node?: string): Promise<TestRunAnswer> {
+    const body = { input, confirm_side_effects: confirmSideEffects, ...(node ? { node } : {}) };
+    const { status, data } = await this.call<unknown>("POST", `flows/${this.slug}/test-runs`, body, [200, 409, 422]);
+    if (status === 200) return { status, run: data as TestRun };
+    return { status, ...(data as object) } as TestRunAnswer;
+  }
+
+  testRunGet(id: number) {
+    return this.call<TestRun>("GET", `flows/${this.slug}/test-runs/${id}`).then((r) => r.data);
+  }
+
+  testRuns() {
+    return this.call<{ id: number; status: string; input: Json }[]>("GET", `flows/${this.slug}/test-runs`).then((r) => r.data);
   }
 
   versions() {

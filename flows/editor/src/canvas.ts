@@ -1,6 +1,7 @@
 // Between the server's graph and React Flow's nodes and edges. Sticky notes
 // are nodes of their own type on the canvas and `notes` in the graph.
 import type { Edge, Node } from "@xyflow/react";
+import { keptPins, type Pinned } from "./testrun";
 import type { Graph, GraphNode, JsonObject, Note } from "./types";
 
 export type NodeData = { spec: GraphNode };
@@ -31,7 +32,7 @@ export function fromGraph(graph: Graph): { nodes: CanvasNode[]; edges: Edge[] } 
 
 const rounded = (p: { x: number; y: number }) => ({ x: Math.round(p.x), y: Math.round(p.y) });
 
-export function toGraph(nodes: CanvasNode[], edges: Edge[], settings?: JsonObject): Graph {
+export function toGraph(nodes: CanvasNode[], edges: Edge[], settings?: JsonObject, pinned: Pinned = {}): Graph {
   const graph: Graph = {
     nodes: nodes.filter(isStep).map((n) => {
       const { position: _old, ...spec } = n.data.spec;
@@ -44,6 +45,8 @@ export function toGraph(nodes: CanvasNode[], edges: Edge[], settings?: JsonObjec
     .filter((n): n is NoteNode => n.type === "note")
     .map((n) => ({ id: n.id, text: n.data.text, position: rounded(n.position) }));
   if (notes.length) graph.notes = notes;
+  const pins = keptPins(pinned, graph.nodes.map((n) => n.id));
+  if (pins) graph.pinned = pins;
   return graph;
 }
 

@@ -8,6 +8,8 @@ export interface EditorContextValue {
   readOnly: boolean;
   // Painted states of a test run or of a run shown read-only; empty when none.
   statusByNode?: Map<string, StepStatus>;
+  // Nodes whose output is pinned in the draft (a test run does not run them).
+  pinnedNodes?: Set<string>;
 }
 
 export const EditorContext = createContext<EditorContextValue>({

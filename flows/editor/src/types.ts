@@ -47,6 +47,8 @@ export interface Graph {
   edges: GraphEdge[];
   settings?: JsonObject;
   notes?: Note[];
+  // Sample outputs a test run uses instead of running the node (drafts only).
+  pinned?: { [node: string]: Json };
 }
 
 export interface ConnectorInfo {
