@@ -37,6 +37,7 @@ UNLINKED = {
     "api:flow_version": "the flow editor's script reads it before publishing",
     "api:credential_names": "the flow editor's script fills credential fields from it",
     "api:flow_export": "a download the flow editor's script links to",
+    "api:run_diagram": "for API clients: the run page embeds the same graph and step rows",
 }
 
 JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]

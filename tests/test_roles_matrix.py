@@ -33,6 +33,7 @@ API_ENDPOINTS = {
     "api:flow_version",
     "api:flow_export",
     "api:credential_names",
+    "api:run_diagram",
 }
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
@@ -93,6 +94,8 @@ MATRIX = {
     "api:flow_version": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:flow_export": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:credential_names": ("GET", {OPERATOR, ADMIN}),
+    # The run page's diagram, with the run page's check.
+    "api:run_diagram": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -178,6 +181,7 @@ def url_for(personas, make_flow):
         "api:flow_export": {"slug": flow.slug},
         "flows:start_run": {"slug": flow.slug},
         "runs:detail": {"run_id": run.pk},
+        "api:run_diagram": {"run_id": run.pk},
         "runs:cancel": {"run_id": run.pk},
         "runs:replay": {"run_id": run.pk, "node": "wait"},
         "runs:discard": {"run_id": run.pk, "node": "wait"},

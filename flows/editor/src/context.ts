@@ -8,6 +8,8 @@ export interface EditorContextValue {
   readOnly: boolean;
   // Painted states of a test run or of a run shown read-only; empty when none.
   statusByNode?: Map<string, StepStatus>;
+  // A line under a painted status: a retry's attempt, a loop's progress, a compensation's state.
+  detailByNode?: Map<string, string>;
 }
 
 export const EditorContext = createContext<EditorContextValue>({

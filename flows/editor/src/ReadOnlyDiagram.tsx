@@ -1,0 +1,61 @@
+// A graph shown read-only, outside the editor: the flow page's published
+// version and a run's pinned version painted with its steps' states. The
+// same node view as the editor's canvas; pan, zoom, fit and minimap, and a
+// click on a node reported to the page (no selection, no editing).
+import { Background, Controls, MiniMap, type Node, ReactFlow, ReactFlowProvider } from "@xyflow/react";
+import { useMemo } from "react";
+import { fromGraph } from "./canvas";
+import type { Catalogue } from "./connections";
+import { EditorContext, type EditorContextValue } from "./context";
+import { FlowNodeView } from "./FlowNodeView";
+import type { NodeState } from "./nodeStates";
+import { NoteView } from "./NoteView";
+import type { Graph } from "./types";
+
+const nodeTypes = { lf: FlowNodeView, note: NoteView };
+const NO_ERRORS = new Map();
+
+export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
+  graph: Graph;
+  catalogue: Catalogue;
+  states?: Map<string, NodeState>;
+  onNodePick?: (node: string) => void;
+}) {
+  // The graph never changes while the page is open: only the paint does, so
+  // a repaint leaves the viewport where the reader put it.
+  const { nodes, edges } = useMemo(() => fromGraph(graph), [graph]);
+  const context: EditorContextValue = useMemo(
+    () => ({
+      catalogue,
+      errorsByNode: NO_ERRORS,
+      readOnly: true,
+      statusByNode: states && new Map([...states].map(([node, s]) => [node, s.status])),
+      detailByNode: states && new Map([...states].map(([node, s]) => [node, s.detail])),
+    }),
+    [catalogue, states],
+  );
+  const pick = onNodePick && ((_: unknown, node: Node) => node.type === "lf" && onNodePick(node.id));
+  return (
+    <EditorContext.Provider value={context}>
+      <ReactFlowProvider>
+        <ReactFlow
+          nodes={nodes}
+          edges={edges}
+          nodeTypes={nodeTypes}
+          nodesDraggable={false}
+          nodesConnectable={false}
+          elementsSelectable={false}
+          deleteKeyCode={null}
+          onNodeClick={pick}
+          fitView
+          fitViewOptions={{ maxZoom: 1 }}
+          proOptions={{ hideAttribution: true }}
+        >
+          <Background />
+          <Controls showInteractive={false} />
+          <MiniMap pannable zoomable />
+        </ReactFlow>
+      </ReactFlowProvider>
+    </EditorContext.Provider>
+  );
+}
