@@ -18,8 +18,8 @@ from runs.decider import (
 )
 from runs.models import Run, Step
 
-# The id of the JSON element, inside the run page's live fragment, that
-# carries the step rows the diagram paints from (diagram.tsx reads it).
+# The id of the element, inside the run page's live fragment, whose
+# data-states carries the step rows the diagram paints from (diagram.tsx).
 STATES_ELEMENT = "run-diagram-states"
 
 # A compensation that is stuck or abandoned is the worst news on its node:

@@ -1,5 +1,7 @@
 """Run pages: a run's steps and history, and the actions on it."""
 
+import json
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
@@ -50,7 +52,7 @@ def run_detail(request, run_id):
         "live": run.status in decider.RUN_LIVE,
         "can_act": request.user.has_perm("runs.change_run"),
         # Inside the live fragment: each update repaints the diagram.
-        "diagram_states": {"steps": step_rows(steps)},
+        "diagram_states": json.dumps({"steps": step_rows(steps)}),
     }
     # The poll asks for the live fragment; "run-body" is what pages loaded
     # before it existed still ask for, and the fragment holds that too.

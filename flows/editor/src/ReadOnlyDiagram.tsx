@@ -10,10 +10,15 @@ import { EditorContext, type EditorContextValue } from "./context";
 import { FlowNodeView } from "./FlowNodeView";
 import type { NodeState } from "./nodeStates";
 import { NoteView } from "./NoteView";
+import { placed } from "./placement";
 import type { Graph } from "./types";
 
 const nodeTypes = { lf: FlowNodeView, note: NoteView };
 const NO_ERRORS = new Map();
+// A diagram is a panel of the page, not a whole window: a small minimap,
+// and room around the graph for it and the zoom controls.
+const MINIMAP_SIZE = { width: 120, height: 80 };
+const FIT = { maxZoom: 1, padding: 0.15 };
 
 export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
   graph: Graph;
@@ -23,7 +28,7 @@ export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
 }) {
   // The graph never changes while the page is open: only the paint does, so
   // a repaint leaves the viewport where the reader put it.
-  const { nodes, edges } = useMemo(() => fromGraph(graph), [graph]);
+  const { nodes, edges } = useMemo(() => fromGraph(placed(graph)), [graph]);
   const context: EditorContextValue = useMemo(
     () => ({
       catalogue,
@@ -48,12 +53,12 @@ export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
           deleteKeyCode={null}
           onNodeClick={pick}
           fitView
-          fitViewOptions={{ maxZoom: 1 }}
+          fitViewOptions={FIT}
           proOptions={{ hideAttribution: true }}
         >
           <Background />
           <Controls showInteractive={false} />
-          <MiniMap pannable zoomable />
+          <MiniMap pannable zoomable style={MINIMAP_SIZE} />
         </ReactFlow>
       </ReactFlowProvider>
     </EditorContext.Provider>

@@ -1,6 +1,6 @@
 // Entry of the read-only diagrams (flow page, run page). Each element with
 // data-diagram-config names a JSON element (json_script, no inline script)
-// holding the graph and its connectors. A run's diagram also names the JSON
+// holding the graph and its connectors. A run's diagram also names the
 // element with its step rows: it sits inside the part of the page that live
 // updates replace, and is read again after each one, so the painting follows
 // the run while the diagram itself (viewport, React root) stays.
@@ -16,7 +16,7 @@ import type { ConnectorInfo, Graph } from "./types";
 interface DiagramConfig {
   graph: Graph;
   connectors: ConnectorInfo[];
-  // The id of the JSON element with {"steps": [...]}: set on run pages only.
+  // The id of the element whose data-states is {"steps": [...]}: run pages only.
   states?: string;
 }
 
@@ -28,8 +28,15 @@ function readJson<T>(id: string): T | null {
   return element?.textContent ? (JSON.parse(element.textContent) as T) : null;
 }
 
+// The step rows sit in a data attribute: htmx removes every <script> it
+// swaps in, json_script's included.
+function readSteps(id: string): StepRow[] | null {
+  const text = document.getElementById(id)?.dataset.states;
+  return text ? (JSON.parse(text) as { steps: StepRow[] }).steps : null;
+}
+
 function useStepRows(statesId: string | undefined): StepRow[] | null {
-  const read = useCallback(() => (statesId ? readJson<{ steps: StepRow[] }>(statesId)?.steps ?? null : null), [statesId]);
+  const read = useCallback(() => (statesId ? readSteps(statesId) : null), [statesId]);
   const [rows, setRows] = useState(read);
   const seen = useRef(JSON.stringify(rows));
   useEffect(() => {
