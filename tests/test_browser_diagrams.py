@@ -140,3 +140,11 @@ def test_a_click_on_a_node_jumps_to_its_step(browser, live_server, olga):  # noq
     expect(page.locator("#step-shape details.step-io").first).to_have_attribute("open", "")
     expect(page.locator("#step-wait")).not_to_have_class(FOCUSED)
     screenshot(page, "diagram-run-step-focus")
+    # From the keyboard: a focused node and Enter.
+    page.evaluate("window.scrollTo(0, 0)")
+    expect(page.locator("#step-done")).not_to_be_in_viewport()
+    page.locator('[data-testid="run-diagram"] .react-flow__node[data-id="done"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#step-done")).to_be_in_viewport()
+    expect(page.locator("#step-done")).to_have_class(FOCUSED)
+    expect(page.locator("#step-shape")).not_to_have_class(FOCUSED)

@@ -3,7 +3,7 @@
 // same node view as the editor's canvas; pan, zoom, fit and minimap, and a
 // click on a node reported to the page (no selection, no editing).
 import { Background, Controls, MiniMap, type Node, ReactFlow, ReactFlowProvider } from "@xyflow/react";
-import { useMemo } from "react";
+import { type KeyboardEvent, useMemo } from "react";
 import { fromGraph } from "./canvas";
 import type { Catalogue } from "./connections";
 import { EditorContext, type EditorContextValue } from "./context";
@@ -40,8 +40,17 @@ export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
     [catalogue, states],
   );
   const pick = onNodePick && ((_: unknown, node: Node) => node.type === "lf" && onNodePick(node.id));
+  // Nodes take the keyboard focus (Tab); Enter on one does what a click does.
+  const pickByKey = onNodePick && ((event: KeyboardEvent) => {
+    if (event.key !== "Enter") return;
+    const node = (event.target as HTMLElement).closest<HTMLElement>(".react-flow__node-lf");
+    if (!node?.dataset.id) return;
+    event.preventDefault();
+    onNodePick(node.dataset.id);
+  });
   return (
     <EditorContext.Provider value={context}>
+      <div className="lf-diagram-frame" onKeyDown={pickByKey}>
       <ReactFlowProvider>
         <ReactFlow
           nodes={nodes}
@@ -61,6 +70,7 @@ export function ReadOnlyDiagram({ graph, catalogue, states, onNodePick }: {
           <MiniMap pannable zoomable style={MINIMAP_SIZE} />
         </ReactFlow>
       </ReactFlowProvider>
+      </div>
     </EditorContext.Provider>
   );
 }
