@@ -12,6 +12,7 @@ from config.roles import role_required
 from connectors.base import ConnectorError, UnknownConnector, catalogue, get
 from flows.api import router as flows_router
 from runs import plainjson
+from runs.api import router as runs_router
 
 
 class LoginFirst(SessionAuth):
@@ -37,6 +38,8 @@ api = NinjaAPI(
 
 # The flow editor's endpoints: drafts, validation, publishing, versions.
 api.add_router("/", flows_router)
+# Runs: what the run pages show (a run's diagram).
+api.add_router("/", runs_router, tags=["runs"])
 
 
 def require(request: HttpRequest, permission: str) -> None:

@@ -16,11 +16,12 @@ from connectors.triggers.forms import start_form_for
 from connectors.triggers.panel import trigger_panel
 from flows import history, services
 from flows import teams as teams_service
+from flows.diagram import flow_diagram
 from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
-from flows.vite import editor_bundle
+from flows.vite import diagram_bundle, editor_bundle
 from runs import clock
 from runs.models import Event, Run
 
@@ -66,11 +67,14 @@ def inventory_list(request):
 
 def flow_page_context(request, flow: Flow) -> dict:
     events = Event.objects.filter(stream=flow.stream).order_by("-seq")
+    can_edit = services.user_can_edit_flow(request.user, flow)
     return {
         "flow": flow,
         "history": [(event, history.describe(event)) for event in events.exclude(type=DRIFT_EVENT)],
         "drift": events.filter(type=DRIFT_EVENT)[:20],
-        "can_edit": services.user_can_edit_flow(request.user, flow),
+        "can_edit": can_edit,
+        "diagram": flow_diagram(flow, may_edit=can_edit),
+        "bundle": diagram_bundle(),
         "owner_form": OwnerForm(initial={"owner": flow.owner_id}),
         "review_form": ReviewForm(),
         "start_form": start_form_for(flow),

@@ -1,5 +1,7 @@
 """Run pages: a run's steps and history, and the actions on it."""
 
+import json
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,7 +11,9 @@ from config.roles import role_required
 from connectors.triggers.forms import start_form_for
 from flows.models import Flow
 from flows.views import flow_page_context
+from flows.vite import diagram_bundle
 from runs import decider, driver, replay_edits, selectors
+from runs.diagram import STATES_ELEMENT, run_graph_config, run_steps, step_rows
 from runs.forms import DiscardForm, ReplayForm
 from runs.models import Event, Run, Step
 
@@ -72,17 +76,22 @@ def _with_cursor(params, cursor: str) -> str:
 @role_required("runs.view_run")
 def run_detail(request, run_id):
     run = get_object_or_404(Run.objects.select_related("flow"), pk=run_id)
+    steps = run_steps(run)
     context = {
         "run": run,
-        "steps": Step.objects.filter(run=run).order_by("position"),
+        "steps": steps,
         "events": Event.objects.filter(stream=run.stream).order_by("seq"),
         "live": run.status in decider.RUN_LIVE,
         "can_act": request.user.has_perm("runs.change_run"),
+        # Inside the live fragment: each update repaints the diagram.
+        "diagram_states": json.dumps({"steps": step_rows(steps)}),
     }
     # The poll asks for the live fragment; "run-body" is what pages loaded
     # before it existed still ask for, and the fragment holds that too.
     if request.htmx and request.htmx.target in ("run-live", "run-body"):
         return render(request, "runs/_run_live.html", context)
+    context["diagram"] = {**run_graph_config(run), "states": STATES_ELEMENT}
+    context["bundle"] = diagram_bundle()
     return render(request, "runs/detail.html", context)
 
 

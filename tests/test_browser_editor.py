@@ -274,7 +274,7 @@ def test_a_stale_save_offers_reload_and_reviewers_see_the_canvas_read_only(
 
     page = log_in(browser, live_server, "rita", PASSWORD)
     page.goto(f"{live_server.url}/flows/{flow.slug}/")
-    page.click("text=View diagram")
+    page.click("text=Open the editor (read-only)")
     expect(page.locator('[data-testid="save-state"]')).to_contain_text("Read-only")
     expect(node(page, "pause")).to_be_visible()
     expect(page.locator(".lf-palette")).to_have_count(0)

@@ -43,6 +43,7 @@ API_ENDPOINTS = {
     "api:flow_test_runs",
     "api:flow_test_run_list",
     "api:flow_test_run",
+    "api:run_diagram",
 }
 
 # url name -> (method, roles allowed). PUBLIC pages are open to anonymous users.
@@ -110,6 +111,8 @@ MATRIX = {
     "api:flow_test_runs": ("POST", {OPERATOR, ADMIN}),
     "api:flow_test_run_list": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "api:flow_test_run": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    # The run page's diagram, with the run page's check.
+    "api:run_diagram": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -203,6 +206,7 @@ def url_for(personas, make_flow):
         "api:expression_preview": {"slug": flow.slug},
         "flows:start_run": {"slug": flow.slug},
         "runs:detail": {"run_id": run.pk},
+        "api:run_diagram": {"run_id": run.pk},
         "runs:cancel": {"run_id": run.pk},
         "runs:replay": {"run_id": run.pk, "node": "wait"},
         "runs:discard": {"run_id": run.pk, "node": "wait"},

@@ -1,6 +1,7 @@
 /// <reference types="vitest/config" />
-// Builds the flow editor into static/editor/ with a manifest the Django page
-// reads (flows/vite.py). No inline scripts or injected styles: the CSS is
+// Builds the flow editor and the read-only diagrams (flow and run pages) into
+// static/editor/ with a manifest the Django pages read (flows/vite.py); what
+// both entries share (React, React Flow, their styles) is one chunk. No inline scripts or injected styles: the CSS is
 // extracted to a file, so a strict Content-Security-Policy holds.
 import react from "@vitejs/plugin-react";
 import { defineConfig } from "vite";
@@ -13,7 +14,7 @@ export default defineConfig({
     emptyOutDir: true,
     manifest: true,
     modulePreload: { polyfill: false },
-    rollupOptions: { input: "src/main.tsx" },
+    rollupOptions: { input: ["src/main.tsx", "src/diagram.tsx"] },
   },
   test: {
     include: ["src/**/*.test.ts"],

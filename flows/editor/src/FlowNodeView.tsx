@@ -6,12 +6,13 @@ import { EditorContext } from "./context";
 import { portsFor } from "./graph";
 
 export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
-  const { catalogue, errorsByNode, statusByNode, pinnedNodes } = useContext(EditorContext);
+  const { catalogue, errorsByNode, statusByNode, pinnedNodes, detailByNode } = useContext(EditorContext);
   const spec = data.spec;
   const info = catalogue.get(spec.type);
   const errors = errorsByNode.get(spec.id) ?? [];
   const ports = portsFor(spec, info);
   const status = statusByNode?.get(spec.id);
+  const detail = status ? detailByNode?.get(spec.id) : undefined;
   const classes = [
     "lf-node",
     selected ? "lf-selected" : "",
@@ -44,6 +45,7 @@ export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
           {status.replace("_", " ")}
         </span>
       )}
+      {detail && <p className="lf-node-detail" data-testid={`detail-${spec.id}`}>{detail}</p>}
       {!info && <p className="lf-node-warn">unknown connector “{spec.type}”</p>}
       {errors.length > 0 && (
         <ul className="lf-node-errors" data-testid={`node-errors-${spec.id}`}>

@@ -10,6 +10,8 @@ export interface EditorContextValue {
   statusByNode?: Map<string, StepStatus>;
   // Nodes whose output is pinned in the draft (a test run does not run them).
   pinnedNodes?: Set<string>;
+  // A line under a painted status: a retry's attempt, a loop's progress, a compensation's state.
+  detailByNode?: Map<string, string>;
 }
 
 export const EditorContext = createContext<EditorContextValue>({
