@@ -1,11 +1,16 @@
 """The flow editor in real Chromium: an operator builds "webhook → transform
-→ HTTP request" by drag and drop from an empty canvas, configures each node
-through its form, sees a missing required field on that field and a
-server-only error (an expression naming a later node) on its node, fixes
-both, publishes with the diff shown, reloads and finds the draft intact."""
+→ HTTP request to the payments API" by drag and drop from an empty canvas,
+configures each node through its form, sees a missing required field on that
+field and a server-only error (an expression naming a later node) on its
+node, fixes both, test-runs the draft and reads the HTTP node's output,
+publishes with the diff shown, activates the flow, triggers it by webhook and
+sees the run's diagram green, reloads and finds the draft intact."""
 
+import json
 import re
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -18,7 +23,6 @@ from tests.engine_helpers import READY
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PAYMENTS_URL = "http://127.0.0.1:8765/charges"
 # The undo reads the output of the node it undoes.
 REFUND_URL = "http://127.0.0.1:9/refunds/{{ steps.charge.output.id }}"
 
@@ -62,18 +66,25 @@ def saved(page):
     )
 
 
-def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
+def test_build_test_publish_and_trigger_a_flow_on_the_canvas(
     browser,  # noqa: F811
     live_server,
     olga,
     adam,
     make_flow,
+    payments,
+    eager_tasks,
 ):
+    from connectors.triggers.models import Binding
+    from runs.models import Run
+
     assert manifest_path().exists(), "the editor is not built: run `make editor`"
+    charges_url = f"{payments.url}/charges"
     flow = make_flow(olga, name="Charge on order", slug="charge-on-order", owner=olga, **READY)
     credentials.credential_create(
         actor=adam, name="payments-token", type="bearer", fields={},
         secrets={"token": "payments-secret-token-1"},
+        allowed_hosts=[urlsplit(payments.url).netloc],
     )  # fmt: skip
     page = log_in(browser, live_server, "olga", PASSWORD)
     page.set_viewport_size({"width": 1500, "height": 950})
@@ -137,12 +148,29 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     )
     screenshot(page, "editor-errors")
 
-    field(page, "config.url").fill(PAYMENTS_URL)
+    field(page, "config.url").fill(charges_url)
+    amount = "{{ steps.transform.output.amount }}"
+    body = {"order_id": "{{ trigger.body.order.id }}", "amount": amount}
+    field(page, "config.json_body").fill(json.dumps(body))
     select(page, "transform")
     page.fill('input[aria-label="config.fields.amount"]', "{{ trigger.body.amount }}")
     saved(page)
     expect(page.locator(".lf-node-errors")).to_have_count(0)
     expect(page.locator(".lf-field-errors")).to_have_count(0)
+
+    # Test-run the draft through the engine: it charges for real, so the
+    # editor asks first; each node turns green and the charge's answer shows.
+    page.click('[data-testid="test-run"]')
+    page.fill("#test-run-input", '{"body": {"order": {"id": "T-1"}, "amount": 12}}')
+    page.click('[data-testid="test-run-start"]')
+    expect(page.locator('[data-testid="side-effect-nodes"]')).to_contain_text("http_request")
+    page.click('[data-testid="side-effects-confirm"]')
+    for node_id in ("webhook", "transform", "http_request"):
+        expect(node(page, node_id)).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    select(page, "http_request")
+    expect(page.locator('[data-testid="test-output"]')).to_contain_text('"order_id": "T-1"')
+    screenshot(page, "editor-journey-test-run")
+    assert payments.state.report()["charges"] == 1
 
     page.click('[data-testid="publish"]')
     diff = page.locator('[data-testid="publish-diff"]')
@@ -157,12 +185,31 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
     assert flow.published_version == 1
     version = flow.versions.get(number=1)
     by_id = {n["id"]: n for n in version.graph["nodes"]}
-    assert by_id["http_request"]["config"] == {
-        "method": "POST", "url": PAYMENTS_URL, "credential": "payments-token",
-        "parse": "auto", "timeout_seconds": 10, "honours_idempotency_key": False,
-    } or by_id["http_request"]["config"]["url"] == PAYMENTS_URL  # fmt: skip
+    assert by_id["http_request"]["config"]["url"] == charges_url
+    assert by_id["http_request"]["config"]["credential"] == "payments-token"
     assert by_id["transform"]["config"] == {"fields": {"amount": "{{ trigger.body.amount }}"}}
     assert by_id["webhook"]["config"]["dedup_field"] == "order.id"
+
+    # Activate it on its flow page, trigger it by webhook, and watch the run's
+    # diagram: every node green.
+    page.goto(f"{live_server.url}/flows/{flow.slug}/")
+    page.click("form[action$='/activate/'] button")
+    expect(page.locator(".pill.status-active")).to_be_visible()
+    token = Binding.objects.get(flow=flow).token
+    answer = httpx.post(
+        f"{live_server.url}/hooks/{token}/", json={"order": {"id": "W-1"}, "amount": 30}
+    )
+    assert answer.status_code in (200, 202), answer.text
+    run = Run.objects.get(flow=flow, is_test=False)
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    diagram = page.locator('[data-testid="run-diagram"]')
+    for node_id in ("webhook", "transform", "http_request"):
+        expect(diagram.locator(f'[data-testid="node-{node_id}"]')).to_have_attribute(
+            "data-status", "succeeded", timeout=20_000
+        )
+    screenshot(page, "editor-journey-run-diagram")
+    assert payments.state.report()["charges"] == 2
+    page.goto(f"{live_server.url}/flows/{flow.slug}/editor/")
 
     # Reload: the draft, positions included, is as it was.
     draft_before = flow.draft_graph
@@ -171,7 +218,7 @@ def test_build_configure_fix_and_publish_a_flow_on_the_canvas(
         expect(node(page, node_id)).to_be_visible()
     expect(page.locator(".react-flow__edge")).to_have_count(2)
     select(page, "http_request")
-    expect(field(page, "config.url")).to_have_value(PAYMENTS_URL)
+    expect(field(page, "config.url")).to_have_value(charges_url)
     saved(page)
     assert Flow.objects.get(pk=flow.pk).draft_graph == draft_before
     # Where each node was dropped is kept in the graph.
