@@ -177,7 +177,7 @@ class Connector:
 
     def breaker_target(self, config: BaseModel) -> str | None:
         """The outside system a call reaches, for its circuit breaker and rate
-        limit (``connectors/breakers.py``); None: it reaches nothing outside."""
+        limit (``connectors/outbound/breakers.py``); None: it reaches nothing outside."""
         return None
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from connectors.models import Credential
+from connectors.credentials.models import Credential
 from flows import services
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate

@@ -11,9 +11,12 @@ from connectors.base import all_connectors
 from flows.secrets import is_secret_name
 from tests.conftest import allow_outbound, login
 
-# Connectors of the product (tests register a few of their own).
+# Connectors of the product, and the demo's (the suite runs with
+# LEDGERFLOW_DEMO on); tests register a few of their own.
 PRODUCT = sorted(
-    key for key, cls in all_connectors().items() if cls.__module__.startswith("connectors.")
+    key
+    for key, cls in all_connectors().items()
+    if cls.__module__.startswith(("connectors.nodes.", "fakeapi.connectors."))
 )
 
 

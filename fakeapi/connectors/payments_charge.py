@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import Field
 
-from connectors import _remote
 from connectors.base import (
     Connector,
     Context,
@@ -16,6 +15,7 @@ from connectors.base import (
     not_sent,
     register,
 )
+from connectors.outbound import remote
 
 
 class PaymentsConfig(StrictConfig):
@@ -54,7 +54,7 @@ class PaymentsCharge(Connector):
     def execute(self, ctx: Context) -> Result:
         config: PaymentsConfig = ctx.config
         body = {"order_id": config.order_id, "amount": config.amount}
-        charge = _remote.post_json(ctx, f"{config.base_url}/charges", body,
+        charge = remote.post_json(ctx, f"{config.base_url}/charges", body,
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                    credential=config.credential)  # fmt: skip
         return Result(output={"charge_id": charge["id"], "order_id": charge["order_id"],
@@ -65,11 +65,11 @@ class PaymentsCharge(Connector):
         charge_id = (ctx.original_output or {}).get("charge_id")
         if not charge_id:
             raise not_sent("nothing to refund: the charge has no id")
-        refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
+        refund = remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                    credential=config.credential)  # fmt: skip
         return Result(output={"refund_id": refund["id"], "charge_id": charge_id})
 
     def test_connection(self, config: PaymentsConfig) -> None:
-        _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
+        remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
                          credential=config.credential)  # fmt: skip

@@ -14,7 +14,6 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
 from pydantic import Field
 
-from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -25,7 +24,8 @@ from connectors.base import (
     not_sent,
     register,
 )
-from connectors.credentials import credential_for
+from connectors.credentials.store import credential_for
+from connectors.outbound import allowed_hosts, netguard
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -26,7 +25,8 @@ from connectors.base import (
     not_sent,
     register,
 )
-from connectors.credentials import credential_for
+from connectors.credentials.store import credential_for
+from connectors.outbound import allowed_hosts, netguard
 
 PARAMETER = re.compile(r"%\((\w+)\)s")
 POSITIONAL = re.compile(r"%[sbt]")
