@@ -12,6 +12,7 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
 from connectors.outbound import remote
 
@@ -49,6 +50,9 @@ class InventoryReserve(Connector):
         },
     }
     timeout_seconds = 60.0
+
+    def breaker_target(self, config: InventoryConfig) -> str | None:
+        return target_of(config.base_url, config.credential)
 
     def execute(self, ctx: Context) -> Result:
         config: InventoryConfig = ctx.config

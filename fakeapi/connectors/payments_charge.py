@@ -14,6 +14,7 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
 from connectors.outbound import remote
 
@@ -50,6 +51,9 @@ class PaymentsCharge(Connector):
         },
     }
     timeout_seconds = 60.0
+
+    def breaker_target(self, config: PaymentsConfig) -> str | None:
+        return target_of(config.base_url, config.credential)
 
     def execute(self, ctx: Context) -> Result:
         config: PaymentsConfig = ctx.config
