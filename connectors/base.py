@@ -251,6 +251,12 @@ def get(key: str) -> Connector:
         raise UnknownConnector(key) from None
 
 
+def installed(key: str) -> bool:
+    """Whether this installation registers the connector: a graph may name
+    one it does not (a demo connector with ``LEDGERFLOW_DEMO`` off)."""
+    return key in _registry
+
+
 def all_connectors() -> dict[str, type[Connector]]:
     return dict(sorted(_registry.items()))
 

@@ -39,7 +39,7 @@ export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
           {status.replace("_", " ")}
         </span>
       )}
-      {!info && <p className="lf-node-warn">unknown connector “{spec.type}”</p>}
+      {!info && <p className="lf-node-warn">connector “{spec.type}” is not installed</p>}
       {errors.length > 0 && (
         <ul className="lf-node-errors" data-testid={`node-errors-${spec.id}`}>
           {errors.map((e, i) => (
