@@ -9,6 +9,8 @@ import datetime as dt
 from django.conf import settings
 from django.db import models
 
+from connectors.base import installed
+from flows.graph import connector_types
 from runs import clock
 
 
@@ -139,8 +141,6 @@ class Flow(models.Model):
         has not registered (a demo connector with ``LEDGERFLOW_DEMO`` off)."""
         if not self.published_version:
             return []
-        from connectors.base import installed
-
         types = version_connector_types(self.pk, self.published_version)
         return sorted(key for key in types if not installed(key))
 
@@ -172,13 +172,10 @@ _version_types: dict[tuple[int, int], frozenset[str]] = {}
 def version_connector_types(flow_id: int, number: int) -> frozenset[str]:
     key = (flow_id, number)
     if key not in _version_types:
-        from flows.graph import connector_types
-
         version = FlowVersion.objects.filter(flow_id=flow_id, number=number).first()
-        types = connector_types(version.graph) if version else frozenset()
         if version is None:
-            return types  # not cached: it may yet be published
-        _version_types[key] = types
+            return frozenset()  # not kept: it may yet be published
+        _version_types[key] = connector_types(version.graph)
     return _version_types[key]
 
 
