@@ -25,6 +25,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 # the demo payments API, restarting what dies; config/launcher.py settles the
 # ports (the demo API's is kept in the data directory, and only it is on the
 # worker's outbound allowlist) and shows the processes' logs.
+# The demo's connectors (payments, inventory, CPU work) are registered only
+# with LEDGERFLOW_DEMO on; `make run` is the demo, so it turns it on.
+run: export LEDGERFLOW_DEMO ?= 1
 run: $(VENV)/.runtime editor
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from approvals import notify, projection
 from approvals.models import ApprovalTask, TaskStatus
-from connectors.approval import WAIT_REASON
+from connectors.nodes.approval import WAIT_REASON
 from runs import clock, decider, driver
 from runs.eventstore import append
 from runs.models import Run, Stream

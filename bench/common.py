@@ -75,6 +75,7 @@ def platform_env(database_url: str, redis_url: str, **extra: str) -> dict[str, s
         LEDGERFLOW_DATA_DIR=tempfile.mkdtemp(prefix="ledgerflow-bench-"),
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="WARNING",
+        LEDGERFLOW_DEMO="1",  # the benchmarks' flows use the demo connectors
     )
     env.update(extra)
     return env

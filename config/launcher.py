@@ -50,8 +50,10 @@ def platform_env(port: int) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     # The demo's worker may call the demo payments API, and nothing else
-    # local; links in e-mails point at the port web serves on.
+    # local; links in e-mails point at the port web serves on. The launcher
+    # runs the demo (its payments API too), so its connectors are registered.
     defaults = {
+        "LEDGERFLOW_DEMO": "1",
         "LEDGERFLOW_OUTBOUND_ALLOWLIST": f"127.0.0.1:{payments}",
         "LEDGERFLOW_BASE_URL": f"http://127.0.0.1:{port}",
     }

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from approvals.models import ApprovalTask, TaskStatus
-from connectors.models import Breaker
+from connectors.outbound.models import Breaker
 from runs import clock, decider
 from runs.models import Event, Run, Step
 

@@ -89,9 +89,18 @@ INSTALLED_APPS = [
     "runs",
     "flows",
     "connectors",
+    "connectors.credentials",
     "connectors.triggers",
     "approvals",
 ]
+
+# The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
+# are registered only when this is on. `make run`, `seed_demo`, the drills,
+# the benchmarks and the tests turn it on; a deployment leaves it off, and a
+# flow that names one of them shows it as not installed and does not start.
+LEDGERFLOW_DEMO = env_bool("LEDGERFLOW_DEMO", False)
+if LEDGERFLOW_DEMO:
+    INSTALLED_APPS.append("fakeapi")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -387,7 +396,7 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.Emai
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ledgerflow@localhost")
-# Circuit breakers (connectors/breakers.py): a target's breaker opens after
+# Circuit breakers (connectors/outbound/breakers.py): a target's breaker opens after
 # this many failed calls within the window, and lets one probe call through
 # after the cool-down. Per node type overrides go in LEDGERFLOW_BREAKERS_BY_TYPE.
 LEDGERFLOW_BREAKER_DEFAULTS = {

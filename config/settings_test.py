@@ -9,6 +9,8 @@ import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledgerflow")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# The suite exercises the demo connectors (payments, inventory, CPU work).
+os.environ.setdefault("LEDGERFLOW_DEMO", "1")
 os.environ.setdefault("LEDGERFLOW_DATA_DIR", tempfile.mkdtemp(prefix="ledgerflow-test-"))
 
 from config.settings import *  # noqa: E402, F403

@@ -19,8 +19,8 @@ urlpatterns = [
     path("approvals/", include("approvals.urls")),
     path("connectors/", include("connectors.urls")),
     path("api/v1/", api.urls),
-    path("breakers/", include("connectors.breaker_urls")),
-    path("credentials/", include("connectors.credential_urls")),
+    path("breakers/", include("connectors.outbound.urls")),
+    path("credentials/", include("connectors.credentials.urls")),
     path("", include("connectors.triggers.urls")),
 ]
 

@@ -1,31 +1,21 @@
 import importlib
 import pkgutil
+from types import ModuleType
 
 from django.apps import AppConfig
 
-# Modules of this package that are not connectors.
-NOT_CONNECTORS = {
-    "apps", "base", "models", "admin", "tests", "migrations", "urls", "views", "forms",
-    "breakers", "ratelimits", "breaker_views", "breaker_urls", "credential_views",
-    "credential_urls", "credentials", "netguard", "drift", "triggers",
-}  # fmt: skip
+
+def import_node_modules(package: ModuleType) -> None:
+    """Import every module of a package of node types: each registers its
+    connector on import, so the registry is the only list of them."""
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 class ConnectorsConfig(AppConfig):
     name = "connectors"
 
     def ready(self) -> None:
-        # Every module in the package registers its connector on import, so
-        # the registry is the only list of them.
-        import connectors
+        from connectors import nodes
 
-        for module in pkgutil.iter_modules(connectors.__path__):
-            if module.name not in NOT_CONNECTORS and not module.name.startswith("_"):
-                importlib.import_module(f"connectors.{module.name}")
-
-        from connectors.credentials import secret_values
-        from runs.redaction import register_secret_provider
-
-        # Every decrypted credential value is removed from events before they
-        # are hashed: a remote that echoes a token back cannot put it in the log.
-        register_secret_provider(secret_values)
+        import_node_modules(nodes)

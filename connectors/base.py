@@ -177,7 +177,7 @@ class Connector:
 
     def breaker_target(self, config: BaseModel) -> str | None:
         """The outside system a call reaches, for its circuit breaker and rate
-        limit (``connectors/breakers.py``); None: it reaches nothing outside."""
+        limit (``connectors/outbound/breakers.py``); None: it reaches nothing outside."""
         return None
 
 
@@ -249,6 +249,12 @@ def get(key: str) -> Connector:
         return _registry[key]()
     except KeyError:
         raise UnknownConnector(key) from None
+
+
+def installed(key: str) -> bool:
+    """Whether this installation registers the connector: a graph may name
+    one it does not (a demo connector with ``LEDGERFLOW_DEMO`` off)."""
+    return key in _registry
 
 
 def all_connectors() -> dict[str, type[Connector]]:

@@ -12,7 +12,7 @@ from django.urls import reverse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from connectors.models import Credential
+from connectors.credentials.models import Credential
 from connectors.triggers import testhooks
 from flows import samples, services, testruns
 from flows.diff import graph_diff

@@ -29,6 +29,19 @@ DEFAULT_RETRY = {
 
 NODE_ID = r"^[a-z][a-z0-9_]{0,62}$"
 
+
+def connector_types(document: dict) -> frozenset[str]:
+    """Every connector a stored graph names: its nodes' and their
+    compensations'."""
+    types = set()
+    for node in document.get("nodes", []):
+        types.add(node.get("type"))
+        compensation = node.get("compensation")
+        if isinstance(compensation, dict):
+            types.add(compensation.get("type"))
+    return frozenset(key for key in types if isinstance(key, str))
+
+
 GRAPH_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$defs": {

@@ -9,6 +9,8 @@ import datetime as dt
 from django.conf import settings
 from django.db import models
 
+from connectors.base import installed
+from flows.graph import connector_types
 from runs import clock
 
 
@@ -134,11 +136,25 @@ class Flow(models.Model):
         return [words[code] for code in self.missing_facts]
 
     @property
+    def missing_connectors(self) -> list[str]:
+        """The connectors the published version names that this installation
+        has not registered (a demo connector with ``LEDGERFLOW_DEMO`` off)."""
+        if not self.published_version:
+            return []
+        types = version_connector_types(self.pk, self.published_version)
+        return sorted(key for key in types if not installed(key))
+
+    @property
     def run_refusal(self) -> str:
         """Why this flow starts no runs, or "" when it does. Only an active
         flow runs: activation is the gate that checks owner, runbook and
         failure mode, and every start (trigger, page, command, sub-flow,
-        replay) passes through it."""
+        replay) passes through it. Nor does a flow whose published version
+        names a connector that is not installed: its steps could not run."""
+        missing = self.missing_connectors
+        if missing:
+            names = _join_words([f"“{key}”" for key in missing])
+            return f"“{self.name}” uses {names}, not installed here; it starts no runs."
         if self.status == Status.ACTIVE:
             return ""
         if self.status != Status.DRAFT:
@@ -146,6 +162,21 @@ class Flow(models.Model):
         blockers = self.activation_blockers
         needs = f" (it needs {_join_words(blockers)} first)" if blockers else ""
         return f"“{self.name}” is a draft; it starts no runs until it is activated{needs}."
+
+
+# Versions are immutable: a process reads each one's connector types once
+# (every run start and trigger delivery asks ``run_refusal``).
+_version_types: dict[tuple[int, int], frozenset[str]] = {}
+
+
+def version_connector_types(flow_id: int, number: int) -> frozenset[str]:
+    key = (flow_id, number)
+    if key not in _version_types:
+        version = FlowVersion.objects.filter(flow_id=flow_id, number=number).first()
+        if version is None:
+            return frozenset()  # not kept: it may yet be published
+        _version_types[key] = connector_types(version.graph)
+    return _version_types[key]
 
 
 def _join_words(items: list[str]) -> str:

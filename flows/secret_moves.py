@@ -40,7 +40,7 @@ class Mover:
         self.report: list[str] = []
 
     def credential_for(self, value: str, slug: str, node: str) -> str | None:
-        from connectors import credentials
+        from connectors.credentials import store as credentials
 
         if value in self.by_value:
             return self.by_value[value]

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from config.roles import role_required
 from connectors.base import all_connectors
-from connectors.drift import DRIFT_EVENT
+from connectors.outbound.drift import DRIFT_EVENT
 from connectors.triggers.forms import start_form_for
 from connectors.triggers.panel import trigger_panel
 from flows import history, services
@@ -92,7 +92,7 @@ def node_breakers(flow: Flow) -> list[dict]:
     """The breakers the published version's nodes call through, with their
     state. A target built from an expression is known only per run."""
     from connectors import base as connectors
-    from connectors.models import Breaker
+    from connectors.outbound.models import Breaker
     from runs import expressions
 
     version = flow.versions.filter(number=flow.published_version).first()

@@ -9,7 +9,7 @@ are claimed in one transaction (``step.started`` commits before the effect),
 run outside any transaction, and completed in another, each a compare-and-set
 on (step, attempt); the completion also claims the run's next ready step.
 A step whose target's breaker is open, or whose rate limit has no token, is
-held at its claim instead (``connectors/breakers.py``). A run whose flow has
+held at its claim instead (``connectors/outbound/breakers.py``). A run whose flow has
 a concurrency key queues behind the unfinished runs of its key.
 """
 
@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
-from connectors import breakers, ratelimits
+from connectors.outbound import breakers, ratelimits
 from runs import clock, decider, expressions, projection
 from runs.decider import Graph, RunState, StepState
 from runs.eventstore import NewEvent, append_many
@@ -1153,7 +1153,7 @@ def signal_parent(child_run_id: int) -> bool:
     """Resume the step waiting for this finished sub-flow run, once. Called
     on the child's terminal commit and again by the sweep; a signal for a
     step that no longer waits changes nothing."""
-    from connectors import subflow
+    from connectors.nodes import subflow
 
     child = Run.objects.filter(pk=child_run_id).first()
     if child is None or not child.parent_run_id or child.status not in decider.RUN_TERMINAL:

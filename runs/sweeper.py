@@ -75,7 +75,7 @@ def resignal_subflows() -> int:
 
 def pace_held_steps(now: dt.datetime) -> int:
     """Held steps' release times are spread a fraction of a second apart
-    (connectors/breakers.py); firing them only on sweep ticks would bunch them
+    (connectors/outbound/breakers.py); firing them only on sweep ticks would bunch them
     into bursts. Timers of holds due before the next tick are sent with their
     own time as the message's ETA (not a countdown, which the sender turns
     into an ETA from the moment of sending, so the first, slower send of a

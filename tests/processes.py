@@ -23,6 +23,7 @@ def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings",
         PATH=f"{BIN}:{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
+        LEDGERFLOW_DEMO="1",  # the demo's flows use its connectors
     )
     env.update(extra)
     return env

@@ -2,7 +2,7 @@
 tests that compare the live rows with their rebuild."""
 
 from approvals.models import ApprovalTask, BusinessCalendar
-from connectors.models import Breaker
+from connectors.outbound.models import Breaker
 from flows.models import DraftSnapshot, Flow, FlowVersion, Team
 from runs.models import Run, Step, Timer
 

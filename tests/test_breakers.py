@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from connectors import breakers
-from connectors.models import Breaker, StoreFault
+from connectors.outbound import breakers
+from connectors.outbound.models import Breaker, StoreFault
 from runs import clock, driver, sweeper
 from runs.models import Event, Step, Timer
 from tests.conftest import login
@@ -303,7 +303,7 @@ def test_the_flow_page_shows_the_breakers_its_nodes_call(
 
 EMBEDDED_SCRIPT = """
 import datetime as dt
-from connectors import breakers
+from connectors.outbound import breakers
 start = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 later = start + dt.timedelta(seconds=31)
 print(breakers.store().name)

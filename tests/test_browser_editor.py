@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from connectors import credentials
+from connectors.credentials import store as credentials
 from flows.models import Flow
 from flows.vite import manifest_path
 from tests.browser import browser, log_in, screenshot  # noqa: F401

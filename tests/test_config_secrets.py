@@ -9,10 +9,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from connectors import credentials
-from connectors.credential_hosts import fill_allowed_hosts
-from connectors.credentials import credential_create
-from connectors.models import Credential
+from connectors.credentials import store as credentials
+from connectors.credentials.hosts import fill_allowed_hosts
+from connectors.credentials.models import Credential
+from connectors.credentials.store import credential_create
 from flows import projection, services
 from flows import secret_moves as moves
 from flows.graph import graph_hash, normalise

@@ -12,16 +12,95 @@ from flows.secrets import is_secret_name
 from tests.conftest import allow_outbound, login
 from tests.payments_helpers import report
 
-# Connectors of the product (tests register a few of their own).
+# Connectors of the product, and the demo's (the suite runs with
+# LEDGERFLOW_DEMO on); tests register a few of their own.
 PRODUCT = sorted(
-    key for key, cls in all_connectors().items() if cls.__module__.startswith("connectors.")
+    key
+    for key, cls in all_connectors().items()
+    if cls.__module__.startswith(("connectors.nodes.", "fakeapi.connectors."))
 )
+
+# Connectors whose effect stays inside Ledgerflow, so no remote is
+# protected by a breaker: why each one has none.
+EFFECT_STAYS_INSIDE = {
+    "event.emit": "publishes on the platform's own event bus",
+    "queue.publish": "publishes to the platform's own broker",
+    "subflow": "starts a run of another flow",
+    "cpu.work": "spins the worker's CPU (benchmarks)",
+}
 
 
 def test_the_registry_holds_the_product_connectors():
     for key in ("switch", "merge", "loop", "wait.until", "subflow", "payments.charge",
                 "inventory.reserve"):  # fmt: skip
         assert key in PRODUCT
+
+
+@pytest.mark.parametrize("key", PRODUCT)
+def test_a_node_module_is_named_after_its_key(key):
+    """Where a connector lives follows from its key: ``http.request`` is
+    ``connectors/nodes/http_request.py`` (a demo one, ``fakeapi/connectors/``)."""
+    module = all_connectors()[key].__module__
+    assert module.rsplit(".", 1)[-1] == key.replace(".", "_")
+
+
+# --- breaker targets -----------------------------------------------------------
+
+
+def _has_an_effect(cls: type[base.Connector]) -> bool:
+    """Changes or reaches something: a side effect, by class or for its
+    example, or a credential it sends somewhere (a trigger's only checks
+    what comes in)."""
+    example = cls.Config.model_validate(cls.example_config)
+    return (
+        cls.side_effect_class != base.SideEffect.NONE
+        or cls().side_effect(example) != base.SideEffect.NONE
+        or (bool(cls.credential_fields) and not cls.is_trigger)
+    )
+
+
+def _target(cls: type[base.Connector], **changes) -> str | None:
+    config = cls.Config.model_validate({**cls.example_config, **changes})
+    return cls().breaker_target(config)
+
+
+REACHES_OUTSIDE = [
+    key
+    for key in PRODUCT
+    if _has_an_effect(all_connectors()[key]) and key not in EFFECT_STAYS_INSIDE
+]
+
+
+def test_the_connectors_that_reach_outside_are_the_ones_expected():
+    assert set(REACHES_OUTSIDE) >= {"http.request", "email.send", "postgres.query",
+                                    "payments.charge", "inventory.reserve"}  # fmt: skip
+    for key in EFFECT_STAYS_INSIDE:
+        cls = all_connectors()[key]
+        assert _has_an_effect(cls) and not cls.credential_fields
+        assert _target(cls) is None
+
+
+@pytest.mark.parametrize("key", REACHES_OUTSIDE)
+def test_a_connector_with_an_effect_derives_its_breaker_target_from_its_config(key):
+    """Every call that leaves Ledgerflow is held back by its target's breaker
+    and rate limit (runs/driver.py, at the claim): a connector with an effect
+    that named no target would hammer a failing remote unchecked, and two
+    remotes sharing one target would trip each other's breaker."""
+    cls = all_connectors()[key]
+    assert _target(cls) is not None, f"{key} names no breaker target for its example"
+    varied = False
+    for field in cls.credential_fields:
+        first, second = _target(cls, **{field: "first"}), _target(cls, **{field: "second"})
+        assert first and second and first != second, f"{key}: {field} does not set the target"
+        varied = True
+    url_fields = [name for name in cls.Config.model_fields if name.endswith("url")]
+    for field in url_fields:
+        anonymous = {name: None for name in cls.credential_fields}
+        one = _target(cls, **anonymous, **{field: "https://one.example.com/a"})
+        two = _target(cls, **anonymous, **{field: "https://two.example.com/a"})
+        assert one and two and one != two, f"{key}: the host in {field} does not set the target"
+        varied = True
+    assert varied, f"{key}: names neither a credential nor a URL to derive its target from"
 
 
 @pytest.mark.parametrize("key", PRODUCT)

@@ -9,10 +9,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from connectors import credentials
 from connectors.base import ConnectorError
-from connectors.credential_hosts import fill_allowed_hosts
-from connectors.models import Credential
+from connectors.credentials import store as credentials
+from connectors.credentials.hosts import fill_allowed_hosts
+from connectors.credentials.models import Credential
 from flows.teams import team_create
 from runs import driver
 from runs.models import Event, Run, Step
@@ -108,7 +108,7 @@ def test_a_redirect_to_another_host_carries_no_credential(
 
 
 def test_a_wildcard_pattern_does_not_match_a_look_alike(olga, home, eager_celery):
-    from connectors import allowed_hosts
+    from connectors.outbound import allowed_hosts
 
     assert allowed_hosts.matches("*.example.com", "api.example.com", 443)
     assert not allowed_hosts.matches("*.example.com", "example.com.evil.test", 443)
@@ -249,7 +249,7 @@ def test_a_postgres_password_goes_only_to_an_allowed_host(olga, eager_celery):
     run = run_flow(olga, node, eager_celery, slug="pg")
     assert "credential 'warehouse' may not be sent to 127.0.0.1:5432" in step(run).error
     with pytest.raises(ConnectorError, match="its allowed hosts are db.example.com:5432"):
-        from connectors import allowed_hosts
+        from connectors.outbound import allowed_hosts
 
         allowed_hosts.check(credentials.credential_for("warehouse", types={"postgres"}),
                             "127.0.0.1", 5432)  # fmt: skip

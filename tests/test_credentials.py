@@ -12,9 +12,9 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.urls import reverse
 
-from connectors import credentials
 from connectors.base import ConnectorError
-from connectors.models import Credential
+from connectors.credentials import store as credentials
+from connectors.credentials.models import Credential
 from runs.eventstore import append, verify_stream
 from runs.models import Event
 from tests.conftest import login

@@ -194,7 +194,7 @@ def test_saving_needs_a_csrf_token_and_a_login(olga, flow):
 
 
 def test_credential_names_never_carry_secrets(client, olga, adam):
-    from connectors import credentials
+    from connectors.credentials import store as credentials
 
     credentials.credential_create(
         actor=adam, name="pay-token", type="bearer", fields={}, secrets={"token": "s3cret-token-x"}

@@ -6,9 +6,10 @@ import email.policy
 import pytest
 
 from connectors import base as connectors
-from connectors import credentials, netguard
 from connectors.base import ConnectorError, SideEffect
-from connectors.email import EmailConfig
+from connectors.credentials import store as credentials
+from connectors.nodes.email_send import EmailConfig
+from connectors.outbound import netguard
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
 from tests.connector_helpers import run_connector
 

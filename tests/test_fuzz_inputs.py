@@ -268,7 +268,7 @@ def _has(name: str) -> bool:
 
 
 def _credential(owner) -> str:
-    from connectors.models import Credential
+    from connectors.credentials.models import Credential
 
     if not Credential.objects.filter(name="hook-signing").exists():
         signing_credential(owner)

@@ -14,9 +14,9 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from connectors import credentials
 from connectors.base import ConnectorError
-from connectors.http import MAX_RESPONSE_BYTES
+from connectors.credentials import store as credentials
+from connectors.nodes.http_request import MAX_RESPONSE_BYTES
 from flows.models import Flow
 from runs import clock, driver
 from runs.models import Event, Step
@@ -87,7 +87,7 @@ def test_query_and_form_bodies_are_sent(db, local_server):
 
 
 def test_a_config_with_two_bodies_or_a_bad_schema_is_refused():
-    from connectors.http import HttpConfig
+    from connectors.nodes.http_request import HttpConfig
 
     with pytest.raises(ValueError, match="json_body or form_body"):
         HttpConfig.model_validate({"url": "https://x.test", "json_body": {}, "form_body": {}})

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from connectors import netguard
+from connectors.outbound import netguard
 from tests.connector_helpers import run_connector
 from tests.localserver import Reply
 

@@ -148,7 +148,7 @@ def test_default_compensation_needs_a_connector_with_its_own_undo():
 
 
 def test_the_charge_step_input_in_the_log_never_holds_the_api_key(olga, payments, eager_celery):
-    from connectors.credentials import credential_create
+    from connectors.credentials.store import credential_create
 
     credential_create(actor=olga, name="payments-api", type="bearer", fields={},
                       secrets={"token": "sk_live_do_not_log"},

@@ -11,9 +11,10 @@ import psycopg
 import pytest
 from django.db import connection
 
-from connectors import credentials, netguard
 from connectors.base import ConnectorError, SideEffect
-from connectors.postgres_query import PostgresQuery, PostgresQueryConfig
+from connectors.credentials import store as credentials
+from connectors.nodes.postgres_query import PostgresQuery, PostgresQueryConfig
+from connectors.outbound import netguard
 from tests.connector_helpers import run_connector
 
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"

@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from approvals import links
-from connectors import credentials
+from connectors.credentials import store as credentials
 from connectors.triggers import testhooks
 from connectors.triggers.models import Binding
 from flows import services, testruns

@@ -4,7 +4,7 @@ per fire time, through daylight-saving changes, restarts and racing beats."""
 import datetime as dt
 import threading
 
-from connectors.trigger_schedule import ScheduleConfig
+from connectors.nodes.trigger_schedule import ScheduleConfig
 from connectors.triggers import schedules
 from connectors.triggers.models import DeliveryRecord, Receipt
 from runs import clock

@@ -11,8 +11,8 @@ import logging
 import pytest
 from django.urls import reverse
 
-from connectors import credentials
-from connectors.models import Credential
+from connectors.credentials import store as credentials
+from connectors.credentials.models import Credential
 from runs import clock, driver, sweeper
 from runs.models import Event, Run, Step
 from tests.conftest import SMTP_USER, login

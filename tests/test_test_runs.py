@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from connectors.triggers import testhooks
-from connectors.triggers.webhooks import sign
+from connectors.triggers.webhook_receiver import sign
 from flows import services
 from flows.models import DraftSnapshot
 from runs import driver
@@ -292,7 +292,7 @@ def test_a_webhook_draft_has_a_test_url_whose_deliveries_start_test_runs(
 
 
 def test_the_test_url_keeps_the_live_urls_signature_check(client, olga, flow, eager_celery):
-    from connectors import credentials
+    from connectors.credentials import store as credentials
 
     credentials.credential_create(actor=olga, name="hook-signing", type="hmac", fields={},
                                   secrets={"secret": "s3cret-for-hooks"})  # fmt: skip

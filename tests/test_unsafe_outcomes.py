@@ -297,7 +297,7 @@ def _smtp_server(drop_in_data: bool):
 
 
 def _mail_config(db_settings, port: int) -> dict:
-    from connectors import credentials
+    from connectors.credentials import store as credentials
 
     allow_outbound(db_settings, f"127.0.0.1:{port}")
     credentials.credential_create(
@@ -328,7 +328,7 @@ def test_smtp_is_unsent_until_the_message_is_handed_over(db, settings):
 
 
 def test_config_errors_before_any_io_are_unsent(db, settings):
-    from connectors import credentials
+    from connectors.credentials import store as credentials
 
     missing = _raised("email.send", {"credential": "nope", "to": "a@example.com",
                                      "subject": "s", "body": "b"})  # fmt: skip

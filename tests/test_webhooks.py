@@ -12,10 +12,10 @@ import httpx
 from django.core.management import call_command
 from django.urls import reverse
 
-from connectors import credentials
+from connectors.credentials import store as credentials
 from connectors.triggers import intake
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
-from connectors.triggers.webhooks import sign
+from connectors.triggers.webhook_receiver import sign
 from runs import clock
 from runs.models import Event, Run
 from tests.conftest import login

@@ -1,5 +1,5 @@
 """Existing credentials get the hosts their flows send them to today (see
-``connectors.credential_hosts``), recorded as events so a rebuild derives
+``connectors.credentials.hosts``), recorded as events so a rebuild derives
 them; one that no flow uses gets none and goes nowhere until hosts are set.
 Runs after old payments and inventory keys became credentials."""
 
@@ -7,8 +7,8 @@ from django.db import migrations
 
 
 def fill(apps, schema_editor):
-    from connectors.credential_hosts import fill_allowed_hosts
-    from connectors.models import Credential
+    from connectors.credentials.hosts import fill_allowed_hosts
+    from connectors.credentials.models import Credential
 
     if Credential.objects.exists():
         for line in fill_allowed_hosts(actor="system:migration"):

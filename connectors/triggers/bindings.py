@@ -22,7 +22,13 @@ TOKEN_EVENTS = ("flow.webhook_token_issued", "flow.webhook_token_rotated")
 
 def describe(graph: dict) -> dict:
     """The binding's facts from a (normalised, published) graph."""
-    trigger = next(node for node in graph["nodes"] if connectors.get(node["type"]).is_trigger)
+    # A rebuild reads every published graph, some naming a connector that is
+    # not installed here (a demo one); no trigger is one of those.
+    trigger = next(
+        node
+        for node in graph["nodes"]
+        if connectors.installed(node["type"]) and connectors.get(node["type"]).is_trigger
+    )
     config = trigger.get("config", {})
     publishes = sorted({n["config"]["topic"] for n in graph["nodes"] if n["type"] == "event.emit"})
     respond = [n["id"] for n in graph["nodes"] if n["type"] == "webhook.respond"]

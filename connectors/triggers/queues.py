@@ -20,7 +20,7 @@ import kombu
 from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 
-from connectors.trigger_queue import QueueTriggerConfig
+from connectors.nodes.trigger_queue import QueueTriggerConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding
 

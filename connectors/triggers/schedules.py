@@ -15,7 +15,7 @@ import zoneinfo
 from croniter import croniter
 from django.conf import settings
 
-from connectors.trigger_schedule import ScheduleConfig
+from connectors.nodes.trigger_schedule import ScheduleConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding, Receipt
 

@@ -15,9 +15,10 @@ from typing import Any
 from django.utils.crypto import constant_time_compare, salted_hmac
 from pydantic import ValidationError
 
-from connectors.trigger_webhook import WebhookConfig
-from connectors.triggers import intake, webhooks
+from connectors.nodes.trigger_webhook import WebhookConfig
+from connectors.triggers import intake, webhook_receiver
 from flows.models import Flow
+from runs import plainjson
 
 SALT = "ledgerflow.webhook-test-url"
 WEBHOOK_TYPE = "trigger.webhook"
@@ -56,7 +57,7 @@ def find(token: str) -> TestHook | None:
     try:
         config = WebhookConfig.model_validate(node.get("config") or {})
     except ValidationError as exc:
-        raise webhooks.Rejected(
+        raise webhook_receiver.Rejected(
             409, f"the draft's webhook trigger is not valid yet: {exc}"
         ) from None
     return TestHook(flow=flow, config=config)
@@ -72,30 +73,34 @@ def accept(
 
     config, flow = hook.config, hook.flow
     if config.credential:
-        signature = webhooks.check_signature(
+        signature = webhook_receiver.check_signature(
             config, headers.get(config.signature_header), body, signature_now
         )
         if not intake.remember_signature(flow, signature):
-            raise webhooks.Rejected(401, "this signature was already used (a replayed delivery)")
-    parsed = webhooks.parse_body(content_type, body, multipart)
+            raise webhook_receiver.Rejected(
+                401, "this signature was already used (a replayed delivery)"
+            )
+    parsed = webhook_receiver.parse_body(content_type, body, multipart)
     confirmed = query.get("confirm_side_effects") == "true"
     query = {name: query.get(name) for name in query if name != "confirm_side_effects"}
-    run_input = webhooks.run_input(parsed, headers, query)
+    run_input = webhook_receiver.run_input(parsed, headers, query)
     for part, value in run_input.items():
-        problem = webhooks.plainjson.problem(value)
+        problem = plainjson.problem(value)
         if problem:
-            raise webhooks.Rejected(400, f"the delivery's {part} cannot be stored: {problem}")
+            raise webhook_receiver.Rejected(
+                400, f"the delivery's {part} cannot be stored: {problem}"
+            )
     try:
         return testruns.test_run_start(
             flow=flow, actor="webhook:test", input=run_input, confirm_side_effects=confirmed
         )
     except testruns.SideEffectsUnconfirmed as exc:
-        raise webhooks.Rejected(
+        raise webhook_receiver.Rejected(
             409, f"{exc} Add ?confirm_side_effects=true to the test URL to run them."
         ) from None
     except services.InvalidDraft as exc:
-        raise webhooks.Rejected(
+        raise webhook_receiver.Rejected(
             422, "the draft cannot run yet: " + "; ".join(map(str, exc.errors))
         ) from None
     except services.FlowError as exc:
-        raise webhooks.Rejected(409, str(exc)) from None
+        raise webhook_receiver.Rejected(409, str(exc)) from None

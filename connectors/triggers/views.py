@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
-from connectors.triggers import testhooks, topics, webhooks
+from connectors.triggers import testhooks, topics, webhook_receiver
 from connectors.triggers.bindings import rotate_token
 from flows import services
 from flows.models import Flow
@@ -50,15 +50,15 @@ def _release_connection() -> None:
 async def _receive(request, token: str):
     if request.method != "POST":
         return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
-    hook = await sync_to_async(webhooks.find)(token)
+    hook = await sync_to_async(webhook_receiver.find)(token)
     if hook is None:
         return JsonResponse({"error": "no webhook at this URL"}, status=404)
     body = _bounded_body(request, hook.config.max_body_bytes)
     if isinstance(body, JsonResponse):
         return body
     try:
-        outcome = await sync_to_async(webhooks.accept)(hook, **_delivery(request, body))
-    except webhooks.Rejected as exc:
+        outcome = await sync_to_async(webhook_receiver.accept)(hook, **_delivery(request, body))
+    except webhook_receiver.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     return await _answer(hook, outcome)
 
@@ -110,7 +110,7 @@ async def _receive_test(request, token: str):
         if isinstance(body, JsonResponse):
             return body
         run = await sync_to_async(testhooks.accept)(hook, **_delivery(request, body))
-    except webhooks.Rejected as exc:
+    except webhook_receiver.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"run_id": run.pk, "test_run": True}, status=202)
 
@@ -122,9 +122,9 @@ def _multipart_fields(request) -> dict | None:
         fields = list(request.POST.lists())
         files = sum(len(values) for _, values in request.FILES.lists())
     except (MultiPartParserError, SuspiciousOperation, ValueError) as exc:
-        raise webhooks.Rejected(400, f"body is not a valid form: {exc}") from None
+        raise webhook_receiver.Rejected(400, f"body is not a valid form: {exc}") from None
     parsed = sum(len(values) for _, values in fields) + files
-    webhooks.check_multipart(request.content_params.get("boundary"), request.body, parsed)
+    webhook_receiver.check_multipart(request.content_params.get("boundary"), request.body, parsed)
     return {name: values[0] if len(values) == 1 else values for name, values in fields}
 
 
@@ -154,7 +154,7 @@ async def _await_response(run_id: int, node: str, timeout: float) -> HttpRespons
     or the timeout passes (then the caller falls back to 202)."""
     deadline = time.monotonic() + timeout
     while True:
-        run_status, output = await sync_to_async(webhooks.response_of)(run_id, node)
+        run_status, output = await sync_to_async(webhook_receiver.response_of)(run_id, node)
         if output is not None:
             return _http_response(output, run_id)
         if run_status in decider.RUN_TERMINAL or time.monotonic() >= deadline:

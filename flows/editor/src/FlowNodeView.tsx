@@ -46,7 +46,7 @@ export function FlowNodeView({ data, selected }: NodeProps<FlowNode>) {
         </span>
       )}
       {detail && <p className="lf-node-detail" data-testid={`detail-${spec.id}`}>{detail}</p>}
-      {!info && <p className="lf-node-warn">unknown connector “{spec.type}”</p>}
+      {!info && <p className="lf-node-warn">connector “{spec.type}” is not installed</p>}
       {errors.length > 0 && (
         <ul className="lf-node-errors" data-testid={`node-errors-${spec.id}`}>
           {errors.map((e, i) => (

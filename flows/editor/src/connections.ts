@@ -59,7 +59,7 @@ export function pathBetween(graph: Graph, from: string, to: string): string[] | 
 /** Why a connector may not be dropped onto the canvas, or null. */
 export function dropProblem(graph: Graph, catalogue: Catalogue, key: string): string | null {
   const info = catalogue.get(key);
-  if (!info) return `unknown connector “${key}”`;
+  if (!info) return `connector “${key}” is not installed`;
   if (info.is_trigger) {
     const existing = graph.nodes.find((n) => catalogue.get(n.type)?.is_trigger);
     if (existing) return `a flow has exactly one trigger, and “${existing.id}” is already one`;

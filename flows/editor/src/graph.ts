@@ -2,7 +2,7 @@
 import type { ConnectorInfo, Graph, GraphNode, Json } from "./types";
 
 /** A node's output ports. Fixed per connector, except a switch's, which come
- * from its cases (mirrors connectors/switch.py ports_for). */
+ * from its cases (mirrors connectors/nodes/switch.py ports_for). */
 export function portsFor(node: GraphNode, info: ConnectorInfo | undefined): string[] {
   if (!info) return ["out"];
   if (!info.dynamic_ports) return info.ports;

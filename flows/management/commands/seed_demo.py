@@ -6,7 +6,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from config import demo
@@ -217,7 +217,7 @@ def address_graph() -> dict:
 
 def seed_credential(*, actor) -> bool:
     """A bearer token for the demo payments API; False if it exists."""
-    from connectors import credentials
+    from connectors.credentials import store as credentials
 
     if credentials.Credential.objects.filter(name=DEMO_CREDENTIAL).exists():
         return False
@@ -268,6 +268,9 @@ class Command(BaseCommand):
     help = "Create the demo users (printing their passwords), teams and inventory."
 
     def handle(self, *args, **options):
+        if not settings.LEDGERFLOW_DEMO:
+            # The demo flows name the demo connectors, registered only then.
+            raise CommandError("seed_demo needs the demo connectors: set LEDGERFLOW_DEMO=1")
         passwords = self._users()
         self.stdout.write(f"Demo users (passwords kept in {self._password_file()}):")
         for username, password in passwords.items():

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals import projection as approval_projection
-from connectors import breakers, credentials
+from connectors.credentials import store as credentials
+from connectors.outbound import breakers
 from connectors.triggers import projection as trigger_projection
 from flows import projection as flow_projection
 from runs import projection as run_projection

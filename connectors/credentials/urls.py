@@ -1,6 +1,6 @@
 from django.urls import path
 
-from connectors import credential_views as views
+from connectors.credentials import views
 
 app_name = "credentials"
 

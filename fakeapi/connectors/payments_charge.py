@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import Field
 
-from connectors import _remote
 from connectors.base import (
     Connector,
     Context,
@@ -15,7 +14,9 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
+from connectors.outbound import remote
 
 
 class PaymentsConfig(StrictConfig):
@@ -51,10 +52,13 @@ class PaymentsCharge(Connector):
     }
     timeout_seconds = 60.0
 
+    def breaker_target(self, config: PaymentsConfig) -> str | None:
+        return target_of(config.base_url, config.credential)
+
     def execute(self, ctx: Context) -> Result:
         config: PaymentsConfig = ctx.config
         body = {"order_id": config.order_id, "amount": config.amount}
-        charge = _remote.post_json(ctx, f"{config.base_url}/charges", body,
+        charge = remote.post_json(ctx, f"{config.base_url}/charges", body,
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                    credential=config.credential)  # fmt: skip
         return Result(output={"charge_id": charge["id"], "order_id": charge["order_id"],
@@ -65,11 +69,11 @@ class PaymentsCharge(Connector):
         charge_id = (ctx.original_output or {}).get("charge_id")
         if not charge_id:
             raise not_sent("nothing to refund: the charge has no id")
-        refund = _remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
+        refund = remote.post_json(ctx, f"{config.base_url}/refunds", {"charge_id": charge_id},
                                    key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                    credential=config.credential)  # fmt: skip
         return Result(output={"refund_id": refund["id"], "charge_id": charge_id})
 
     def test_connection(self, config: PaymentsConfig) -> None:
-        _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
+        remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
                          credential=config.credential)  # fmt: skip

@@ -18,7 +18,7 @@ from connectors.base import (
     not_sent,
     register,
 )
-from connectors.trigger_event import TOPIC
+from connectors.nodes.trigger_event import TOPIC
 
 
 class EmitEventConfig(StrictConfig):

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from connectors.base import Context
-from connectors.http import HttpConfig, HttpRequest
+from connectors.nodes.http_request import HttpConfig, HttpRequest
 
 
 def post_json(

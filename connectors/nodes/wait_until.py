@@ -4,7 +4,7 @@ The Delay connector's ``until``, under its own name in the catalogue."""
 from pydantic import Field
 
 from connectors.base import Connector, Context, Result, StrictConfig, register
-from connectors.delay import parse_until, wait_until
+from connectors.nodes.delay import parse_until, wait_until
 
 
 class WaitUntilConfig(StrictConfig):

@@ -14,7 +14,6 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
 from pydantic import Field
 
-from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -24,8 +23,10 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
-from connectors.credentials import credential_for
+from connectors.credentials.store import credential_for
+from connectors.outbound import allowed_hosts, netguard
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,10 @@ class SendEmail(Connector):
 
     def side_effect(self, config: EmailConfig) -> SideEffect:
         return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
+
+    def breaker_target(self, config: EmailConfig) -> str | None:
+        # The server is the credential's: one credential, one mail server.
+        return target_of("", config.credential)
 
     def execute(self, ctx: Context) -> Result:
         config: EmailConfig = ctx.config

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from connectors import breakers
-from connectors._store import WAIT, StoreDown
+from connectors.outbound import breakers
+from connectors.outbound._store import WAIT, StoreDown
 
 
 @dataclass(frozen=True)

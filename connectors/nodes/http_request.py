@@ -2,7 +2,7 @@
 from a credential; pagination by next link; the response checked against a
 declared shape. Sends the step's ``Idempotency-Key``; classifies failures as
 retryable or not. Every connection, including each redirect hop and page,
-goes through ``connectors.netguard``."""
+goes through ``connectors.outbound.netguard``."""
 
 import base64
 import email.utils
@@ -16,7 +16,6 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from connectors import allowed_hosts, drift, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -28,7 +27,8 @@ from connectors.base import (
     register,
     target_of,
 )
-from connectors.credentials import UsableCredential, credential_for
+from connectors.credentials.store import UsableCredential, credential_for
+from connectors.outbound import allowed_hosts, drift, netguard
 from runs import clock
 
 MAX_RESPONSE_BYTES = 1_000_000  # over every hop and page of one step

@@ -6,9 +6,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
-from connectors import credentials
-from connectors.forms import CredentialForm
-from connectors.models import Credential, CredentialType
+from connectors.credentials import store as credentials
+from connectors.credentials.forms import CredentialForm
+from connectors.credentials.models import Credential, CredentialType
 
 PERMISSION = "connectors.manage_credentials"
 

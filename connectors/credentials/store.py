@@ -23,9 +23,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from connectors import allowed_hosts as hosts
 from connectors.base import not_sent
-from connectors.models import Credential, CredentialType
+from connectors.credentials.models import Credential, CredentialType
+from connectors.outbound import allowed_hosts as hosts
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Stream
 from runs.redaction import MIN_SECRET_LENGTH

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from connectors.trigger_webhook import WebhookConfig
+from connectors.nodes.trigger_webhook import WebhookConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding
 from runs import plainjson
@@ -68,7 +68,7 @@ def signing_secret(config: WebhookConfig) -> str:
     is missing or unreadable is the platform's fault, so 503 (the sender
     retries once an operator has fixed it), and the message names no secret."""
     from connectors.base import ConnectorError
-    from connectors.credentials import credential_for
+    from connectors.credentials.store import credential_for
 
     try:
         return credential_for(config.credential, types={"hmac"}).secrets["secret"]

@@ -4,7 +4,6 @@ undo releases the reservation. The API deduplicates on ``Idempotency-Key``
 
 from pydantic import Field
 
-from connectors import _remote
 from connectors.base import (
     Connector,
     Context,
@@ -13,7 +12,9 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
+from connectors.outbound import remote
 
 
 class InventoryConfig(StrictConfig):
@@ -50,10 +51,13 @@ class InventoryReserve(Connector):
     }
     timeout_seconds = 60.0
 
+    def breaker_target(self, config: InventoryConfig) -> str | None:
+        return target_of(config.base_url, config.credential)
+
     def execute(self, ctx: Context) -> Result:
         config: InventoryConfig = ctx.config
         body = {"order_id": config.order_id, "sku": config.sku, "quantity": config.quantity}
-        reservation = _remote.post_json(ctx, f"{config.base_url}/reservations", body,
+        reservation = remote.post_json(ctx, f"{config.base_url}/reservations", body,
                                         key=ctx.idempotency_key, timeout=config.timeout_seconds,
                                         credential=config.credential)  # fmt: skip
         return Result(output={"reservation_id": reservation["id"], **body})
@@ -63,11 +67,11 @@ class InventoryReserve(Connector):
         reservation_id = (ctx.original_output or {}).get("reservation_id")
         if not reservation_id:
             raise not_sent("nothing to release: no reservation id")
-        _remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
+        remote.post_json(ctx, f"{config.base_url}/reservations/{reservation_id}/release", {},
                           key=ctx.idempotency_key, timeout=config.timeout_seconds,
                           credential=config.credential)  # fmt: skip
         return Result(output={"released": reservation_id})
 
     def test_connection(self, config: InventoryConfig) -> None:
-        _remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
+        remote.get_json(f"{config.base_url}/health", timeout=config.timeout_seconds,
                          credential=config.credential)  # fmt: skip

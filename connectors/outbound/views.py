@@ -9,8 +9,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
-from connectors import breakers
-from connectors.models import Breaker, StoreFault
+from connectors.outbound import breakers
+from connectors.outbound.models import Breaker, StoreFault
 from runs import clock, decider
 from runs.models import Step
 

@@ -68,8 +68,8 @@ def hosts_used(name: str, type_: str, fields: dict) -> list[str]:
 def fill_allowed_hosts(*, actor: str = "system:migration") -> list[str]:
     """Give every credential without allowed hosts the hosts it is used with
     today; one line per credential, for the person running it."""
-    from connectors import credentials
-    from connectors.models import Credential
+    from connectors.credentials import store as credentials
+    from connectors.credentials.models import Credential
 
     report = []
     for credential in Credential.objects.order_by("name"):

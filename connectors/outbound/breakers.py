@@ -24,9 +24,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from connectors import _store
-from connectors._store import ALLOW, PROBE, WAIT, Reply, StoreDown  # noqa: F401
-from connectors.models import Breaker, StoreFault
+from connectors.outbound import _store
+from connectors.outbound._store import ALLOW, PROBE, WAIT, Reply, StoreDown  # noqa: F401
+from connectors.outbound.models import Breaker, StoreFault
 from runs import clock
 from runs.eventstore import NewEvent, append_many
 from runs.models import Event, Stream

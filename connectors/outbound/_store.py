@@ -22,7 +22,7 @@ from django.db.models import Model
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connectors.models import BreakerCell, RateBucket
+from connectors.outbound.models import BreakerCell, RateBucket
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 ALLOW, PROBE, WAIT = "allow", "probe", "wait"

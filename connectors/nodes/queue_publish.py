@@ -17,7 +17,7 @@ from connectors.base import (
     not_sent,
     register,
 )
-from connectors.trigger_queue import QUEUE
+from connectors.nodes.trigger_queue import QUEUE
 
 
 class PublishQueueConfig(StrictConfig):

@@ -15,7 +15,6 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from connectors import allowed_hosts, netguard
 from connectors.base import (
     Connector,
     ConnectorError,
@@ -25,8 +24,10 @@ from connectors.base import (
     StrictConfig,
     not_sent,
     register,
+    target_of,
 )
-from connectors.credentials import credential_for
+from connectors.credentials.store import credential_for
+from connectors.outbound import allowed_hosts, netguard
 
 PARAMETER = re.compile(r"%\((\w+)\)s")
 POSITIONAL = re.compile(r"%[sbt]")
@@ -120,6 +121,10 @@ class PostgresQuery(Connector):
         if not config.write:
             return SideEffect.NONE
         return SideEffect.IDEMPOTENT if config.idempotent else SideEffect.UNSAFE
+
+    def breaker_target(self, config: PostgresQueryConfig) -> str | None:
+        # The database is the credential's: one credential, one server.
+        return target_of("", config.credential)
 
     def execute(self, ctx: Context) -> Result:
         config: PostgresQueryConfig = ctx.config

@@ -7,8 +7,8 @@ token, so the log and the rows stop depending on the old key.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from connectors import credentials
-from connectors.models import Credential
+from connectors.credentials import store as credentials
+from connectors.credentials.models import Credential
 
 
 class Command(BaseCommand):

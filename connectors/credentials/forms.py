@@ -5,9 +5,9 @@ write-only: never given an initial value, never rendered back, blank means
 from django import forms
 from django.contrib.auth import get_user_model
 
-from connectors.allowed_hosts import HostPatternError, clean_patterns
-from connectors.credentials import FieldSpec, specs
-from connectors.models import Credential
+from connectors.credentials.models import Credential
+from connectors.credentials.store import FieldSpec, specs
+from connectors.outbound.allowed_hosts import HostPatternError, clean_patterns
 
 
 def _field(spec: FieldSpec, credential: Credential | None) -> forms.Field:
