@@ -15,7 +15,8 @@ from django.db import transaction
 from approvals import live, notify
 from approvals.models import ApprovalTask, TaskStatus
 from runs import driver
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 
 # Run events after which no decision can resume the run.
 RUN_ENDS = ("run.cancelled", "run.failed", "run.succeeded", "run.compensating", "run.compensated")

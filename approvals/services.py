@@ -13,9 +13,11 @@ from django.db import transaction
 from approvals import notify, projection
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.approval import WAIT_REASON
-from runs import clock, decider, driver
-from runs.eventstore import append
-from runs.models import Run, Stream
+from runs import decider, driver
+from runs.ground import clock
+from runs.ground.eventstore import append
+from runs.ground.models import Stream
+from runs.models import Run
 
 DECISIONS = ("approved", "rejected")
 # How a person acted: recorded beside the actor, never in it, so the actor of

@@ -11,7 +11,7 @@ from pydantic import ValidationError, field_validator
 from config.roles import role_required
 from connectors.base import ConnectorError, UnknownConnector, catalogue, get
 from flows.api import router as flows_router
-from runs import plainjson
+from runs.ground import plainjson
 
 
 class LoginFirst(SessionAuth):

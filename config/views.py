@@ -11,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
 from config.roles import role_required
-from runs import clock
-from runs.models import Event, Heartbeat
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Heartbeat
 
 HEARTBEAT_STALE_AFTER = dt.timedelta(seconds=60)
 

@@ -24,7 +24,7 @@ class ConnectorsConfig(AppConfig):
                 importlib.import_module(f"connectors.{module.name}")
 
         from connectors.credentials import secret_values
-        from runs.redaction import register_secret_provider
+        from runs.ground.redaction import register_secret_provider
 
         # Every decrypted credential value is removed from events before they
         # are hashed: a remote that echoes a token back cannot put it in the log.

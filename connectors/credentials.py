@@ -26,9 +26,9 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from connectors import allowed_hosts as hosts
 from connectors.base import not_sent
 from connectors.models import Credential, CredentialType
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event, Stream
-from runs.redaction import MIN_SECRET_LENGTH
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event, Stream
+from runs.ground.redaction import MIN_SECRET_LENGTH
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ def mismatch(schema: dict, document: Any) -> str | None:
 def record_drift(ctx: Context, *, connector: str, message: str) -> None:
     """Append a ``connector.drift`` event to the step's flow; a failure to
     record it is logged and never fails the step that did succeed."""
-    from runs.eventstore import append
+    from runs.ground.eventstore import append
     from runs.models import Run
 
     try:

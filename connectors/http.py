@@ -29,7 +29,7 @@ from connectors.base import (
     target_of,
 )
 from connectors.credentials import UsableCredential, credential_for
-from runs import clock
+from runs.ground import clock
 
 MAX_RESPONSE_BYTES = 1_000_000  # over every hop and page of one step
 MAX_REDIRECTS = 5

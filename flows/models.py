@@ -9,7 +9,7 @@ import datetime as dt
 from django.conf import settings
 from django.db import models
 
-from runs import clock
+from runs.ground import clock
 
 
 class Team(models.Model):

@@ -10,7 +10,7 @@ import datetime as dt
 from django.contrib.auth import get_user_model
 
 from flows.models import Flow, FlowVersion, Status, Team
-from runs.models import Event, Stream
+from runs.ground.models import Event, Stream
 
 # Inventory facts carried by flow.created and flow.edited, in form order.
 INVENTORY_FIELDS = [

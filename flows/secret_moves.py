@@ -83,7 +83,7 @@ def move_config_secrets(*, actor: str = "system:migration") -> list[str]:
     """Move every ``api_key`` out of drafts and published versions; one line
     per change made, for the person running it."""
     from flows import projection
-    from runs.eventstore import NewEvent, append_many
+    from runs.ground.eventstore import NewEvent, append_many
 
     mover = Mover(actor)
     for flow in Flow.objects.order_by("pk"):

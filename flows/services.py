@@ -10,9 +10,9 @@ from flows import graph as graph_module
 from flows import projection
 from flows.models import Flow, FlowVersion, Status
 from flows.projection import INVENTORY_FIELDS, team_ref, user_ref
-from runs import clock
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event
+from runs.ground import clock
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event
 
 
 class FlowError(Exception):

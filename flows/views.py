@@ -20,8 +20,9 @@ from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
 from flows.vite import editor_bundle
-from runs import clock
-from runs.models import Event, Run
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run
 
 EMPTY_GRAPH = {"nodes": [{"id": "start", "type": "trigger.manual"}], "edges": []}
 

@@ -8,7 +8,7 @@ class RunsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from runs.redaction import register_secret_provider
+        from runs.ground.redaction import register_secret_provider
 
         # The platform's own keys must never reach an event, even by accident.
         register_secret_provider(lambda: [settings.SECRET_KEY, *settings.LEDGERFLOW_SECRET_KEYS])

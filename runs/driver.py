@@ -30,10 +30,12 @@ from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from connectors import breakers, ratelimits
-from runs import clock, decider, expressions, projection
+from runs import decider, expressions, projection
 from runs.decider import Graph, RunState, StepState
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event, Run, Step, Stream, Timer
+from runs.ground import clock
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event, Stream
+from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
 

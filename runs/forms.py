@@ -2,7 +2,7 @@ import json
 
 from django import forms
 
-from runs import plainjson
+from runs.ground import plainjson
 
 MAX_INPUT_CHARS = 200_000
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 from runs import decider
 from runs.decider import Graph, RunState, StepState
-from runs.models import Event, Run, Step, Stream, Timer
+from runs.ground.models import Event, Stream
+from runs.models import Run, Step, Timer
 
 # A step row's columns that hold its state as it is (``port`` is "" for None).
 STEP_COLUMNS = [f.name for f in dataclasses.fields(StepState) if f.name not in ("node", "port")]

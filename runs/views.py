@@ -11,7 +11,8 @@ from flows.models import Flow
 from flows.views import flow_page_context
 from runs import decider, driver, replay_edits
 from runs.forms import DiscardForm, ReplayForm
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 
 
 def actor_of(request) -> str:

@@ -18,8 +18,8 @@ from flows import secret_moves as moves
 from flows.graph import graph_hash, normalise
 from flows.models import Flow, FlowVersion
 from runs import driver
-from runs.eventstore import NewEvent, append_many, verify_stream
-from runs.models import Event
+from runs.ground.eventstore import NewEvent, append_many, verify_stream
+from runs.ground.models import Event
 from tests.conftest import login
 from tests.engine_helpers import READY, activate, chain, publish
 from tests.localserver import Reply

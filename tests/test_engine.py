@@ -8,9 +8,11 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver, sweeper
-from runs.eventstore import verify_stream
-from runs.models import Event, Run, Step, Timer
+from runs import decider, driver, sweeper
+from runs.ground import clock
+from runs.ground.eventstore import verify_stream
+from runs.ground.models import Event
+from runs.models import Run, Step, Timer
 from tests.engine_helpers import chain, publish, transform
 
 

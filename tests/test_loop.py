@@ -8,8 +8,10 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver, sweeper
-from runs.models import Event, Step
+from runs import decider, driver, sweeper
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Step
 from tests.engine_helpers import chain, publish
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

@@ -11,9 +11,11 @@ import pytest
 
 from flows.graph import InvalidGraph, validate
 from flows.management.commands.seed_demo import order_graph
-from runs import clock, decider, driver, sweeper
-from runs.eventstore import verify_stream
-from runs.models import Event, Step
+from runs import decider, driver, sweeper
+from runs.ground import clock
+from runs.ground.eventstore import verify_stream
+from runs.ground.models import Event
+from runs.models import Step
 from tests.engine_helpers import chain, publish
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from approvals import services as approvals
 from approvals.models import ApprovalTask
 from flows.management.commands.seed_demo import order_graph
-from runs import clock, driver, sweeper
+from runs import driver, sweeper
+from runs.ground import clock
 from runs.models import Run, Step, Timer
 from tests.approval_helpers import approval_flow
 from tests.engine_helpers import chain, publish, transform

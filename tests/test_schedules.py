@@ -7,7 +7,7 @@ import threading
 from connectors.trigger_schedule import ScheduleConfig
 from connectors.triggers import schedules
 from connectors.triggers.models import DeliveryRecord, Receipt
-from runs import clock
+from runs.ground import clock
 from runs.models import Run
 from tests.trigger_helpers import pause, triggered_flow
 

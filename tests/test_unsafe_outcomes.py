@@ -17,8 +17,10 @@ import pytest
 
 from connectors import base as connectors
 from fakeapi.payments import PaymentsServer
-from runs import clock, decider, driver, sweeper
-from runs.models import Event, Run, Step
+from runs import decider, driver, sweeper
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.conftest import allow_outbound
 from tests.connector_helpers import free_port, run_connector
 from tests.engine_helpers import chain, publish

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from connectors import base as connectors
 from connectors.triggers.models import Binding
-from runs.models import Event
+from runs.ground.models import Event
 
 KINDS = {
     "trigger.webhook": "webhook",

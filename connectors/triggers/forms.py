@@ -12,8 +12,8 @@ import jsonschema
 from django import forms
 
 from connectors.triggers.models import Binding
-from runs import plainjson
 from runs.forms import StartRunForm
+from runs.ground import plainjson
 
 SIMPLE_TYPES = {"string", "number", "integer", "boolean"}
 

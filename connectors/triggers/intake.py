@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from connectors.triggers.models import DeliveryRecord, Receipt, SeenSignature, Watermark
-from runs import clock, driver
-from runs.eventstore import append
+from runs import driver
+from runs.ground import clock
+from runs.ground.eventstore import append
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from connectors.triggers import bindings
 from connectors.triggers.intake import is_older
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
 from flows.models import Flow
-from runs import clock
-from runs.models import Event, Stream
+from runs.ground import clock
+from runs.ground.models import Event, Stream
 
 
 def record_from(event: Event) -> DeliveryRecord:

@@ -119,7 +119,7 @@ def fire(
 
 
 def upcoming(binding: Binding, count: int = 3) -> list[dt.datetime]:
-    from runs import clock
+    from runs.ground import clock
 
     config = ScheduleConfig.model_validate(binding.config)
     now = clock.now()

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from connectors.trigger_webhook import WebhookConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding
-from runs import plainjson
+from runs.ground import plainjson
 from runs.models import Step
 
 # Headers never copied into a run's input: they carry credentials.

@@ -13,7 +13,7 @@ from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
-from runs import clock
+from runs.ground import clock
 
 DEMO_USERS = [("admin", ADMIN), ("operator", OPERATOR), ("reviewer", REVIEWER)]
 

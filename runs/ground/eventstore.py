@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from runs import clock, plainjson
-from runs.models import Event, Stream
-from runs.redaction import redact, secret_forms
+from runs.ground import clock, plainjson
+from runs.ground.models import Event, Stream
+from runs.ground.redaction import redact, secret_forms
 
 GENESIS_HASH = "0" * 64
 
