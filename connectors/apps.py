@@ -23,9 +23,12 @@ class ConnectorsConfig(AppConfig):
             if module.name not in NOT_CONNECTORS and not module.name.startswith("_"):
                 importlib.import_module(f"connectors.{module.name}")
 
-        from connectors.credentials import secret_values
+        from connectors import breakers, credentials
+        from runs.ground.projectors import register_rebuild
         from runs.ground.redaction import register_secret_provider
 
         # Every decrypted credential value is removed from events before they
         # are hashed: a remote that echoes a token back cannot put it in the log.
-        register_secret_provider(secret_values)
+        register_secret_provider(credentials.secret_values)
+        register_rebuild("breakers", breakers.rebuild)
+        register_rebuild("credentials", credentials.rebuild)

@@ -6,6 +6,7 @@ so a rebuilt row equals the live one.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 
@@ -101,6 +102,12 @@ def version_from(event: Event) -> FlowVersion:
     )
 
 
+def project_events(events: Sequence[Event]) -> None:
+    """The live projector of ``flow:`` streams (registered in FlowsConfig)."""
+    for event in events:
+        project(event)
+
+
 def project(event: Event) -> Flow:
     """Apply one new event to its rows, inside the appending transaction."""
     current = None
@@ -115,11 +122,6 @@ def project(event: Event) -> Flow:
             FlowVersion.objects.filter(flow_id=flow.pk, number=moved["number"]).update(
                 graph=moved["graph"], graph_hash=moved["graph_hash"]
             )
-    # The trigger binding (webhook URL, schedule, topics) follows the same
-    # events; its own rebuild lives with the triggers.
-    from connectors.triggers import bindings
-
-    bindings.project(event)
     return flow
 
 

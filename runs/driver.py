@@ -21,7 +21,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,26 +29,15 @@ from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from connectors import breakers, ratelimits
-from runs import decider, expressions, projection
+from flows.models import FlowVersion
+from runs import decider, expressions, projection, subflows, wakeups
 from runs.decider import Graph, RunState, StepState
-from runs.ground import clock
+from runs.ground import clock, projectors
 from runs.ground.eventstore import NewEvent, append_many
-from runs.ground.models import Event, Stream
+from runs.ground.models import Stream
 from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
-
-# Projections of facts other apps record on a run's stream (approval tasks):
-# each is called with the run and its newly stored events, inside the commit,
-# so those rows change in the same transaction as the events.
-StreamProjector = Callable[[Run, list[Event]], None]
-_projectors: list[StreamProjector] = []
-
-
-def register_projector(project: StreamProjector) -> None:
-    if project not in _projectors:
-        _projectors.append(project)
-
 
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 # Waits shorter than this also get a Celery countdown, so short retries and
@@ -98,8 +86,6 @@ def graph_for(run: Run) -> Graph:
 
 def graph_of(flow_id: int, number: int) -> Graph:
     """Versions are immutable, so a worker keeps each graph it has loaded."""
-    from flows.models import FlowVersion
-
     key = (flow_id, number)
     if key not in _graph_cache:
         version = FlowVersion.objects.get(flow_id=flow_id, number=number)
@@ -311,8 +297,9 @@ class Session:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
         self.state = state
         self._write_rows()
-        for project in _projectors:
-            project(self.run, stored)
+        # Then the rows other apps keep from run events (approval tasks),
+        # through the ground layer's registry, in this same transaction.
+        projectors.project(stored)
         continuation = self.needs_continuation
         timers = list(self.timers_due)
         run_id = self.run.pk
@@ -340,25 +327,23 @@ class Session:
         flow_id = self.run.flow_id
 
         def enqueue() -> None:
-            from runs import tasks
-
-            sends = [(tasks.execute_step, (w.run_id, w.node, w.attempt), 0) for w in dispatch]
+            sends = [(wakeups.EXECUTE_STEP, (w.run_id, w.node, w.attempt), 0) for w in dispatch]
             if continuation:
-                sends.append((tasks.continue_run, (run_id,), 0))
-            sends += [(tasks.fire_timer, (run_id, *t[:3]), t[3]) for t in timers]
+                sends.append((wakeups.CONTINUE_RUN, (run_id,), 0))
+            sends += [(wakeups.FIRE_TIMER, (run_id, *t[:3]), t[3]) for t in timers]
             if tell_parent:
-                sends.append((tasks.signal_parent, (run_id,), 0))
+                sends.append((wakeups.SIGNAL_PARENT, (run_id,), 0))
             if orphans:
-                sends.append((tasks.cancel_orphans, (run_id,), 0))
+                sends.append((wakeups.CANCEL_ORPHANS, (run_id,), 0))
             if finished_key:
-                sends.append((tasks.release_queued, (flow_id, finished_key), 0))
+                sends.append((wakeups.RELEASE_QUEUED, (flow_id, finished_key), 0))
             for task, args, countdown in sends:
                 try:
-                    task.apply_async(args, countdown=countdown or None)
+                    wakeups.send(task, args, countdown=countdown or None)
                 except Exception as exc:  # the broker is down: the change is committed
                     log.warning(
                         "could not send %s%s (%s); the recovery sweep will pick it up",
-                        task.name, args, exc,
+                        task, args, exc,
                     )  # fmt: skip
 
         transaction.on_commit(enqueue)
@@ -622,8 +607,6 @@ def start_run(
     delivery started the run, so its dedup ledger can be rebuilt from the log.
     ``lineage_id`` joins the run to an earlier one's lineage (a sub-flow's run
     joins its parent's); by default a run starts a lineage of its own."""
-    from flows.models import FlowVersion
-
     if parent:
         existing = Run.objects.filter(parent_key=parent["key"]).first()
         if existing is not None:
@@ -1060,8 +1043,6 @@ def signal_parent(child_run_id: int) -> bool:
     """Resume the step waiting for this finished sub-flow run, once. Called
     on the child's terminal commit and again by the sweep; a signal for a
     step that no longer waits changes nothing."""
-    from connectors import subflow
-
     child = Run.objects.filter(pk=child_run_id).first()
     if child is None or not child.parent_run_id or child.status not in decider.RUN_TERMINAL:
         return False
@@ -1072,7 +1053,7 @@ def signal_parent(child_run_id: int) -> bool:
         return False
     parent = Run.objects.get(pk=child.parent_run_id)
     on_failure = graph_for(parent).nodes[child.parent_node]["config"].get("on_failure", "fail")
-    port, output, error = subflow.child_outcome(child, on_failure)
+    port, output, error = subflows.child_outcome(child, on_failure)
     try:
         signal_step(
             parent.pk, child.parent_node, step.attempt, reason="subflow", output=output,

@@ -10,6 +10,7 @@ no event records; a rebuild leaves them at null and 0.
 import dataclasses
 from collections.abc import Iterable
 
+from flows.models import FlowVersion
 from runs import decider
 from runs.decider import Graph, RunState, StepState
 from runs.ground.models import Event, Stream
@@ -38,8 +39,6 @@ def new_step_rows(
 
 
 def rebuild() -> int:
-    from flows.models import FlowVersion
-
     graphs: dict[tuple[int, int], Graph] = {}
     seen = []
     names = Stream.objects.filter(name__startswith="run:").values_list("name", flat=True)
