@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from approvals import requesting
 from connectors.base import Connector, ConnectorError, Context, Result, StrictConfig, register
 
 WAIT_REASON = "approval"
@@ -96,8 +97,6 @@ class Approval(Connector):
     inline = True
 
     def execute(self, ctx: Context) -> Result:
-        from approvals import requesting
-
         try:
             request = requesting.build(ctx.config, now=ctx.now)
         except requesting.RequestError as exc:

@@ -3,6 +3,8 @@ import pkgutil
 
 from django.apps import AppConfig
 
+from runs.ground.redaction import register_secret_provider
+
 # Modules of this package that are not connectors.
 NOT_CONNECTORS = {
     "apps", "base", "models", "admin", "tests", "migrations", "urls", "views", "forms",
@@ -25,7 +27,6 @@ class ConnectorsConfig(AppConfig):
 
         from connectors import breakers, credentials
         from runs.ground.projectors import register_rebuild
-        from runs.ground.redaction import register_secret_provider
 
         # Every decrypted credential value is removed from events before they
         # are hashed: a remote that echoes a token back cannot put it in the log.

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
@@ -225,8 +226,6 @@ class CompensationStep(Connector):
 
 def lease_margin() -> float:
     """Seconds a lease outlasts a call's timeout: room for a slow commit."""
-    from django.conf import settings
-
     return float(getattr(settings, "LEDGERFLOW_LEASE_MARGIN_SECONDS", 30))
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from connectors.base import ConnectorError
+from connectors.credentials import credential_for
 from connectors.trigger_webhook import WebhookConfig
 from connectors.triggers import intake
 from connectors.triggers.models import Binding
@@ -67,9 +69,6 @@ def signing_secret(config: WebhookConfig) -> str:
     """The shared secret of the webhook's hmac credential; a credential that
     is missing or unreadable is the platform's fault, so 503 (the sender
     retries once an operator has fixed it), and the message names no secret."""
-    from connectors.base import ConnectorError
-    from connectors.credentials import credential_for
-
     try:
         return credential_for(config.credential, types={"hmac"}).secrets["secret"]
     except ConnectorError as exc:
