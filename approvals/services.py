@@ -12,7 +12,7 @@ from django.db import transaction
 
 from approvals import notify
 from approvals.models import ApprovalTask, TaskStatus
-from connectors.approval import WAIT_REASON
+from approvals.requesting import WAIT_REASON
 from runs import decider, driver
 from runs.ground import clock, projectors
 from runs.ground.eventstore import append

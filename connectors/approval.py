@@ -8,9 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from approvals import requesting
+from approvals.requesting import WAIT_REASON
 from connectors.base import Connector, ConnectorError, Context, Result, StrictConfig, register
-
-WAIT_REASON = "approval"
 
 
 class FormField(StrictConfig):

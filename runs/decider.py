@@ -179,7 +179,7 @@ class Graph:
     def connector(self, node_id: str) -> connectors.Connector:
         impl = connectors.get(self.nodes[node_id]["type"])
         if self.nodes[node_id].get("connector_undo"):
-            return connectors.CompensationStep(impl)
+            return connectors.compensation_step(impl)
         return impl
 
     def retry_policy(self, node_id: str) -> dict:

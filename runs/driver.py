@@ -327,7 +327,9 @@ class Session:
         flow_id = self.run.flow_id
 
         def enqueue() -> None:
-            sends = [(wakeups.EXECUTE_STEP, (w.run_id, w.node, w.attempt), 0) for w in dispatch]
+            sends: list[tuple[str, tuple[Any, ...], float]] = [
+                (wakeups.EXECUTE_STEP, (w.run_id, w.node, w.attempt), 0) for w in dispatch
+            ]
             if continuation:
                 sends.append((wakeups.CONTINUE_RUN, (run_id,), 0))
             sends += [(wakeups.FIRE_TIMER, (run_id, *t[:3]), t[3]) for t in timers]
@@ -891,22 +893,20 @@ def execute_step(run_id: int, node: str, attempt: int) -> None:
         with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
             outcome = perform(claimed.connector, claimed.ctx)
         if claimed.target:
-            _count_on_breaker(claimed, outcome)
+            _count_on_breaker(claimed.target, claimed.node_type, outcome)
         eager = time.monotonic() < deadline
         claimed = _finish(work.run_id, work.node, work.attempt, outcome, eager)
 
 
-def _count_on_breaker(claimed: Claimed, outcome: Outcome) -> None:
+def _count_on_breaker(target: str, node_type: str, outcome: Outcome) -> None:
     """Only failures that say the target is unwell count against it (time-
     outs, refused connections, 5xx, 429); a 4xx answer is a healthy remote
     refusing a bad request."""
     failed = outcome.result is None and outcome.retryable
     try:
-        breakers.record_call(
-            claimed.target, ok=not failed, node_type=claimed.node_type, now=clock.now()
-        )
+        breakers.record_call(target, ok=not failed, node_type=node_type, now=clock.now())
     except Exception:  # the outcome must still be recorded on the run
-        log.exception("could not count a call on the breaker of %s", claimed.target)
+        log.exception("could not count a call on the breaker of %s", target)
 
 
 # --- timers, leases, people -------------------------------------------------------

@@ -91,7 +91,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         parent_key=parent.get("key", ""),
         started_by=first.actor,
         created_at=first.occurred_at,
-        updated_at=state.updated_at,
+        updated_at=state.updated_at or first.occurred_at,
         finished_at=state.finished_at,
         concurrency_key=state.concurrency_key,
         wait_reason=state.wait_reason,

@@ -7,6 +7,7 @@ input (the edit is recorded in the log for good)."""
 
 from typing import Any
 
+from connectors.base import CompensationStep
 from flows.secrets import ADVICE, secret_paths
 from flows.services import user_can_edit_flow
 from runs import driver
@@ -23,7 +24,9 @@ class EditForbidden(EditRefused):
 
 def _credential_fields(run: Run, node: str) -> tuple[str, ...]:
     connector = driver.graph_for(run).connector(node)
-    return type(getattr(connector, "inner", connector)).credential_fields
+    if isinstance(connector, CompensationStep):
+        connector = connector.inner
+    return connector.credential_fields
 
 
 def _original(run: Run, node: str) -> dict:

@@ -172,10 +172,9 @@ def cancel_orphaned_subflows() -> int:
         status=decider.CANCELLED,
     )
     orphans = Run.objects.filter(parent_run_id__isnull=False, status__in=decider.RUN_LIVE)
-    parents = set(
-        orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)[:BATCH]
-    )
-    return sum(driver.cancel_orphans(parent) for parent in parents)
+    parents = orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)
+    distinct = {parent for parent in parents[:BATCH] if parent is not None}
+    return sum(driver.cancel_orphans(parent) for parent in distinct)
 
 
 def release_queues() -> int:

@@ -7,6 +7,9 @@ app label). ``Stream`` is the head of each stream: appends lock it, so a
 stream's sequence numbers are gap-free and its hash chain is linear.
 """
 
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
 from django.db import models
 
 
@@ -14,14 +17,16 @@ class ImmutableEventError(Exception):
     """Raised on any attempt to change or remove a recorded event."""
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+class AppendOnlyQuerySet(models.QuerySet["Event"]):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise ImmutableEventError("events are append-only; they cannot be updated")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise ImmutableEventError("events are append-only; they cannot be deleted")
 
-    def bulk_update(self, objs, fields, batch_size=None):
+    def bulk_update(
+        self, objs: Iterable["Event"], fields: Iterable[str], batch_size: int | None = None
+    ) -> NoReturn:
         raise ImmutableEventError("events are append-only; they cannot be updated")
 
 
@@ -68,10 +73,10 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"{self.stream}#{self.seq} {self.type}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ImmutableEventError("events are append-only; they cannot be updated")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ImmutableEventError("events are append-only; they cannot be deleted")
