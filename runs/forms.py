@@ -21,7 +21,7 @@ class JSONTextField(forms.CharField):
         super().__init__(*args, **kwargs)
 
     def to_python(self, value):
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         if not text.strip():
             return {}
         try:

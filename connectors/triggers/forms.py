@@ -24,7 +24,7 @@ def input_schema(flow) -> dict:
     return schema if isinstance(schema, dict) else {}
 
 
-def start_form_for(flow, data=None) -> forms.Form:
+def start_form_for(flow, data=None) -> "JSONStartForm | SchemaStartForm":
     schema = input_schema(flow)
     if _is_flat(schema):
         return SchemaStartForm(schema, data=data)
