@@ -67,14 +67,20 @@ browser:
 wrk:
 	bash tests/wrk.sh
 
+# lint-imports checks the layering contracts in pyproject.toml (it needs the
+# project on the path); mypy checks the modules listed there.
 test: $(VENV)/.dev services browser wrk editor editor-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from approvals import projection, services, sla
 from approvals.models import BusinessCalendar
-from runs.eventstore import append
+from runs.ground.eventstore import append
 
 
 class CalendarRefused(services.ApprovalRefused):

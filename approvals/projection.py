@@ -1,12 +1,14 @@
 """The approval task table: a projection of the ``approval.*`` events on run
 streams (and of the run's own end, which cancels what is still open).
 
-``project`` runs in the transaction that appends the events (the driver calls
-it for its commits, the services for theirs); ``rebuild`` derives every row
-again from the log through the same code, so the two cannot drift apart.
+``project`` runs in the transaction that appends the events (a projector in
+the ground layer's registry: the driver hands it its commits, the services
+theirs); ``rebuild`` derives every row again from the log through the same
+code, so the two cannot drift apart.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -14,8 +16,8 @@ from django.db import transaction
 
 from approvals import live, notify
 from approvals.models import ApprovalTask, BusinessCalendar, TaskStatus
-from runs import driver
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 
 # Run events after which no decision can resume the run.
 RUN_ENDS = ("run.cancelled", "run.failed", "run.succeeded", "run.compensating", "run.compensated")
@@ -41,29 +43,30 @@ def _task(run_id: int, payload: dict) -> ApprovalTask:
     )
 
 
-def _asks_people(run: Run) -> bool:
-    # Most runs have no approval step: their end costs no query here (the
-    # graph of a version is cached by the driver).
-    return any(node["type"] == "approval" for node in driver.graph_for(run).nodes.values())
+def project(events: Sequence[Event]) -> None:
+    """The live projector of approval facts and run ends (registered in
+    ApprovalsConfig): apply newly stored events to their runs' task rows;
+    after commit, mail new requests and tell open inboxes."""
+    by_run: dict[int, list[Event]] = {}
+    for event in events:
+        by_run.setdefault(int(event.stream.split(":", 1)[1]), []).append(event)
+    for run_id, run_events in by_run.items():
+        _project(run_id, run_events, effects=True)
 
 
-def project(run: Run, events: list[Event]) -> None:
-    """Apply newly stored events of ``run``'s stream to its task rows; after
-    commit, mail new requests and tell open inboxes."""
-    _project(run, events, effects=True)
-
-
-def _project(run: Run, events: list[Event], *, effects: bool) -> None:
+def _project(run_id: int, events: Sequence[Event], *, effects: bool) -> None:
     changed = False
+    run: Run | None = None
     for event in events:
         if event.type.startswith("approval."):
+            run = run or Run.objects.get(pk=run_id)
             task = _apply(run, event)
             changed = True
             if effects and event.type == "approval.requested":
                 notify.send_on_commit(task.pk, "request")
-        elif event.type in RUN_ENDS and _asks_people(run):
+        elif event.type in RUN_ENDS:
             changed |= bool(
-                ApprovalTask.objects.filter(run_id=run.pk, status=TaskStatus.OPEN).update(
+                ApprovalTask.objects.filter(run_id=run_id, status=TaskStatus.OPEN).update(
                     status=TaskStatus.CANCELLED, updated_at=event.occurred_at
                 )
             )
@@ -156,12 +159,12 @@ def rebuild() -> int:
         .distinct()
     )
     for stream in streams:
-        run = Run.objects.filter(pk=int(stream.split(":", 1)[1])).first()
-        if run is None:
+        run_id = int(stream.split(":", 1)[1])
+        if not Run.objects.filter(pk=run_id).exists():
             continue
         events = Event.objects.filter(stream=stream).order_by("seq")
         _project(
-            run,
+            run_id,
             [e for e in events if e.type.startswith("approval.") or e.type in RUN_ENDS],
             effects=False,
         )

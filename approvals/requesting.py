@@ -7,6 +7,9 @@ from django.contrib.auth.models import Group
 
 from approvals import sla
 
+# The reason an approval step waits: the decision signals the step with it.
+WAIT_REASON = "approval"
+
 
 class RequestError(ValueError):
     pass

@@ -5,7 +5,7 @@ import datetime as dt
 from django.db.models import Case, Count, F, IntegerField, Min, Q, QuerySet, Sum, Value, When
 
 from approvals.models import ApprovalTask, TaskStatus
-from runs.models import Event
+from runs.ground.models import Event
 
 TABS = ("mine", "groups", "decided")
 

@@ -10,12 +10,14 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from approvals import notify, projection
+from approvals import notify
 from approvals.models import ApprovalTask, TaskStatus
-from connectors.nodes.approval import WAIT_REASON
-from runs import clock, decider, driver
-from runs.eventstore import append
-from runs.models import Run, Stream
+from approvals.requesting import WAIT_REASON
+from runs import decider, driver
+from runs.ground import clock, projectors
+from runs.ground.eventstore import append
+from runs.ground.models import Stream
+from runs.models import Run
 
 DECISIONS = ("approved", "rejected")
 # How a person acted: recorded beside the actor, never in it, so the actor of
@@ -71,7 +73,7 @@ def record_fact(task: ApprovalTask, kind: str, payload: dict, *, by: str) -> Non
         {"node": task.node_id, "attempt": task.attempt, **payload},
         actor=by,
     )
-    projection.project(task.run, [event])
+    projectors.project([event])
 
 
 # --- who may do what --------------------------------------------------------

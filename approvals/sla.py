@@ -8,6 +8,8 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from approvals.models import BusinessCalendar
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A calendar with no opening hours would never reach a due time; give up
 # looking after this many days and say so.
@@ -79,8 +81,6 @@ def _utc(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
 
 
 def group_calendar(group_name: str) -> Calendar:
-    from approvals.models import BusinessCalendar
-
     row = BusinessCalendar.objects.filter(group__name=group_name).first()
     if row is None:
         raise CalendarError(f"group “{group_name}” has no business calendar")

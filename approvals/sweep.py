@@ -11,7 +11,7 @@ from django.db import transaction
 
 from approvals import notify, requesting, services, sla
 from approvals.models import ApprovalTask, TaskStatus
-from connectors.nodes.approval import WAIT_REASON
+from approvals.requesting import WAIT_REASON
 from runs import driver
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import datetime as dt
 from celery import shared_task
 
 from approvals import sweep
-from runs import clock
+from runs.ground import clock
 
 
 @shared_task

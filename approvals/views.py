@@ -15,7 +15,7 @@ from approvals.forms import BusinessCalendarForm, hours_to_text
 from approvals.models import ApprovalTask, BusinessCalendar
 from config.roles import role_required
 from flows.models import Flow
-from runs import clock
+from runs.ground import clock
 
 FILTERS = ("decision", "flow", "q", "decided_by")
 

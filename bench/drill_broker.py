@@ -55,7 +55,8 @@ def run(runs: int, *, unprotected: bool = False,
 
     from django.db import connection
 
-    from runs.models import Event, Run
+    from runs.ground.models import Event
+    from runs.models import Run
 
     port = common.free_port()
     payments = common.start_payments(port, (50, 200))

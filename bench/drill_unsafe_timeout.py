@@ -97,7 +97,8 @@ def spread(runs: int) -> float:
 def retried_safely(run_ids: list[int]) -> int:
     """Succeeded runs whose charge failed at least once with proof that
     nothing was sent (and so was retried)."""
-    from runs.models import Event, Run
+    from runs.ground.models import Event
+    from runs.models import Run
 
     streams = set(
         Event.objects.filter(

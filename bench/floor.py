@@ -13,7 +13,7 @@ import json
 from celery import shared_task
 from django.db import connection, transaction
 
-from runs import clock
+from runs.ground import clock
 
 DDL = """
 DROP TABLE IF EXISTS bench_floor_event;

@@ -31,7 +31,8 @@ def late_runs(run_ids: list[int], ref: dt.datetime, limit: int) -> list[int]:
 
 
 def timeline(run_id: int, ref: dt.datetime) -> list[str]:
-    from runs.models import Event, Run, Step, Timer
+    from runs.ground.models import Event
+    from runs.models import Run, Step, Timer
 
     run = Run.objects.get(pk=run_id)
     lines = [f"run {run_id} status={run.status} created={_rel(run.created_at, ref)} "

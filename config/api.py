@@ -11,8 +11,8 @@ from pydantic import ValidationError, field_validator
 from config.roles import role_required
 from connectors.base import ConnectorError, UnknownConnector, catalogue, get
 from flows.api import router as flows_router
-from runs import plainjson
 from runs.api import router as runs_router
+from runs.ground import plainjson
 
 
 class LoginFirst(SessionAuth):

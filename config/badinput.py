@@ -19,7 +19,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponseBadRequest, JsonResponse
 
-from runs.eventstore import EventPayloadError
+from runs.ground.eventstore import EventPayloadError
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"

@@ -26,8 +26,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.outbound.models import Breaker
-from runs import clock, decider
-from runs.models import Event, Run, Step
+from runs import decider
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 

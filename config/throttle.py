@@ -22,7 +22,7 @@ from django.db.models import Sum
 from django.dispatch import receiver
 from django.utils import timezone
 
-from runs.eventstore import append
+from runs.ground.eventstore import append
 
 STREAM = "auth:lockouts"
 

@@ -10,9 +10,11 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
+from config.celery import app
 from config.roles import role_required
-from runs import clock
-from runs.models import Event, Heartbeat
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Heartbeat
 
 HEARTBEAT_STALE_AFTER = dt.timedelta(seconds=60)
 
@@ -38,8 +40,6 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from config.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

@@ -19,3 +19,8 @@ class ConnectorsConfig(AppConfig):
         from connectors import nodes
 
         import_node_modules(nodes)
+
+        from connectors.outbound import breakers
+        from runs.ground.projectors import register_rebuild
+
+        register_rebuild("breakers", breakers.rebuild)

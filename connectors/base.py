@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
@@ -55,7 +56,7 @@ class ConnectorError(Exception):
         self.may_have_been_sent = may_have_been_sent
 
 
-def not_sent(message: str, *, retryable: bool = False, **kwargs) -> ConnectorError:
+def not_sent(message: str, *, retryable: bool = False, **kwargs: Any) -> ConnectorError:
     """A failure proven to have reached no remote (found before any I/O, or a
     connection that never opened)."""
     return ConnectorError(message, retryable=retryable, may_have_been_sent=False, **kwargs)
@@ -199,17 +200,11 @@ def target_of(url: str, credential: str | None = None) -> str | None:
 class CompensationStep(Connector):
     """A connector's own ``compensate`` run as a step (a node whose
     compensation is "default"): same config, same side-effect class, one
-    port."""
+    port. Made by ``compensation_step``, which gives each connector's undo a
+    class of its own, since a connector's facts are class attributes."""
 
     def __init__(self, inner: Connector):
         self.inner = inner
-        self.key = inner.key
-        self.label = f"Undo {inner.label}"
-        self.category = inner.category
-        self.Config = inner.Config
-        self.inline = inner.inline
-        self.timeout_seconds = inner.timeout_seconds
-        self.deferred_fields = inner.deferred_fields
 
     def side_effect(self, config: BaseModel) -> SideEffect:
         return self.inner.side_effect(config)
@@ -223,10 +218,33 @@ class CompensationStep(Connector):
         return self.inner.compensate(ctx)
 
 
+_compensation_classes: dict[type[Connector], type[CompensationStep]] = {}
+
+
+def _compensation_class(inner: type[Connector]) -> type[CompensationStep]:
+    if inner in _compensation_classes:
+        return _compensation_classes[inner]
+    facts = {
+        "key": inner.key,
+        "label": f"Undo {inner.label}",
+        "category": inner.category,
+        "Config": inner.Config,
+        "inline": inner.inline,
+        "timeout_seconds": inner.timeout_seconds,
+        "deferred_fields": inner.deferred_fields,
+    }
+    made = type(f"Undo{inner.__name__}", (CompensationStep,), facts)
+    _compensation_classes[inner] = made
+    return made
+
+
+def compensation_step(inner: Connector) -> CompensationStep:
+    """``inner``'s own ``compensate`` as a connector of its own."""
+    return _compensation_class(type(inner))(inner)
+
+
 def lease_margin() -> float:
     """Seconds a lease outlasts a call's timeout: room for a slow commit."""
-    from django.conf import settings
-
     return float(getattr(settings, "LEDGERFLOW_LEASE_MARGIN_SECONDS", 30))
 
 

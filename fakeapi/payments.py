@@ -28,6 +28,7 @@ import itertools
 import json
 import random
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -294,8 +295,6 @@ class QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # Drills kill clients mid-request; a broken pipe is expected, not news.
-        import sys
-
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 

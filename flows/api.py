@@ -19,9 +19,9 @@ from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
 from flows.transfer import export_flow
-from runs import plainjson
+from runs.ground import plainjson
+from runs.ground.redaction import redact, secret_forms
 from runs.models import Run, Step
-from runs.redaction import redact, secret_forms
 
 router = Router(tags=["flows"])
 

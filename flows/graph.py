@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from connectors import base as connectors
 from flows import secrets
-from runs import expression_help, expressions, plainjson
+from runs import expression_help, expressions
 from runs.decider import topological_order
+from runs.ground import plainjson
 
 DEFAULT_RETRY = {
     "max_attempts": 3,

@@ -1,6 +1,6 @@
 """Words for a flow's events on its history panel."""
 
-from runs.models import Event
+from runs.ground.models import Event
 
 FIELD_LABELS = {
     "failure_mode": "failure mode",

@@ -11,7 +11,7 @@ from django.db import models
 
 from connectors.base import installed
 from flows.graph import connector_types
-from runs import clock
+from runs.ground import clock
 
 
 class Team(models.Model):

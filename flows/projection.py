@@ -6,12 +6,13 @@ so a rebuilt row equals the live one.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 
 from flows.models import DraftSnapshot, Flow, FlowVersion, Status, Team
-from runs.models import Event, Stream
+from runs.ground.models import Event, Stream
 
 # Inventory facts carried by flow.created and flow.edited, in form order.
 INVENTORY_FIELDS = [
@@ -117,6 +118,12 @@ def snapshot_from(event: Event) -> DraftSnapshot:
     )
 
 
+def project_events(events: Sequence[Event]) -> None:
+    """The live projector of ``flow:`` streams (registered in FlowsConfig)."""
+    for event in events:
+        project(event)
+
+
 def project(event: Event) -> Flow:
     """Apply one new event to its rows, inside the appending transaction."""
     current = None
@@ -134,11 +141,6 @@ def project(event: Event) -> Flow:
             FlowVersion.objects.filter(flow_id=flow.pk, number=moved["number"]).update(
                 graph=moved["graph"], graph_hash=moved["graph_hash"]
             )
-    # The trigger binding (webhook URL, schedule, topics) follows the same
-    # events; its own rebuild lives with the triggers.
-    from connectors.triggers import bindings
-
-    bindings.project(event)
     return flow
 
 

@@ -9,6 +9,7 @@ published versions stay runnable. The old events still hold the keys: the
 chain cannot be rewritten, so ``find_logged_secrets`` lists them for rotation.
 """
 
+import copy
 from typing import Any
 
 from django.db import transaction
@@ -16,6 +17,8 @@ from django.db import transaction
 from flows import graph as graph_module
 from flows.models import Flow, FlowVersion
 from flows.secrets import is_literal_secret
+from runs.ground import projectors
+from runs.ground.eventstore import NewEvent, append_many
 
 KEYED_TYPES = ("payments.charge", "inventory.reserve")
 OLD_FIELD = "api_key"
@@ -65,8 +68,6 @@ class Mover:
         None when it holds none."""
         if not any(True for _ in _specs(graph)):
             return None
-        import copy
-
         graph = copy.deepcopy(graph)
         for node, config in _specs(graph):
             value = config.pop(OLD_FIELD)
@@ -82,9 +83,6 @@ class Mover:
 def move_config_secrets(*, actor: str = "system:migration") -> list[str]:
     """Move every ``api_key`` out of drafts and published versions; one line
     per change made, for the person running it."""
-    from flows import projection
-    from runs.eventstore import NewEvent, append_many
-
     mover = Mover(actor)
     for flow in Flow.objects.order_by("pk"):
         with transaction.atomic():
@@ -103,5 +101,5 @@ def move_config_secrets(*, actor: str = "system:migration") -> list[str]:
             payload["versions"] = versions
             [event] = append_many([NewEvent(stream=f"flow:{flow.pk}", type="flow.secrets_moved",
                                             payload=payload, actor=actor)])  # fmt: skip
-            projection.project(event)
+            projectors.project([event])
     return mover.report

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connection, models, transaction
 
 from flows import graph as graph_module
-from flows import projection
 from flows.models import Flow, FlowVersion, Status
 from flows.projection import INVENTORY_FIELDS, team_ref, user_ref
-from runs import clock
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event
+from runs.ground import clock, projectors
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event
 
 
 class FlowError(Exception):
@@ -84,10 +83,10 @@ def _write(flow_id: int, events: list[tuple[str, dict]], actor) -> Flow:
         NewEvent(stream=f"flow:{flow_id}", type=type_, payload=payload, actor=actor_of(actor))
         for type_, payload in events
     )
-    flow = None
-    for event in written:
-        flow = projection.project(event)
-    return flow
+    # The flow's rows, then whatever other apps keep from flow events (the
+    # trigger binding of a published version), in this transaction.
+    projectors.project(written)
+    return Flow.objects.get(pk=flow_id)
 
 
 def next_row_id(model: type[models.Model]) -> int:
@@ -301,9 +300,6 @@ def flow_publish(
         "note": note,
     }
     _write(flow.pk, [("flow.published", payload)], actor)
-    from connectors.triggers import bindings
-
-    bindings.after_publish(flow.pk, actor)
     return FlowVersion.objects.get(flow=flow, number=number)
 
 

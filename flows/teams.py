@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from flows.models import Team
 from flows.projection import project_team, user_ref
 from flows.services import FlowError, actor_of, next_row_id
-from runs.eventstore import append
+from runs.ground.eventstore import append
 
 # Facts a team.edited event may change, in form order.
 TEAM_FIELDS = ("name", "restricts_edits")

@@ -23,8 +23,9 @@ from flows import projection
 from flows.models import DraftSnapshot, Flow, Status
 from flows.services import FlowError, InvalidDraft
 from runs import decider, driver
-from runs.eventstore import append
-from runs.models import Event, Run, Step
+from runs.ground.eventstore import append
+from runs.ground.models import Event
+from runs.models import Run, Step
 
 PINNED_EVENT = "test.output_pinned"
 

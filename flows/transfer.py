@@ -15,7 +15,7 @@ from django.db import transaction
 from flows import graph as graphs
 from flows import services
 from flows.models import Flow, Team
-from runs import plainjson
+from runs.ground import plainjson
 
 FORMAT = "ledgerflow/flow@1"
 FACTS = [

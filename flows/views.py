@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
+from connectors import base as connectors
 from connectors.base import all_connectors
 from connectors.outbound.drift import DRIFT_EVENT
 from connectors.triggers.forms import start_form_for
@@ -22,8 +23,10 @@ from flows.graph import InvalidGraph, validate
 from flows.inventory import InventoryFilter, audit_findings, inventory
 from flows.models import Criticality, Flow, Kind, Status, Team
 from flows.vite import diagram_bundle, editor_bundle
-from runs import clock
-from runs.models import Event, Run
+from runs import expressions
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run
 
 EMPTY_GRAPH = {"nodes": [{"id": "start", "type": "trigger.manual"}], "edges": []}
 
@@ -91,9 +94,7 @@ def flow_page_context(request, flow: Flow) -> dict:
 def node_breakers(flow: Flow) -> list[dict]:
     """The breakers the published version's nodes call through, with their
     state. A target built from an expression is known only per run."""
-    from connectors import base as connectors
     from connectors.outbound.models import Breaker
-    from runs import expressions
 
     version = flow.versions.filter(number=flow.published_version).first()
     if version is None:

@@ -65,8 +65,10 @@ def node_states(rows: list[dict]) -> dict[str, dict]:
         parts = _own_detail(row) if row else []
         if row:
             status = row["status"]
-        else:  # never expected: the engine moves the node itself
+        elif compensation is not None:  # never expected: the engine moves the node itself
             status = COMPENSATED if compensation["status"] == SUCCEEDED else COMPENSATING
+        else:
+            continue
         if compensation and compensation["status"] != SUCCEEDED:
             again = f" (attempt {compensation['attempt']})" if compensation["attempt"] > 1 else ""
             parts.append(f"undo {_words(compensation['status'])}{again}")

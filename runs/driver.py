@@ -21,7 +21,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,25 +29,16 @@ from django.db import IntegrityError, connection, transaction
 
 from connectors import base as connectors
 from connectors.outbound import breakers, ratelimits
-from runs import clock, decider, expressions, projection
+from flows.models import FlowVersion
+from runs import decider, expressions, projection, subflows, wakeups
 from runs.decider import Graph, RunState, StepState
-from runs.eventstore import NewEvent, append_many
 from runs.graph_facts import build_graph, connector_of
-from runs.models import Event, Run, Step, Stream, Timer
+from runs.ground import clock, projectors
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Stream
+from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
-
-# Projections of facts other apps record on a run's stream (approval tasks):
-# each is called with the run and its newly stored events, inside the commit,
-# so those rows change in the same transaction as the events.
-StreamProjector = Callable[[Run, list[Event]], None]
-_projectors: list[StreamProjector] = []
-
-
-def register_projector(project: StreamProjector) -> None:
-    if project not in _projectors:
-        _projectors.append(project)
-
 
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 # Waits shorter than this also get a Celery countdown, so short retries and
@@ -100,8 +90,6 @@ def graph_for(run: Run) -> Graph:
 
 def graph_of(flow_id: int, number: int) -> Graph:
     """Versions are immutable, so a worker keeps each graph it has loaded."""
-    from flows.models import FlowVersion
-
     key = (flow_id, number)
     if key not in _graph_cache:
         version = FlowVersion.objects.get(flow_id=flow_id, number=number)
@@ -344,8 +332,9 @@ class Session:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
         self.state = state
         self._write_rows()
-        for project in _projectors:
-            project(self.run, stored)
+        # Then the rows other apps keep from run events (approval tasks),
+        # through the ground layer's registry, in this same transaction.
+        projectors.project(stored)
         continuation = self.needs_continuation
         timers = list(self.timers_due)
         run_id = self.run.pk
@@ -373,25 +362,25 @@ class Session:
         flow_id = self.run.flow_id
 
         def enqueue() -> None:
-            from runs import tasks
-
-            sends = [(tasks.execute_step, (w.run_id, w.node, w.attempt), 0) for w in dispatch]
+            sends: list[tuple[str, tuple[Any, ...], float]] = [
+                (wakeups.EXECUTE_STEP, (w.run_id, w.node, w.attempt), 0) for w in dispatch
+            ]
             if continuation:
-                sends.append((tasks.continue_run, (run_id,), 0))
-            sends += [(tasks.fire_timer, (run_id, *t[:3]), t[3]) for t in timers]
+                sends.append((wakeups.CONTINUE_RUN, (run_id,), 0))
+            sends += [(wakeups.FIRE_TIMER, (run_id, *t[:3]), t[3]) for t in timers]
             if tell_parent:
-                sends.append((tasks.signal_parent, (run_id,), 0))
+                sends.append((wakeups.SIGNAL_PARENT, (run_id,), 0))
             if orphans:
-                sends.append((tasks.cancel_orphans, (run_id,), 0))
+                sends.append((wakeups.CANCEL_ORPHANS, (run_id,), 0))
             if finished_key:
-                sends.append((tasks.release_queued, (flow_id, finished_key), 0))
+                sends.append((wakeups.RELEASE_QUEUED, (flow_id, finished_key), 0))
             for task, args, countdown in sends:
                 try:
-                    task.apply_async(args, countdown=countdown or None)
+                    wakeups.send(task, args, countdown=countdown or None)
                 except Exception as exc:  # the broker is down: the change is committed
                     log.warning(
                         "could not send %s%s (%s); the recovery sweep will pick it up",
-                        task.name, args, exc,
+                        task, args, exc,
                     )  # fmt: skip
 
         transaction.on_commit(enqueue)
@@ -678,8 +667,6 @@ def start_run(
     delivery started the run, so its dedup ledger can be rebuilt from the log.
     ``lineage_id`` joins the run to an earlier one's lineage (a sub-flow's run
     joins its parent's); by default a run starts a lineage of its own."""
-    from flows.models import FlowVersion
-
     if parent:
         existing = Run.objects.filter(parent_key=parent["key"]).first()
         if existing is not None:
@@ -1001,22 +988,20 @@ def execute_step(run_id: int, node: str, attempt: int) -> None:
         with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
             outcome = perform(claimed.connector, claimed.ctx)
         if claimed.target:
-            _count_on_breaker(claimed, outcome)
+            _count_on_breaker(claimed.target, claimed.node_type, outcome)
         eager = time.monotonic() < deadline
         claimed = _finish(work.run_id, work.node, work.attempt, outcome, eager)
 
 
-def _count_on_breaker(claimed: Claimed, outcome: Outcome) -> None:
+def _count_on_breaker(target: str, node_type: str, outcome: Outcome) -> None:
     """Only failures that say the target is unwell count against it (time-
     outs, refused connections, 5xx, 429); a 4xx answer is a healthy remote
     refusing a bad request."""
     failed = outcome.result is None and outcome.retryable
     try:
-        breakers.record_call(
-            claimed.target, ok=not failed, node_type=claimed.node_type, now=clock.now()
-        )
+        breakers.record_call(target, ok=not failed, node_type=node_type, now=clock.now())
     except Exception:  # the outcome must still be recorded on the run
-        log.exception("could not count a call on the breaker of %s", claimed.target)
+        log.exception("could not count a call on the breaker of %s", target)
 
 
 # --- timers, leases, people -------------------------------------------------------
@@ -1153,7 +1138,6 @@ def signal_parent(child_run_id: int) -> bool:
     """Resume the step waiting for this finished sub-flow run, once. Called
     on the child's terminal commit and again by the sweep; a signal for a
     step that no longer waits changes nothing."""
-    from connectors.nodes import subflow
 
     child = Run.objects.filter(pk=child_run_id).first()
     if child is None or not child.parent_run_id or child.status not in decider.RUN_TERMINAL:
@@ -1165,7 +1149,7 @@ def signal_parent(child_run_id: int) -> bool:
         return False
     parent = Run.objects.get(pk=child.parent_run_id)
     on_failure = graph_for(parent).nodes[child.parent_node]["config"].get("on_failure", "fail")
-    port, output, error = subflow.child_outcome(child, on_failure)
+    port, output, error = subflows.child_outcome(child, on_failure)
     try:
         signal_step(
             parent.pk, child.parent_node, step.attempt, reason="subflow", output=output,

@@ -61,8 +61,10 @@ def missing_step(name: str, earlier: list[str]) -> str:
     return f"steps.{name} is not a step before this node (earlier steps: {_listed(earlier)})"
 
 
-def _references(node: nodes.Node, *, defaulted: bool):
+def _references(node: nodes.Node | None, *, defaulted: bool):
     """(root name, lookups) of each plain reference chain, in source order."""
+    if node is None:
+        return
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
         yield from _references(node.node, defaulted=True)
         for child in node.args:
@@ -71,8 +73,8 @@ def _references(node: nodes.Node, *, defaulted: bool):
     if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
         # ``x.items()``: a method of the value, not a field; check ``x``.
         yield from _references(node.node.node, defaulted=defaulted)
-        for child in [*node.args, *node.kwargs]:
-            yield from _references(child, defaulted=defaulted)
+        for argument in [*node.args, *node.kwargs]:
+            yield from _references(argument, defaulted=defaulted)
         return
     if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
         segments: list[Segment] = []
@@ -92,8 +94,8 @@ def _references(node: nodes.Node, *, defaulted: bool):
         if current is not node:
             yield from _references(current, defaulted=defaulted)
             return
-    for child in node.iter_child_nodes():
-        yield from _references(child, defaulted=defaulted)
+    for inner in node.iter_child_nodes():
+        yield from _references(inner, defaulted=defaulted)
 
 
 def _resolve(root: str, segments: list[Segment], data: dict) -> str | None:

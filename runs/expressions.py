@@ -253,9 +253,11 @@ def step_references(value: Any) -> list[tuple[str, bool]]:
 
 def _walk(node: nodes.Node, *, defaulted: bool, found: list) -> None:
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
-        _walk(node.node, defaulted=True, found=found)
-        for child in node.args:
-            _walk(child, defaulted=defaulted, found=found)
+        # A filter block ({% filter %}) has no node: nothing is defaulted.
+        if node.node is not None:
+            _walk(node.node, defaulted=True, found=found)
+        for argument in node.args:
+            _walk(argument, defaulted=defaulted, found=found)
         return
     target = None
     if isinstance(node, nodes.Getattr) and _is_steps(node.node):

@@ -2,7 +2,7 @@ import json
 
 from django import forms
 
-from runs import plainjson
+from runs.ground import plainjson
 
 MAX_INPUT_CHARS = 200_000
 
@@ -21,7 +21,7 @@ class JSONTextField(forms.CharField):
         super().__init__(*args, **kwargs)
 
     def to_python(self, value):
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         if not text.strip():
             return {}
         try:

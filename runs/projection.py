@@ -10,10 +10,12 @@ no event records; a rebuild leaves them at null and 0.
 import dataclasses
 from collections.abc import Iterable
 
+from flows.models import FlowVersion
 from runs import decider
 from runs.decider import Graph, RunState, StepState
 from runs.graph_facts import build_graph
-from runs.models import Event, Run, Step, Stream, Timer
+from runs.ground.models import Event, Stream
+from runs.models import Run, Step, Timer
 
 # A step row's columns that hold its state as it is (``port`` is "" for None).
 STEP_COLUMNS = [f.name for f in dataclasses.fields(StepState) if f.name not in ("node", "port")]
@@ -40,7 +42,7 @@ def new_step_rows(
 def _graph_of(graphs: dict, started: dict) -> Graph:
     """The graph a run ran: its published version, or a test run's draft
     snapshot (rebuilt before the runs, from the flows' streams)."""
-    from flows.models import DraftSnapshot, FlowVersion
+    from flows.models import DraftSnapshot
 
     snapshot = started.get("test_snapshot", "")
     key = (started["flow_id"], snapshot or started["version"])
@@ -104,7 +106,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         parent_key=parent.get("key", ""),
         started_by=first.actor,
         created_at=first.occurred_at,
-        updated_at=state.updated_at,
+        updated_at=state.updated_at or first.occurred_at,
         finished_at=state.finished_at,
         concurrency_key=state.concurrency_key,
         wait_reason=state.wait_reason,

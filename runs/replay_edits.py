@@ -7,6 +7,7 @@ input (the edit is recorded in the log for good)."""
 
 from typing import Any
 
+from connectors.base import Connector
 from flows.secrets import ADVICE, secret_paths
 from flows.services import user_can_edit_flow
 from runs import driver
@@ -24,7 +25,8 @@ class EditForbidden(EditRefused):
 
 def _credential_fields(run: Run, node: str) -> tuple[str, ...]:
     connector = connector_of(driver.graph_for(run), node)
-    return type(getattr(connector, "inner", connector)).credential_fields
+    inner: Connector = getattr(connector, "inner", connector)
+    return type(inner).credential_fields
 
 
 def _original(run: Run, node: str) -> dict:

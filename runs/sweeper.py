@@ -20,7 +20,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from kombu.exceptions import KombuError
 
 from connectors import base as connectors
-from runs import brokerqueue, decider, driver
+from runs import brokerqueue, decider, driver, wakeups
 from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,6 @@ def pace_held_steps(now: dt.datetime) -> int:
     into an ETA from the moment of sending, so the first, slower send of a
     batch would shift the spacing). A duplicate fire is harmless: the timer
     row is deleted by the one that fires."""
-    from runs import tasks
-
     horizon = now + dt.timedelta(seconds=settings.LEDGERFLOW_SWEEP_SECONDS)
     soon = Timer.objects.filter(
         kind__in=decider.HOLD_REASONS, due_at__gt=now, due_at__lte=horizon
@@ -90,8 +88,10 @@ def pace_held_steps(now: dt.datetime) -> int:
     count = 0
     for timer in soon:
         try:
-            tasks.fire_timer.apply_async(
-                (timer.run_id, timer.node_id, timer.attempt, timer.kind), eta=timer.due_at
+            wakeups.send(
+                wakeups.FIRE_TIMER,
+                (timer.run_id, timer.node_id, timer.attempt, timer.kind),
+                eta=timer.due_at,
             )
         except Exception as exc:  # the broker is down: the next tick fires it
             log.warning("could not pace held step %s/%s: %s", timer.run_id, timer.node_id, exc)
@@ -108,10 +108,8 @@ def redispatch_lost(now: dt.datetime) -> int:
     ``step.scheduled`` event and never moves, so the last re-send is kept in
     ``redispatched_at`` (with a count in ``redispatches``), columns that no
     event records and a rebuild leaves empty."""
-    from runs import tasks
-
     try:
-        waiting = brokerqueue.waiting_work(tasks.execute_step.app)
+        waiting = brokerqueue.waiting_work(wakeups.task(wakeups.EXECUTE_STEP).app)
     except brokerqueue.TooLong:
         return 0  # a re-send would queue behind all of it: nothing gained
     cutoff = now - dt.timedelta(seconds=settings.LEDGERFLOW_REDISPATCH_SECONDS)
@@ -133,9 +131,9 @@ def redispatch_lost(now: dt.datetime) -> int:
         # Duplicates are harmless: claims are compare-and-set on the attempt.
         try:
             if not inline:
-                tasks.execute_step.delay(step.run_id, step.node_id, step.attempt)
+                wakeups.send(wakeups.EXECUTE_STEP, (step.run_id, step.node_id, step.attempt))
             elif step.run_id not in continued:
-                tasks.continue_run.delay(step.run_id)
+                wakeups.send(wakeups.CONTINUE_RUN, (step.run_id,))
                 continued.add(step.run_id)
         except (KombuError, OSError) as exc:  # the broker is down: re-sent next interval
             log.warning("could not re-send step %s/%s: %s", step.run_id, step.node_id, exc)
@@ -174,10 +172,9 @@ def cancel_orphaned_subflows() -> int:
         status=decider.CANCELLED,
     )
     orphans = Run.objects.filter(parent_run_id__isnull=False, status__in=decider.RUN_LIVE)
-    parents = set(
-        orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)[:BATCH]
-    )
-    return sum(driver.cancel_orphans(parent) for parent in parents)
+    parents = orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)
+    distinct = {parent for parent in parents[:BATCH] if parent is not None}
+    return sum(driver.cancel_orphans(parent) for parent in distinct)
 
 
 def release_queues() -> int:

@@ -3,7 +3,8 @@ driver. Celery is the wake-up call; the database decides what is true."""
 
 from celery import shared_task
 
-from runs import clock, driver, sweeper
+from runs import driver, sweeper
+from runs.ground import clock
 from runs.models import Heartbeat
 
 

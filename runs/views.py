@@ -15,7 +15,8 @@ from flows.vite import diagram_bundle
 from runs import decider, driver, replay_edits, selectors
 from runs.diagram import STATES_ELEMENT, run_graph_config, run_steps, step_rows
 from runs.forms import DiscardForm, ReplayForm
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 
 
 def actor_of(request) -> str:

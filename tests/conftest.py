@@ -122,7 +122,8 @@ def eager_celery(celery_in_thread, django_capture_on_commit_callbacks):
 @pytest.fixture
 def sweep_at(eager_celery):
     """Sweep at ``moment``, running what it dispatches before returning."""
-    from runs import clock, sweeper
+    from runs import sweeper
+    from runs.ground import clock
 
     def sweep(moment):
         with clock.frozen_at(moment), eager_celery():

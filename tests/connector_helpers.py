@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from connectors import base as connectors
-from runs import clock
+from runs.ground import clock
 
 
 def run_connector(key: str, config: dict, *, run_id: int = 0, node: str = "step"):

@@ -12,7 +12,8 @@ from connectors.triggers import intake
 from connectors.triggers.models import DeliveryRecord, Receipt
 from flows import services
 from runs import driver
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.engine_helpers import chain, publish, transform
 from tests.trigger_helpers import token_of, triggered_flow, webhook
 

@@ -14,7 +14,8 @@ from approvals import links, services
 from approvals.models import ApprovalTask
 from config.roles import ADMIN, REVIEWER
 from runs import driver
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 from tests.approval_helpers import INPUT, approval_node, reviewer, task_of
 from tests.conftest import login
 from tests.engine_helpers import publish, transform

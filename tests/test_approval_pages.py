@@ -13,7 +13,8 @@ from django.core import mail
 from approvals import links, services
 from approvals.consumers import InboxConsumer
 from runs import driver
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 from tests.approval_helpers import INPUT, approval_flow, reviewer, task_of
 from tests.conftest import login
 

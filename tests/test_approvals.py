@@ -12,8 +12,10 @@ from django.db import connection
 
 from approvals import selectors, services, sweep
 from approvals.models import ApprovalTask, TaskStatus
-from runs import clock, driver
-from runs.models import Event, Run, Step
+from runs import driver
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.approval_helpers import (
     INPUT,
     SUPERVISORS,

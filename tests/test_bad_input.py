@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from connectors.triggers.models import DeliveryRecord, SeenSignature
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 from tests.conftest import login
 from tests.test_webhooks import hook_url, signed, signing_credential
 from tests.trigger_helpers import pause, triggered_flow, webhook

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from runs import driver
-from runs.models import Event, Run
+from runs.ground.models import Event
+from runs.models import Run
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
 

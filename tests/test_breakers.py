@@ -12,8 +12,10 @@ from django.db import connection
 
 from connectors.outbound import breakers
 from connectors.outbound.models import Breaker, StoreFault
-from runs import clock, driver, sweeper
-from runs.models import Event, Step, Timer
+from runs import driver, sweeper
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Step, Timer
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
 from tests.localserver import free_port

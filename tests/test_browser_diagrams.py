@@ -8,7 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from runs import clock, driver
+from runs import driver
+from runs.ground import clock
 from runs.models import Timer
 from tests.browser import browser, log_in, screenshot  # noqa: F401
 from tests.conftest import PASSWORD

@@ -10,8 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from runs import clock, driver, sweeper
-from runs.models import Event, Run
+from runs import driver, sweeper
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run
 from tests.conftest import login
 from tests.engine_helpers import chain, publish
 from tests.payments_helpers import charge_node, control, report

@@ -13,13 +13,14 @@ from connectors.credentials import store as credentials
 from connectors.credentials.hosts import fill_allowed_hosts
 from connectors.credentials.models import Credential
 from connectors.credentials.store import credential_create
-from flows import projection, services
 from flows import secret_moves as moves
+from flows import services
 from flows.graph import graph_hash, normalise
 from flows.models import Flow, FlowVersion
 from runs import driver
-from runs.eventstore import NewEvent, append_many, verify_stream
-from runs.models import Event
+from runs.ground import projectors
+from runs.ground.eventstore import NewEvent, append_many, verify_stream
+from runs.ground.models import Event
 from tests.conftest import login
 from tests.engine_helpers import READY, activate, chain, publish
 from tests.localserver import Reply
@@ -166,8 +167,7 @@ def record_old_flow(flow, graph: dict) -> None:
                  payload={"flow_id": flow.pk, "number": 1, "graph": graph,
                           "graph_hash": graph_hash(graph), "note": ""}),
     ]  # fmt: skip
-    for event in append_many(events):
-        projection.project(event)
+    projectors.project(append_many(events))
 
 
 def test_the_migration_moves_keys_into_a_credential_and_old_versions_still_run(

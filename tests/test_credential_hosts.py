@@ -15,7 +15,8 @@ from connectors.credentials.hosts import fill_allowed_hosts
 from connectors.credentials.models import Credential
 from flows.teams import team_create
 from runs import driver
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.conftest import SMTP_PASSWORD, SMTP_USER, login
 from tests.engine_helpers import chain, publish
 from tests.localserver import Reply

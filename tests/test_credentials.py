@@ -15,8 +15,8 @@ from django.urls import reverse
 from connectors.base import ConnectorError
 from connectors.credentials import store as credentials
 from connectors.credentials.models import Credential
-from runs.eventstore import append, verify_stream
-from runs.models import Event
+from runs.ground.eventstore import append, verify_stream
+from runs.ground.models import Event
 from tests.conftest import login
 
 TOKEN = "tok-4f9Q-very-secret"

@@ -10,7 +10,8 @@ from django.core.management import call_command
 
 from flows.graph import InvalidGraph, validate
 from runs import driver
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.engine_helpers import chain, publish, transform
 from tests.localserver import Reply
 from tests.projection_helpers import differences, projected_rows

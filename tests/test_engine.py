@@ -7,9 +7,11 @@ import io
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver
-from runs.eventstore import verify_stream
-from runs.models import Event, Run, Step, Timer
+from runs import decider, driver
+from runs.ground import clock
+from runs.ground.eventstore import verify_stream
+from runs.ground.models import Event
+from runs.models import Run, Step, Timer
 from tests.engine_helpers import chain, publish, transform
 from tests.payments_helpers import charge_node, control, report
 

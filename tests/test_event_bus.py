@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from connectors import base as connectors
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt
-from runs import clock, driver
+from runs import driver
+from runs.ground import clock
 from runs.models import Run, Step
 from tests.conftest import login
 from tests.engine_helpers import transform

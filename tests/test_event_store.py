@@ -8,14 +8,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
 
-from runs import eventstore
-from runs.eventstore import NewEvent, append, append_many, verify_all, verify_stream
-from runs.models import Event, ImmutableEventError, Stream
-from runs.redaction import (
-    REDACTED,
-    register_secret_provider,
-    unregister_secret_provider,
-)
+from runs.ground import eventstore
+from runs.ground.eventstore import NewEvent, append, append_many, verify_all, verify_stream
+from runs.ground.models import Event, ImmutableEventError, Stream
+from runs.ground.redaction import REDACTED, register_secret_provider, unregister_secret_provider
 
 
 def test_events_on_a_stream_are_numbered_and_chained(db):

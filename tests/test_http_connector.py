@@ -18,8 +18,10 @@ from connectors.base import ConnectorError
 from connectors.credentials import store as credentials
 from connectors.nodes.http_request import MAX_RESPONSE_BYTES
 from flows.models import Flow
-from runs import clock, driver
-from runs.models import Event, Step
+from runs import driver
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Step
 from tests.conftest import login
 from tests.connector_helpers import run_connector
 from tests.engine_helpers import chain, publish

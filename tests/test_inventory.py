@@ -9,8 +9,8 @@ from django.urls import reverse
 from flows import services
 from flows.models import Flow
 from flows.teams import team_create, team_members_set
-from runs import clock
-from runs.models import Event
+from runs.ground import clock
+from runs.ground.models import Event
 from tests.conftest import login
 
 VALID_FORM = {

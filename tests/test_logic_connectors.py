@@ -5,8 +5,10 @@ import datetime as dt
 import pytest
 
 from flows.graph import InvalidGraph, validate
-from runs import clock, driver
-from runs.models import Event, Step, Timer
+from runs import driver
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Step, Timer
 from tests.engine_helpers import chain, publish, transform
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

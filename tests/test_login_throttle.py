@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from config import throttle
-from runs.eventstore import verify_stream
-from runs.models import Event
+from runs.ground.eventstore import verify_stream
+from runs.ground.models import Event
 from tests.conftest import PASSWORD, login
 
 ATTACKER = "203.0.113.7"

@@ -8,8 +8,10 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver
-from runs.models import Event, Step
+from runs import decider, driver
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Step
 from tests.engine_helpers import chain, publish
 from tests.payments_helpers import report
 

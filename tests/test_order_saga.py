@@ -10,9 +10,11 @@ import pytest
 
 from flows.graph import InvalidGraph, validate
 from flows.management.commands.seed_demo import order_graph
-from runs import clock, decider, driver
-from runs.eventstore import verify_stream
-from runs.models import Event, Step
+from runs import decider, driver
+from runs.ground import clock
+from runs.ground.eventstore import verify_stream
+from runs.ground.models import Event
+from runs.models import Step
 from tests.engine_helpers import chain, publish
 from tests.payments_helpers import control, report
 

@@ -17,7 +17,8 @@ from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
 from flows.models import Team
 from flows.teams import team_create, team_members_set, team_update
-from runs import clock, driver
+from runs import driver
+from runs.ground import clock
 from runs.models import Run, Step, Timer
 from tests.approval_helpers import approval_flow
 from tests.engine_helpers import chain, publish, transform

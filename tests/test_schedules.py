@@ -4,10 +4,10 @@ per fire time, through daylight-saving changes, restarts and racing beats."""
 import datetime as dt
 import threading
 
-from connectors.nodes.trigger_schedule import ScheduleConfig
 from connectors.triggers import schedules
+from connectors.triggers.configs import ScheduleConfig
 from connectors.triggers.models import DeliveryRecord, Receipt
-from runs import clock
+from runs.ground import clock
 from runs.models import Run
 from tests.trigger_helpers import pause, triggered_flow
 

@@ -13,8 +13,10 @@ from django.urls import reverse
 
 from connectors.credentials import store as credentials
 from connectors.credentials.models import Credential
-from runs import clock, driver, sweeper
-from runs.models import Event, Run, Step
+from runs import driver, sweeper
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.conftest import SMTP_USER, login
 from tests.engine_helpers import chain, publish
 from tests.localserver import Reply

@@ -6,7 +6,8 @@ import pytest
 
 from connectors.base import Connector, Context, Result, StrictConfig, register
 from runs import decider, driver
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.engine_helpers import chain, publish, transform
 
 

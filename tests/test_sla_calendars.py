@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from approvals.calendars import CalendarRefused, calendar_save
 from approvals.models import BusinessCalendar
-from runs.models import Event, Stream
+from runs.ground.models import Event, Stream
 from tests.conftest import login
 
 WEEKDAYS = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}

@@ -8,8 +8,10 @@ import io
 import pytest
 from django.core.management import call_command
 
-from runs import clock, decider, driver
-from runs.models import Event, Run, Step
+from runs import decider, driver
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.engine_helpers import chain, publish, transform
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from config.celery import app
-from runs import clock, driver, sweeper
+from runs import driver, sweeper
+from runs.ground import clock
 from runs.models import Step
 from tests.engine_helpers import chain, publish
 from tests.projection_helpers import projected_rows

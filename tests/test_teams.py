@@ -12,7 +12,7 @@ from django.urls import reverse
 from flows import services
 from flows.models import Team
 from flows.teams import TeamError, team_create, team_members_set, team_update
-from runs.models import Event, Stream
+from runs.ground.models import Event, Stream
 from tests.conftest import flow_data, login
 
 

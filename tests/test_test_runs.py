@@ -13,7 +13,8 @@ from connectors.triggers.webhook_receiver import sign
 from flows import services
 from flows.models import DraftSnapshot
 from runs import driver
-from runs.models import Event, Run, Step
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.conftest import login
 from tests.engine_helpers import READY, transform
 from tests.localserver import Reply

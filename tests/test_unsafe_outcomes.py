@@ -17,9 +17,11 @@ import pytest
 
 from connectors import base as connectors
 from fakeapi.payments import PaymentsServer
-from runs import clock, decider, driver
+from runs import decider, driver
 from runs.graph_facts import build_graph
-from runs.models import Event, Run, Step
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run, Step
 from tests.conftest import allow_outbound
 from tests.connector_helpers import run_connector
 from tests.engine_helpers import chain, publish

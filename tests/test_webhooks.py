@@ -16,8 +16,9 @@ from connectors.credentials import store as credentials
 from connectors.triggers import intake
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
 from connectors.triggers.webhook_receiver import sign
-from runs import clock
-from runs.models import Event, Run
+from runs.ground import clock
+from runs.ground.models import Event
+from runs.models import Run
 from tests.conftest import login
 from tests.engine_helpers import transform
 from tests.trigger_helpers import pause, retire, token_of, triggered_flow, webhook

@@ -8,8 +8,8 @@ from django.db import migrations
 
 def record(apps, schema_editor):
     from approvals.models import BusinessCalendar
-    from runs.eventstore import append
-    from runs.models import Stream
+    from runs.ground.eventstore import append
+    from runs.ground.models import Stream
 
     for calendar in BusinessCalendar.objects.select_related("group").order_by("group_id"):
         stream = f"calendar:{calendar.group_id}"

@@ -7,6 +7,10 @@ from typing import Any
 
 import httpx
 
+from connectors.base import UnknownConnector, get
+from connectors.credentials import store as credentials
+from connectors.credentials.models import Credential
+from flows.models import Flow, FlowVersion
 from runs.expressions import has_expression
 
 DEFAULT_API = "http://127.0.0.1:8765"  # payments and inventory's default base_url
@@ -43,9 +47,6 @@ def _destination(type_: str, config: dict) -> str | None:
 
 def hosts_used(name: str, type_: str, fields: dict) -> list[str]:
     """host:port patterns for the credential ``name``, in a stable order."""
-    from connectors.base import UnknownConnector, get
-    from flows.models import Flow, FlowVersion
-
     found: set[str] = set()
     if type_ in OWN_SERVER and fields.get("host"):
         own = str(fields["host"]).strip().lower()
@@ -68,9 +69,6 @@ def hosts_used(name: str, type_: str, fields: dict) -> list[str]:
 def fill_allowed_hosts(*, actor: str = "system:migration") -> list[str]:
     """Give every credential without allowed hosts the hosts it is used with
     today; one line per credential, for the person running it."""
-    from connectors.credentials import store as credentials
-    from connectors.credentials.models import Credential
-
     report = []
     for credential in Credential.objects.order_by("name"):
         if credential.allowed_hosts:

@@ -23,12 +23,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from connectors.base import not_sent
+from connectors.base import UnknownConnector, get, not_sent
 from connectors.credentials.models import Credential, CredentialType
 from connectors.outbound import allowed_hosts as hosts
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event, Stream
-from runs.redaction import MIN_SECRET_LENGTH
+from flows.models import Flow, FlowVersion
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event, Stream
+from runs.ground.redaction import MIN_SECRET_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -505,8 +506,6 @@ def _names_in(graph: Any) -> set[str]:
 
 
 def _names_in_spec(spec: dict) -> set[str]:
-    from connectors.base import UnknownConnector, get
-
     kind, config = spec.get("type"), spec.get("config")
     if not isinstance(kind, str) or not isinstance(config, dict):
         return set()
@@ -519,8 +518,6 @@ def _names_in_spec(spec: dict) -> set[str]:
 
 def flows_using(name: str) -> list:
     """Flows whose newest published version or draft names the credential."""
-    from flows.models import Flow, FlowVersion
-
     using = []
     for flow in Flow.objects.exclude(status="retired").order_by("name"):
         version = (

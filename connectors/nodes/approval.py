@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from approvals import requesting
+from approvals.requesting import WAIT_REASON
 from connectors.base import Connector, ConnectorError, Context, Result, StrictConfig, register
-
-WAIT_REASON = "approval"
 
 
 class FormField(StrictConfig):
@@ -96,8 +96,6 @@ class Approval(Connector):
     inline = True
 
     def execute(self, ctx: Context) -> Result:
-        from approvals import requesting
-
         try:
             request = requesting.build(ctx.config, now=ctx.now)
         except requesting.RequestError as exc:

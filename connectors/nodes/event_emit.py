@@ -19,6 +19,7 @@ from connectors.base import (
     register,
 )
 from connectors.nodes.trigger_event import TOPIC
+from connectors.triggers import bus
 
 
 class EmitEventConfig(StrictConfig):
@@ -46,8 +47,6 @@ class EmitEvent(Connector):
         return SideEffect.IDEMPOTENT  # subscribers start once per event id
 
     def execute(self, ctx: Context) -> Result:
-        from connectors.triggers import bus
-
         trigger = ctx.data.get("trigger") or {}
         hops = (trigger.get("hops", 0) if isinstance(trigger, dict) else 0) + 1
         if hops > settings.LEDGERFLOW_EVENT_MAX_HOPS:

@@ -29,7 +29,7 @@ from connectors.base import (
 )
 from connectors.credentials.store import UsableCredential, credential_for
 from connectors.outbound import allowed_hosts, drift, netguard
-from runs import clock
+from runs.ground import clock
 
 MAX_RESPONSE_BYTES = 1_000_000  # over every hop and page of one step
 MAX_REDIRECTS = 5

@@ -33,6 +33,7 @@ from connectors.base import (
     not_sent,
     register,
 )
+from runs import expressions
 
 MAX_ITEMS = 1000
 MAX_BATCH = 100
@@ -54,8 +55,6 @@ class LoopConfig(StrictConfig):
 
     @model_validator(mode="after")
     def body_is_runnable(self):
-        from runs import expressions
-
         try:
             connector = body_connector(self.body)
         except ConnectorError as exc:
@@ -172,8 +171,6 @@ class Loop(Connector):
 
     @staticmethod
     def _iteration(ctx: Context, connector: Connector, item: Any, index: int) -> Any:
-        from runs import expressions
-
         body = ctx.config.body
         try:
             rendered = expressions.render(body.config, {**ctx.data, "item": item, "index": index})

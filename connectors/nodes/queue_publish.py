@@ -4,7 +4,10 @@ Ledgerflow queue trigger starts one run however often the step re-runs."""
 
 from typing import Any
 
+import amqp.exceptions
+import kombu
 from django.conf import settings
+from kombu.exceptions import OperationalError
 from pydantic import Field
 
 from connectors.base import (
@@ -17,7 +20,7 @@ from connectors.base import (
     not_sent,
     register,
 )
-from connectors.nodes.trigger_queue import QUEUE
+from connectors.triggers.configs import QUEUE
 
 
 class PublishQueueConfig(StrictConfig):
@@ -44,10 +47,6 @@ class PublishQueue(Connector):
         return SideEffect.IDEMPOTENT  # consumers deduplicate on message_id
 
     def execute(self, ctx: Context) -> Result:
-        import amqp.exceptions
-        import kombu
-        from kombu.exceptions import OperationalError
-
         config: PublishQueueConfig = ctx.config
         if not settings.RABBITMQ_URL:
             raise not_sent("RABBITMQ_URL is not set: there is no queue broker")

@@ -25,6 +25,10 @@ from connectors.base import (
     not_sent,
     register,
 )
+from flows.models import Flow
+from runs import decider, driver
+from runs.models import Run
+from runs.subflows import child_outcome
 
 # Sub-flows calling sub-flows: deeper than this is a runaway recursion.
 MAX_DEPTH = 5
@@ -35,19 +39,6 @@ class SubflowConfig(StrictConfig):
     # The child run's trigger input; may hold expressions.
     input: Any = Field(default_factory=dict)
     on_failure: Literal["fail", "port"] = "fail"
-
-
-def child_outcome(child, on_failure: str) -> tuple[str, Any, str | None]:
-    """(port, output, error) of the parent step for a finished child run."""
-    from runs import decider
-
-    if child.status == decider.RUN_SUCCEEDED:
-        return "out", {"child_run_id": child.pk, "status": child.status,
-                       "output": child.output}, None  # fmt: skip
-    if on_failure == "port":
-        return "failed", {"child_run_id": child.pk, "status": child.status,
-                          "error": child.error}, None  # fmt: skip
-    return "out", None, f"sub-flow run {child.pk} ended {child.status}: {child.error}"
 
 
 @register
@@ -76,10 +67,6 @@ class CallSubflow(Connector):
     timeout_seconds = 30.0
 
     def execute(self, ctx: Context) -> Result:
-        from flows.models import Flow
-        from runs import decider, driver
-        from runs.models import Run
-
         config: SubflowConfig = ctx.config
         parent = Run.objects.get(pk=ctx.run_id)
         flow = Flow.objects.filter(slug=config.flow).first()
@@ -107,9 +94,7 @@ class CallSubflow(Connector):
                       wait_for="subflow")  # fmt: skip
 
 
-def _depth(run) -> int:
-    from runs.models import Run
-
+def _depth(run: Run | None) -> int:
     depth = 0
     while run is not None and run.parent_run_id and depth <= MAX_DEPTH:
         depth += 1

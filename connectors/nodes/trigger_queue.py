@@ -1,18 +1,8 @@
 """Queue trigger: ``manage.py consume_queues`` reads the named RabbitMQ
 queue and starts one run per message (deduplicated on its message id)."""
 
-from pydantic import Field
-
-from connectors.base import Connector, Context, Result, StrictConfig, register
-
-QUEUE = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$"
-
-
-class QueueTriggerConfig(StrictConfig):
-    queue: str = Field(pattern=QUEUE)
-    # Deliveries after which RabbitMQ moves a message that keeps failing to
-    # the dead-letter queue, where the consumer records it as poison.
-    delivery_limit: int = Field(default=5, ge=1, le=100)
+from connectors.base import Connector, Context, Result, register
+from connectors.triggers.configs import QueueTriggerConfig
 
 
 @register

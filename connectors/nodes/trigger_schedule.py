@@ -5,37 +5,8 @@ each one once (unique per flow and fire time), so restarts and a second beat
 never fire twice.
 """
 
-import zoneinfo
-from typing import Literal
-
-from croniter import croniter
-from pydantic import field_validator
-
-from connectors.base import Connector, Context, Result, StrictConfig, register
-
-
-class ScheduleConfig(StrictConfig):
-    cron: str
-    timezone: str = "UTC"
-    # A fire found late (the platform was down): run it late, or record it
-    # as skipped.
-    catch_up: Literal["run_late", "skip"] = "run_late"
-
-    @field_validator("cron")
-    @classmethod
-    def valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value) or len(value.split()) != 5:
-            raise ValueError(f"“{value}” is not a five-field cron expression")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"“{value}” is not a known time zone") from None
-        return value
+from connectors.base import Connector, Context, Result, register
+from connectors.triggers.configs import ScheduleConfig
 
 
 @register

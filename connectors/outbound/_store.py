@@ -8,7 +8,7 @@ on database rows, written by compare-and-set on a version column.
 
 Exactly one caller makes each state change: the script (or the winning
 compare-and-set) returns the change to that caller alone, and that caller
-appends the event. Times are epoch seconds from ``runs.clock``, passed in, so
+appends the event. Times are epoch seconds from ``runs.ground.clock``, passed in, so
 every worker and every test agrees on one clock.
 """
 

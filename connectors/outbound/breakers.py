@@ -27,9 +27,9 @@ from django.db.models import F
 from connectors.outbound import _store
 from connectors.outbound._store import ALLOW, PROBE, WAIT, Reply, StoreDown  # noqa: F401
 from connectors.outbound.models import Breaker, StoreFault
-from runs import clock
-from runs.eventstore import NewEvent, append_many
-from runs.models import Event, Stream
+from runs.ground import clock
+from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.models import Event, Stream
 
 log = logging.getLogger(__name__)
 

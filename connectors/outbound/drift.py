@@ -15,6 +15,8 @@ import jsonschema
 from django.db import DatabaseError, transaction
 
 from connectors.base import Context
+from runs.ground.eventstore import append
+from runs.models import Run
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,6 @@ def mismatch(schema: dict, document: Any) -> str | None:
 def record_drift(ctx: Context, *, connector: str, message: str) -> None:
     """Append a ``connector.drift`` event to the step's flow; a failure to
     record it is logged and never fails the step that did succeed."""
-    from runs.eventstore import append
-    from runs.models import Run
-
     try:
         with transaction.atomic():
             flow_id = Run.objects.filter(pk=ctx.run_id).values_list("flow_id", flat=True).first()

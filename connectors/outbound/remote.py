@@ -3,6 +3,7 @@ connector's transport, so one place decides how Ledgerflow reaches the
 outside (timeouts, size cap, error classes, outbound policy)."""
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 from connectors.base import Context
@@ -26,8 +27,6 @@ def post_json(
 
 def get_json(ctx_free_url: str, *, timeout: float, credential: str | None = None) -> Any:
     """GET without a step (a connection test); the parsed JSON answer."""
-    import datetime as dt
-
     config = HttpConfig(method="GET", url=ctx_free_url, timeout_seconds=timeout,
                         credential=credential)  # fmt: skip
     probe = Context(run_id=0, node_id="test_connection", attempt=1, config=config,

@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 from config.roles import role_required
 from connectors.outbound import breakers
 from connectors.outbound.models import Breaker, StoreFault
-from runs import clock, decider
+from runs import decider
+from runs.ground import clock
 from runs.models import Step
 
 # A fault this recent raises the flag on the page.

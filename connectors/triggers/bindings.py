@@ -1,14 +1,25 @@
 """Which trigger each flow's newest published version has, and its webhook
-token. Rows are written by ``apply`` from flow events, live and in a rebuild;
-``after_publish`` and ``rotate_token`` record the token events."""
+token. Rows are written by ``apply`` from flow events, live (``project``, a
+projector of flow events registered in TriggersConfig) and in a rebuild.
+The projector also issues a webhook flow's first token when its version is
+published; ``rotate_token`` records a new one.
+
+The flows app records its facts and knows nothing of triggers: bindings
+follow the flow's events, and write the token events to the flow's stream
+themselves, through the ground layer.
+"""
 
 import secrets
+from collections.abc import Sequence
 
 from django.db import transaction
 
 from connectors import base as connectors
 from connectors.triggers.models import Binding
-from runs.models import Event
+from flows.services import FlowError, actor_of
+from runs.ground import projectors
+from runs.ground.eventstore import append
+from runs.ground.models import Event
 
 KINDS = {
     "trigger.webhook": "webhook",
@@ -67,33 +78,28 @@ def apply(event: Event, binding: Binding | None = None) -> Binding | None:
     return binding
 
 
-def project(event: Event) -> None:
-    """Live: write the binding in the transaction that appended ``event``."""
-    binding = apply(event)
-    if binding is not None and (event.type == "flow.published" or event.type in TOKEN_EVENTS):
+def project(events: Sequence[Event]) -> None:
+    """Live: write the binding in the transaction that appended the events."""
+    for event in events:
+        binding = apply(event)
+        if binding is None:
+            continue
         binding.save()
-
-
-def after_publish(flow_id: int, actor) -> None:
-    """A webhook flow gets its URL when first published with that trigger."""
-    binding = Binding.objects.get(flow_id=flow_id)
-    if binding.kind == "webhook" and not binding.token:
-        _token_event(flow_id, "flow.webhook_token_issued", actor)
+        if event.type == "flow.published" and binding.kind == "webhook" and not binding.token:
+            # A webhook flow gets its URL when first published with that trigger.
+            _token_event(binding.flow_id, "flow.webhook_token_issued", event.actor)
 
 
 @transaction.atomic
 def rotate_token(flow, actor) -> Binding:
     """A new URL; the old one stops working in the same commit."""
-    from flows.services import FlowError
-
     binding = Binding.objects.filter(flow=flow).first()
     if binding is None or binding.kind != "webhook":
         raise FlowError("This flow's published version has no webhook trigger.")
-    _token_event(flow.pk, "flow.webhook_token_rotated", actor)
+    _token_event(flow.pk, "flow.webhook_token_rotated", actor_of(actor))
     return Binding.objects.get(flow=flow)
 
 
-def _token_event(flow_id: int, kind: str, actor) -> None:
-    from flows.services import _write
-
-    _write(flow_id, [(kind, {"flow_id": flow_id, "token": secrets.token_urlsafe(32)})], actor)
+def _token_event(flow_id: int, kind: str, actor: str) -> None:
+    payload = {"flow_id": flow_id, "token": secrets.token_urlsafe(32)}
+    projectors.project([append(f"flow:{flow_id}", kind, payload, actor=actor)])

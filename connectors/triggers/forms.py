@@ -12,8 +12,8 @@ import jsonschema
 from django import forms
 
 from connectors.triggers.models import Binding
-from runs import plainjson
 from runs.forms import StartRunForm
+from runs.ground import plainjson
 
 SIMPLE_TYPES = {"string", "number", "integer", "boolean"}
 
@@ -24,7 +24,7 @@ def input_schema(flow) -> dict:
     return schema if isinstance(schema, dict) else {}
 
 
-def start_form_for(flow, data=None) -> forms.Form:
+def start_form_for(flow, data=None) -> "JSONStartForm | SchemaStartForm":
     schema = input_schema(flow)
     if _is_flat(schema):
         return SchemaStartForm(schema, data=data)

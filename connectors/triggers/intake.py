@@ -17,8 +17,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from connectors.triggers.models import DeliveryRecord, Receipt, SeenSignature, Watermark
-from runs import clock, driver
-from runs.eventstore import append
+from runs import driver
+from runs.ground import clock
+from runs.ground.eventstore import append
+from runs.ground.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +177,22 @@ def _accepted_payload(delivery: Delivery) -> dict:
     return payload
 
 
-def _record(delivery: Delivery, outcome: str, detail: dict) -> DeliveryRecord:
-    from connectors.triggers.projection import record_from
+def record_from(event: Event) -> DeliveryRecord:
+    """The delivery record of a ``delivery.*`` event: written live here and
+    by the rebuild (connectors/triggers/projection.py) alike."""
+    payload = event.payload
+    return DeliveryRecord(
+        flow_id=payload["flow_id"],
+        seq=event.seq,
+        source=payload["source"],
+        outcome=event.type.split(".", 1)[1],
+        key=payload.get("key", ""),
+        detail=payload.get("detail", {}),
+        at=event.occurred_at,
+    )
 
+
+def _record(delivery: Delivery, outcome: str, detail: dict) -> DeliveryRecord:
     payload = {
         "flow_id": delivery.flow.pk,
         "source": delivery.source,

@@ -15,24 +15,11 @@ import datetime as dt
 from django.conf import settings
 
 from connectors.triggers import bindings
-from connectors.triggers.intake import is_older
+from connectors.triggers.intake import is_older, record_from
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
 from flows.models import Flow
-from runs import clock
-from runs.models import Event, Stream
-
-
-def record_from(event: Event) -> DeliveryRecord:
-    payload = event.payload
-    return DeliveryRecord(
-        flow_id=payload["flow_id"],
-        seq=event.seq,
-        source=payload["source"],
-        outcome=event.type.split(".", 1)[1],
-        key=payload.get("key", ""),
-        detail=payload.get("detail", {}),
-        at=event.occurred_at,
-    )
+from runs.ground import clock
+from runs.ground.models import Event, Stream
 
 
 def rebuild() -> int:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import amqp.exceptions
 import kombu
+from django.db import close_old_connections
 from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 
-from connectors.nodes.trigger_queue import QueueTriggerConfig
 from connectors.triggers import intake
+from connectors.triggers.configs import QueueTriggerConfig
 from connectors.triggers.models import Binding
+from flows.models import Flow
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_EXCHANGE = "ledgerflow.dead-letters"
@@ -92,8 +94,6 @@ def message_key(message) -> str:
 
 def handle(subscription: Subscription, message) -> str:
     """Start the message's run(s); ack only after they committed."""
-    from flows.models import Flow
-
     try:
         body = json.loads(raw_body(message))
         if not isinstance(body, dict):
@@ -130,8 +130,6 @@ def handle(subscription: Subscription, message) -> str:
 
 def handle_dead(subscription: Subscription, message) -> str:
     """Record a dead-lettered message on its flows' pages, then let it go."""
-    from flows.models import Flow
-
     try:
         detail = {
             "queue": subscription.queue,
@@ -185,8 +183,6 @@ class QueueConsumer:
                 self.stop.wait(2)
 
     def _run_connected(self) -> None:
-        from django.db import close_old_connections
-
         with kombu.Connection(self.url, heartbeat=30) as connection:
             channel = connection.channel()
             channel.basic_qos(0, self.prefetch, False)

@@ -15,9 +15,10 @@ import zoneinfo
 from croniter import croniter
 from django.conf import settings
 
-from connectors.nodes.trigger_schedule import ScheduleConfig
 from connectors.triggers import intake
+from connectors.triggers.configs import ScheduleConfig
 from connectors.triggers.models import Binding, Receipt
+from runs.ground import clock
 
 log = logging.getLogger(__name__)
 KEY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -119,8 +120,6 @@ def fire(
 
 
 def upcoming(binding: Binding, count: int = 3) -> list[dt.datetime]:
-    from runs import clock
-
     config = ScheduleConfig.model_validate(binding.config)
     now = clock.now()
     return fires_between(config, now, now + dt.timedelta(days=366), limit=count)

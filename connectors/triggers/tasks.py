@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from connectors.triggers import intake, schedules
-from runs import clock
+from runs.ground import clock
 
 log = logging.getLogger(__name__)
 

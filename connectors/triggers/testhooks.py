@@ -15,10 +15,10 @@ from typing import Any
 from django.utils.crypto import constant_time_compare, salted_hmac
 from pydantic import ValidationError
 
-from connectors.nodes.trigger_webhook import WebhookConfig
 from connectors.triggers import intake, webhook_receiver
+from connectors.triggers.configs import WebhookConfig
 from flows.models import Flow
-from runs import plainjson
+from runs.ground import plainjson
 
 SALT = "ledgerflow.webhook-test-url"
 WEBHOOK_TYPE = "trigger.webhook"

@@ -21,7 +21,8 @@ from connectors.triggers import testhooks, topics, webhook_receiver
 from connectors.triggers.bindings import rotate_token
 from flows import services
 from flows.models import Flow
-from runs import clock, decider
+from runs import decider
+from runs.ground import clock
 
 REFUSED_STATUS = {"draft": 409, "paused": 409, "retired": 410}
 POLL_SECONDS = 0.05

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from connectors.nodes.trigger_webhook import WebhookConfig
+from connectors.base import ConnectorError
+from connectors.credentials.store import credential_for
 from connectors.triggers import intake
+from connectors.triggers.configs import WebhookConfig
 from connectors.triggers.models import Binding
-from runs import plainjson
+from runs.ground import plainjson
 from runs.models import Step
 
 # Headers never copied into a run's input: they carry credentials.
@@ -67,9 +69,6 @@ def signing_secret(config: WebhookConfig) -> str:
     """The shared secret of the webhook's hmac credential; a credential that
     is missing or unreadable is the platform's fault, so 503 (the sender
     retries once an operator has fixed it), and the message names no secret."""
-    from connectors.base import ConnectorError
-    from connectors.credentials.store import credential_for
-
     try:
         return credential_for(config.credential, types={"hmac"}).secrets["secret"]
     except ConnectorError as exc:

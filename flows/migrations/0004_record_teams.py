@@ -9,8 +9,8 @@ from django.db import migrations
 def record(apps, schema_editor):
     from flows.models import Team
     from flows.projection import user_ref
-    from runs.eventstore import append
-    from runs.models import Stream
+    from runs.ground.eventstore import append
+    from runs.ground.models import Stream
 
     for team in Team.objects.order_by("id"):
         if Stream.objects.filter(name=f"team:{team.pk}").exists():

@@ -1,3 +1,5 @@
+import json
+
 import markdown as markdown_lib
 import nh3
 from django import template
@@ -21,8 +23,6 @@ def actor_name(actor: str) -> str:
 @register.filter
 def as_json(value) -> str:
     """Pretty JSON for input and output panels (escaped by the template)."""
-    import json
-
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 

@@ -6,7 +6,7 @@ value kept in a credential."""
 from django.core.management.base import BaseCommand
 
 from flows.secrets import graph_secret_paths, secret_paths
-from runs.models import Event
+from runs.ground.models import Event
 
 # Where configs are recorded: flow graphs, and a run's rendered step inputs.
 GRAPH_EVENTS = ("flow.draft_saved", "flow.published", "flow.secrets_moved")

@@ -9,12 +9,15 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from approvals.models import BusinessCalendar
 from config import demo
 from config.roles import ADMIN, OPERATOR, REVIEWER
 from flows import services
 from flows.models import Flow, Team
 from flows.teams import team_create
-from runs import clock
+from runs import driver
+from runs.ground import clock
+from runs.models import Run
 
 DEMO_USERS = [("admin", ADMIN), ("operator", OPERATOR), ("reviewer", REVIEWER)]
 
@@ -151,7 +154,6 @@ def seed_approvals(*, actor, owner) -> Flow:
     the reviewers' business hours. Publishes only when the flow has no
     version yet, so a second run changes nothing."""
     from approvals.calendars import calendar_save
-    from approvals.models import BusinessCalendar
 
     supervisors, _ = Group.objects.get_or_create(name=SUPERVISORS)
     weekdays = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -232,9 +234,6 @@ def seed_runs(*, actor, owner) -> dict[str, int]:
     """Real runs through the engine (their steps are pure or wait for a
     person, so they need no worker): one that succeeded, one dead-lettered
     and one waiting on an approval. Only when there are no runs yet."""
-    from runs import driver
-    from runs.models import Run
-
     if Run.objects.exists():
         return {}
     flow = Flow.objects.filter(slug="address-normalisation").first()

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.eventstore import verify_all
+from runs.ground.eventstore import verify_all
 
 
 class Command(BaseCommand):

@@ -12,12 +12,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
-from runs import clock, plainjson
-from runs.models import Event, Stream
-from runs.redaction import redact, secret_forms
+from runs.ground import clock, plainjson
+from runs.ground.models import Event, Stream
+from runs.ground.redaction import redact, secret_forms
 
 GENESIS_HASH = "0" * 64
 
@@ -172,7 +173,7 @@ def append_many(
     return written
 
 
-def _storable(value):
+def _storable(value: Any) -> Any:
     try:
         return plainjson.storable(value)
     except plainjson.NotStorable as exc:
@@ -251,7 +252,15 @@ def _check_event(event: Event, expected_seq: int, expected_prev: str) -> str | N
     # three different payloads. The columns agree with the body by now, so
     # the stored payload re-canonicalised must give the hashed text exactly.
     try:
-        recanonical = canonical_body(payload=event.payload, **columns)
+        recanonical = canonical_body(
+            stream=event.stream,
+            seq=event.seq,
+            type=event.type,
+            payload=event.payload,
+            actor=event.actor,
+            at=canonical_time(event.occurred_at),
+            prev=event.prev_hash,
+        )
     except EventPayloadError:
         return "payload column is not plain JSON"
     if recanonical != event.body:

@@ -10,6 +10,7 @@ credential store) are picked up without restarting.
 
 import base64
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
@@ -55,7 +56,7 @@ def secret_forms() -> list[str]:
     return sorted(forms, key=len, reverse=True)
 
 
-def redact(value, forms: list[str]):
+def redact(value: Any, forms: list[str]) -> Any:
     """Return ``value`` (JSON-shaped) with every secret form replaced."""
     if not forms:
         return value
