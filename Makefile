@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint format bench drill services browser wrk clean editor editor-test
+.PHONY: run test lint format bench bench-scale drill services browser wrk clean editor editor-test
 
 # Installs are stamped, so a second `make run` starts at once; editing a
 # requirements file re-installs.
@@ -91,6 +91,11 @@ format: $(VENV)/.dev
 # databases 11 and 13; each drill starts its own redis-server on a spare
 # port). The embedded drill runs `make run` itself on a temporary data
 # directory (SQLite and the filesystem broker, no server).
+# The runs list at a million runs (bench/runs_scale.py): loading takes
+# minutes, so it is not part of `make bench`.
+bench-scale: $(VENV)/.dev services
+	$(BIN)/python -m bench.runs_scale
+
 bench: $(VENV)/.dev services wrk
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.webhooks
