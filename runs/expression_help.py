@@ -77,16 +77,7 @@ def _references(node: nodes.Node | None, *, defaulted: bool):
             yield from _references(argument, defaulted=defaulted)
         return
     if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
-        segments: list[Segment] = []
-        current: nodes.Node = node
-        while True:
-            if isinstance(current, nodes.Getattr):
-                segments.insert(0, ("attr", current.attr))
-            elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const):
-                segments.insert(0, ("item", current.arg.value))
-            else:
-                break
-            current = current.node
+        current, segments = _chain(node)
         if isinstance(current, nodes.Name) and current.ctx == "load":
             if not defaulted:
                 yield current.name, segments
@@ -96,6 +87,21 @@ def _references(node: nodes.Node | None, *, defaulted: bool):
             return
     for inner in node.iter_child_nodes():
         yield from _references(inner, defaulted=defaulted)
+
+
+def _chain(node: nodes.Node) -> tuple[nodes.Node, list[Segment]]:
+    """Walk ``a.b["c"].d`` down to its root: (the root node, the lookups
+    from it in source order)."""
+    segments: list[Segment] = []
+    current = node
+    while True:
+        if isinstance(current, nodes.Getattr):
+            segments.insert(0, ("attr", current.attr))
+        elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const):
+            segments.insert(0, ("item", current.arg.value))
+        else:
+            return current, segments
+        current = current.node
 
 
 def _resolve(root: str, segments: list[Segment], data: dict) -> str | None:
