@@ -204,6 +204,10 @@ class CompensationStep(Connector):
     class of its own, since a connector's facts are class attributes."""
 
     def __init__(self, inner: Connector):
+        if type(self) is CompensationStep:
+            # The bare class has no Config of its own: a step built from it
+            # would validate the undo's config against an empty model.
+            raise TypeError("make a connector's undo with compensation_step(inner)")
         self.inner = inner
 
     def side_effect(self, config: BaseModel) -> SideEffect:
