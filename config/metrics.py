@@ -49,7 +49,12 @@ class DatabaseFigures:
         family = GaugeMetricFamily(
             "ledgerflow_runs", "Runs by flow and status.", labels=["flow", "status"]
         )
-        counted = Run.objects.values_list("flow__slug", "status").annotate(n=Count("id"))
+        # Test runs of drafts are the editor's, not the service's: left out.
+        counted = (
+            Run.objects.filter(is_test=False)
+            .values_list("flow__slug", "status")
+            .annotate(n=Count("id"))
+        )
         for flow, status, n in counted.order_by():
             family.add_metric([flow, status], n)
         yield family
@@ -58,7 +63,7 @@ class DatabaseFigures:
         family = GaugeMetricFamily(
             "ledgerflow_dead_letters", "Dead-lettered steps waiting for a person.", labels=["flow"]
         )
-        letters = Step.objects.filter(status=decider.DEAD_LETTERED)
+        letters = Step.objects.filter(status=decider.DEAD_LETTERED, run__is_test=False)
         for flow, n in letters.values_list("run__flow__slug").annotate(n=Count("id")).order_by():
             family.add_metric([flow], n)
         yield family

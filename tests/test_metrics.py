@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from flows import services
 from runs import driver
 from runs.models import Run, Step
 from runs.tasks import record_heartbeat
@@ -67,6 +68,18 @@ def test_run_and_dead_letter_figures_match_the_database(client, settings, olga, 
     assert samples[("ledgerflow_dead_letters", (("flow", "bad-flow"),))] == letters
     assert samples[("ledgerflow_approvals_waiting", ())] == 0
     assert ("ledgerflow_celery_queue_depth", ()) in samples
+    # A test run of a draft is the editor's: it is not counted.
+    from flows import testruns
+
+    services.flow_save_draft(
+        flow=bad, actor=olga, graph=chain(transform("a", x="{{ trigger.v.deep }}"))
+    )
+    bad.refresh_from_db()
+    with eager_celery():
+        testruns.test_run_start(flow=bad, actor="user:olga", input={})
+    assert Run.objects.filter(flow=bad, is_test=True).count() == 1
+    again = scrape(client)
+    assert again[("ledgerflow_dead_letters", (("flow", "bad-flow"),))] == letters
     # A figure read at scrape time follows the database at once.
     with eager_celery():
         driver.start_run(flow=good, input={"n": 9}, actor="webhook")
