@@ -22,7 +22,9 @@ def test_operator_creates_fixes_and_activates_a_flow(browser, live_server, olga)
     page.fill("#id_review_cadence_days", "30")
     page.click("text=Add to inventory")
     expect(page.locator("h1")).to_contain_text("Refund approvals")
-    expect(page.locator(".callout")).to_contain_text("a runbook and a failure mode")
+    expect(page.locator('[data-testid="activation-blockers"]')).to_contain_text(
+        "a runbook and a failure mode"
+    )
     page.click("button:has-text('Activate')")
     expect(page.locator(".message-error")).to_contain_text(
         "Cannot activate: this flow needs a runbook and a failure mode."
