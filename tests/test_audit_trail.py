@@ -178,6 +178,13 @@ def test_pages_continue_by_cursor_without_gaps_or_repeats(db, history):
     assert seen == list(Event.objects.order_by("-occurred_at", "-id").values_list("pk", flat=True))
 
 
+def test_the_next_page_keeps_the_filters_exactly(history):
+    first = Event.objects.order_by("occurred_at", "id").first()
+    since = (first.occurred_at + dt.timedelta(microseconds=1)).isoformat()
+    filters = trail.AuditFilters.from_params({"since": since, "type": "step."})
+    assert trail.AuditFilters.from_params(filters.query()) == filters
+
+
 def test_bad_filters_and_damaged_cursors_are_explained(client, adam, history):
     login(client, adam)
     for params, field in (({"run": "twelve"}, "run"), ({"since": "yesterday"}, "since"),

@@ -68,8 +68,9 @@ class AuditFilters:
         values = {
             "actor": self.actor, "flow": self.flow, "type": self.type, "stream": self.stream,
             "run": str(self.run) if self.run is not None else "",
-            "since": self.since.strftime("%Y-%m-%dT%H:%M") if self.since else "",
-            "until": self.until.strftime("%Y-%m-%dT%H:%M") if self.until else "",
+            # Exactly as parsed, so the next page filters as this one did.
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
         }  # fmt: skip
         return {key: value for key, value in values.items() if value}
 
