@@ -104,6 +104,9 @@ def test_a_second_break_elsewhere_is_alerted_too(db):
 
 
 def test_the_verification_is_on_the_beat_schedule():
-    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "runs.tasks.verify_chains" in tasks
-    assert chain_checks.EVENTS_PER_TICK > 0
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["audit-chain-verify"]
+    app.loader.import_default_modules()
+    assert entry["task"] == "runs.tasks.verify_chains" and entry["task"] in app.tasks
+    assert 0 < entry["schedule"] and 0 < chain_checks.EVENTS_PER_TICK
