@@ -236,6 +236,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "connectors.triggers.tasks.sweep",
         "schedule": float(env_int("LEDGERFLOW_TRIGGER_SWEEP_SECONDS", 5)),
     },
+    # The audit chains, a bounded slice per tick from each stream's checkpoint.
+    "audit-chain-verify": {
+        "task": "runs.tasks.verify_chains",
+        "schedule": float(env_int("LEDGERFLOW_CHAIN_VERIFY_SECONDS", 60)),
+    },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
         "schedule": float(env_int("LEDGERFLOW_HEARTBEAT_SECONDS", 10)),

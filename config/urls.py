@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from config import login_views, metrics, views
 from config.api import api
+from config.audit import views as audit_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,7 +12,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
-    path("audit-log/", views.audit_log, name="audit_log"),
+    path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/export.<str:fmt>", audit_views.audit_export, name="audit_export"),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),
     path("flows/", include("flows.urls")),

@@ -1,19 +1,16 @@
-"""Platform pages: health, readiness, the audit log, error pages."""
+"""Platform pages: health, readiness, error pages."""
 
 import datetime as dt
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
 from config.celery import app
-from config.roles import role_required
 from runs.ground import clock
-from runs.ground.models import Event
 from runs.models import Heartbeat
 
 HEARTBEAT_STALE_AFTER = dt.timedelta(seconds=60)
@@ -87,16 +84,6 @@ def readyz(request):
         "embedded": settings.EMBEDDED,
     }
     return JsonResponse(body, status=200 if ok else 503)
-
-
-@role_required("runs.view_audit_log")
-def audit_log(request):
-    events = Event.objects.order_by("-occurred_at", "-id")
-    stream = request.GET.get("stream", "").strip()[:200]
-    if stream:
-        events = events.filter(stream=stream)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    return render(request, "audit_log.html", {"page": page, "stream": stream})
 
 
 def permission_denied(request, exception=None):

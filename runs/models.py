@@ -9,7 +9,10 @@ from django.db import models
 
 from runs.ground.models import Event, ImmutableEventError, Stream
 
-__all__ = ["Event", "Heartbeat", "ImmutableEventError", "Run", "Step", "Stream", "Timer"]
+__all__ = [
+    "ChainCheckpoint", "Event", "Heartbeat", "ImmutableEventError",
+    "Run", "Step", "Stream", "Timer",
+]  # fmt: skip
 
 
 class Heartbeat(models.Model):
@@ -20,6 +23,31 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.process} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ChainCheckpoint(models.Model):
+    """How far each stream's hash chain has been verified, by (stream, seq).
+
+    Bookkeeping of the verifier, like a heartbeat, not a projection: no event
+    says "verified", and a rebuild that dropped these rows would only make
+    the next ticks verify again from the start. Event ids commit out of
+    order, so progress is per stream and by seq, never "up to event N".
+    """
+
+    stream = models.CharField(primary_key=True, max_length=200)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    verified_at = models.DateTimeField()
+    # Set once when the chain breaks: the break is alerted then, and the
+    # stream is not verified again until someone repairs it and clears this.
+    broken_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    broken_reason = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["broken_seq"], name="checkpoint_broken")]
+
+    def __str__(self) -> str:
+        return f"{self.stream} verified to {self.seq}"
 
 
 class Run(models.Model):

@@ -3,7 +3,7 @@ driver. Celery is the wake-up call; the database decides what is true."""
 
 from celery import shared_task
 
-from runs import driver, sweeper
+from runs import chain_checks, driver, sweeper
 from runs.ground import clock
 from runs.models import Heartbeat
 
@@ -49,3 +49,9 @@ def signal_parent(child_run_id: int) -> None:
 @shared_task
 def cancel_orphans(parent_run_id: int) -> None:
     driver.cancel_orphans(parent_run_id)
+
+
+@shared_task
+def verify_chains() -> None:
+    """Ticked by beat: verify the next slice of each chain, alert on a break."""
+    chain_checks.verify_chains()

@@ -33,7 +33,7 @@ def test_an_inline_script_is_refused_and_reported(browser, live_server, adam):  
 
 def test_pages_send_the_security_headers(browser, live_server, adam):  # noqa: F811
     page = log_in(browser, live_server, "adam", PASSWORD)
-    response = page.goto(f"{live_server.url}/audit-log/")
+    response = page.goto(f"{live_server.url}/audit/")
     headers = response.headers
     policy = headers["content-security-policy"]
     for directive in (

@@ -55,6 +55,7 @@ MATRIX = {
     "readyz": ("GET", PROBE),
     "metrics": ("GET", TOKEN),
     "audit_log": ("GET", {ADMIN}),
+    "audit_export": ("GET", {ADMIN}),
     "lockouts": ("GET", {ADMIN}),
     "lockout_unlock": ("POST", {ADMIN}),
     "flows:inventory": ("GET", {OPERATOR, REVIEWER, ADMIN}),
@@ -220,6 +221,7 @@ def url_for(personas, make_flow):
         "api:connector_test_connection": {"key": "payments.charge"},
         "credentials:edit": {"credential_id": credential.pk},
         "credentials:delete": {"credential_id": credential.pk},
+        "audit_export": {"fmt": "csv"},
     }
     return lambda name: reverse(name, kwargs=kwargs.get(name))
 

@@ -224,6 +224,45 @@ def verify_stream(stream: str) -> ChainBreak | None:
     return None
 
 
+@dataclass(frozen=True)
+class ChainProgress:
+    """How far an incremental verification got: the last event that held
+    (``seq`` 0 and the genesis hash before any) and the break, if one."""
+
+    seq: int
+    hash: str
+    problem: ChainBreak | None
+
+
+def verify_from(stream: str, *, after_seq: int, after_hash: str, limit: int) -> ChainProgress:
+    """Verify at most ``limit`` events of ``stream`` after a checkpoint.
+
+    The head is read before the events: it is written in the transaction
+    that inserts them, so every seq it names is committed and readable, and
+    an event missing below it was removed, not merely late.
+    """
+    head = Stream.objects.filter(name=stream).values_list("last_seq", flat=True).first()
+    if head is None:
+        return ChainProgress(
+            after_seq, after_hash, ChainBreak(stream, after_seq, None, "stream has no head row")
+        )
+    if head < after_seq:
+        reason = f"head says seq {head} but seq {after_seq} was verified (head altered)"
+        return ChainProgress(after_seq, after_hash, ChainBreak(stream, head, None, reason))
+    upto = min(head, after_seq + limit)
+    seq, digest = after_seq, after_hash
+    events = Event.objects.filter(stream=stream, seq__gt=after_seq, seq__lte=upto).order_by("seq")
+    for event in events.iterator(chunk_size=500):
+        problem = _check_event(event, seq + 1, digest)
+        if problem:
+            return ChainProgress(seq, digest, ChainBreak(stream, event.seq, event.id, problem))
+        seq, digest = event.seq, event.hash
+    if seq < upto:
+        reason = f"sequence gap: expected seq {seq + 1}, the head says {head} (events removed)"
+        return ChainProgress(seq, digest, ChainBreak(stream, seq + 1, None, reason))
+    return ChainProgress(seq, digest, None)
+
+
 def _check_event(event: Event, expected_seq: int, expected_prev: str) -> str | None:
     if event.seq != expected_seq:
         return f"sequence gap: expected seq {expected_seq}, found {event.seq}"
