@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.http import Http404, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -178,10 +178,17 @@ EXPORTS = {
 
 
 @role_required("runs.view_run")
-def dead_letters_export(request, fmt: str):
+def dead_letters_csv(request):
+    return _export(request, "csv")
+
+
+@role_required("runs.view_run")
+def dead_letters_jsonl(request):
+    return _export(request, "jsonl")
+
+
+def _export(request, fmt: str):
     """The inbox's dead letters, with the same filters, streamed."""
-    if fmt not in EXPORTS:
-        raise Http404("No such export format.")
     content_type, lines = EXPORTS[fmt]
     rows = deadletters.export_rows(deadletters.DeadLetterFilters.from_params(request.GET))
     response = StreamingHttpResponse(lines(rows), content_type=content_type)

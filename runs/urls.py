@@ -18,14 +18,12 @@ urlpatterns = [
     ),
     path(
         "dead-letters/export.csv",
-        deadletter_views.dead_letters_export,
-        {"fmt": "csv"},
+        deadletter_views.dead_letters_csv,
         name="dead_letters_csv",
     ),
     path(
         "dead-letters/export.jsonl",
-        deadletter_views.dead_letters_export,
-        {"fmt": "jsonl"},
+        deadletter_views.dead_letters_jsonl,
         name="dead_letters_jsonl",
     ),
     path(
