@@ -254,6 +254,9 @@ def test_discard_requires_a_reason(client, olga, payments, eager_celery):
     url = reverse("runs:discard", args=[run.pk, "charge"])
     response = client.post(url, {"reason": "  ", "next": page})
     assert response.status_code == 302 and response.url == page
+    # Back to a page of this site only: another site's address is ignored.
+    response = client.post(url, {"reason": "", "next": "https://evil.example/"})
+    assert response.url == reverse("runs:detail", args=[run.pk])
     assert Step.objects.get(run=run, node_id="charge").status == decider.DEAD_LETTERED
     with eager_celery():
         client.post(url, {"reason": "duplicate order", "next": page})
