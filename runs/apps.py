@@ -22,4 +22,4 @@ class RunsConfig(AppConfig):
         register_rebuild("runs", projection.rebuild, after=("flows",))
         # Dead-letter triage (assignments, notes) has streams of its own.
         register_projector(triage.STREAM_PREFIX, triage.project_events)
-        register_rebuild("dead_letter_triage", triage.rebuild, after=("runs",))
+        register_rebuild("dead-letter triage", triage.rebuild, after=("runs",))
