@@ -101,14 +101,15 @@ def dead_letter_detail(request, run_id: int, node: str):
 def dead_letters_preview(request):
     """What a bulk replay will do, before it is confirmed."""
     pairs, bad = chosen_steps(request.GET.getlist("step"))
-    group = request.GET.get("group", "")
-    if group:
-        filters = deadletters.DeadLetterFilters.from_params({"group": group})
+    filters = deadletters.DeadLetterFilters.from_params({"group": request.GET.get("group", "")})
+    bad += list(filters.errors.values())
+    if filters.group:
         groups, _ = deadletters.inbox_groups(filters)
-        pairs += [(l.step.run_id, l.step.node_id) for g in groups for l in g.letters]  # noqa: E741
+        pairs += [(lt.step.run_id, lt.step.node_id) for g in groups for lt in g.letters]
     preview = deadletters.replay_preview(pairs)
     for value in bad:
-        messages.error(request, f"{value!r} is not a step.")
+        messages.error(request, value if value in filters.errors.values() else
+                       f"{value!r} is not a step.")  # fmt: skip
     if not preview.letters:
         messages.error(request, "Select the dead letters to replay.")
         return redirect("runs:dead_letters")

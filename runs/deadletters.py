@@ -7,6 +7,7 @@ Its breaker target is worked out from its recorded input, the rendered
 config, the same way the driver asks the connector before a call."""
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ from runs.signatures import Signature, signature_of
 # streams all of them.
 INBOX_LIMIT = 2000
 UNDO_SUFFIX = "~undo"
+# A group's key, "<flow id>-<signature key>", or a signature key alone.
+GROUP_KEY = re.compile(r"(?:\d{1,18}-)?[0-9a-f]{16}")
 
 
 @dataclass
@@ -41,7 +44,7 @@ class DeadLetterFilters:
         if "\x00" in filters.flow:
             filters.errors["flow"] = "The text may not contain a NUL character."
             filters.flow = ""
-        if filters.group and not filters.group.isalnum():
+        if filters.group and not GROUP_KEY.fullmatch(filters.group):
             filters.errors["group"] = "That group does not exist (any more)."
             filters.group = ""
         return filters

@@ -286,6 +286,7 @@ def test_edit_and_replay_validates_and_records_the_edit(client, olga, payments, 
 
 def test_the_bulk_preview_names_runs_versions_and_keys(client, olga, payments, eager_celery):
     _, runs = refused_charges(olga, payments, eager_celery)
+    billing(olga, payments, eager_celery)  # another group, not in this preview
     group = deadletters.inbox_groups(deadletters.DeadLetterFilters())[0][0]
     login(client, olga)
     response = client.get(reverse("runs:dead_letters_preview"), {"group": group.key})
@@ -302,6 +303,8 @@ def test_the_bulk_preview_names_runs_versions_and_keys(client, olga, payments, e
     assert "<strong>1</strong> run resume" in page and "&#x27;junk&#x27; is not a step" in page
     empty = client.get(reverse("runs:dead_letters_preview"), follow=True).content.decode()
     assert "Select the dead letters to replay." in empty
+    gone = client.get(reverse("runs:dead_letters_preview"), {"group": "1-nothex"}, follow=True)
+    assert "That group does not exist (any more)." in gone.content.decode()
 
 
 def test_a_group_replays_after_the_api_is_fixed(client, olga, payments, eager_celery):
