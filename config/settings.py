@@ -134,6 +134,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "config.roles.role_context",
                 "approvals.context.inbox_badge",
+                "runs.context.dead_letter_badge",
             ],
         },
     },

@@ -10,8 +10,8 @@ from django.db import models
 from runs.ground.models import Event, ImmutableEventError, Stream
 
 __all__ = [
-    "ChainCheckpoint", "Event", "Heartbeat", "ImmutableEventError",
-    "Run", "Step", "Stream", "Timer",
+    "ChainCheckpoint", "DeadLetterAssignment", "DeadLetterNote", "Event", "Heartbeat",
+    "ImmutableEventError", "Run", "Step", "Stream", "Timer",
 ]  # fmt: skip
 
 
@@ -193,3 +193,46 @@ class Timer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.run_id}/{self.node_id}@{self.due_at:%H:%M:%S}"
+
+
+class DeadLetterAssignment(models.Model):
+    """Projection of ``deadletter.assigned`` events (``deadletter:<run>:<node>``
+    streams): who looks after a dead letter. Plain ids, not foreign keys, so
+    that rebuilding the runs does not cascade into these rows."""
+
+    run_id = models.BigIntegerField()
+    node_id = models.CharField(max_length=64)
+    assignee = models.CharField(max_length=150)
+    assigned_by = models.CharField(max_length=200)
+    assigned_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["run_id", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run_id", "node_id"], name="dead_letter_one_assignee"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.node_id} → {self.assignee}"
+
+
+class DeadLetterNote(models.Model):
+    """Projection of ``deadletter.annotated`` events: an operator's note."""
+
+    run_id = models.BigIntegerField()
+    node_id = models.CharField(max_length=64)
+    seq = models.PositiveIntegerField()  # the event's place in its stream
+    text = models.TextField()
+    actor = models.CharField(max_length=200)
+    written_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["run_id", "node_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run_id", "node_id", "seq"], name="dead_letter_note_seq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.node_id} note {self.seq}"

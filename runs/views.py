@@ -5,6 +5,7 @@ import json
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
@@ -16,11 +17,20 @@ from runs import decider, driver, replay_edits, selectors
 from runs.diagram import STATES_ELEMENT, run_graph_config, run_steps, step_rows
 from runs.forms import DiscardForm, ReplayForm
 from runs.ground.models import Event
-from runs.models import Run, Step
+from runs.models import Run
 
 
 def actor_of(request) -> str:
     return f"user:{request.user.username}"
+
+
+def back_to(request, run: Run):
+    """Where a step action returns: the page it was taken on (the
+    dead-letter inbox, say) when that is a page of this site, else the run."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("runs:detail", run_id=run.pk)
 
 
 @require_POST
@@ -118,7 +128,7 @@ def step_replay(request, run_id, node):
     if not form.is_valid():
         for error in form.errors.get("edited_input", []):
             messages.error(request, f"Edited input: {error}")
-        return redirect("runs:detail", run_id=run.pk)
+        return back_to(request, run)
     edited = bool(request.POST.get("edited_input", "").strip())
     if edited:
         try:
@@ -127,7 +137,7 @@ def step_replay(request, run_id, node):
             raise PermissionDenied(str(exc)) from None
         except replay_edits.EditRefused as exc:
             messages.error(request, f"Not replayed: {exc}")
-            return redirect("runs:detail", run_id=run.pk)
+            return back_to(request, run)
     try:
         driver.replay_dead_letter(
             run.pk,
@@ -141,7 +151,7 @@ def step_replay(request, run_id, node):
     else:
         note = " with the edited input (a new idempotency key)" if edited else ""
         messages.success(request, f"Step {node} replayed{note}.")
-    return redirect("runs:detail", run_id=run.pk)
+    return back_to(request, run)
 
 
 @require_POST
@@ -151,7 +161,7 @@ def step_discard(request, run_id, node):
     form = DiscardForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Say why the dead letter is discarded.")
-        return redirect("runs:detail", run_id=run.pk)
+        return back_to(request, run)
     try:
         driver.discard_dead_letter(
             run.pk, node, actor=actor_of(request), reason=form.cleaned_data["reason"]
@@ -160,7 +170,7 @@ def step_discard(request, run_id, node):
         messages.error(request, f"Cannot discard: {exc}.")
     else:
         messages.success(request, f"Step {node} discarded; the run has failed.")
-    return redirect("runs:detail", run_id=run.pk)
+    return back_to(request, run)
 
 
 @require_POST
@@ -195,24 +205,6 @@ def run_resume(request, run_id):
         return redirect("runs:detail", run_id=run.pk)
     messages.success(request, f"Run {new.pk} resumes run {run.pk} from its failed step.")
     return redirect("runs:detail", run_id=new.pk)
-
-
-@role_required("runs.view_run")
-def dead_letters(request):
-    """Every dead-lettered step across runs, oldest first, for the operator
-    on duty: what failed, why, and whether its outcome is known."""
-    letters = (
-        # A test run's dead letter is the editor's business, not the on-call's.
-        Step.objects.filter(status=decider.DEAD_LETTERED, run__is_test=False)
-        .select_related("run__flow")
-        .order_by("run__updated_at")
-    )
-    flow = request.GET.get("flow", "").strip()[:150]
-    if flow:
-        letters = letters.filter(run__flow__slug=flow)
-    context = {"letters": letters[:500], "flow": flow,
-               "can_act": request.user.has_perm("runs.change_run")}  # fmt: skip
-    return render(request, "runs/dead_letters.html", context)
 
 
 @require_POST

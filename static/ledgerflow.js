@@ -5,9 +5,21 @@
 // A form with data-confirm asks before it submits.
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  const question = form instanceof HTMLFormElement ? form.dataset.confirm : undefined;
+  // The button pressed may ask its own question (one form, several actions).
+  const question = event.submitter?.dataset.confirm
+    ?? (form instanceof HTMLFormElement ? form.dataset.confirm : undefined);
   if (question && !window.confirm(question)) {
     event.preventDefault();
     event.stopImmediatePropagation();
   }
 }, true);
+
+// A "select all" box ticks or clears every box of its group.
+document.addEventListener("change", (event) => {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || !box.dataset.selectGroup) return;
+  const group = box.dataset.selectGroup;
+  for (const other of document.querySelectorAll(`input[data-group="${CSS.escape(group)}"]`)) {
+    other.checked = box.checked;
+  }
+});

@@ -4,7 +4,7 @@ tests that compare the live rows with their rebuild."""
 from approvals.models import ApprovalTask, BusinessCalendar
 from connectors.outbound.models import Breaker
 from flows.models import DraftSnapshot, Flow, FlowVersion, Team
-from runs.models import Run, Step, Timer
+from runs.models import DeadLetterAssignment, DeadLetterNote, Run, Step, Timer
 
 # Columns no event records, documented as such on their models: surrogate
 # ids of rows keyed otherwise, and the recovery sweep's re-send bookkeeping.
@@ -16,6 +16,8 @@ NOT_PROJECTED = {
     Team.members.through: {"id"},
     BusinessCalendar: {"id"},  # one per group, found by its group
     DraftSnapshot: {"id"},  # test runs pin a snapshot by its graph hash
+    DeadLetterAssignment: {"id"},  # one per dead letter, found by (run, node)
+    DeadLetterNote: {"id"},  # found by (run, node, seq)
 }
 ORDER = {
     Run: ["id"],
@@ -29,6 +31,8 @@ ORDER = {
     Team: ["id"],
     Team.members.through: ["team_id", "user_id"],
     BusinessCalendar: ["group_id"],
+    DeadLetterAssignment: ["run_id", "node_id"],
+    DeadLetterNote: ["run_id", "node_id", "seq"],
 }
 
 

@@ -17,9 +17,9 @@ from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
 from flows.models import Team
 from flows.teams import team_create, team_members_set, team_update
-from runs import driver
+from runs import driver, triage
 from runs.ground import clock
-from runs.models import Run, Step, Timer
+from runs.models import DeadLetterAssignment, DeadLetterNote, Run, Step, Timer
 from tests.approval_helpers import approval_flow
 from tests.engine_helpers import chain, publish, transform
 from tests.payments_helpers import charge_node, control
@@ -181,6 +181,12 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
         1, "succeeded")  # fmt: skip
 
     reference_data(olga, rita, adam, saga)
+    # Triage of the dead letter left waiting: assigned twice, taken back
+    # from one, annotated (streams of their own).
+    letter = [(dead_letter.pk, "charge")]
+    triage.dead_letters_assign(steps=letter, assignee="rita", actor="user:olga")
+    triage.dead_letters_assign(steps=letter, assignee="olga", actor="user:adam")
+    triage.dead_letters_annotate(steps=letter, text="amount is negative", actor="user:olga")
 
     assert [Run.objects.get(pk=r.pk).status for r in tested] == ["succeeded", "succeeded"]
     assert [r.is_test for r in tested] == [True, True]
@@ -189,6 +195,8 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
     assert len(before["Team_members"]) == 2 and len(before["BusinessCalendar"]) == 1
+    assert [row["assignee"] for row in before["DeadLetterAssignment"]] == ["olga"]
+    assert len(before["DeadLetterNote"]) == 1
     Timer.objects.all().delete()
     Step.objects.all().delete()
     ApprovalTask.objects.all().delete()
@@ -196,6 +204,8 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     # Flows keep their team through the rebuild, from the events alone.
     Team.objects.all().delete()
     BusinessCalendar.objects.all().delete()
+    DeadLetterAssignment.objects.all().delete()
+    DeadLetterNote.objects.all().delete()
     call_command("rebuild_projections", stdout=io.StringIO())
     after = projected_rows()
     assert {table: differences(rows, after[table]) for table, rows in before.items()} == {

@@ -237,7 +237,7 @@ def test_test_runs_stay_out_of_the_flow_page_and_the_dead_letter_queue(
     assert "1 test run of the draft" in page.content.decode()
     assert list(page.context["runs"]) == []
     letters = client.get(reverse("runs:dead_letters"))
-    assert list(letters.context["letters"]) == []
+    assert letters.context["groups"] == []
     run_page = client.get(reverse("runs:detail", kwargs={"run_id": run_id})).content.decode()
     assert "Test run" in run_page and 'data-testid="test-run"' in run_page
 
