@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("audit-log/", views.audit_log, name="audit_log"),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),
