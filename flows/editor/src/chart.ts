@@ -18,6 +18,8 @@ function draw(target: HTMLElement): void {
     series: [{}, ...SERIES.map(({ label, stroke }) => ({ label, stroke, width: 2 }))],
     axes: [{}, { label: "Runs" }],
     scales: { x: { time: true } },
+    // The page speaks UTC; the axis does too, whatever the browser's zone.
+    tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC"),
   };
   const chart = new uPlot(options, chartData(series) as uPlot.AlignedData, target);
   new ResizeObserver(() => {
