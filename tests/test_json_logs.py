@@ -115,3 +115,12 @@ def test_a_line_carries_exceptions_and_extra_fields_and_a_nested_context(json_lo
         2,
     )
     assert line["message"] == "charge failed" and "ValueError: card declined" in line["exception"]
+
+
+def test_an_unknown_log_format_stops_start_up_naming_the_variable(tmp_path):
+    env = embedded_env(tmp_path, LOG_FORMAT="xml")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be plain or json, not 'xml'" in result.stderr
