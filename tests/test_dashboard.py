@@ -14,6 +14,7 @@ from flows import services, testruns
 from runs import driver
 from runs.ground import clock
 from runs.models import Run, Step
+from tests.approval_helpers import INPUT, approval_flow
 from tests.conftest import login
 from tests.engine_helpers import chain, publish, transform
 from tests.test_breakers import open_the_breaker, store  # noqa: F401 (fixture)
@@ -176,3 +177,13 @@ def test_schedules_next_fire_for_active_flows_only(client, olga):
         (nightly, (NOW + dt.timedelta(days=1)).replace(hour=3, minute=0)
          if NOW.hour >= 3 else NOW.replace(hour=3, minute=0))
     ]  # fmt: skip
+
+
+def test_approvals_waiting_and_overdue_per_flow(client, olga, eager_celery):
+    refunds = approval_flow(olga, slug="refunds", sla_hours=2)
+    shaped("quiet", olga)
+    start(refunds, eager_celery, INPUT, NOW - dt.timedelta(hours=5))  # due 3 h ago
+    start(refunds, eager_celery, INPUT, NOW - dt.timedelta(hours=1))  # due in an hour
+    overall = dashboard_of(client, olga).context["approvals"]
+    assert (overall["waiting"], overall["overdue"]) == (2, 1)
+    assert dashboard_of(client, olga, flow="quiet").context["approvals"]["waiting"] == 0
