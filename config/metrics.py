@@ -17,17 +17,16 @@ import os
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from approvals.models import ApprovalTask, TaskStatus
+from config.dashboard import approval_figures
 from connectors.outbound.models import Breaker
 from runs import decider
-from runs.ground import clock
 from runs.ground.models import Event
 from runs.models import Run, Step
 
@@ -69,10 +68,7 @@ class DatabaseFigures:
         yield family
 
     def approvals(self) -> Iterator[Metric]:
-        open_tasks = ApprovalTask.objects.filter(status=TaskStatus.OPEN)
-        figures = open_tasks.aggregate(
-            waiting=Count("id"), overdue=Count("id", filter=Q(due_at__lt=clock.now()))
-        )
+        figures = approval_figures()
         yield GaugeMetricFamily(
             "ledgerflow_approvals_waiting", "Approval tasks open.", value=figures["waiting"]
         )
@@ -81,9 +77,10 @@ class DatabaseFigures:
             "Open approval tasks past their due time.",
             value=figures["overdue"],
         )
-        breaches = ApprovalTask.objects.aggregate(n=Sum("breaches"))["n"] or 0
         yield GaugeMetricFamily(
-            "ledgerflow_sla_breaches", "SLA breaches recorded on approval tasks.", value=breaches
+            "ledgerflow_sla_breaches",
+            "SLA breaches recorded on approval tasks.",
+            value=figures["breaches"],
         )
 
     def breakers(self) -> Iterator[Metric]:

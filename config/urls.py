@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit_views.audit_export, name="audit_export"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),
     path("flows/", include("flows.urls")),

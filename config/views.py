@@ -9,7 +9,11 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
+from config import dashboard as figures
 from config.celery import app
+from config.roles import role_required
+from flows.models import Flow
+from flows.vite import chart_bundle
 from runs.ground import clock
 from runs.models import Heartbeat
 
@@ -84,6 +88,23 @@ def readyz(request):
         "embedded": settings.EMBEDDED,
     }
     return JsonResponse(body, status=200 if ok else 503)
+
+
+@role_required("runs.view_run")
+def dashboard(request):
+    slug = request.GET.get("flow", "").strip()[:100]
+    flow = Flow.objects.filter(slug=slug).first() if slug else None
+    if slug and flow is None:
+        # A clear answer for a mistyped or stale link, not an empty dashboard.
+        return render(request, "dashboard_unknown_flow.html", {"slug": slug}, status=404)
+    context = figures.dashboard(flow)
+    context.update(
+        flow=flow,
+        flows=Flow.objects.exclude(status="retired").order_by("name").only("slug", "name"),
+        bundle=chart_bundle(),
+        window_hours=figures.WINDOW_HOURS,
+    )
+    return render(request, "dashboard.html", context)
 
 
 def permission_denied(request, exception=None):

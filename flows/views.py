@@ -20,7 +20,13 @@ from flows import teams as teams_service
 from flows.diagram import flow_diagram
 from flows.forms import FlowForm, GraphForm, OwnerForm, ReviewForm, TeamForm
 from flows.graph import InvalidGraph, validate
-from flows.inventory import InventoryFilter, audit_findings, inventory
+from flows.inventory import (
+    InventoryFilter,
+    audit_findings,
+    failing_silently,
+    inventory,
+    with_health,
+)
 from flows.models import Criticality, Flow, Kind, Status, Team
 from flows.vite import diagram_bundle, editor_bundle
 from runs import expressions
@@ -55,7 +61,7 @@ def connector_catalogue() -> list[dict]:
 @role_required("flows.view_flow")
 def inventory_list(request):
     filters = InventoryFilter.from_params(request.GET)
-    context = {"flows": inventory(filters), "filters": filters}
+    context = {"flows": with_health(list(inventory(filters))), "filters": filters}
     if request.htmx and request.htmx.target == "inventory-results":
         return render(request, "flows/_inventory_table.html", context)
     context.update(
@@ -234,6 +240,7 @@ def audit(request):
     inactive_owners = get_user_model().objects.filter(is_active=False, owned_flows__isnull=False)
     context = {
         "findings": findings,
+        "silent": failing_silently(),
         "inactive_owners": inactive_owners.distinct(),
         "totals": {
             "flows": Flow.objects.exclude(status=Status.RETIRED).count(),

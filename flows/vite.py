@@ -1,6 +1,6 @@
 """The editor's bundles, as Vite's manifest names them (static/editor/.vite/
-manifest.json, written by `make editor`): the editor itself and the read-only
-diagrams of the flow and run pages. A page loads its entry as an external
+manifest.json, written by `make editor`): the editor itself, the read-only
+diagrams of the flow and run pages, and the dashboard's chart. A page loads its entry as an external
 module script and stylesheet files: nothing inline, so a strict
 Content-Security-Policy holds."""
 
@@ -13,6 +13,7 @@ from django.templatetags.static import static
 
 EDITOR = "src/main.tsx"
 DIAGRAM = "src/diagram.tsx"
+CHART = "src/chart.ts"
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,7 @@ def editor_bundle() -> Bundle:
 
 def diagram_bundle() -> Bundle:
     return bundle(DIAGRAM)
+
+
+def chart_bundle() -> Bundle:
+    return bundle(CHART)

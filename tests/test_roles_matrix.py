@@ -54,6 +54,7 @@ MATRIX = {
     "healthz": ("GET", PROBE),
     "readyz": ("GET", PROBE),
     "metrics": ("GET", TOKEN),
+    "dashboard": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "audit_log": ("GET", {ADMIN}),
     "audit_export": ("GET", {ADMIN}),
     "lockouts": ("GET", {ADMIN}),

@@ -20,6 +20,7 @@ from connectors.triggers.models import DeliveryRecord, Receipt, SeenSignature, W
 from runs import driver
 from runs.ground import clock
 from runs.ground.eventstore import append
+from runs.ground.logcontext import log_context
 from runs.ground.models import Event
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ def trigger_stream(flow_id: int) -> str:
 
 
 def deliver(delivery: Delivery) -> Outcome:
+    with log_context(flow=delivery.flow.slug):
+        outcome = _deliver(delivery)
+        if outcome.status == "started":
+            with log_context(run_id=outcome.run_id):
+                log.info("%s delivery started run %s", delivery.source, outcome.run_id)
+        return outcome
+
+
+def _deliver(delivery: Delivery) -> Outcome:
     flow = delivery.flow
     if flow.run_refusal:  # draft, paused or retired: recorded, no run
         return _refuse(delivery, flow.run_refusal)

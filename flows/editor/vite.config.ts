@@ -1,5 +1,6 @@
 /// <reference types="vitest/config" />
-// Builds the flow editor and the read-only diagrams (flow and run pages) into
+// Builds the flow editor, the read-only diagrams (flow and run pages) and the
+// dashboard's chart into
 // static/editor/ with a manifest the Django pages read (flows/vite.py); what
 // both entries share (React, React Flow, their styles) is one chunk. No inline scripts or injected styles: the CSS is
 // extracted to a file, so a strict Content-Security-Policy holds.
@@ -14,7 +15,7 @@ export default defineConfig({
     emptyOutDir: true,
     manifest: true,
     modulePreload: { polyfill: false },
-    rollupOptions: { input: ["src/main.tsx", "src/diagram.tsx"] },
+    rollupOptions: { input: ["src/main.tsx", "src/diagram.tsx", "src/chart.ts"] },
   },
   test: {
     include: ["src/**/*.test.ts"],
