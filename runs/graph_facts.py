@@ -37,5 +37,5 @@ def connector_of(graph: Graph, node_id: str) -> connectors.Connector:
     node = graph.nodes[node_id]
     impl = connectors.get(node["type"])
     if node.get("connector_undo"):
-        return connectors.CompensationStep(impl)
+        return connectors.compensation_step(impl)
     return impl
