@@ -21,6 +21,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +155,11 @@ class Session:
         self.events: list[tuple[str, dict]] = []
         self.timers_due: list[tuple[str, int, str, float]] = []
         self.needs_continuation = False
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Nothing to change after all: ``run_session`` will not commit."""
+        self.abandoned = True
 
     def apply(self, command) -> list[tuple[str, dict]]:
         events = decider.decide(self.state, command, self.graph)
@@ -455,6 +462,28 @@ class Session:
                 self.timers_due.append((new.node, new.attempt, kind, max(0.0, delay)))
 
 
+@contextmanager
+def run_session(
+    run_id: int, *, actor: str = "system:engine", now=None, drive: bool = True,
+    savepoint: bool = True,
+) -> Iterator[Session]:  # fmt: skip
+    """One change to a run: lock it, let the caller apply commands, drive it
+    on (unless ``drive`` is false: the caller drives, or the change cannot
+    make a step ready), and commit, all in one transaction. An exception
+    rolls everything back; ``session.abandon()`` commits nothing of the
+    session's (the caller's own row writes still commit). ``savepoint`` false
+    joins the caller's open transaction outright (one that holds a lock the
+    session's change depends on)."""
+    with transaction.atomic(savepoint=savepoint):
+        session = Session(run_id, actor=actor, now=now)
+        yield session
+        if session.abandoned:
+            return
+        if drive:
+            session.drive()
+        session.commit()
+
+
 # --- rendering and performing ------------------------------------------------
 
 
@@ -732,27 +761,25 @@ def _create_and_start(
         updated_at=now,
         business_key=business_key,
     )
-    session = Session(run.pk, actor=actor, now=now)
-    session.apply(
-        decider.Start(
-            input=input,
-            root_run_id=root_run_id or run.pk,
-            lineage_id=lineage_id or run.pk,
-            flow_id=flow.pk,
-            version=number,
-            replay_of=replay_of,
-            mode=mode,
-            carried=carried,
-            parent=parent,
-            concurrency_key=key,
-            queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
-            business_key=business_key,
-            test_snapshot=test_snapshot,
+    with run_session(run.pk, actor=actor, now=now, savepoint=False) as session:
+        session.apply(
+            decider.Start(
+                input=input,
+                root_run_id=root_run_id or run.pk,
+                lineage_id=lineage_id or run.pk,
+                flow_id=flow.pk,
+                version=number,
+                replay_of=replay_of,
+                mode=mode,
+                carried=carried,
+                parent=parent,
+                concurrency_key=key,
+                queued=bool(key) and _queue_ahead(flow.pk, key, run.pk),
+                business_key=business_key,
+                test_snapshot=test_snapshot,
+            )
         )
-    )
-    session.events.extend(extra_events or [])
-    session.drive()
-    session.commit()
+        session.events.extend(extra_events or [])
     return run
 
 
@@ -839,13 +866,12 @@ def release_queued(flow_id: int, key: str) -> int | None:
         )
         if first is None or first.wait_reason != decider.QUEUED_CONCURRENCY:
             return None
-        session = Session(first.pk)
-        try:
-            session.apply(decider.Release())
-        except decider.IllegalTransition:
-            return None  # released meanwhile: the row read above was stale
-        session.drive()
-        session.commit()
+        with run_session(first.pk, savepoint=False) as session:
+            try:
+                session.apply(decider.Release())
+            except decider.IllegalTransition:
+                session.abandon()  # released meanwhile: the row read above was stale
+                return None
     return first.pk
 
 
@@ -893,10 +919,8 @@ def lineage_of(run_id: int) -> int:
 
 
 def continue_run(run_id: int) -> None:
-    with transaction.atomic():
-        session = Session(run_id)
-        session.drive()
-        session.commit()
+    with run_session(run_id):
+        pass  # driving on is the whole change
 
 
 @dataclass
@@ -910,10 +934,9 @@ class Claimed:
 
 
 def _claim(run_id: int, node: str, attempt: int) -> Claimed | None:
-    with transaction.atomic():
-        session = Session(run_id)
+    # The claim drives on itself where it needs to (a disabled step).
+    with run_session(run_id, drive=False) as session:
         claimed = session.claim(node, attempt)
-        session.commit()
     return claimed
 
 
@@ -938,15 +961,14 @@ class _Heartbeat:
         try:
             while not self.stop.wait(lease / 3):
                 try:
-                    with transaction.atomic():
-                        session = Session(run_id)
+                    # A longer lease makes no step ready.
+                    with run_session(run_id, drive=False) as session:
                         session.apply(
                             decider.ExtendLease(
                                 node=node, attempt=attempt,
                                 lease_until=session.now + dt.timedelta(seconds=lease),
                             )
                         )  # fmt: skip
-                        session.commit()
                 except decider.StaleCommand:
                     return
         finally:
@@ -957,8 +979,8 @@ def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool)
     """Record a step's outcome (compare-and-set on the attempt), drive the run,
     and with ``eager`` claim its next ready step in the same commit, so a
     sequential run pays one transaction per step and no broker hop."""
-    with transaction.atomic():
-        session = Session(run_id)
+    # It drives before claiming the next step, so it drives itself.
+    with run_session(run_id, drive=False) as session:
         try:
             session.apply(outcome_command(outcome, node, attempt, session.now))
         except decider.StaleCommand as exc:
@@ -966,6 +988,7 @@ def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool)
             # late result must change nothing.
             log.warning("run %s: late result of step %s attempt %s discarded: %s",
                         run_id, node, attempt, exc)  # fmt: skip
+            session.abandon()
             return None
         session.record_facts(outcome)
         session.drive()
@@ -974,7 +997,6 @@ def _finish(run_id: int, node: str, attempt: int, outcome: Outcome, eager: bool)
             ready = session.newly_scheduled()
             if ready:
                 following = session.claim(ready[0].node, ready[0].attempt)
-        session.commit()
     return following
 
 
@@ -1009,40 +1031,42 @@ def _count_on_breaker(target: str, node_type: str, outcome: Outcome) -> None:
 
 def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> bool:
     """Fire a due timer once: deleting its row is the compare-and-set."""
-    with transaction.atomic():
-        session = Session(run_id)
+    with run_session(run_id) as session:
         timer = Timer.objects.filter(
             run_id=run_id, node_id=node, attempt=attempt, kind=kind
         ).first()
         if timer is None or timer.due_at > session.now:
+            session.abandon()
             return False
         try:
             session.apply(decider.FireTimer(node=node, attempt=attempt))
         except (decider.StaleCommand, decider.IllegalTransition) as exc:
             log.info("timer %s for run %s step %s is moot: %s", kind, run_id, node, exc)
             timer.delete()
+            session.abandon()
             return False
-        session.drive()
-        session.commit()
     return True
 
 
 def expire_lease(run_id: int, node: str, attempt: int) -> bool:
-    with transaction.atomic():
-        session = Session(run_id)
+    with run_session(run_id) as session:
         step = session.state.steps.get(node)
-        if step is None or step.status != decider.RUNNING or step.attempt != attempt:
+        if not _lease_expired(step, attempt, session.now):
+            session.abandon()
             return False
-        if step.lease_until is None or step.lease_until > session.now:
-            return False
+        assert step is not None  # _lease_expired says so
         session.apply(
             decider.ExpireLease(
                 node=node, attempt=attempt, safe_to_rerun=_safe_to_rerun(session, step)
             )
         )
-        session.drive()
-        session.commit()
     return True
+
+
+def _lease_expired(step: StepState | None, attempt: int, now: dt.datetime) -> bool:
+    if step is None or step.status != decider.RUNNING or step.attempt != attempt:
+        return False
+    return step.lease_until is not None and step.lease_until <= now
 
 
 def _safe_to_rerun(session: Session, step: StepState) -> bool:
@@ -1056,19 +1080,14 @@ def _safe_to_rerun(session: Session, step: StepState) -> bool:
 
 def replay_dead_letter(run_id: int, node: str, *, actor: str, edited_input: Any = None,
                        edited: bool = False) -> None:  # fmt: skip
-    with transaction.atomic():
-        session = Session(run_id, actor=actor)
+    with run_session(run_id, actor=actor) as session:
         session.apply(decider.Replay(node=node, edited_input=edited_input, edited=edited))
-        session.drive()
-        session.commit()
 
 
 def discard_dead_letter(run_id: int, node: str, *, actor: str, reason: str) -> None:
-    with transaction.atomic():
-        session = Session(run_id, actor=actor)
+    # Driving on matters here: a failed run may now compensate.
+    with run_session(run_id, actor=actor) as session:
         session.apply(decider.Discard(node=node, reason=reason))
-        session.drive()  # a failed run may now compensate
-        session.commit()
 
 
 def signal_step(
@@ -1081,16 +1100,13 @@ def signal_step(
     that race (two reviewers, a redelivered message) resume the run once.
     ``extra_events`` are appended to the run's stream in the same commit
     (the approval's own decision event, say), so they share its fate."""
-    with transaction.atomic():
-        session = Session(run_id, actor=actor)
+    with run_session(run_id, actor=actor) as session:
         session.apply(
             decider.Signal(
                 node=node, attempt=attempt, reason=reason, output=output, port=port, error=error
             )
         )
         session.events[:0] = extra_events or []
-        session.drive()
-        session.commit()
 
 
 def give_up_wait(
@@ -1099,19 +1115,17 @@ def give_up_wait(
 ) -> None:  # fmt: skip
     """End a waiting step without its signal: it becomes a dead letter that an
     operator replays (the step runs again: a new request) or discards."""
-    with transaction.atomic():
-        session = Session(run_id, actor=actor)
+    # It drives on like its twin ``signal_step`` with an error (it used to
+    # skip that): a dead letter makes no step ready, but a drive after every
+    # change is the rule that needs no proof case by case.
+    with run_session(run_id, actor=actor) as session:
         session.apply(decider.GiveUp(node=node, attempt=attempt, reason=reason, error=error))
         session.events[:0] = extra_events or []
-        session.commit()
 
 
 def cancel_run(run_id: int, *, actor: str, reason: str) -> None:
-    with transaction.atomic():
-        session = Session(run_id, actor=actor)
+    with run_session(run_id, actor=actor) as session:
         session.apply(decider.Cancel(reason=reason))
-        session.drive()
-        session.commit()
 
 
 # --- loops and sub-flows ---------------------------------------------------------
@@ -1123,15 +1137,14 @@ def record_iterations(run_id: int, node: str, attempt: int, outputs: dict[int, A
     attempt raises ``StaleCommand`` and records nothing."""
     if not outputs:
         return
-    with transaction.atomic():
-        session = Session(run_id)
+    # Iterations of a running step make no other step ready.
+    with run_session(run_id, drive=False) as session:
         for index in sorted(outputs):
             session.apply(
                 decider.CompleteIteration(
                     node=node, attempt=attempt, index=index, output=outputs[index]
                 )
             )
-        session.commit()
 
 
 def signal_parent(child_run_id: int) -> bool:
