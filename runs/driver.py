@@ -32,7 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from connectors import base as connectors
 from connectors.outbound import breakers, ratelimits
 from flows.models import FlowVersion
-from runs import decider, expressions, projection, subflows, wakeups
+from runs import decider, expressions, follow_ups, projection, subflows, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.graph_facts import build_graph, connector_of
 from runs.ground import clock, projectors
@@ -41,11 +41,9 @@ from runs.ground.models import Stream
 from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
+is_disabled, runs_inline = follow_ups.is_disabled, follow_ups.runs_inline
 
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
-# Waits shorter than this also get a Celery countdown, so short retries and
-# delays do not wait for the sweep; the durable timer row stays the truth.
-FAST_TIMER_SECONDS = 5.0
 
 
 def _setting(name: str, default):
@@ -153,7 +151,6 @@ class Session:
         self.actor = actor
         self.now = now or clock.now()
         self.events: list[tuple[str, dict]] = []
-        self.timers_due: list[tuple[str, int, str, float]] = []
         self.needs_continuation = False
         self.abandoned = False
 
@@ -241,18 +238,8 @@ class Session:
     # Persisting ------------------------------------------------------------
     def newly_scheduled(self) -> list[Work]:
         """Side-effecting steps this session scheduled (they need a worker)."""
-        before = self.before.steps
-        return [
-            Work(self.run.pk, step.node, step.attempt)
-            for step in self.state.steps.values()
-            if step.status == decider.SCHEDULED
-            and not runs_inline(self.graph, step.node)
-            and (
-                step.node not in before
-                or before[step.node].status != decider.SCHEDULED
-                or before[step.node].attempt != step.attempt
-            )
-        ]
+        ready = follow_ups.newly_scheduled(self.before, self.state, self.graph)
+        return [Work(self.run.pk, step.node, step.attempt) for step in ready]
 
     def claim(self, node: str, attempt: int) -> "Claimed | None":
         """Claim a scheduled side-effecting step: ``step.started`` is part of
@@ -320,7 +307,6 @@ class Session:
         """Append the events, write the rows, enqueue follow-ups on commit."""
         if not self.events:
             return
-        dispatch = self.newly_scheduled()
         stored = append_many(
             (
                 NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
@@ -342,55 +328,13 @@ class Session:
         # Then the rows other apps keep from run events (approval tasks),
         # through the ground layer's registry, in this same transaction.
         projectors.project(stored)
-        continuation = self.needs_continuation
-        timers = list(self.timers_due)
+        facts = follow_ups.RunFacts(self.run.flow_id, has_parent=bool(self.run.parent_run_id))
+        sends = follow_ups.plan(
+            self.before, state, self.graph, run=facts, now=self.now,
+            continuation=self.needs_continuation,
+        )  # fmt: skip
         run_id = self.run.pk
-        # A sub-flow's run tells its parent step when it ends; the recovery
-        # sweep re-sends this for any message that is lost.
-        tell_parent = bool(self.run.parent_run_id) and (
-            self.state.status in decider.RUN_TERMINAL
-            and self.before.status not in decider.RUN_TERMINAL
-        )
-        # A cancelled step that waited for a sub-flow: its child is unwanted.
-        orphans = any(
-            step.status == decider.CANCELLED
-            and self.before.steps.get(node) is not None
-            and self.before.steps[node].status == decider.WAITING
-            and self.before.steps[node].wait_reason == "subflow"
-            for node, step in self.state.steps.items()
-        )
-        # A run that finishes lets the next run with its concurrency key start.
-        finished_key = (
-            state.concurrency_key
-            if state.status in decider.RUN_TERMINAL
-            and self.before.status not in decider.RUN_TERMINAL
-            else ""
-        )
-        flow_id = self.run.flow_id
-
-        def enqueue() -> None:
-            sends: list[tuple[str, tuple[Any, ...], float]] = [
-                (wakeups.EXECUTE_STEP, (w.run_id, w.node, w.attempt), 0) for w in dispatch
-            ]
-            if continuation:
-                sends.append((wakeups.CONTINUE_RUN, (run_id,), 0))
-            sends += [(wakeups.FIRE_TIMER, (run_id, *t[:3]), t[3]) for t in timers]
-            if tell_parent:
-                sends.append((wakeups.SIGNAL_PARENT, (run_id,), 0))
-            if orphans:
-                sends.append((wakeups.CANCEL_ORPHANS, (run_id,), 0))
-            if finished_key:
-                sends.append((wakeups.RELEASE_QUEUED, (flow_id, finished_key), 0))
-            for task, args, countdown in sends:
-                try:
-                    wakeups.send(task, args, countdown=countdown or None)
-                except Exception as exc:  # the broker is down: the change is committed
-                    log.warning(
-                        "could not send %s%s (%s); the recovery sweep will pick it up",
-                        task, args, exc,
-                    )  # fmt: skip
-
-        transaction.on_commit(enqueue)
+        transaction.on_commit(lambda: _send_all(sends))
         # Remember the committed state: the next session on this run in this
         # process (eager continuation) skips reloading it. Keyed by the stream
         # head, so any other writer in between invalidates it.
@@ -457,9 +401,6 @@ class Session:
             Timer.objects.create(
                 run=self.run, node_id=new.node, attempt=new.attempt, kind=kind, due_at=new.due_at
             )
-            delay = (new.due_at - self.now).total_seconds()
-            if delay <= FAST_TIMER_SECONDS:
-                self.timers_due.append((new.node, new.attempt, kind, max(0.0, delay)))
 
 
 @contextmanager
@@ -484,16 +425,18 @@ def run_session(
         session.commit()
 
 
+def _send_all(sends: list[follow_ups.Send]) -> None:
+    for send in sends:
+        try:
+            wakeups.send(send.task, send.args, countdown=send.countdown or None)
+        except Exception as exc:  # the broker is down: the change is committed
+            log.warning(
+                "could not send %s%s (%s); the recovery sweep will pick it up",
+                send.task, send.args, exc,
+            )  # fmt: skip
+
+
 # --- rendering and performing ------------------------------------------------
-
-
-def is_disabled(graph: Graph, node: str) -> bool:
-    return bool(graph.nodes[node].get("disabled"))
-
-
-def runs_inline(graph: Graph, node: str) -> bool:
-    """Pure steps, and disabled ones (they call nothing), need no worker."""
-    return graph.inline(node) or is_disabled(graph, node)
 
 
 def passed_through(graph: Graph, node: str, state: RunState) -> Any:
