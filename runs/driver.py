@@ -13,7 +13,6 @@ held at its claim instead (``connectors/outbound/breakers.py``). A run whose flo
 a concurrency key queues behind the unfinished runs of its key.
 """
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -32,7 +31,7 @@ from django.db import IntegrityError, connection, transaction
 from connectors import base as connectors
 from connectors.outbound import breakers, ratelimits
 from flows.models import FlowVersion
-from runs import decider, expressions, follow_ups, projection, subflows, wakeups
+from runs import decider, expressions, follow_ups, rows, subflows, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.graph_facts import build_graph, connector_of
 from runs.ground import clock, projectors
@@ -42,8 +41,6 @@ from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
 is_disabled, runs_inline = follow_ups.is_disabled, follow_ups.runs_inline
-
-STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 
 
 def _setting(name: str, default):
@@ -58,7 +55,7 @@ def _load_state(run: Run) -> RunState:
     for row in run.steps.all():
         steps[row.node_id] = StepState(
             node=row.node_id,
-            **{name: getattr(row, name) for name in STEP_FIELDS if name != "port"},
+            **{name: getattr(row, name) for name in rows.STEP_FIELDS if name != "port"},
             port=row.port or None,
         )
     return RunState(
@@ -109,8 +106,6 @@ def snapshot_graph(flow_id: int, graph_hash: str) -> Graph:
 
 
 _state_cache: dict[int, tuple[tuple[int, str], Run, RunState]] = {}
-RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "lineage_id", "finished_at",
-              "updated_at", "concurrency_key", "wait_reason")  # fmt: skip
 STATE_CACHE_SIZE = 2000
 
 
@@ -324,7 +319,8 @@ class Session:
         for event in stored:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
         self.state = state
-        self._write_rows()
+        rows.write_steps(self.run.pk, self.graph, self.before, state)
+        rows.write_run_fields(self.run, self.before, state)
         # Then the rows other apps keep from run events (approval tasks),
         # through the ground layer's registry, in this same transaction.
         projectors.project(stored)
@@ -342,65 +338,6 @@ class Session:
         transaction.on_commit(lambda: _remember(run_id, head, run, committed))
         self.events = []
         self.before = self.state
-
-    def _write_rows(self) -> None:
-        state, run = self.state, self.run
-        if self.before.status == decider.RUN_PENDING and state.steps:
-            original: dict[str, StepState] = {n: StepState(node=n) for n in state.steps}
-        else:
-            original = self.before.steps
-        # New rows (every step at the start, later a compensation step added
-        # by the saga) are laid out as a rebuild lays them out.
-        added = [node for node in state.steps if node not in self.before.steps]
-        if added:
-            Step.objects.bulk_create(
-                projection.new_step_rows(run.pk, self.graph, state.steps, added)
-            )
-        for node, step in state.steps.items():
-            old = original.get(node)
-            if old == step:
-                continue
-            # Only the columns that changed: most commits touch a few fields
-            # of one or two steps, and JSON columns are costly to send.
-            fields = {
-                name: getattr(step, name)
-                for name in STEP_FIELDS
-                if old is None or getattr(old, name) != getattr(step, name)
-            }
-            if "port" in fields:
-                fields["port"] = step.port or ""
-            Step.objects.filter(run=run, node_id=node).update(**fields)
-            self._sync_timer(old, step)
-        # The run's own row changes only when a run-level fact does (most
-        # steps leave it alone: one statement fewer per step).
-        before = self.before
-        changed = {
-            name: getattr(state, name)
-            for name in RUN_FIELDS
-            if getattr(state, name) != getattr(before, name) or before.status == decider.RUN_PENDING
-        }
-        if changed:
-            Run.objects.filter(pk=run.pk).update(**changed)
-            for name, value in changed.items():
-                setattr(run, name, value)
-
-    def _sync_timer(self, old: StepState | None, new: StepState) -> None:
-        timed = (decider.WAITING, decider.RETRYING)
-        if (
-            old is not None
-            and old.status in timed
-            and (new.status != old.status or new.attempt != old.attempt)
-        ):
-            Timer.objects.filter(run=self.run, node_id=new.node, attempt=old.attempt).delete()
-        if (
-            new.status in timed
-            and new.due_at is not None
-            and (old is None or old.status != new.status or old.attempt != new.attempt)
-        ):
-            kind = "retry" if new.status == decider.RETRYING else new.wait_reason or "timer"
-            Timer.objects.create(
-                run=self.run, node_id=new.node, attempt=new.attempt, kind=kind, due_at=new.due_at
-            )
 
 
 @contextmanager
