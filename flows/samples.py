@@ -17,7 +17,7 @@ from flows.models import Flow
 from runs import decider, expressions
 from runs.models import Run, Step
 
-# Step states whose output an expression can read (as runs/driver.step_data).
+# Step states whose output an expression can read (as runs/perform.step_data).
 READABLE = (decider.SUCCEEDED, decider.WAITING, decider.COMPENSATING, decider.COMPENSATED)
 RUNS_LOOKED_AT = 20
 MAX_EXPRESSION_CHARS = 10_000

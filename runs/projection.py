@@ -1,42 +1,18 @@
 """Derive the run projections (runs, steps, timers) from the events alone.
 
-The live rows are written by the driver from the same ``evolve``, and a step
-row is first laid out by ``new_step_rows`` for both, so a rebuild yields the
-same rows. Not projected: step and timer ids, and the recovery sweep's
+The live rows are written by the driver from the same ``evolve``, and the
+step and timer rows of both by one writer (``runs/rows.py``), so a rebuild
+yields the same rows. Not projected: step and timer ids, and the recovery sweep's
 re-send bookkeeping (``Step.redispatched_at``, ``Step.redispatches``), which
 no event records; a rebuild leaves them at null and 0.
 """
 
-import dataclasses
-from collections.abc import Iterable
-
 from flows.models import FlowVersion
-from runs import decider
-from runs.decider import Graph, RunState, StepState
+from runs import decider, rows
+from runs.decider import Graph, RunState
 from runs.graph_facts import build_graph
 from runs.ground.models import Event, Stream
 from runs.models import Run, Step, Timer
-
-# A step row's columns that hold its state as it is (``port`` is "" for None).
-STEP_COLUMNS = [f.name for f in dataclasses.fields(StepState) if f.name not in ("node", "port")]
-
-
-def new_step_rows(
-    run_id: int, graph: Graph, steps: Iterable[str], new: Iterable[str]
-) -> list[Step]:
-    """Blank rows for the steps ``new`` of a run whose steps are ``steps``
-    (in the order the run's state holds them). A step's position is its
-    place in the graph's topological order; compensation steps, which are
-    outside it, follow in the order the saga scheduled them. The driver
-    (live) and the rebuild both lay rows out here, so they cannot differ."""
-    order = set(graph.order)
-    extra = [node for node in steps if node not in order]
-    position = {node: index for index, node in enumerate([*graph.order, *extra])}
-    return [
-        Step(run_id=run_id, node_id=node, position=position[node],
-             connector=graph.nodes[node]["type"])
-        for node in new
-    ]  # fmt: skip
 
 
 def _graph_of(graphs: dict, started: dict) -> Graph:
@@ -114,20 +90,4 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()
-    rows, timers = [], []
-    for row in new_step_rows(run_id, graph, state.steps, state.steps):
-        step = state.steps[row.node_id]
-        for name in STEP_COLUMNS:
-            setattr(row, name, getattr(step, name))
-        row.port = step.port or ""
-        rows.append(row)
-        node = row.node_id
-        if step.status in (decider.WAITING, decider.RETRYING) and step.due_at is not None:
-            kind = "retry" if step.status == decider.RETRYING else step.wait_reason or "timer"
-            timers.append(
-                Timer(
-                    run_id=run_id, node_id=node, attempt=step.attempt, kind=kind, due_at=step.due_at
-                )
-            )
-    Step.objects.bulk_create(rows)
-    Timer.objects.bulk_create(timers)
+    rows.write_steps(run_id, graph, RunState(run_id=run_id), state)

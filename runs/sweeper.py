@@ -20,7 +20,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from kombu.exceptions import KombuError
 
 from connectors import base as connectors
-from runs import brokerqueue, decider, driver, wakeups
+from runs import brokerqueue, concurrency, decider, services, subflows, wakeups
 from runs.models import Run, Step, Timer
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,12 @@ BATCH = 200
 def sweep(now: dt.datetime) -> dict[str, int]:
     fired = 0
     for timer in Timer.objects.filter(due_at__lte=now).order_by("due_at")[:BATCH]:
-        if driver.fire_timer(timer.run_id, timer.node_id, timer.attempt, timer.kind):
+        if services.fire_timer(timer.run_id, timer.node_id, timer.attempt, timer.kind):
             fired += 1
     expired = 0
     stale_leases = Step.objects.filter(status=decider.RUNNING, lease_until__lt=now)
     for step in stale_leases.order_by("lease_until")[:BATCH]:
-        if driver.expire_lease(step.run_id, step.node_id, step.attempt):
+        if services.expire_lease(step.run_id, step.node_id, step.attempt):
             expired += 1
     paced = pace_held_steps(now)
     redispatched = redispatch_lost(now)
@@ -69,7 +69,7 @@ def resignal_subflows() -> int:
         parent_run_id__isnull=False, status__in=decider.RUN_TERMINAL
     ).filter(Exists(waiting_parent))
     return sum(
-        driver.signal_parent(child) for child in finished.values_list("pk", flat=True)[:BATCH]
+        subflows.signal_parent(child) for child in finished.values_list("pk", flat=True)[:BATCH]
     )
 
 
@@ -174,7 +174,7 @@ def cancel_orphaned_subflows() -> int:
     orphans = Run.objects.filter(parent_run_id__isnull=False, status__in=decider.RUN_LIVE)
     parents = orphans.filter(Exists(cancelled_parent)).values_list("parent_run_id", flat=True)
     distinct = {parent for parent in parents[:BATCH] if parent is not None}
-    return sum(driver.cancel_orphans(parent) for parent in distinct)
+    return sum(subflows.cancel_orphans(parent) for parent in distinct)
 
 
 def release_queues() -> int:
@@ -193,4 +193,4 @@ def release_queues() -> int:
         .order_by("pk")
         .values_list("flow_id", "concurrency_key")
     )
-    return sum(1 for flow_id, key in stuck[:BATCH] if driver.release_queued(flow_id, key))
+    return sum(1 for flow_id, key in stuck[:BATCH] if concurrency.release_queued(flow_id, key))

@@ -1,9 +1,9 @@
 """Celery entry points of the runs app: thin, they load by id and call the
-driver. Celery is the wake-up call; the database decides what is true."""
+engine. Celery is the wake-up call; the database decides what is true."""
 
 from celery import shared_task
 
-from runs import chain_checks, driver, sweeper
+from runs import chain_checks, concurrency, execute, services, subflows, sweeper
 from runs.ground import clock
 from runs.models import Heartbeat
 
@@ -18,22 +18,22 @@ def record_heartbeat(process: str) -> None:
 
 @shared_task
 def continue_run(run_id: int) -> None:
-    driver.continue_run(run_id)
+    services.continue_run(run_id)
 
 
 @shared_task
 def execute_step(run_id: int, node: str, attempt: int) -> None:
-    driver.execute_step(run_id, node, attempt)
+    execute.execute_step(run_id, node, attempt)
 
 
 @shared_task
 def fire_timer(run_id: int, node: str, attempt: int, kind: str) -> None:
-    driver.fire_timer(run_id, node, attempt, kind)
+    services.fire_timer(run_id, node, attempt, kind)
 
 
 @shared_task
 def release_queued(flow_id: int, key: str) -> None:
-    driver.release_queued(flow_id, key)
+    concurrency.release_queued(flow_id, key)
 
 
 @shared_task
@@ -43,12 +43,12 @@ def sweep() -> None:
 
 @shared_task
 def signal_parent(child_run_id: int) -> None:
-    driver.signal_parent(child_run_id)
+    subflows.signal_parent(child_run_id)
 
 
 @shared_task
 def cancel_orphans(parent_run_id: int) -> None:
-    driver.cancel_orphans(parent_run_id)
+    subflows.cancel_orphans(parent_run_id)
 
 
 @shared_task

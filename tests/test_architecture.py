@@ -82,7 +82,7 @@ def sources(tmp_path_factory) -> Path:
             "flows.services is not allowed to import connectors.triggers",
         ),
         (
-            "runs/driver.py",
+            "runs/services.py",
             "import approvals.projection",
             "runs is not allowed to import approvals",
         ),

@@ -83,7 +83,7 @@ def test_the_connectors_that_reach_outside_are_the_ones_expected():
 @pytest.mark.parametrize("key", REACHES_OUTSIDE)
 def test_a_connector_with_an_effect_derives_its_breaker_target_from_its_config(key):
     """Every call that leaves Ledgerflow is held back by its target's breaker
-    and rate limit (runs/driver.py, at the claim): a connector with an effect
+    and rate limit (runs/execute.py, at the claim): a connector with an effect
     that named no target would hammer a failing remote unchecked, and two
     remotes sharing one target would trip each other's breaker."""
     cls = all_connectors()[key]

@@ -7,7 +7,8 @@ import io
 import pytest
 from django.core.management import call_command
 
-from runs import decider, driver
+from connectors import base as connectors
+from runs import decider, driver, execute, perform
 from runs.ground import clock
 from runs.ground.eventstore import verify_stream
 from runs.ground.models import Event
@@ -194,7 +195,7 @@ def test_a_delay_waits_on_a_timer_that_fires_once(olga, eager_celery, sweep_at):
 def _claim_and_die(run, node="charge"):
     """What a worker does before it is killed mid-call: commit step.started."""
     step = steps(run)[node]
-    claimed = driver._claim(run.pk, node, step.attempt)
+    claimed = execute.claim_step(run.pk, node, step.attempt)
     assert claimed is not None
     return claimed
 
@@ -208,7 +209,7 @@ def test_an_expired_lease_reruns_an_idempotent_step_with_the_same_key(
         run = driver.start_run(flow=flow, input={"order_id": "o-7", "amount": 5}, actor="u")
         claimed = _claim_and_die(run)
         # The effect happened, but the worker died before recording it.
-        driver.perform(claimed.connector, claimed.ctx)
+        perform.perform(claimed.connector, claimed.ctx)
     assert steps(run)["charge"].status == "running"
     assert sweep_at(start + dt.timedelta(seconds=10))["leases"] == 0
     assert sweep_at(start + dt.timedelta(seconds=claimed.lease_seconds + 1))["leases"] == 1
@@ -249,8 +250,8 @@ def test_a_late_result_from_a_stale_attempt_changes_nothing(
         claimed = _claim_and_die(run)
     sweep_at(start + dt.timedelta(seconds=claimed.lease_seconds + 1))
     before = event_types(run)
-    late = driver.Outcome(result=driver.connectors.Result(output={"late": True}))
-    assert driver._finish(run.pk, "charge", 1, late, eager=False) is None
+    late = perform.Outcome(result=connectors.Result(output={"late": True}))
+    assert execute.finish_step(run.pk, "charge", 1, late, eager=False) is None
     assert event_types(run) == before
     assert "late result of step charge attempt 1 discarded" in caplog.text
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from runs import decider, driver
+from runs import decider, driver, execute, perform
 from runs.ground import clock
 from runs.ground.models import Event
 from runs.models import Step
@@ -80,7 +80,7 @@ def test_a_worker_killed_mid_loop_resumes_without_repeating_finished_items(
     with clock.frozen_at(START):
         run = driver.start_run(flow=flow, input={"orders": ORDERS}, actor="u")
         step = Step.objects.get(run=run, node_id="charge_each")
-        claimed = driver._claim(run.pk, "charge_each", step.attempt)
+        claimed = execute.claim_step(run.pk, "charge_each", step.attempt)
         record = claimed.ctx.record_iterations
 
         def record_then_die(outputs):
@@ -89,7 +89,7 @@ def test_a_worker_killed_mid_loop_resumes_without_repeating_finished_items(
 
         claimed.ctx.record_iterations = record_then_die
         with pytest.raises(WorkerKilled):
-            driver.perform(claimed.connector, claimed.ctx)
+            perform.perform(claimed.connector, claimed.ctx)
     assert report(payments)["requests"] == 3
     assert sorted(Step.objects.get(run=run, node_id="charge_each").iterations) == ["0", "1", "2"]
 
@@ -112,7 +112,7 @@ def test_a_failing_item_retries_the_loop_from_where_it_stopped(
     with clock.frozen_at(START):
         run = driver.start_run(flow=flow, input={"orders": ORDERS}, actor="u")
         step = Step.objects.get(run=run, node_id="charge_each")
-        claimed = driver._claim(run.pk, "charge_each", step.attempt)
+        claimed = execute.claim_step(run.pk, "charge_each", step.attempt)
         record = claimed.ctx.record_iterations
 
         def record_then_break_the_api(outputs):
@@ -121,11 +121,11 @@ def test_a_failing_item_retries_the_loop_from_where_it_stopped(
                 httpx.post(f"{payments.url}/control", json={"fail_next": 1, "fail_status": 503})
 
         claimed.ctx.record_iterations = record_then_break_the_api
-        outcome = driver.perform(claimed.connector, claimed.ctx)
+        outcome = perform.perform(claimed.connector, claimed.ctx)
         # One item of the second batch (run concurrently) met the 503.
         assert outcome.retryable and "answered 503" in outcome.error
         with eager_celery():
-            driver._finish(run.pk, "charge_each", 1, outcome, eager=False)
+            execute.finish_step(run.pk, "charge_each", 1, outcome, eager=False)
     step = Step.objects.get(run=run, node_id="charge_each")
     assert step.status == "retrying"
     # The first batch and the two items of the second that succeeded stay done.

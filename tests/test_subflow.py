@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from runs import decider, driver
+from runs import decider, driver, execute, perform
 from runs.ground import clock
 from runs.ground.models import Event
 from runs.models import Run, Step
@@ -89,8 +89,8 @@ def test_a_retried_parent_step_does_not_start_a_second_child(olga, sweep_at):
     flow = parent_flow(olga)
     with clock.frozen_at(START):
         parent = driver.start_run(flow=flow, input={"x": 1}, actor="u")
-        claimed = driver._claim(parent.pk, "call", 1)
-        driver.perform(claimed.connector, claimed.ctx)  # starts the child, then the worker dies
+        claimed = execute.claim_step(parent.pk, "call", 1)
+        perform.perform(claimed.connector, claimed.ctx)  # starts the child, then the worker dies
     later = START + dt.timedelta(seconds=claimed.lease_seconds + 1)
     assert sweep_at(later)["leases"] == 1
     assert step(parent, "call").attempt == 2

@@ -26,7 +26,7 @@ from connectors.base import (
     register,
 )
 from flows.models import Flow
-from runs import decider, driver
+from runs import decider, services
 from runs.models import Run
 from runs.subflows import child_outcome
 
@@ -78,11 +78,11 @@ class CallSubflow(Connector):
                 f"and sub-flows nest at most {MAX_DEPTH} deep)"
             )
         try:
-            child = driver.start_run(
+            child = services.start_run(
                 flow=flow, input=config.input, actor=f"run:{ctx.run_id}",
                 parent={"run_id": ctx.run_id, "node": ctx.node_id, "key": ctx.idempotency_key},
             )  # fmt: skip
-        except driver.StartRefused as exc:
+        except services.StartRefused as exc:
             raise not_sent(str(exc)) from None
         if child.status in decider.RUN_TERMINAL:
             # Finished already (pure flows finish inside start_run): no wait.
