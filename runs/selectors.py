@@ -8,8 +8,6 @@ that starts while someone pages does not shift the rows under them.
 Counting stops at ``COUNT_CAP``: an exact count of a million matching rows
 is a full scan that tells nobody anything a "10,000+" does not."""
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -19,6 +17,7 @@ from django.utils import timezone
 
 from flows.models import Flow
 from runs import decider
+from runs.ground import keyset
 from runs.models import Run, Step
 
 PAGE_SIZE = 50
@@ -46,10 +45,6 @@ LIVE_STEP = [
     decider.SCHEDULED, decider.RUNNING, decider.WAITING, decider.RETRYING,
     decider.DEAD_LETTERED, decider.COMPENSATING,
 ]  # fmt: skip
-
-
-class BadCursor(ValueError):
-    pass
 
 
 @dataclass
@@ -126,21 +121,14 @@ def filtered_runs(filters: RunFilters) -> QuerySet[Run]:
     return runs
 
 
+BadCursor = keyset.BadCursor
+
+
 def encode_cursor(run: Run) -> str:
-    raw = f"{run.created_at.isoformat()}|{run.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return keyset.encode(run.created_at, run.pk)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        when = datetime.fromisoformat(stamp)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadCursor("This page link is damaged; start again from the first page.") from exc
+decode_cursor = keyset.decode
 
 
 @dataclass

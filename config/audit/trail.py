@@ -6,8 +6,6 @@ cursor holding the last row's pair, never by OFFSET, so a page deep in
 millions of events costs what the first one does.
 """
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -18,14 +16,11 @@ from django.utils import timezone
 from config.audit import diffs, words
 from flows.models import Flow
 from runs.chain_checks import ALERT_STREAM, ALERT_TYPE
+from runs.ground import keyset
 from runs.models import ChainCheckpoint, Event, Run
 
 PAGE_SIZE = 50
 MAX_TEXT = 200
-
-
-class BadCursor(ValueError):
-    pass
 
 
 @dataclass
@@ -128,21 +123,14 @@ def filtered_events(filters: AuditFilters) -> QuerySet[Event]:
     return events.order_by("-occurred_at", "-id")
 
 
+BadCursor = keyset.BadCursor
+
+
 def encode_cursor(event: Event) -> str:
-    raw = f"{event.occurred_at.isoformat()}|{event.pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return keyset.encode(event.occurred_at, event.pk)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        when = datetime.fromisoformat(stamp)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadCursor("This page link is damaged; start again from the first page.") from exc
+decode_cursor = keyset.decode
 
 
 @dataclass
