@@ -16,9 +16,12 @@ Modes for drills (``POST /control``):
 - ``late_fraction``/``late_next`` and ``late_seconds``: charge, then answer
   only after ``late_seconds`` (past the client's timeout): the charge is made
   and the client does not know it.
-- ``refuse: {"up_seconds": u, "down_seconds": d}``: the listener closes for
-  ``d`` seconds every ``u`` seconds, so connections are refused (nothing is
-  listening); requests already accepted are answered. ``refuse: null`` stops.
+- ``refuse: {"up_seconds": u, "down_seconds": d, "every_charges": n}``: the
+  listener closes for ``d`` seconds every ``u`` seconds, and also as soon as
+  ``n`` more charges have been answered (optional), so connections are
+  refused (nothing is listening); requests already accepted are answered.
+  The charge count ties refusals to traffic: a burst of charges that fits in
+  one up window still meets a closed port. ``refuse: null`` stops.
 
     python -m fakeapi.payments --port 8765
 """
@@ -53,6 +56,7 @@ class PaymentsState:
         self.late_seconds = 0.0
         self.late_answers = 0
         self.refuse: dict | None = None
+        self.charges_since_down = 0
         self.latency_ms = (0, 0)
         self.fail_next = 0
         self.fail_status = 503
@@ -192,7 +196,19 @@ class Handler(BaseHTTPRequestHandler):
             status, response = self._once(key, url.path, body, latency, dedup=False)
         if url.path == "/charges" and status == 201 and self._answers_late():
             time.sleep(state.late_seconds)  # acted; the client gives up first
-        return self._send(status, response)
+        self._send(status, response)
+        if url.path == "/charges":
+            self._count_towards_refusal()
+        return None
+
+    def _count_towards_refusal(self) -> None:
+        state = self.state
+        with state.lock:
+            every = (state.refuse or {}).get("every_charges")
+            state.charges_since_down += 1
+            due = bool(every) and state.charges_since_down >= every
+        if due:
+            self.server.go_down_now()
 
     def _answers_late(self) -> bool:
         state = self.state
@@ -293,6 +309,10 @@ class QuietServer(ThreadingHTTPServer):
         if self.owner is not None:
             self.owner.start_flapping()
 
+    def go_down_now(self) -> None:
+        if self.owner is not None:
+            self.owner.go_down.set()
+
     def handle_error(self, request, client_address):
         # Drills kill clients mid-request; a broken pipe is expected, not news.
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -310,6 +330,7 @@ class PaymentsServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.flapper: threading.Thread | None = None
         self.closed = threading.Event()
+        self.go_down = threading.Event()  # ends the current up window early
 
     def _listen(self, port: int) -> QuietServer:
         httpd = QuietServer(("127.0.0.1", port), self.handler)
@@ -331,6 +352,7 @@ class PaymentsServer:
 
     def __exit__(self, *exc) -> None:
         self.closed.set()
+        self.go_down.set()
         if self.flapper is not None:
             self.flapper.join()
         self.httpd.shutdown()
@@ -355,14 +377,16 @@ class PaymentsServer:
             self.httpd.process_request(request, address)
 
     def _flap(self) -> None:
-        """While ``state.refuse`` is set: serve ``up_seconds``, then close the
-        listening socket for ``down_seconds`` (connections are refused:
-        nothing listens), then listen on the same port again."""
+        """While ``state.refuse`` is set: serve ``up_seconds`` (or until
+        ``every_charges`` charges were answered), then close the listening
+        socket for ``down_seconds`` (connections are refused: nothing
+        listens), then listen on the same port again."""
         while not self.closed.is_set():
             refuse = self.state.refuse
-            if not refuse or self.closed.wait(float(refuse.get("up_seconds", 1))):
+            if not refuse:
                 return
-            if self.state.refuse is None:
+            self.go_down.wait(float(refuse.get("up_seconds", 1)))
+            if self.closed.is_set() or self.state.refuse is None:
                 return  # switched off during the up window: stay listening
             self.httpd.shutdown()
             self._answer_backlog()
@@ -371,6 +395,9 @@ class PaymentsServer:
             self.httpd = self._listen(self.address[1])
             self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
             self.thread.start()
+            with self.state.lock:  # a full up window (or n charges) before the next
+                self.state.charges_since_down = 0
+            self.go_down.clear()
 
 
 def main() -> None:
