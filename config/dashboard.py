@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
+from alerts.selectors import open_incidents
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.outbound.models import Breaker
 from connectors.triggers import schedules
@@ -173,4 +174,5 @@ def dashboard(flow: Flow | None) -> dict:
         "approvals": approval_figures(flow),
         "breakers_open": breakers_open(flow),
         "next_fires": next_fires(flow),
+        "incidents": list(open_incidents(flow)),
     }

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "connectors.credentials",
     "connectors.triggers",
     "approvals",
+    "alerts",
 ]
 
 # The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
@@ -241,6 +242,12 @@ CELERY_BEAT_SCHEDULE = {
     "audit-chain-verify": {
         "task": "runs.tasks.verify_chains",
         "schedule": float(env_int("LEDGERFLOW_CHAIN_VERIFY_SECONDS", 60)),
+    },
+    # Alert mail left undelivered (a lost message, a mail server down past
+    # the task's retries) is re-enqueued a minute after it was written.
+    "alert-outbox-sweep": {
+        "task": "alerts.tasks.sweep_outbox",
+        "schedule": float(env_int("LEDGERFLOW_ALERT_SWEEP_SECONDS", 30)),
     },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",

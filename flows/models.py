@@ -70,6 +70,9 @@ class Flow(models.Model):
         max_length=10, choices=Criticality.choices, default=Criticality.MEDIUM
     )
     runbook = models.TextField(blank=True)
+    # Where this flow's failures are mailed: comma-separated addresses;
+    # blank means the owner's address (alerts/recipients.py).
+    alert_to = models.CharField(max_length=500, blank=True)
     failure_mode = models.TextField(blank=True)
     review_cadence_days = models.PositiveIntegerField(default=90)
     last_reviewed_on = models.DateField(null=True, blank=True)

@@ -1,0 +1,110 @@
+"""What opens, folds and closes incidents: facts other apps record.
+
+A projector in the ground layer's registry (AlertsConfig), so the engine,
+the breakers and the approvals never import this app. It runs inside the
+transaction that appended the facts: an incident opens, and its outbox row
+is written, in the same commit as the failure, or not at all.
+
+- ``step.dead_lettered`` on a run's stream: signature = the dead letter's
+  error signature (connector, breaker target, normalised error; the key the
+  dead-letter inbox groups by);
+- ``breaker.opened`` on a breaker's stream, naming the run whose call
+  opened it: signature = the breaker target;
+- an approval SLA breach (``approval.escalated``, ``approval.sla_breached``,
+  a decision the SLA sweep made) on a run of a *critical* flow: signature =
+  the approval node. (A breach the flow's policy turns into a dead letter
+  is alerted as that dead letter.)
+- ``run.succeeded``: closes the flow's open incidents.
+
+Test runs (the editor's) alert no one.
+"""
+
+from collections.abc import Sequence
+
+from alerts.models import Kind
+from alerts.services import Failure, failure_seen, flow_succeeded
+from flows.models import Criticality, Flow
+from runs import deadletters
+from runs.ground.models import Event
+from runs.models import Run, Step
+
+DEAD_LETTERED = "step.dead_lettered"
+SUCCEEDED = "run.succeeded"
+BREAKER_OPENED = "breaker.opened"
+SLA_BREACHES = ("approval.escalated", "approval.sla_breached")
+DECIDED = "approval.decided"
+WATCHED = (DEAD_LETTERED, SUCCEEDED, BREAKER_OPENED, *SLA_BREACHES, DECIDED)
+# Flows whose approval SLA breaches alert someone.
+SLA_CRITICALITIES = {Criticality.CRITICAL}
+
+
+def react(events: Sequence[Event]) -> None:
+    runs: dict[int, Run | None] = {}
+    for event in events:
+        if event.type == BREAKER_OPENED:
+            _breaker_opened(event, runs)
+            continue
+        if not event.stream.startswith("run:"):
+            continue
+        run = _run(int(event.stream.split(":", 1)[1]), runs)
+        if run is None or run.is_test:
+            continue
+        if event.type == DEAD_LETTERED:
+            _dead_lettered(run, event)
+        elif event.type == SUCCEEDED:
+            flow_succeeded(run.flow_id, run.pk)
+        elif event.type in SLA_BREACHES or (event.type == DECIDED and event.payload.get("breach")):
+            _sla_breached(run, event)
+
+
+def _run(run_id: int, runs: dict[int, Run | None]) -> Run | None:
+    if run_id not in runs:
+        runs[run_id] = Run.objects.filter(pk=run_id).first()
+    return runs[run_id]
+
+
+def _source(event: Event) -> dict:
+    return {"stream": event.stream, "seq": event.seq, "type": event.type}
+
+
+def _dead_lettered(run: Run, event: Event) -> None:
+    node = event.payload["node"]
+    step = Step.objects.select_related("run__flow").filter(run=run, node_id=node).first()
+    if step is None:
+        return
+    signature = deadletters.letter_of(step).signature
+    where = f" on {signature.target}" if signature.target else ""
+    failure_seen(Failure(
+        flow_id=run.flow_id, kind=Kind.DEAD_LETTER, signature=f"dead_letter:{signature.key}",
+        summary=f"{signature.connector}{where}: {signature.text}",
+        detail=f"run {run.pk}, step {node}: {event.payload.get('error', '')}",
+        source=_source(event),
+    ))  # fmt: skip
+
+
+def _breaker_opened(event: Event, runs: dict[int, Run | None]) -> None:
+    run_id = event.payload.get("run_id")
+    run = _run(int(run_id), runs) if run_id else None
+    if run is None or run.is_test:
+        return  # no run of a flow opened it (an older event, a probe by hand)
+    target = event.payload["target"]
+    failure_seen(Failure(
+        flow_id=run.flow_id, kind=Kind.BREAKER, signature=f"breaker:{target}",
+        summary=f"the circuit breaker of {target} opened after "
+        f"{event.payload.get('failures', '?')} failures",
+        detail=f"run {run.pk}'s call opened it; calls to {target} wait for its probe",
+        source=_source(event),
+    ))  # fmt: skip
+
+
+def _sla_breached(run: Run, event: Event) -> None:
+    flow = Flow.objects.only("criticality").get(pk=run.flow_id)
+    if flow.criticality not in SLA_CRITICALITIES:
+        return
+    node = event.payload["node"]
+    failure_seen(Failure(
+        flow_id=run.flow_id, kind=Kind.SLA, signature=f"sla:{node}",
+        summary=f"nobody decided approval {node} within its SLA",
+        detail=f"run {run.pk}, approval {node}: {event.type}",
+        source=_source(event),
+    ))  # fmt: skip
