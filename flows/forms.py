@@ -1,9 +1,8 @@
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.validators import validate_email
 from django.utils.text import slugify
 
-from flows.models import Criticality, Flow, Kind, Team
+from flows.models import Criticality, Flow, Kind, Team, alert_addresses, validate_alert_to
 from runs.forms import JSONTextField
 
 MAX_LIST_ITEMS = 20
@@ -50,27 +49,14 @@ class EmailListField(forms.CharField):
     the error names the one that is wrong."""
 
     def to_python(self, value):
-        text = super().to_python(value) or ""
-        addresses = []
-        for raw in text.replace(";", ",").split(","):
-            address = raw.strip()
-            if address and address not in addresses:
-                addresses.append(address)
-        return addresses
+        return alert_addresses(super().to_python(value) or "")
 
     def validate(self, value):
         if self.required and not value:
             raise forms.ValidationError(self.error_messages["required"], code="required")
         if len(value) > MAX_ALERT_ADDRESSES:
             raise forms.ValidationError(f"At most {MAX_ALERT_ADDRESSES} addresses.")
-        for address in value:
-            try:
-                validate_email(address)
-            except forms.ValidationError:
-                shown = address if len(address) <= 60 else address[:57] + "…"
-                raise forms.ValidationError(
-                    f"“{shown}” is not an email address.", code="invalid"
-                ) from None
+        validate_alert_to(", ".join(value))
 
     def run_validators(self, value):
         # The joined text must fit the column; each address was checked above.

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+import flows.models
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -12,6 +14,8 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="flow",
             name="alert_to",
-            field=models.CharField(blank=True, max_length=500),
+            field=models.CharField(
+                blank=True, max_length=500, validators=[flows.models.validate_alert_to]
+            ),
         ),
     ]
