@@ -16,12 +16,17 @@ is written, in the same commit as the failure, or not at all.
   is alerted as that dead letter.)
 - ``run.succeeded``: closes the flow's open incidents.
 
-Test runs (the editor's) alert no one.
+Test runs (the editor's) alert no one. An alert that cannot be recorded
+(a bug, a database error) is rolled back to its savepoint and logged: it
+must never undo the failure it reports, nor stop the run's commit.
 """
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
-from alerts.models import Kind
+from django.db import transaction
+
+from alerts.models import Incident, Kind
 from alerts.services import Failure, failure_seen, flow_succeeded
 from flows.models import Criticality, Flow
 from runs import deadletters
@@ -34,6 +39,7 @@ BREAKER_OPENED = "breaker.opened"
 SLA_BREACHES = ("approval.escalated", "approval.sla_breached")
 DECIDED = "approval.decided"
 WATCHED = (DEAD_LETTERED, SUCCEEDED, BREAKER_OPENED, *SLA_BREACHES, DECIDED)
+log = logging.getLogger(__name__)
 # Flows whose approval SLA breaches alert someone.
 SLA_CRITICALITIES = {Criticality.CRITICAL}
 
@@ -41,20 +47,37 @@ SLA_CRITICALITIES = {Criticality.CRITICAL}
 def react(events: Sequence[Event]) -> None:
     runs: dict[int, Run | None] = {}
     for event in events:
-        if event.type == BREAKER_OPENED:
-            _breaker_opened(event, runs)
+        work = _work_for(event, runs)
+        if work is None:
             continue
-        if not event.stream.startswith("run:"):
-            continue
-        run = _run(int(event.stream.split(":", 1)[1]), runs)
-        if run is None or run.is_test:
-            continue
-        if event.type == DEAD_LETTERED:
-            _dead_lettered(run, event)
-        elif event.type == SUCCEEDED:
-            flow_succeeded(run.flow_id, run.pk)
-        elif event.type in SLA_BREACHES or (event.type == DECIDED and event.payload.get("breach")):
-            _sla_breached(run, event)
+        try:
+            with transaction.atomic():
+                work()
+        except Exception:
+            log.exception("could not record the alert for %s#%s %s",
+                          event.stream, event.seq, event.type)  # fmt: skip
+
+
+def _work_for(event: Event, runs: dict[int, Run | None]) -> Callable[[], object] | None:
+    """What ``event`` asks of the alerts, or None (read only: most events,
+    a success with no incident open among them, ask nothing and pay for no
+    savepoint)."""
+    if event.type == BREAKER_OPENED:
+        return lambda: _breaker_opened(event, runs)
+    if not event.stream.startswith("run:"):
+        return None
+    run = _run(int(event.stream.split(":", 1)[1]), runs)
+    if run is None or run.is_test:
+        return None
+    if event.type == DEAD_LETTERED:
+        return lambda: _dead_lettered(run, event)
+    if event.type == SUCCEEDED:
+        if not Incident.objects.filter(flow_id=run.flow_id, closed_at__isnull=True).exists():
+            return None
+        return lambda: flow_succeeded(run.flow_id, run.pk)
+    if event.type in SLA_BREACHES or (event.type == DECIDED and event.payload.get("breach")):
+        return lambda: _sla_breached(run, event)
+    return None
 
 
 def _run(run_id: int, runs: dict[int, Run | None]) -> Run | None:

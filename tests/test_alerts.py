@@ -354,3 +354,20 @@ def test_rebuild_projections_derives_the_same_incidents(olga, eager_celery, flak
     for table in ("Incident", "Outbox"):
         assert differences(live[table], rebuilt[table]) == [], table
     assert Outbox.objects.filter(delivered_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failures_committing_at_once_open_one_incident(olga, celery_in_thread):
+    """Real commits in many threads: the flow's alert stream head is the
+    lock under which "is one open?" is asked and answered."""
+    from tests.test_breakers import _in_threads
+
+    flow = order_flow(olga)
+    mail.outbox.clear()
+    run_ids = _in_threads(
+        8, lambda: driver.start_run(flow=flow, input=NO_ORDER, actor="user:olga").pk
+    )
+    assert Run.objects.filter(pk__in=run_ids, status="waiting").count() == 8
+    [incident] = incidents(flow)
+    assert incident.events == 8
+    assert len(mail.outbox) == 1
