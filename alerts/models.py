@@ -1,9 +1,9 @@
 """Incidents and the outbox of their notifications.
 
 Both tables are projections of the ``alert.*`` events (``alerts/projection.py``
-is their only writer, live and on rebuild), except the delivery bookkeeping
-of an outbox row (``attempts``, ``last_error``, ``enqueued_at``), which no
-event records: a rebuild leaves it at 0, "" and null.
+is their only writer, live and on rebuild), except when an outbox row was last
+handed to the delivery task (``enqueued_at``), which no event records: a
+rebuild leaves it null.
 """
 
 from django.db import models
@@ -63,9 +63,13 @@ class Outbox(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)
-    # Delivery bookkeeping (not projected).
+    # A delivery under way holds the row until then (alert.delivery_started);
+    # another delivery of the row meanwhile sends nothing.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
+    # When the row was last handed to the task (not projected: the sweep's
+    # own bookkeeping).
     enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

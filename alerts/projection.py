@@ -3,21 +3,22 @@
 Streams: ``alert:flow:<flow id>`` holds a flow's incidents opening, folding
 and closing (its head is the lock that makes "once per incident" hold when
 two failures of one flow commit at once); ``alert:mail:<outbox id>`` holds
-the delivery of one notification, so a slow mail server holds no flow's
-lock. ``apply`` is the only writer of the rows; ``rebuild`` replays the
-events through it.
+the delivery of one notification (each attempt started, failed, and its
+sending), so a slow mail server holds no flow's lock. ``apply`` is the
+only writer of the rows; ``rebuild`` replays the events through it.
 """
 
+import datetime as dt
 from collections.abc import Sequence
 
 from alerts.models import Incident, Outbox
 from runs.ground.models import Event, Stream
 
 EVENT_PREFIX = "alert."
-OPENED, FOLDED, CLOSED, SENT = (
-    "alert.incident_opened",
-    "alert.event_folded",
-    "alert.incident_closed",
+OPENED, FOLDED, CLOSED = "alert.incident_opened", "alert.event_folded", "alert.incident_closed"
+STARTED, FAILED, SENT = (
+    "alert.delivery_started",
+    "alert.delivery_failed",
     "alert.notification_sent",
 )
 FLOW_STREAM_PREFIX = "alert:flow:"
@@ -61,8 +62,16 @@ def apply(event: Event) -> None:
         Incident.objects.filter(pk=p["incident_id"]).update(
             closed_at=at, closed_by_run=p.get("run_id")
         )
+    elif event.type == STARTED:
+        Outbox.objects.filter(pk=p["outbox_id"]).update(
+            attempts=p["attempt"], claimed_until=dt.datetime.fromisoformat(p["claimed_until"])
+        )
+    elif event.type == FAILED:
+        Outbox.objects.filter(pk=p["outbox_id"]).update(
+            claimed_until=None, last_error=p["error"][:500]
+        )
     elif event.type == SENT:
-        Outbox.objects.filter(pk=p["outbox_id"]).update(delivered_at=at)
+        Outbox.objects.filter(pk=p["outbox_id"]).update(delivered_at=at, claimed_until=None)
 
 
 def _apply_streams(prefix: str) -> None:

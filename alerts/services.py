@@ -4,7 +4,7 @@ change (``alerts/projection.py`` projects them in the same transaction).
 - ``failure_seen``: a failure of a flow opens an incident, or is folded into
   the open one of the same signature (once per incident, not per event);
 - ``flow_succeeded``: a succeeded run closes the flow's open incidents;
-- ``deliver``: mail one outbox row, at most once, and record it;
+- ``deliver``: mail one outbox row once, recording each attempt;
 - ``sweep``: re-enqueue outbox rows left undelivered.
 
 The once-per-incident decision is taken under the lock of the flow's alert
@@ -19,7 +19,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -147,44 +147,58 @@ def enqueue(outbox_id: int) -> None:
 
 
 def deliver(outbox_id: int) -> bool:
-    """Mail one outbox row unless it was delivered; True if this call sent it.
+    """Mail one outbox row unless it is delivered or a delivery of it is
+    under way; True if this call sent it.
 
-    The row is locked (a second delivery of the same row skips it, or finds
-    it delivered once the first commits), ``alert.notification_sent`` is
-    recorded, the mail is sent, then the transaction commits. A mail server
-    that refuses rolls all of it back and the error goes up to the task,
-    which retries; a process that dies after sending but before the commit
-    leaves the row pending, to be sent again: at least once, never twice
-    for one successful commit."""
-    try:
-        with transaction.atomic():
-            row = (
-                Outbox.objects.select_for_update(skip_locked=True)
-                .filter(pk=outbox_id, delivered_at__isnull=True)
-                .first()
-            )
-            if row is None:
-                return False
-            _record(projection.mail_stream(row.pk), projection.SENT, {
-                "outbox_id": row.pk, "incident_id": row.incident_id,
-                "recipients": row.recipients, "attempt": row.attempts + 1,
-            })  # fmt: skip
-            send_mail(row.subject, row.body, settings.DEFAULT_FROM_EMAIL, row.recipients)
-    except Exception as exc:
-        Outbox.objects.filter(pk=outbox_id).update(
-            attempts=F("attempts") + 1, last_error=str(exc)[:500]
+    Write before effect, as a step is: ``alert.delivery_started`` claims the
+    row (compare-and-set under its lock) and commits before the mail server
+    is called, outside any transaction; ``alert.notification_sent`` commits
+    after it answered. A refusal records ``alert.delivery_failed``, frees
+    the row and goes up to the task, which retries. A duplicate task meets
+    the claim or the delivered row and sends nothing. A process that dies
+    mid-send leaves a claim that lapses after the lease; the sweep then
+    sends again: at least once, and twice only across such a death."""
+    now = clock.now()
+    lease = dt.timedelta(seconds=settings.LEDGERFLOW_ALERT_DELIVERY_LEASE_SECONDS)
+    stream = projection.mail_stream(outbox_id)
+    with transaction.atomic():
+        row = (
+            Outbox.objects.select_for_update()
+            .filter(pk=outbox_id, delivered_at__isnull=True)
+            .first()
         )
+        if row is None or (row.claimed_until is not None and row.claimed_until > now):
+            return False
+        attempt = row.attempts + 1
+        _record(stream, projection.STARTED, {
+            "outbox_id": row.pk, "attempt": attempt,
+            "claimed_until": (now + lease).isoformat(),
+        })  # fmt: skip
+    try:
+        send_mail(row.subject, row.body, settings.DEFAULT_FROM_EMAIL, row.recipients)
+    except Exception as exc:
+        with transaction.atomic():
+            _record(stream, projection.FAILED, {
+                "outbox_id": row.pk, "attempt": attempt, "error": str(exc)[:500],
+            })  # fmt: skip
         raise
+    with transaction.atomic():
+        _record(stream, projection.SENT, {
+            "outbox_id": row.pk, "incident_id": row.incident_id,
+            "recipients": row.recipients, "attempt": attempt,
+        })  # fmt: skip
     return True
 
 
 def sweep(now: dt.datetime) -> int:
     """Re-enqueue outbox rows still undelivered a minute after they were
-    written (and a minute after they were last enqueued); how many."""
+    written (and a minute after they were last enqueued), unless a delivery
+    holds them; how many."""
     cutoff = now - SWEEP_AFTER
     pending = list(
         Outbox.objects.filter(delivered_at__isnull=True, created_at__lte=cutoff)
         .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=cutoff))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
         .order_by("created_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )

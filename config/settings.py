@@ -218,6 +218,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# How long a delivery of alert mail holds its outbox row; a process that dies
+# mid-send leaves it to the sweep after this (alerts/services.py).
+LEDGERFLOW_ALERT_DELIVERY_LEASE_SECONDS = env_int("LEDGERFLOW_ALERT_DELIVERY_LEASE_SECONDS", 300)
 # The recovery sweep's tick; the sweep also paces held steps due before the
 # next tick (runs/sweeper.py).
 LEDGERFLOW_SWEEP_SECONDS = env_int("LEDGERFLOW_SWEEP_SECONDS", 2)

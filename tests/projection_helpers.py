@@ -19,7 +19,7 @@ NOT_PROJECTED = {
     DraftSnapshot: {"id"},  # test runs pin a snapshot by its graph hash
     DeadLetterAssignment: {"id"},  # one per dead letter, found by (run, node)
     DeadLetterNote: {"id"},  # found by (run, node, seq)
-    Outbox: {"attempts", "last_error", "enqueued_at"},  # delivery bookkeeping
+    Outbox: {"enqueued_at"},  # the sweep's bookkeeping
 }
 ORDER = {
     Run: ["id"],

@@ -57,6 +57,17 @@ def alert_events(flow) -> list[str]:
     )
 
 
+class DuplicateDuringSend(EmailBackend):
+    """The locmem backend, during whose send a duplicate task delivers the
+    same row (a redelivered message, a sweep racing the first delivery)."""
+
+    seen: list = []
+
+    def send_messages(self, messages):
+        DuplicateDuringSend.seen.append(services.deliver(Outbox.objects.get().pk))
+        return super().send_messages(messages)
+
+
 class FlakyBackend(EmailBackend):
     """The locmem backend, refusing the next ``failures`` messages."""
 
@@ -184,11 +195,18 @@ def test_a_refused_delivery_is_retried_and_delivered_later(olga, eager_celery, f
     start(flow, eager_celery, NO_ORDER)
     row = Outbox.objects.get()
     assert row.delivered_at is not None
-    assert (row.attempts, row.last_error) == (2, "mail server went away")
+    assert (row.attempts, row.last_error) == (3, "mail server went away")
     assert len(mail.outbox) == 1
-    # The sending is recorded once: the refused attempts rolled theirs back.
-    sent = Event.objects.filter(type="alert.notification_sent")
-    assert [e.payload["attempt"] for e in sent] == [3]
+    # Each attempt is recorded before the mail server is called, and how it ended.
+    assert list(
+        Event.objects.filter(stream=f"alert:mail:{row.pk}")
+        .order_by("seq")
+        .values_list("type", "payload__attempt")
+    ) == [
+        ("alert.delivery_started", 1), ("alert.delivery_failed", 1),
+        ("alert.delivery_started", 2), ("alert.delivery_failed", 2),
+        ("alert.delivery_started", 3), ("alert.notification_sent", 3),
+    ]  # fmt: skip
 
 
 def test_the_sweep_resends_an_undelivered_row_once(olga, eager_celery, flaky_mail):
@@ -209,6 +227,43 @@ def test_the_sweep_resends_an_undelivered_row_once(olga, eager_celery, flaky_mai
     assert services.deliver(row.pk) is False
     assert len(mail.outbox) == 1
     assert Event.objects.filter(type="alert.notification_sent").count() == 1
+
+
+def test_a_duplicate_delivery_during_the_send_sends_nothing(olga, eager_celery, settings):
+    settings.EMAIL_BACKEND = "tests.test_alerts.DuplicateDuringSend"
+    DuplicateDuringSend.seen = []
+    flow = order_flow(olga)
+    mail.outbox.clear()
+    start(flow, eager_celery, NO_ORDER)
+    assert DuplicateDuringSend.seen == [False]
+    assert len(mail.outbox) == 1 and Outbox.objects.get().delivered_at is not None
+
+
+class DiesDuringSend(EmailBackend):
+    def send_messages(self, messages):
+        raise SystemExit("the worker process is killed mid-send")
+
+
+def test_a_delivery_cut_off_mid_send_is_resent_once_its_claim_lapses(
+    olga, settings, celery_in_thread
+):
+    flow = order_flow(olga)
+    with clock.frozen_at(START):
+        driver.start_run(flow=flow, input=NO_ORDER, actor="user:olga")
+    row = Outbox.objects.get()
+    settings.EMAIL_BACKEND = "tests.test_alerts.DiesDuringSend"
+    with clock.frozen_at(START), pytest.raises(SystemExit):
+        services.deliver(row.pk)
+    row.refresh_from_db()
+    assert row.delivered_at is None and row.claimed_until == START + dt.timedelta(minutes=5)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox.clear()
+    with clock.frozen_at(START + dt.timedelta(minutes=2)):
+        assert services.deliver(row.pk) is False  # still claimed
+        assert services.sweep(clock.now()) == 0
+    with clock.frozen_at(START + dt.timedelta(minutes=6)):
+        assert services.sweep(clock.now()) == 1  # sends it (task in place)
+    assert len(mail.outbox) == 1
 
 
 def test_a_lost_message_is_found_by_the_sweep(
