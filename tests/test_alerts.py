@@ -378,6 +378,8 @@ def test_the_inventory_form_edits_and_checks_alert_to(client, olga):
     assert flow.alert_to == "ops@example.com, dev@example.com"
     edited = Event.objects.filter(stream=flow.stream, type="flow.edited").last()
     assert edited.payload["changes"]["alert_to"]["to"] == "ops@example.com, dev@example.com"
+    detail = client.get(reverse("flows:detail", args=[flow.slug])).content.decode()
+    assert "Failures are mailed to" in detail and "ops@example.com, dev@example.com" in detail
 
 
 # --- pages and the projection ---------------------------------------------------------------
