@@ -428,3 +428,11 @@ def test_failures_committing_at_once_open_one_incident(olga, celery_in_thread):
     [incident] = incidents(flow)
     assert incident.events == 8
     assert len(mail.outbox) == 1
+
+
+def test_beat_ticks_the_outbox_sweep(settings):
+    from alerts import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["alert-outbox-sweep"]
+    assert entry["task"] == tasks.sweep_outbox.name == "alerts.tasks.sweep_outbox"
+    assert tasks.deliver_alert.name == services.DELIVER_TASK
