@@ -12,7 +12,7 @@ transaction, within a budget. ``run_session()`` is how every entry point
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -59,19 +59,10 @@ def _load_state(run: Run) -> RunState:
         )
     return RunState(
         run_id=run.pk,
-        status=run.status,
-        input=run.input,
-        output=run.output,
-        error=run.error,
-        root_run_id=run.root_run_id,
-        lineage_id=run.lineage_id,
         steps=steps,
         started_at=run.created_at,
-        finished_at=run.finished_at,
-        updated_at=run.updated_at,
-        concurrency_key=run.concurrency_key,
-        wait_reason=run.wait_reason,
         business_key=run.business_key,
+        **{name: getattr(run, name) for name in rows.RUN_FIELDS},
     )
 
 
@@ -85,20 +76,25 @@ def graph_for(run: Run) -> Graph:
 
 
 def graph_of(flow_id: int, number: int) -> Graph:
-    """Versions are immutable, so a worker keeps each graph it has loaded."""
-    key = (flow_id, number)
-    if key not in _graph_cache:
-        version = FlowVersion.objects.get(flow_id=flow_id, number=number)
-        _graph_cache[key] = build_graph(version.graph)
-    return _graph_cache[key]
+    """A published version's graph."""
+    return _cached_graph(
+        (flow_id, number), lambda: FlowVersion.objects.get(flow_id=flow_id, number=number).graph
+    )
 
 
 def snapshot_graph(flow_id: int, graph_hash: str) -> Graph:
-    """A test run's graph: the draft snapshot it pinned, immutable too."""
-    key = (flow_id, graph_hash)
+    """A test run's graph: the draft snapshot it pinned."""
+    return _cached_graph(
+        (flow_id, graph_hash),
+        lambda: DraftSnapshot.objects.get(flow_id=flow_id, graph_hash=graph_hash).graph,
+    )
+
+
+def _cached_graph(key: tuple[int, int | str], load: Callable[[], dict]) -> Graph:
+    """Versions and snapshots are immutable, so a worker keeps each graph it
+    has loaded: the key names one for ever."""
     if key not in _graph_cache:
-        snapshot = DraftSnapshot.objects.get(flow_id=flow_id, graph_hash=graph_hash)
-        _graph_cache[key] = build_graph(snapshot.graph)
+        _graph_cache[key] = build_graph(load())
     return _graph_cache[key]
 
 
