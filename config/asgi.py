@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels."""
 
+import atexit
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -13,6 +14,11 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from runs import stepmetrics  # noqa: E402
+
+# A web process runs pure steps inline too: when it exits (uvicorn's
+# graceful stop, one of its --workers), its live gauges stop being summed.
+atexit.register(stepmetrics.mark_dead)
 
 application = ProtocolTypeRouter(
     {
