@@ -2,6 +2,7 @@
 from the database at scrape time, and /readyz's scheduler check."""
 
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -186,3 +187,57 @@ def test_a_failure_of_the_figures_is_logged_and_the_run_goes_on(
     messages = [r.getMessage() for r in caplog.records if r.name == "runs.stepmetrics"]
     assert "could not count a running step of transform for /metrics" in messages
     assert "could not observe a step of transform for /metrics" in messages
+
+
+def _session_metrics_dir(env: dict) -> str:
+    """The metrics folder a new test session (its settings) chooses."""
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    probe = "import os, django; django.setup(); print(os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_each_test_session_keeps_its_metrics_in_a_folder_of_its_own(tmp_path):
+    """Two sessions started alike (one data directory, one folder named in
+    the environment) sum no figure of the other's; each removes its own."""
+    from pathlib import Path
+
+    from config import settings_test
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "LEDGERFLOW_DATA_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "shared"),
+    }
+    first, second = _session_metrics_dir(env), _session_metrics_dir(env)
+    assert first != second
+    assert not {first, second} & {str(tmp_path / "shared"), str(tmp_path / "metrics")}
+    assert not Path(first).exists() and not Path(second).exists()  # removed at exit
+    # This session's: where its processes write and its /metrics reads.
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == settings_test.METRICS_DIR
+    assert Path(settings_test.METRICS_DIR).is_dir()
+
+
+def test_the_launcher_empties_the_folder_it_names_for_every_process(tmp_path, monkeypatch):
+    from config import launcher
+
+    monkeypatch.setenv("LEDGERFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LEDGERFLOW_DEMO_PAYMENTS_PORT", "8765")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert launcher.platform_env(8000)["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics")
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(elsewhere))
+    assert launcher.platform_env(8000)["PROMETHEUS_MULTIPROC_DIR"] == str(elsewhere)
+    elsewhere.mkdir()
+    for name in ("histogram_4242.db", "gauge_livesum_4242.db", "counter_17.db", "notes.txt"):
+        (elsewhere / name).write_text("from an earlier start")
+    launcher.fresh_metrics_folder(elsewhere)
+    assert sorted(os.listdir(elsewhere)) == ["notes.txt"]
