@@ -5,8 +5,9 @@ Two kinds of figures, each read where it is true:
   dead letters, approvals waiting and overdue, SLA breaches, breakers, the
   sweep's re-sends and expired leases) and the broker's queue depth. Every
   web process answers the same, since they all read one database.
-- **Histograms and counters of what processes did** (step latency by
-  connector), observed in the workers that ran the steps. They live in
+- **Figures of what processes did** (step latency, attempts by outcome and
+  steps running, by connector: runs/stepmetrics.py), observed by the
+  processes that ran the steps, workers and web alike. They live in
   ``prometheus_client``'s multiprocess files (``PROMETHEUS_MULTIPROC_DIR``,
   set by config/settings.py before the library is imported), which any web
   process sums at scrape time.
