@@ -241,3 +241,41 @@ def test_the_launcher_empties_the_folder_it_names_for_every_process(tmp_path, mo
         (elsewhere / name).write_text("from an earlier start")
     launcher.fresh_metrics_folder(elsewhere)
     assert sorted(os.listdir(elsewhere)) == ["notes.txt"]
+
+
+def test_steps_running_in_a_process_killed_outright_stop_counting(client, settings, tmp_path, db):
+    """A process killed mid-step (SIGKILL: no shutdown hook runs) leaves its
+    live gauge's file; the scrape forgets a process id that names no
+    process on this machine."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.processes import ROOT
+
+    settings.LEDGERFLOW_METRICS_TOKEN = TOKEN
+    running = ("ledgerflow_steps_running", (("connector", "http.request"),))
+    before = parse(scrape_text(client)).get(running, 0)
+    hold = (
+        "import time, django; django.setup(); from runs import stepmetrics\n"
+        "with stepmetrics.running('http.request'):\n"
+        "    print('calling', flush=True); time.sleep(120)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings",
+           "LEDGERFLOW_DATA_DIR": str(tmp_path)}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "calling"
+        assert parse(scrape_text(client))[running] == before + 1
+        live = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / f"gauge_livesum_{proc.pid}.db"
+        assert live.exists()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert parse(scrape_text(client)).get(running, 0) == before
+        assert not live.exists()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
