@@ -138,13 +138,20 @@ def test_two_web_processes_answer_the_figures_of_two_workers(tmp_path, olga, pay
             timeout=120, what=f"{RUNS} runs to succeed",
         )  # fmt: skip
 
-        first, second = scrape(ports[0]), scrape(ports[1])
         # Every attempt the database holds, observed once, in one process or
         # another, and summed alike by either web process.
         attempts = events_by_connector("step.started")
         assert attempts == Counter(
             {"trigger.webhook": RUNS, "transform": 2 * RUNS, "http.request": RUNS + REFUSED}
         )
+        # A worker's last inline step is observed just after its commit,
+        # which the run's status may show a moment sooner.
+        settled = wait_until(
+            lambda: step_counts(scrape(ports[0])) == attempts, timeout=10, interval=0.5,
+            what=f"{attempts} in /metrics",
+        )  # fmt: skip
+        assert settled
+        first, second = scrape(ports[0]), scrape(ports[1])
         assert step_counts(first) == attempts
         assert step_family(first) == step_family(second)
         failed = by_label(first, "ledgerflow_step_attempts_total", "connector", outcome="failed")
