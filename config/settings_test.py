@@ -20,7 +20,14 @@ os.environ.setdefault("LEDGERFLOW_DATA_DIR", tempfile.mkdtemp(prefix="ledgerflow
 # Set before config/settings.py, which only fills it in when unset.
 METRICS_DIR = tempfile.mkdtemp(prefix="ledgerflow-test-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
-atexit.register(shutil.rmtree, METRICS_DIR, ignore_errors=True)
+_OWNER = os.getpid()
+
+
+@atexit.register
+def _remove_metrics_dir() -> None:
+    if os.getpid() == _OWNER:  # not a forked child that exits normally
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
+
 
 from config.settings import *  # noqa: E402, F403
 
