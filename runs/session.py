@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.models import DraftSnapshot, FlowVersion
-from runs import decider, follow_ups, rows, wakeups
+from runs import decider, follow_ups, rows, stepmetrics, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import is_disabled, runs_inline
 from runs.graph_facts import build_graph, connector_of
@@ -182,6 +182,7 @@ class Session:
             self.pass_through(node, attempt)
             return
         connector = connector_of(self.graph, node)
+        started = time.perf_counter()
         config, error = render_config(self.graph, node, self.state)
         self.apply(
             decider.Claim(
@@ -191,11 +192,14 @@ class Session:
         )  # fmt: skip
         if error:
             self.apply(self.fail(node, attempt, error, retryable=False, may_have_been_sent=False))
+            self.count_attempt(node, time.perf_counter() - started, stepmetrics.FAILED)
             return
         ctx = step_context(self, node, attempt, config)
-        outcome = perform(connector, ctx)
+        with stepmetrics.running(self.graph.nodes[node]["type"]):
+            outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
         self.record_facts(outcome)
+        self.count_attempt(node, time.perf_counter() - started, stepmetrics.outcome_of(outcome))
 
     def pass_through(self, node: str, attempt: int) -> None:
         """A disabled node calls nothing: it succeeds at once with what flowed
@@ -206,6 +210,15 @@ class Session:
         self.apply(
             decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True)
         )
+        self.count_attempt(node, 0.0, stepmetrics.SUCCEEDED)
+
+    def count_attempt(self, node: str, seconds: float, outcome: str) -> None:
+        """Observe an attempt of ``node`` for /metrics once this session
+        commits: a session rolled back ran the step but recorded no attempt
+        (the step runs again), so the figures keep to the attempts the
+        database holds."""
+        connector = self.graph.nodes[node]["type"]
+        transaction.on_commit(lambda: stepmetrics.observe(connector, seconds, outcome))
 
     def record_facts(self, outcome: Outcome) -> None:
         """The connector's own facts go after the step's outcome they explain."""
