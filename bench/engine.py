@@ -1,7 +1,17 @@
 """Engine benchmark against the floor, on PostgreSQL + Redis, default
 durability, two prefork worker processes. Closed loop: a new run starts when
 one finishes; 5 s of warm-up are discarded; each point lasts at least
-``--seconds`` or ``--max-runs`` runs. Raw per-run latencies and the
+``--seconds`` or ``--max-runs`` runs.
+
+- The side-effecting flow is three ``http.request`` POSTs to the fake
+  payments API (a real local server), paying the outbound guard, the breaker
+  and the rate limit as production steps do; the floor makes the same POST
+  in each of its steps.
+- The pure flow runs inline in whoever starts it, so its "in flight" points
+  are that many concurrent starters: threads spread over up to four starter
+  processes (``--starter``), each starting a run and waiting for it.
+- The sequential 40-step chain measures the engine's overhead per step.
+ Raw per-run latencies and the
 environment go to bench/out/engine.json; the printed figures are recomputed
 from that file.
 
@@ -10,8 +20,13 @@ from that file.
 
 import argparse
 import json
+import math
+import os
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +41,13 @@ def work(node_id: str, ms: float = 0) -> dict:
     return {"id": node_id, "type": "cpu.work", "config": {"milliseconds": ms}}
 
 
-def flows() -> dict[str, dict]:
+def charge(node_id: str, charges_url: str) -> dict:
+    return {"id": node_id, "type": "http.request", "config": {
+        "method": "POST", "url": charges_url, "honours_idempotency_key": True,
+        "json_body": {"order_id": "bench-{{ trigger.n }}", "amount": 1}}}  # fmt: skip
+
+
+def flows(charges_url: str) -> dict[str, dict]:
     trigger = {"id": "start", "type": "trigger.manual"}
 
     def linear(nodes):
@@ -53,7 +74,7 @@ def flows() -> dict[str, dict]:
     pure["edges"].append({"from": "check", "from_port": "true", "to": "done"})
     return {
         "bench-pure": pure,
-        "bench-effects": linear([work("w1"), work("w2"), work("w3")]),
+        "bench-effects": linear([charge(f"c{i}", charges_url) for i in (1, 2, 3)]),
         "bench-sequential": linear([work(f"s{i}", 10) for i in range(40)]),
     }
 
@@ -104,14 +125,14 @@ def engine_runner(flow):
     return start, finished
 
 
-def floor_runner(steps: int):
+def floor_runner(steps: int, url: str):
     from bench import floor
 
     counter = iter(range(1, 10**9))
 
     def start() -> int:
         chain = next(counter) + int(time.time() * 1000) * 1000
-        floor.start_chain(chain, steps)
+        floor.start_chain(chain, steps, url)
         return chain
 
     return start, floor.finished
@@ -136,6 +157,84 @@ def point(system: str, in_flight: int, runner, steps: int, args, round_=0) -> di
         flush=True,
     )
     return result
+
+
+STARTER_PROCESSES = 4
+
+
+def concurrent_point(system: str, in_flight: int, slug: str, steps: int, args) -> dict:
+    """``in_flight`` concurrent starters of ``slug``'s runs: threads spread
+    over up to four processes (one interpreter's lock would serialise
+    them), each a closed loop of its own."""
+    processes = min(in_flight, STARTER_PROCESSES)
+    per_process = [in_flight // processes + (i < in_flight % processes) for i in range(processes)]
+    command = [sys.executable, "-m", "bench.engine", "--starter", slug,
+               "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+               "--max-runs", str(math.ceil(args.max_runs / processes))]  # fmt: skip
+    starters = [
+        subprocess.Popen(
+            [*command, "--threads", str(n)],
+            cwd=common.ROOT,
+            env=os.environ,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for n in per_process
+    ]
+    results = []
+    for proc in starters:
+        out, _ = proc.communicate(timeout=args.seconds + args.warmup + 300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a starter process failed ({proc.returncode})")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    latencies = [ms for r in results for ms in r["latencies_ms"]]
+    seconds = max(r["seconds"] for r in results)
+    print(
+        f"  {system:<12} in flight {in_flight:>3}: {len(latencies)} runs, "
+        f"{len(latencies) * steps / seconds:8.1f} steps/s, p50 {_p50(latencies):7.1f} ms",
+        flush=True,
+    )
+    return {"system": system, "in_flight": in_flight, "round": 0, "steps_per_run": steps,
+            "seconds": seconds, "latencies_ms": latencies}  # fmt: skip
+
+
+def starter(slug: str, threads: int, seconds: float, warmup: float, max_runs: int) -> None:
+    """One starter process: ``threads`` closed loops, each starting a run
+    and waiting for it to finish; prints its latencies as one JSON line."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from flows.models import Flow
+
+    flow = Flow.objects.get(slug=slug)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    began = time.monotonic()
+    measure_from, stop_at = began + warmup, began + warmup + seconds
+
+    def loop() -> None:
+        start, finished = engine_runner(flow)
+        try:
+            while time.monotonic() < stop_at and len(latencies) < max_runs:
+                t0 = time.monotonic()
+                pk = start()
+                while not finished([pk]):
+                    time.sleep(0.002)
+                if t0 >= measure_from:
+                    with lock:
+                        latencies.append((time.monotonic() - t0) * 1000)
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=loop) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    measured = min(time.monotonic(), stop_at) - measure_from
+    print(json.dumps({"latencies_ms": latencies, "seconds": max(measured, 1e-3)}), flush=True)
 
 
 def sequential(flow, repetitions: int) -> dict:
@@ -240,12 +339,21 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=10)
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds discarded per point")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--starter", metavar="SLUG", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.starter:
+        starter(args.starter, args.threads, args.seconds, args.warmup, args.max_runs)
+        return
 
     database = common.fresh_database("ledgerflow_bench")
     redis_url = "redis://127.0.0.1:6379/11"
     common.flush_redis(redis_url)
-    env = common.platform_env(database, redis_url)
+    port = common.free_port()
+    payments = common.start_payments(port, (0, 0))
+    charges_url = f"http://127.0.0.1:{port}/charges"
+    allow = f"127.0.0.1:{port}"
+    env = common.platform_env(database, redis_url, LEDGERFLOW_OUTBOUND_ALLOWLIST=allow)
     common.setup_django(env)
     from django.contrib.auth.models import User
 
@@ -255,7 +363,7 @@ def main() -> None:
     floor.create_tables()
     actor = User.objects.create_user("bench")
     published = {}
-    for slug, graph in flows().items():
+    for slug, graph in flows(charges_url).items():
         flow = services.flow_create(
             actor=actor, data={"name": slug, "slug": slug, "tags": [], "external_systems": []}
         )
@@ -273,6 +381,16 @@ def main() -> None:
                          "--schedule", str(logdir / "beat-schedule")], env, logdir / "beat.log"),
     ]  # fmt: skip
     data = {"environment": common.environment_facts(), "points": []}
+    try:
+        run_points(services_, published, charges_url, args, data)
+    finally:
+        payments.send_signal(signal.SIGTERM)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data))
+    report(args.out)
+
+
+def run_points(services_, published: dict, charges_url: str, args, data: dict) -> None:
     with Supervisor(services_):
         time.sleep(3)
         effects = engine_runner(published["bench-effects"])
@@ -280,14 +398,11 @@ def main() -> None:
             rounds = args.rounds if n == 16 else 1
             for r in range(rounds):
                 data["points"].append(point("engine", n, effects, 3, args, r))
-                data["points"].append(point("floor", n, floor_runner(3), 3, args, r))
-        pure = engine_runner(published["bench-pure"])
+                floor = floor_runner(3, charges_url)
+                data["points"].append(point("floor", n, floor, 3, args, r))
         for n in (1, 16, 128):
-            data["points"].append(point("engine_pure", n, pure, 3, args))
+            data["points"].append(concurrent_point("engine_pure", n, "bench-pure", 3, args))
         data["sequential"] = sequential(published["bench-sequential"], args.repetitions)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data))
-    report(args.out)
 
 
 if __name__ == "__main__":

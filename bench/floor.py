@@ -1,8 +1,9 @@
 """The floor: the cheapest honest way to run a durable step on this stack.
 
-Each step is one Celery task that inserts one event-shaped row (canonical
-body, SHA-256 hash, the event table's unique and secondary indexes) in its
-own transaction and then sends the next task. Same broker, database
+Each step is one Celery task that (given a URL) makes the same keyed POST
+the engine's side-effecting step makes, inserts one event-shaped row
+(canonical body, SHA-256 hash, the event table's unique and secondary
+indexes) in its own transaction and then sends the next task. Same broker, database
 settings, acks_late, prefetch 1 and ignore_result as the engine. Written
 before the engine was measured against it, and not tuned since.
 """
@@ -10,6 +11,7 @@ before the engine was measured against it, and not tuned since.
 import hashlib
 import json
 
+import httpx
 from celery import shared_task
 from django.db import connection, transaction
 
@@ -47,7 +49,16 @@ def create_tables() -> None:
 
 
 @shared_task(name="bench.floor_step")
-def floor_step(chain: int, step: int, total: int, started_at: str, prev: str) -> None:
+def floor_step(
+    chain: int, step: int, total: int, started_at: str, prev: str, url: str = ""
+) -> None:
+    if url:  # the remote call a side-effecting step pays, on a new connection
+        httpx.post(
+            url,
+            json={"order_id": f"floor-{chain}", "amount": 1},
+            headers={"Idempotency-Key": f"floor-{chain}-{step}"},
+            timeout=10,
+        ).raise_for_status()
     now = clock.now()
     stream = f"floor:{chain}"
     payload = {"step": step}
@@ -71,11 +82,11 @@ def floor_step(chain: int, step: int, total: int, started_at: str, prev: str) ->
                     [chain, started_at, now],
                 )
     if step < total:
-        floor_step.delay(chain, step + 1, total, started_at, digest)
+        floor_step.delay(chain, step + 1, total, started_at, digest, url)
 
 
-def start_chain(chain: int, total: int) -> None:
-    floor_step.delay(chain, 1, total, clock.now().isoformat(), "0" * 64)
+def start_chain(chain: int, total: int, url: str = "") -> None:
+    floor_step.delay(chain, 1, total, clock.now().isoformat(), "0" * 64, url)
 
 
 def finished(chains: list[int]) -> dict[int, float]:

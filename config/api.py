@@ -54,6 +54,7 @@ class ConnectorOut(Schema):
     icon: str
     description: str
     side_effect: str
+    side_effect_varies: bool
     is_trigger: bool
     inline: bool
     ports: list[str]

@@ -6,7 +6,14 @@ import os
 from contextvars import Token
 
 from celery import Celery
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from config.orphans import watch_parent
 from runs.ground import logcontext
@@ -22,6 +29,24 @@ app.autodiscover_tasks()
 def _die_with_the_worker(**_) -> None:
     # A pool child whose worker was killed must not go on executing tasks.
     watch_parent()
+
+
+@worker_process_shutdown.connect
+def _pool_child_exits(pid=None, **_) -> None:
+    # Sent in the pool child as it exits (a warm shutdown, a recycled
+    # child): its live gauges stop being summed by /metrics.
+    from runs import stepmetrics
+
+    stepmetrics.mark_dead(pid)
+
+
+@worker_shutdown.connect
+def _worker_exits(**_) -> None:
+    # The worker's main process (it runs tasks itself with the solo or
+    # threads pool).
+    from runs import stepmetrics
+
+    stepmetrics.mark_dead()
 
 
 # Task arguments that name the run a task works on, and the flow.

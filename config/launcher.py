@@ -40,6 +40,9 @@ def platform_env(port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         LEDGERFLOW_DATA_DIR=str(data),
+        # Named for every process, so the folder emptied at start is the
+        # one they all write (config/settings.py's default otherwise).
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_folder(data)),
         LEDGERFLOW_LOG_DIR=str(data / "log"),
         LEDGERFLOW_PORT=str(port),
         LEDGERFLOW_HOST=env_str("LEDGERFLOW_HOST") or "127.0.0.1",
@@ -104,6 +107,11 @@ class Tail:
             sys.stdout.flush()
 
 
+def metrics_folder(data: Path) -> Path:
+    """Where the processes keep prometheus_client's multiprocess files."""
+    return Path(env_str("PROMETHEUS_MULTIPROC_DIR") or data / "metrics").resolve()
+
+
 def fresh_metrics_folder(folder: Path) -> None:
     """prometheus_client's multiprocess files belong to the processes that
     wrote them: files of an earlier start would be summed with the new
@@ -120,7 +128,7 @@ def main() -> None:
     env = platform_env(args.port)
     log_dir = Path(env["LEDGERFLOW_LOG_DIR"])
     log_dir.mkdir(parents=True, exist_ok=True)
-    fresh_metrics_folder(Path(env["LEDGERFLOW_DATA_DIR"]) / "metrics")
+    fresh_metrics_folder(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     tail = Tail(log_dir)
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "--nodaemon", "-c", str(CONF)],

@@ -5,8 +5,9 @@ Two kinds of figures, each read where it is true:
   dead letters, approvals waiting and overdue, SLA breaches, breakers, the
   sweep's re-sends and expired leases) and the broker's queue depth. Every
   web process answers the same, since they all read one database.
-- **Histograms and counters of what processes did** (step latency by
-  connector), observed in the workers that ran the steps. They live in
+- **Figures of what processes did** (step latency, attempts by outcome and
+  steps running, by connector: runs/stepmetrics.py), observed by the
+  processes that ran the steps, workers and web alike. They live in
   ``prometheus_client``'s multiprocess files (``PROMETHEUS_MULTIPROC_DIR``,
   set by config/settings.py before the library is imported), which any web
   process sums at scrape time.
@@ -15,6 +16,7 @@ Two kinds of figures, each read where it is true:
 import hmac
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Count, Sum
@@ -26,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config.dashboard import approval_figures
 from connectors.outbound.models import Breaker
-from runs import decider
+from runs import decider, stepmetrics
 from runs.ground.models import Event
 from runs.models import Run, Step
 
@@ -137,10 +139,29 @@ def queue_depth() -> int | None:
         return None
 
 
+def forget_dead_processes(folder: Path) -> None:
+    """Live gauges (steps running) of processes that died without a word (a
+    SIGKILL, the OOM killer: no shutdown hook ran) would count their steps
+    as running for ever. The folder is this machine's, so a process id that
+    names no process here is a dead one's."""
+    for path in folder.glob("gauge_live*_*.db"):
+        try:
+            pid = int(path.stem.rsplit("_", 1)[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            stepmetrics.mark_dead(pid)
+        except PermissionError:
+            continue  # alive, another user's
+
+
 def registry() -> CollectorRegistry:
     scrape = CollectorRegistry()
     scrape.register(DatabaseFigures())
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        forget_dead_processes(Path(folder))
         MultiProcessCollector(scrape)
     return scrape
 

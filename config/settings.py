@@ -366,9 +366,10 @@ LOGGING = {
 
 # --- Metrics ----------------------------------------------------------------
 # /metrics answers only with this bearer token (config/metrics.py); unset, it
-# is off. Histograms observed in workers are summed from prometheus_client's
-# multiprocess files; the folder is set here, before anything imports the
-# library, and emptied by the launcher at start.
+# is off. Step figures observed by workers and web processes are summed from
+# prometheus_client's multiprocess files; the folder is set here, before
+# anything imports the library, and emptied by the launcher at start
+# (config/settings_test.py gives each test session its own).
 LEDGERFLOW_METRICS_TOKEN = env_str("LEDGERFLOW_METRICS_TOKEN")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)

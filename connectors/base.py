@@ -330,6 +330,9 @@ def describe(connector: type[Connector]) -> dict:
         "icon": connector.icon,
         "description": connector.description,
         "side_effect": str(side_effect),
+        # The class depends on the node's config (http.request: a GET has
+        # none; a POST is unsafe unless the remote honours the key).
+        "side_effect_varies": connector.side_effect is not Connector.side_effect,
         "is_trigger": connector.is_trigger,
         "inline": connector.inline,
         "ports": list(connector().ports_for(connector.example_config)),

@@ -15,7 +15,7 @@ from django.db import connection
 
 from connectors import base as connectors
 from connectors.outbound import breakers, ratelimits
-from runs import decider
+from runs import decider, stepmetrics
 from runs.follow_ups import is_disabled
 from runs.graph_facts import connector_of
 from runs.ground import clock
@@ -33,6 +33,7 @@ class Claimed:
     work: Work
     target: str | None = None  # the breaker the call's outcome is counted on
     node_type: str = ""
+    render_seconds: float = 0.0  # rendering its config, for /metrics
 
 
 def claim(session: Session, node: str, attempt: int) -> "Claimed | None":
@@ -56,7 +57,9 @@ def claim(session: Session, node: str, attempt: int) -> "Claimed | None":
         session.drive()
         return None
     connector = connector_of(session.graph, node)
+    started = time.perf_counter()
     config, error = render_config(session.graph, node, session.state)
+    render_seconds = time.perf_counter() - started
     lease = connector.lease_seconds(config) if not error else 30.0
     target = None if error else connector.breaker_target(config)
     if target and _held(session, node, attempt, target, lease):
@@ -71,11 +74,13 @@ def claim(session: Session, node: str, attempt: int) -> "Claimed | None":
     )
     if error:
         session.apply(session.fail(node, attempt, error, retryable=False, may_have_been_sent=False))
+        session.count_attempt(node, render_seconds, stepmetrics.FAILED)
         return None
     ctx = step_context(session, node, attempt, config)
     return Claimed(connector=connector, ctx=ctx, lease_seconds=lease,
                    work=Work(session.run.pk, node, attempt), target=target,
-                   node_type=session.graph.nodes[node]["type"])  # fmt: skip
+                   node_type=session.graph.nodes[node]["type"],
+                   render_seconds=render_seconds)  # fmt: skip
 
 
 def _held(session: Session, node: str, attempt: int, target: str, lease: float) -> bool:
@@ -175,8 +180,16 @@ def execute_step(run_id: int, node: str, attempt: int) -> None:
     claimed = claim_step(run_id, node, attempt)
     while claimed is not None:
         work = claimed.work
-        with _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds):
+        started = time.perf_counter()
+        with (
+            _Heartbeat(work.run_id, work.node, work.attempt, claimed.lease_seconds),
+            stepmetrics.running(claimed.node_type),
+        ):
             outcome = perform(claimed.connector, claimed.ctx)
+        # Its step.started is committed: the attempt happened, whatever
+        # becomes of its result (a late one is discarded below).
+        seconds = claimed.render_seconds + time.perf_counter() - started
+        stepmetrics.observe(claimed.node_type, seconds, stepmetrics.outcome_of(outcome))
         if claimed.target:
             _count_on_breaker(claimed.target, claimed.node_type, outcome, work.run_id)
         eager = time.monotonic() < deadline

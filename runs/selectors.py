@@ -151,11 +151,16 @@ def runs_page(filters: RunFilters, *, after: str = "", size: int | None = None) 
     runs = filtered_runs(filters).select_related("flow").order_by("-created_at", "-id")
     if after:
         when, pk = decode_cursor(after)
-        runs = runs.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
+        runs = runs.filter(keyset.before("created_at", when, pk))
     found = list(runs[: size + 1])
     more = len(found) > size
     found = found[:size]
-    count, capped = capped_count(filtered_runs(filters))
+    if not after and not more:
+        # The whole answer is on this page: its length is the count, and a
+        # second walk of the filters (a trigram scan, say) would only repeat it.
+        count, capped = len(found), False
+    else:
+        count, capped = capped_count(filtered_runs(filters))
     return RunsPage(
         rows=with_current_steps(found),
         next_cursor=encode_cursor(found[-1]) if more else "",

@@ -12,7 +12,7 @@ transaction, within a budget. ``run_session()`` is how every entry point
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.models import DraftSnapshot, FlowVersion
-from runs import decider, follow_ups, rows, wakeups
+from runs import decider, follow_ups, rows, stepmetrics, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import is_disabled, runs_inline
 from runs.graph_facts import build_graph, connector_of
@@ -59,19 +59,10 @@ def _load_state(run: Run) -> RunState:
         )
     return RunState(
         run_id=run.pk,
-        status=run.status,
-        input=run.input,
-        output=run.output,
-        error=run.error,
-        root_run_id=run.root_run_id,
-        lineage_id=run.lineage_id,
         steps=steps,
         started_at=run.created_at,
-        finished_at=run.finished_at,
-        updated_at=run.updated_at,
-        concurrency_key=run.concurrency_key,
-        wait_reason=run.wait_reason,
         business_key=run.business_key,
+        **{name: getattr(run, name) for name in rows.RUN_FIELDS},
     )
 
 
@@ -85,20 +76,25 @@ def graph_for(run: Run) -> Graph:
 
 
 def graph_of(flow_id: int, number: int) -> Graph:
-    """Versions are immutable, so a worker keeps each graph it has loaded."""
-    key = (flow_id, number)
-    if key not in _graph_cache:
-        version = FlowVersion.objects.get(flow_id=flow_id, number=number)
-        _graph_cache[key] = build_graph(version.graph)
-    return _graph_cache[key]
+    """A published version's graph."""
+    return _cached_graph(
+        (flow_id, number), lambda: FlowVersion.objects.get(flow_id=flow_id, number=number).graph
+    )
 
 
 def snapshot_graph(flow_id: int, graph_hash: str) -> Graph:
-    """A test run's graph: the draft snapshot it pinned, immutable too."""
-    key = (flow_id, graph_hash)
+    """A test run's graph: the draft snapshot it pinned."""
+    return _cached_graph(
+        (flow_id, graph_hash),
+        lambda: DraftSnapshot.objects.get(flow_id=flow_id, graph_hash=graph_hash).graph,
+    )
+
+
+def _cached_graph(key: tuple[int, int | str], load: Callable[[], dict]) -> Graph:
+    """Versions and snapshots are immutable, so a worker keeps each graph it
+    has loaded: the key names one for ever."""
     if key not in _graph_cache:
-        snapshot = DraftSnapshot.objects.get(flow_id=flow_id, graph_hash=graph_hash)
-        _graph_cache[key] = build_graph(snapshot.graph)
+        _graph_cache[key] = build_graph(load())
     return _graph_cache[key]
 
 
@@ -186,6 +182,7 @@ class Session:
             self.pass_through(node, attempt)
             return
         connector = connector_of(self.graph, node)
+        started = time.perf_counter()
         config, error = render_config(self.graph, node, self.state)
         self.apply(
             decider.Claim(
@@ -195,11 +192,14 @@ class Session:
         )  # fmt: skip
         if error:
             self.apply(self.fail(node, attempt, error, retryable=False, may_have_been_sent=False))
+            self.count_attempt(node, time.perf_counter() - started, stepmetrics.FAILED)
             return
         ctx = step_context(self, node, attempt, config)
-        outcome = perform(connector, ctx)
+        with stepmetrics.running(self.graph.nodes[node]["type"]):
+            outcome = perform(connector, ctx)
         self.apply(outcome_command(outcome, node, attempt, self.now))
         self.record_facts(outcome)
+        self.count_attempt(node, time.perf_counter() - started, stepmetrics.outcome_of(outcome))
 
     def pass_through(self, node: str, attempt: int) -> None:
         """A disabled node calls nothing: it succeeds at once with what flowed
@@ -210,6 +210,15 @@ class Session:
         self.apply(
             decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True)
         )
+        self.count_attempt(node, 0.0, stepmetrics.SUCCEEDED)
+
+    def count_attempt(self, node: str, seconds: float, outcome: str) -> None:
+        """Observe an attempt of ``node`` for /metrics once this session
+        commits: a session rolled back ran the step but recorded no attempt
+        (the step runs again), so the figures keep to the attempts the
+        database holds."""
+        connector = self.graph.nodes[node]["type"]
+        transaction.on_commit(lambda: stepmetrics.observe(connector, seconds, outcome))
 
     def record_facts(self, outcome: Outcome) -> None:
         """The connector's own facts go after the step's outcome they explain."""

@@ -12,12 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# Variables of the test session that a platform of its own must not inherit.
+SESSION_ONLY = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "DJANGO_SETTINGS_MODULE",
+    # The session's metrics folder: a platform keeps its own (config/settings.py).
+    "PROMETHEUS_MULTIPROC_DIR",
+}
+
+
 def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
-    }
+    env = {k: v for k, v in os.environ.items() if k not in SESSION_ONLY}
     env.update(
         LEDGERFLOW_DATA_DIR=str(data_dir),
         DJANGO_SETTINGS_MODULE="config.settings",

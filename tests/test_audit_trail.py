@@ -291,3 +291,10 @@ def test_an_export_reads_through_a_server_side_cursor(client, adam, history):
         assert cursor.fetchone()[0] == 1
     assert sum(1 for _ in lines) == Event.objects.count() - 1
     assert export.CHUNK_SIZE <= 5000
+
+
+def test_the_earlier_address_redirects_with_its_filters(client, adam):
+    login(client, adam)
+    response = client.get("/audit-log/?actor=adam&type=flow.published")
+    assert response.status_code == 301
+    assert response["Location"] == URL + "?actor=adam&type=flow.published"

@@ -197,6 +197,9 @@ def test_the_api_lists_connectors_with_schemas_and_redacted_secrets(client, olga
     assert entries["switch"]["dynamic_ports"] and entries["switch"]["ports"] == [
         "france", "germany", "elsewhere"
     ]  # fmt: skip
+    # The palette must not call a POST that is unsafe by default "idempotent".
+    assert entries["http.request"]["side_effect_varies"] is True
+    assert entries["transform"]["side_effect_varies"] is False
 
 
 def test_the_api_needs_a_login_and_a_role(client, nora):

@@ -127,10 +127,15 @@ def _worker_main(tmp_path) -> int:
 
 def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
     port = free_port()
+    # Figures a process of an earlier start left: they would be summed in.
+    stale = tmp_path / "metrics" / "histogram_999999.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"\0" * 8)
     run = _make_run(tmp_path, port, LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()))
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_serving(base)
+        assert not stale.exists()
         status, body = _get(f"{base}/login/")
         assert status == 200 and "Log in to Ledgerflow" in body
         # Beat ticked and a worker ran the tick: the platform is ready, and

@@ -107,10 +107,24 @@ def test_pages_neither_skip_nor_repeat_while_new_runs_arrive(
 
 def test_the_count_stops_at_its_cap(two_flows, monkeypatch):
     monkeypatch.setattr(selectors, "COUNT_CAP", 4)
-    page = selectors.runs_page(selectors.RunFilters())
+    page = selectors.runs_page(selectors.RunFilters(), size=2)
     assert (page.count, page.count_capped) == (4, True)
-    page = selectors.runs_page(selectors.RunFilters(flow="refund"))
+    page = selectors.runs_page(selectors.RunFilters(flow="refund"), size=2)
     assert (page.count, page.count_capped) == (3, False)
+
+
+def test_an_answer_that_fits_on_one_page_is_counted_without_a_second_walk(two_flows):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        page = selectors.runs_page(selectors.RunFilters(flow="refund"))
+    assert (page.count, page.count_capped, len(page.rows)) == (3, False, 3)
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+    with CaptureQueriesContext(connection) as queries:
+        page = selectors.runs_page(selectors.RunFilters(), size=4)
+    assert (page.count, len(page.rows)) == (10, 4) and page.next_cursor
+    assert any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
 
 
 def test_a_running_run_shows_the_step_it_waits_at(client, olga, eager_celery):

@@ -185,7 +185,7 @@ def audit_page(filters: AuditFilters, *, after: str = "", size: int = PAGE_SIZE)
     events = filtered_events(filters)
     if after:
         when, pk = decode_cursor(after)
-        events = events.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, pk__lt=pk))
+        events = events.filter(keyset.before("occurred_at", when, pk))
     found = list(events[: size + 1])
     more = len(found) > size
     found = found[:size]

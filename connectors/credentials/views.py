@@ -26,8 +26,10 @@ def credential_create(request):
         return render(request, "connectors/credential_type.html", {"types": CredentialType.choices})
     form = CredentialForm(request.POST or None, type_=type_, initial={"owner": request.user.pk})
     if request.method == "POST" and form.is_valid():
-        try:
-            credential = credentials.credential_create(
+        saved = _saved(
+            request,
+            form,
+            lambda: credentials.credential_create(
                 actor=request.user,
                 name=form.cleaned_data["name"],
                 type=type_,
@@ -35,12 +37,10 @@ def credential_create(request):
                 fields=form.plain_fields(),
                 secrets=form.secret_fields(),
                 allowed_hosts=form.cleaned_data["allowed_hosts"],
-            )
-        except credentials.CredentialError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Credential “{credential.name}” saved.")
-            return redirect("credentials:list")
+            ),
+        )
+        if saved:
+            return saved
     return _form_page(request, form, None, status=422 if form.errors else 200)
 
 
@@ -54,8 +54,10 @@ def credential_edit(request, credential_id):
         initial=CredentialForm.initial_for(credential),
     )
     if request.method == "POST" and form.is_valid():
-        try:
-            credentials.credential_update(
+        saved = _saved(
+            request,
+            form,
+            lambda: credentials.credential_update(
                 credential=credential,
                 actor=request.user,
                 owner=form.cleaned_data["owner"],
@@ -63,13 +65,23 @@ def credential_edit(request, credential_id):
                 secrets=form.secret_fields(),
                 expected_version=form.cleaned_data["version"],
                 allowed_hosts=form.cleaned_data["allowed_hosts"],
-            )
-        except credentials.CredentialError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Credential “{credential.name}” saved.")
-            return redirect("credentials:list")
+            ),
+        )
+        if saved:
+            return saved
     return _form_page(request, form, credential, status=422 if form.errors else 200)
+
+
+def _saved(request, form, save):
+    """Run the store's write; on a refusal (a stale version, a taken name)
+    the form shows why and keeps what was typed, secrets excepted."""
+    try:
+        credential = save()
+    except credentials.CredentialError as exc:
+        form.add_error(None, str(exc))
+        return None
+    messages.success(request, f"Credential “{credential.name}” saved.")
+    return redirect("credentials:list")
 
 
 def _form_page(request, form, credential, status):

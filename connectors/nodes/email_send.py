@@ -14,24 +14,14 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
 from pydantic import Field
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-    target_of,
-)
+from connectors import base
 from connectors.credentials.store import credential_for
 from connectors.outbound import allowed_hosts, netguard
 
 log = logging.getLogger(__name__)
 
 
-class EmailConfig(StrictConfig):
+class EmailConfig(base.StrictConfig):
     credential: str  # an smtp credential's name
     to: list[str] | str  # a list, or one string of comma-separated addresses
     cc: list[str] | str = Field(default_factory=list)
@@ -88,26 +78,28 @@ def addresses(value: list[str] | str, field: str) -> list[str]:
         try:
             validate_email(address)
         except ValidationError:
-            raise not_sent(f"{field}: {address!r} is not an email address") from None
+            raise base.not_sent(f"{field}: {address!r} is not an email address") from None
     return found
 
 
-def _smtp_error(exc: Exception, *, sending: bool) -> ConnectorError:
+def _smtp_error(exc: Exception, *, sending: bool) -> base.ConnectorError:
     """``sending``: the message was being handed over (MAIL, RCPT, DATA), not
     yet the connection, STARTTLS or login. Only then can a lost connection or
     a time-out leave the mail sent without our knowing. A reply code is the
     server refusing: the mail was not accepted."""
     # Server replies are not quoted: a server may echo what the login sent.
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return not_sent(f"SMTP login refused ({exc.smtp_code})")
+        return base.not_sent(f"SMTP login refused ({exc.smtp_code})")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return not_sent("SMTP server refused the recipients: " + ", ".join(sorted(exc.recipients)))
+        return base.not_sent(
+            "SMTP server refused the recipients: " + ", ".join(sorted(exc.recipients))
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         transient = 400 <= exc.smtp_code < 500
-        return not_sent(f"SMTP server answered {exc.smtp_code}", retryable=transient)
+        return base.not_sent(f"SMTP server answered {exc.smtp_code}", retryable=transient)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return not_sent(f"SMTP server does not support {exc}")
-    return ConnectorError(f"SMTP connection failed: {type(exc).__name__}", retryable=True,
+        return base.not_sent(f"SMTP server does not support {exc}")
+    return base.ConnectorError(f"SMTP connection failed: {type(exc).__name__}", retryable=True,
                           may_have_been_sent=sending)  # fmt: skip
 
 
@@ -120,8 +112,8 @@ def _close_quietly(backend: EmailBackend) -> None:
         log.info("SMTP QUIT failed: %s", type(exc).__name__)
 
 
-@register
-class SendEmail(Connector):
+@base.register
+class SendEmail(base.Connector):
     key = "email.send"
     label = "Send email"
     category = "Messaging"
@@ -131,7 +123,7 @@ class SendEmail(Connector):
         "key in the X-Idempotency-Key header. Mail cannot be unsent: a step whose worker "
         "died mid-send becomes an outcome-unknown dead letter, not a second email."
     )
-    side_effect_class = SideEffect.UNSAFE
+    side_effect_class = base.SideEffect.UNSAFE
     Config = EmailConfig
     example_config = {
         "credential": "mail-relay",
@@ -142,22 +134,24 @@ class SendEmail(Connector):
     timeout_seconds = 120.0
     credential_fields = ("credential",)
 
-    def side_effect(self, config: EmailConfig) -> SideEffect:
-        return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
+    def side_effect(self, config: EmailConfig) -> base.SideEffect:
+        return (
+            base.SideEffect.IDEMPOTENT if config.honours_idempotency_key else base.SideEffect.UNSAFE
+        )
 
     def breaker_target(self, config: EmailConfig) -> str | None:
         # The server is the credential's: one credential, one mail server.
-        return target_of("", config.credential)
+        return base.target_of("", config.credential)
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: EmailConfig = ctx.config
         smtp = credential_for(config.credential, types={"smtp"})
         sender = config.from_email or smtp.fields.get("from_address", "")
         if not sender:
-            raise not_sent("no sender: set from_email or the credential's default sender")
+            raise base.not_sent("no sender: set from_email or the credential's default sender")
         to, cc = addresses(config.to, "to"), addresses(config.cc, "cc")
         if not to:
-            raise not_sent("to: no recipient")
+            raise base.not_sent("to: no recipient")
         message_id = f"<{ctx.idempotency_key}@ledgerflow>"
         backend = self._connection(smtp, config)
         message = EmailMultiAlternatives(
@@ -176,13 +170,13 @@ class SendEmail(Connector):
             backend.open()  # connect, STARTTLS, login: nothing is sent yet
             sending = True
             message.send()  # the open connection is used, then closed
-        except ConnectorError:  # the outbound guard or DNS, before connecting
+        except base.ConnectorError:  # the outbound guard or DNS, before connecting
             raise
         except (smtplib.SMTPException, OSError) as exc:
             raise _smtp_error(exc, sending=sending) from None
         finally:
             _close_quietly(backend)
-        return Result(output={"message_id": message_id, "to": to, "cc": cc})
+        return base.Result(output={"message_id": message_id, "to": to, "cc": cc})
 
     @staticmethod
     def _connection(smtp, config: EmailConfig) -> EmailBackend:

@@ -9,27 +9,19 @@ from typing import Any
 from django.conf import settings
 from pydantic import Field
 
-from connectors.base import (
-    Connector,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-)
+from connectors import base
 from connectors.nodes.trigger_event import TOPIC
 from connectors.triggers import bus
 
 
-class EmitEventConfig(StrictConfig):
+class EmitEventConfig(base.StrictConfig):
     # A plain name, not an expression: the inventory shows who publishes where.
     topic: str = Field(pattern=TOPIC)
     payload: Any = Field(default_factory=dict)
 
 
-@register
-class EmitEvent(Connector):
+@base.register
+class EmitEvent(base.Connector):
     key = "event.emit"
     label = "Emit event"
     category = "Events"
@@ -43,14 +35,14 @@ class EmitEvent(Connector):
     example_config = {"topic": "orders.shipped", "payload": {"order_id": "{{ trigger.order_id }}"}}
     timeout_seconds = 60.0
 
-    def side_effect(self, config: EmitEventConfig) -> SideEffect:
-        return SideEffect.IDEMPOTENT  # subscribers start once per event id
+    def side_effect(self, config: EmitEventConfig) -> base.SideEffect:
+        return base.SideEffect.IDEMPOTENT  # subscribers start once per event id
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         trigger = ctx.data.get("trigger") or {}
         hops = (trigger.get("hops", 0) if isinstance(trigger, dict) else 0) + 1
         if hops > settings.LEDGERFLOW_EVENT_MAX_HOPS:
-            raise not_sent(
+            raise base.not_sent(
                 f"event chain is {hops} hops long (limit {settings.LEDGERFLOW_EVENT_MAX_HOPS});"
                 " flows that answer each other's events may be looping"
             )
@@ -61,7 +53,7 @@ class EmitEvent(Connector):
             publisher_run_id=ctx.run_id,
             hops=hops,
         )
-        return Result(
+        return base.Result(
             output={
                 "topic": ctx.config.topic,
                 "event_id": ctx.idempotency_key,

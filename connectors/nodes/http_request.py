@@ -16,17 +16,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-    target_of,
-)
+from connectors import base
 from connectors.credentials.store import UsableCredential, credential_for
 from connectors.outbound import allowed_hosts, drift, netguard
 from runs.ground import clock
@@ -46,7 +36,7 @@ NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 AUTH_TYPES = {"bearer", "basic", "header_key", "hmac"}
 
 
-class Pagination(StrictConfig):
+class Pagination(base.StrictConfig):
     # Where the next page's URL is: a Link header (rel="next") or a JSON field.
     next_link: Literal["header", "json"] = "header"
     next_field: str = ""  # dotted path, e.g. "paging.next", when next_link is "json"
@@ -60,7 +50,7 @@ class Pagination(StrictConfig):
         return self
 
 
-class HttpConfig(StrictConfig):
+class HttpConfig(base.StrictConfig):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
@@ -156,7 +146,9 @@ class Call:
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise ConnectorError("timed out: the call took longer than its timeout", retryable=True)
+            raise base.ConnectorError(
+                "timed out: the call took longer than its timeout", retryable=True
+            )
         return left
 
     def _authorise(self, request: httpx.Request) -> None:
@@ -182,7 +174,7 @@ class Call:
             request.extensions["timeout"] = httpx.Timeout(self.remaining()).as_dict()
             try:
                 response = self.client.send(request, stream=True)
-            except ConnectorError as exc:  # the outbound guard, or DNS
+            except base.ConnectorError as exc:  # the outbound guard, or DNS
                 exc.may_have_been_sent = exc.may_have_been_sent or self.answered > 0
                 raise
             except httpx.TransportError as exc:
@@ -195,22 +187,22 @@ class Call:
                 return response, self._read(response)
             finally:
                 response.close()
-        raise ConnectorError(f"more than {MAX_REDIRECTS} redirects", retryable=False)
+        raise base.ConnectorError(f"more than {MAX_REDIRECTS} redirects", retryable=False)
 
-    def transport_error(self, exc: httpx.TransportError) -> ConnectorError:
+    def transport_error(self, exc: httpx.TransportError) -> base.ConnectorError:
         if isinstance(exc, httpx.UnsupportedProtocol):
-            return ConnectorError(f"invalid URL: {exc}", retryable=False,
+            return base.ConnectorError(f"invalid URL: {exc}", retryable=False,
                                   may_have_been_sent=self.answered > 0)  # fmt: skip
         unsent = isinstance(exc, NOT_SENT_ERRORS) and self.answered == 0
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-        return ConnectorError(f"{kind}: {exc}", retryable=True, may_have_been_sent=not unsent)
+        return base.ConnectorError(f"{kind}: {exc}", retryable=True, may_have_been_sent=not unsent)
 
     def _read(self, response: httpx.Response) -> bytes:
         chunks = []
         for chunk in response.iter_bytes():
             self.received += len(chunk)
             if self.received > MAX_RESPONSE_BYTES:
-                raise ConnectorError(
+                raise base.ConnectorError(
                     f"response is larger than {MAX_RESPONSE_BYTES} bytes", retryable=False
                 )
             self.remaining()
@@ -226,8 +218,8 @@ def effective_port(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
-@register
-class HttpRequest(Connector):
+@base.register
+class HttpRequest(base.Connector):
     key = "http.request"
     label = "HTTP request"
     category = "Network"
@@ -243,21 +235,23 @@ class HttpRequest(Connector):
                       "honours_idempotency_key": True}  # fmt: skip
     # Per config: GET and HEAD read only; other methods are idempotent when
     # the remote honours the key, else unsafe.
-    side_effect_class = SideEffect.UNSAFE
+    side_effect_class = base.SideEffect.UNSAFE
     output_schema = {"type": "object", "properties": {"status": {"type": "integer"}, "body": {}}}
     timeout_seconds = 120.0
     # Config fields that name a credential (the store holds the secrets).
     credential_fields = ("credential",)
 
-    def side_effect(self, config: HttpConfig) -> SideEffect:
+    def side_effect(self, config: HttpConfig) -> base.SideEffect:
         if config.method in ("GET", "HEAD"):
-            return SideEffect.NONE
-        return SideEffect.IDEMPOTENT if config.honours_idempotency_key else SideEffect.UNSAFE
+            return base.SideEffect.NONE
+        return (
+            base.SideEffect.IDEMPOTENT if config.honours_idempotency_key else base.SideEffect.UNSAFE
+        )
 
     def breaker_target(self, config: HttpConfig) -> str | None:
-        return target_of(config.url, getattr(config, "credential", None))
+        return base.target_of(config.url, getattr(config, "credential", None))
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: HttpConfig = ctx.config
         credential = (
             credential_for(config.credential, types=AUTH_TYPES) if config.credential else None
@@ -290,14 +284,14 @@ class HttpRequest(Connector):
         # Failures while sending are classified by ``Call.fetch``; these come
         # later, reading an answer the remote had begun: it may have acted.
         except httpx.TimeoutException as exc:
-            raise ConnectorError(f"timed out: {exc}", retryable=True) from None
+            raise base.ConnectorError(f"timed out: {exc}", retryable=True) from None
         except httpx.InvalidURL as exc:
-            raise not_sent(f"invalid URL: {exc}") from None
+            raise base.not_sent(f"invalid URL: {exc}") from None
         except httpx.TransportError as exc:
-            raise ConnectorError(f"connection failed: {exc}", retryable=True) from None
+            raise base.ConnectorError(f"connection failed: {exc}", retryable=True) from None
         if drifted:
             drift.record_drift(ctx, connector=self.key, message=drifted[0])
-        return Result(output=output)
+        return base.Result(output=output)
 
     def _single(self, call: Call, request, config: HttpConfig, drifted: list[str]) -> dict:
         response, body = call.fetch(request)
@@ -319,7 +313,7 @@ class HttpRequest(Connector):
             found = dig(document, paging.items_field) if paging.items_field else document
             if not isinstance(found, list):
                 where = paging.items_field or "the body"
-                raise ConnectorError(f"page {pages}: {where} is not a list", retryable=False)
+                raise base.ConnectorError(f"page {pages}: {where} is not a list", retryable=False)
             items.extend(found)
             if paging.next_link == "header":
                 next_url = response.links.get("next", {}).get("url")
@@ -345,7 +339,7 @@ class HttpRequest(Connector):
     def _raise_for_status(response: httpx.Response, config: HttpConfig) -> None:
         status = response.status_code
         if status >= 400:
-            raise ConnectorError(
+            raise base.ConnectorError(
                 f"{config.method} {config.url} answered {status}",
                 retryable=status in RETRYABLE_STATUS,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
@@ -372,5 +366,5 @@ class HttpRequest(Connector):
                 return json.loads(text)
             except ValueError:
                 if config.parse == "json":
-                    raise ConnectorError("the response is not JSON", retryable=False) from None
+                    raise base.ConnectorError("the response is not JSON", retryable=False) from None
         return text

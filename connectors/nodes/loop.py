@@ -21,18 +21,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    get,
-    lease_margin,
-    not_sent,
-    register,
-)
+from connectors import base
 from runs import expressions
 
 MAX_ITEMS = 1000
@@ -41,13 +30,13 @@ MAX_BATCH = 100
 MAX_PARALLEL = 10
 
 
-class LoopBody(StrictConfig):
+class LoopBody(base.StrictConfig):
     type: str
     # Rendered per item: may read ``item`` and ``index`` besides the usual.
     config: dict = Field(default_factory=dict)
 
 
-class LoopConfig(StrictConfig):
+class LoopConfig(base.StrictConfig):
     # An expression yielding a list, e.g. "{{ trigger.lines }}".
     items: Any
     batch_size: int = Field(default=10, ge=1, le=MAX_BATCH)
@@ -57,7 +46,7 @@ class LoopConfig(StrictConfig):
     def body_is_runnable(self):
         try:
             connector = body_connector(self.body)
-        except ConnectorError as exc:
+        except base.ConnectorError as exc:
             raise ValueError(str(exc)) from None
         if not expressions.has_expression(self.body.config):
             # Nothing to render per item: it must be valid as it stands.
@@ -68,20 +57,20 @@ class LoopConfig(StrictConfig):
         return self
 
 
-def body_connector(body: LoopBody) -> Connector:
+def body_connector(body: LoopBody) -> base.Connector:
     try:
-        connector = get(body.type)
+        connector = base.get(body.type)
     except KeyError:
-        raise ConnectorError(
+        raise base.ConnectorError(
             f"body: unknown connector type {body.type!r}", retryable=False
         ) from None
     if connector.is_trigger or isinstance(connector, Loop) or connector.key == "subflow":
-        raise ConnectorError(f"body: {body.type} cannot run inside a loop", retryable=False)
+        raise base.ConnectorError(f"body: {body.type} cannot run inside a loop", retryable=False)
     return connector
 
 
-@register
-class Loop(Connector):
+@base.register
+class Loop(base.Connector):
     key = "loop"
     label = "Loop over items"
     category = "Logic"
@@ -103,25 +92,25 @@ class Loop(Connector):
     }
     timeout_seconds = 300.0
 
-    def side_effect(self, config: LoopConfig) -> SideEffect:
-        connector = get(config.body.type)
+    def side_effect(self, config: LoopConfig) -> base.SideEffect:
+        connector = base.get(config.body.type)
         try:
             body = connector.Config.model_validate(config.body.config)
         except ValidationError:
-            return SideEffect.UNSAFE  # cannot tell before rendering: assume the worst
+            return base.SideEffect.UNSAFE  # cannot tell before rendering: assume the worst
         return connector.side_effect(body)
 
     def lease_seconds(self, config: LoopConfig) -> float:
         # One batch must fit in a lease; the heartbeat extends it between.
-        return get(config.body.type).timeout_seconds * config.batch_size + lease_margin()
+        return base.get(config.body.type).timeout_seconds * config.batch_size + base.lease_margin()
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: LoopConfig = ctx.config
         items = config.items
         if not isinstance(items, list):
-            raise not_sent(f"items rendered to {type(items).__name__}, not a list")
+            raise base.not_sent(f"items rendered to {type(items).__name__}, not a list")
         if len(items) > MAX_ITEMS:
-            raise not_sent(f"{len(items)} items; a loop takes at most {MAX_ITEMS}")
+            raise base.not_sent(f"{len(items)} items; a loop takes at most {MAX_ITEMS}")
         connector = body_connector(config.body)
         outputs: dict[int, Any] = dict(ctx.iterations_done)
         todo = [index for index in range(len(items)) if index not in outputs]
@@ -135,13 +124,13 @@ class Loop(Connector):
                 raise failure
             outputs.update(finished)
             ctx.heartbeat()
-        return Result(
+        return base.Result(
             output={"count": len(items), "outputs": [outputs[i] for i in range(len(items))]}
         )
 
     def _run_batch(
-        self, ctx: Context, connector: Connector, items: list, indexes: list[int]
-    ) -> tuple[dict[int, Any], ConnectorError | None]:
+        self, ctx: base.Context, connector: base.Connector, items: list, indexes: list[int]
+    ) -> tuple[dict[int, Any], base.ConnectorError | None]:
         """Run one batch: a pure body in order, a calling body concurrently
         (at most ``MAX_PARALLEL`` calls at once). The outputs that finished,
         and the failure of the lowest failing index, if any."""
@@ -150,12 +139,12 @@ class Loop(Connector):
             return self._iteration(ctx, connector, items[index], index)
 
         finished: dict[int, Any] = {}
-        failures: dict[int, ConnectorError] = {}
+        failures: dict[int, base.ConnectorError] = {}
         if connector.inline or len(indexes) == 1:
             for index in indexes:
                 try:
                     finished[index] = one(index)
-                except ConnectorError as exc:
+                except base.ConnectorError as exc:
                     failures[index] = exc
                     break
         else:
@@ -164,33 +153,33 @@ class Loop(Connector):
             for index, future in futures.items():
                 try:
                     finished[index] = future.result()
-                except ConnectorError as exc:
+                except base.ConnectorError as exc:
                     failures[index] = exc
         first = min(failures, default=None)
         return finished, failures[first] if first is not None else None
 
     @staticmethod
-    def _iteration(ctx: Context, connector: Connector, item: Any, index: int) -> Any:
+    def _iteration(ctx: base.Context, connector: base.Connector, item: Any, index: int) -> Any:
         body = ctx.config.body
         try:
             rendered = expressions.render(body.config, {**ctx.data, "item": item, "index": index})
             config = connector.Config.model_validate(rendered)
         except (expressions.ExpressionError, ValidationError) as exc:
-            raise not_sent(f"item {index}: body config: {exc}") from None
+            raise base.not_sent(f"item {index}: body config: {exc}") from None
         item_ctx = dataclasses.replace(
             ctx, config=config, idempotency_key=ctx.iteration_key(index),
             node_id=f"{ctx.node_id}[{index}]", iterations_done={},
         )  # fmt: skip
         try:
             result = connector.execute(item_ctx)
-        except ConnectorError as exc:
-            raise ConnectorError(
+        except base.ConnectorError as exc:
+            raise base.ConnectorError(
                 f"item {index}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after,
                 details=exc.details, may_have_been_sent=exc.may_have_been_sent,
             ) from None  # fmt: skip
         except Exception as exc:  # a bug in the body fails its item, visibly
-            raise ConnectorError(f"item {index}: {type(exc).__name__}: {exc}",
+            raise base.ConnectorError(f"item {index}: {type(exc).__name__}: {exc}",
                                  retryable=False) from None  # fmt: skip
         if result.wait_until is not None or result.wait_for:
-            raise ConnectorError(f"item {index}: a loop body cannot wait", retryable=False)
+            raise base.ConnectorError(f"item {index}: a loop body cannot wait", retryable=False)
         return result.output

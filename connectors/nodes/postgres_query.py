@@ -15,17 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-    target_of,
-)
+from connectors import base
 from connectors.credentials.store import credential_for
 from connectors.outbound import allowed_hosts, netguard
 
@@ -33,7 +23,7 @@ PARAMETER = re.compile(r"%\((\w+)\)s")
 POSITIONAL = re.compile(r"%[sbt]")
 
 
-class PostgresQueryConfig(StrictConfig):
+class PostgresQueryConfig(base.StrictConfig):
     credential: str  # a postgres credential's name
     sql: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -75,30 +65,32 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _error(exc: psycopg.Error, *, stage: str) -> ConnectorError:
+def _error(exc: psycopg.Error, *, stage: str) -> base.ConnectorError:
     """``stage``: "connect" or "execute", where nothing is written (the
     statement runs in a transaction that any failure rolls back), or
     "commit", which the server may have applied although its answer was
     lost: only then may a write have happened."""
     if stage == "execute" and exc.sqlstate is None:
         # No server error: the connection broke while the statement ran.
-        return not_sent(f"connection lost: {str(exc).strip()}", retryable=True)
+        return base.not_sent(f"connection lost: {str(exc).strip()}", retryable=True)
     sent = stage == "commit"
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return ConnectorError("the statement timed out", retryable=True, may_have_been_sent=sent)
+        return base.ConnectorError(
+            "the statement timed out", retryable=True, may_have_been_sent=sent
+        )
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return not_sent("the statement writes, and this step is read-only (set write: true)")
+        return base.not_sent("the statement writes, and this step is read-only (set write: true)")
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc)
         permanent = "authentication failed" in text or "does not exist" in text
-        return ConnectorError(f"connection failed: {text.strip()}", retryable=not permanent,
+        return base.ConnectorError(f"connection failed: {text.strip()}", retryable=not permanent,
                               may_have_been_sent=sent)  # fmt: skip
-    return ConnectorError(f"query failed: {str(exc).strip()}", retryable=False,
+    return base.ConnectorError(f"query failed: {str(exc).strip()}", retryable=False,
                           may_have_been_sent=sent)  # fmt: skip
 
 
-@register
-class PostgresQuery(Connector):
+@base.register
+class PostgresQuery(base.Connector):
     key = "postgres.query"
     label = "PostgreSQL query"
     category = "Data"
@@ -117,21 +109,21 @@ class PostgresQuery(Connector):
     timeout_seconds = 300.0
     credential_fields = ("credential",)
 
-    def side_effect(self, config: PostgresQueryConfig) -> SideEffect:
+    def side_effect(self, config: PostgresQueryConfig) -> base.SideEffect:
         if not config.write:
-            return SideEffect.NONE
-        return SideEffect.IDEMPOTENT if config.idempotent else SideEffect.UNSAFE
+            return base.SideEffect.NONE
+        return base.SideEffect.IDEMPOTENT if config.idempotent else base.SideEffect.UNSAFE
 
     def breaker_target(self, config: PostgresQueryConfig) -> str | None:
         # The database is the credential's: one credential, one server.
-        return target_of("", config.credential)
+        return base.target_of("", config.credential)
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: PostgresQueryConfig = ctx.config
         params = {**config.params, "idempotency_key": ctx.idempotency_key}
         missing = sorted(set(PARAMETER.findall(config.sql)) - set(params))
         if missing:
-            raise not_sent(f"params has no value for: {', '.join(missing)}")
+            raise base.not_sent(f"params has no value for: {', '.join(missing)}")
         try:
             conn = self._connect(ctx, config)
         except psycopg.Error as exc:
@@ -146,7 +138,7 @@ class PostgresQuery(Connector):
                 conn.commit()
             except psycopg.Error as exc:
                 raise _error(exc, stage=stage) from None
-        return Result(output=json.loads(json.dumps(output, default=_jsonable)))
+        return base.Result(output=json.loads(json.dumps(output, default=_jsonable)))
 
     @staticmethod
     def _output(cur: psycopg.Cursor, config: PostgresQueryConfig) -> dict:
@@ -161,7 +153,7 @@ class PostgresQuery(Connector):
         }
 
     @staticmethod
-    def _connect(ctx: Context, config: PostgresQueryConfig) -> psycopg.Connection:
+    def _connect(ctx: base.Context, config: PostgresQueryConfig) -> psycopg.Connection:
         database = credential_for(config.credential, types={"postgres"})
         fields = database.fields
         port = int(fields["port"])

@@ -10,27 +10,18 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 from pydantic import Field
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-)
+from connectors import base
 from connectors.triggers.configs import QUEUE
 
 
-class PublishQueueConfig(StrictConfig):
+class PublishQueueConfig(base.StrictConfig):
     queue: str = Field(pattern=QUEUE)
     body: Any = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
 
-@register
-class PublishQueue(Connector):
+@base.register
+class PublishQueue(base.Connector):
     key = "queue.publish"
     label = "Publish to queue"
     category = "Events"
@@ -43,13 +34,13 @@ class PublishQueue(Connector):
     example_config = {"queue": "orders.fulfil", "body": {"order_id": "{{ trigger.order_id }}"}}
     timeout_seconds = 60.0
 
-    def side_effect(self, config: PublishQueueConfig) -> SideEffect:
-        return SideEffect.IDEMPOTENT  # consumers deduplicate on message_id
+    def side_effect(self, config: PublishQueueConfig) -> base.SideEffect:
+        return base.SideEffect.IDEMPOTENT  # consumers deduplicate on message_id
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: PublishQueueConfig = ctx.config
         if not settings.RABBITMQ_URL:
-            raise not_sent("RABBITMQ_URL is not set: there is no queue broker")
+            raise base.not_sent("RABBITMQ_URL is not set: there is no queue broker")
         publishing = False
         try:
             with kombu.Connection(
@@ -76,11 +67,11 @@ class PublishQueue(Connector):
                     confirm_timeout=config.timeout_seconds,
                 )
         except amqp.exceptions.NotFound:
-            raise not_sent(
+            raise base.not_sent(
                 f"queue “{config.queue}” does not exist (is its consumer running?)", retryable=True
             ) from None
         except (OSError, OperationalError, amqp.exceptions.AMQPError) as exc:
-            raise ConnectorError(
+            raise base.ConnectorError(
                 f"publish failed: {exc}", retryable=True, may_have_been_sent=publishing
             ) from None
-        return Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})
+        return base.Result(output={"queue": config.queue, "message_id": ctx.idempotency_key})

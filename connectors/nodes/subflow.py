@@ -15,16 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from connectors.base import (
-    Connector,
-    ConnectorError,
-    Context,
-    Result,
-    SideEffect,
-    StrictConfig,
-    not_sent,
-    register,
-)
+from connectors import base
 from flows.models import Flow
 from runs import decider, services
 from runs.models import Run
@@ -34,15 +25,15 @@ from runs.subflows import child_outcome
 MAX_DEPTH = 5
 
 
-class SubflowConfig(StrictConfig):
+class SubflowConfig(base.StrictConfig):
     flow: str = Field(min_length=1, description="slug of the flow to run")
     # The child run's trigger input; may hold expressions.
     input: Any = Field(default_factory=dict)
     on_failure: Literal["fail", "port"] = "fail"
 
 
-@register
-class CallSubflow(Connector):
+@base.register
+class CallSubflow(base.Connector):
     key = "subflow"
     label = "Call sub-flow"
     category = "Logic"
@@ -53,7 +44,7 @@ class CallSubflow(Connector):
     Config = SubflowConfig
     example_config = {"flow": "order-fulfilment", "input": {"order_id": "{{ trigger.order_id }}"},
                       "on_failure": "port"}  # fmt: skip
-    side_effect_class = SideEffect.IDEMPOTENT
+    side_effect_class = base.SideEffect.IDEMPOTENT
     ports = ("out", "failed")
     output_schema = {
         "type": "object",
@@ -66,14 +57,14 @@ class CallSubflow(Connector):
     }
     timeout_seconds = 30.0
 
-    def execute(self, ctx: Context) -> Result:
+    def execute(self, ctx: base.Context) -> base.Result:
         config: SubflowConfig = ctx.config
         parent = Run.objects.get(pk=ctx.run_id)
         flow = Flow.objects.filter(slug=config.flow).first()
         if flow is None:
-            raise not_sent(f"no flow “{config.flow}”")
+            raise base.not_sent(f"no flow “{config.flow}”")
         if flow.pk == parent.flow_id or _depth(parent) >= MAX_DEPTH:
-            raise not_sent(
+            raise base.not_sent(
                 f"calling “{config.flow}” here would recurse (a flow cannot call itself, "
                 f"and sub-flows nest at most {MAX_DEPTH} deep)"
             )
@@ -83,14 +74,14 @@ class CallSubflow(Connector):
                 parent={"run_id": ctx.run_id, "node": ctx.node_id, "key": ctx.idempotency_key},
             )  # fmt: skip
         except services.StartRefused as exc:
-            raise not_sent(str(exc)) from None
+            raise base.not_sent(str(exc)) from None
         if child.status in decider.RUN_TERMINAL:
             # Finished already (pure flows finish inside start_run): no wait.
             port, output, error = child_outcome(child, config.on_failure)
             if error:
-                raise ConnectorError(error, retryable=False)
-            return Result(output=output, port=port)
-        return Result(output={"child_run_id": child.pk, "status": child.status},
+                raise base.ConnectorError(error, retryable=False)
+            return base.Result(output=output, port=port)
+        return base.Result(output={"child_run_id": child.pk, "status": child.status},
                       wait_for="subflow")  # fmt: skip
 
 

@@ -6,6 +6,8 @@ import base64
 import binascii
 from datetime import datetime
 
+from django.db.models import Q
+
 
 class BadCursor(ValueError):
     pass
@@ -27,3 +29,16 @@ def decode(cursor: str) -> tuple[datetime, int]:
         return when, int(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor("This page link is damaged; start again from the first page.") from exc
+
+
+def before(time_field: str, when: datetime, pk: int) -> Q:
+    """Rows after the cursor's (time, id) in a newest-first list.
+
+    The ``time <= when`` term says nothing the OR does not, but it is what
+    lets PostgreSQL start its walk of the (time, id) index at the cursor:
+    given only the OR, it walks from the newest row and filters, so a page
+    half-way back through a million runs read half a million index entries
+    (6 s) instead of fifty."""
+    return Q(**{f"{time_field}__lte": when}) & (
+        Q(**{f"{time_field}__lt": when}) | Q(**{time_field: when, "pk__lt": pk})
+    )

@@ -37,7 +37,13 @@ export function Palette({ connectors, onAdd }: { connectors: ConnectorInfo[]; on
                 onDoubleClick={() => onAdd(c.key)}
               >
                 <strong>{c.label}</strong>
-                {c.side_effect !== "none" && <span className="lf-effect">{c.side_effect}</span>}
+                {c.side_effect_varies ? (
+                  <span className="lf-effect" title="The side-effect class depends on the node's settings">
+                    effect by config
+                  </span>
+                ) : (
+                  c.side_effect !== "none" && <span className="lf-effect">{c.side_effect}</span>
+                )}
               </li>
             ))}
           </ul>

@@ -58,6 +58,7 @@ export interface ConnectorInfo {
   icon: string;
   description: string;
   side_effect: string;
+  side_effect_varies?: boolean;
   is_trigger: boolean;
   ports: string[];
   dynamic_ports: boolean;
