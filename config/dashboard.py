@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
-from alerts.selectors import open_incidents
 from approvals.models import ApprovalTask, TaskStatus
 from connectors.outbound.models import Breaker
 from connectors.triggers import schedules
 from connectors.triggers.models import Binding
+from flows.alerts.selectors import open_incidents
 from flows.models import Flow, Status
 from flows.views import node_breakers
 from runs import decider

@@ -92,7 +92,7 @@ INSTALLED_APPS = [
     "connectors.credentials",
     "connectors.triggers",
     "approvals",
-    "alerts",
+    "flows.alerts",
 ]
 
 # The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
@@ -249,7 +249,7 @@ CELERY_BEAT_SCHEDULE = {
     # Alert mail left undelivered (a lost message, a mail server down past
     # the task's retries) is re-enqueued a minute after it was written.
     "alert-outbox-sweep": {
-        "task": "alerts.tasks.sweep_outbox",
+        "task": "flows.alerts.tasks.sweep_outbox",
         "schedule": float(env_int("LEDGERFLOW_ALERT_SWEEP_SECONDS", 30)),
     },
     "heartbeat": {

@@ -1,9 +1,9 @@
 """The projected rows of every table ``rebuild_projections`` derives, for
 tests that compare the live rows with their rebuild."""
 
-from alerts.models import Incident, Outbox
 from approvals.models import ApprovalTask, BusinessCalendar
 from connectors.outbound.models import Breaker
+from flows.alerts.models import Incident, Outbox
 from flows.models import DraftSnapshot, Flow, FlowVersion, Team
 from runs.models import DeadLetterAssignment, DeadLetterNote, Run, Step, Timer
 

@@ -13,11 +13,11 @@ from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 
-from alerts import services
-from alerts.models import Incident, Outbox
 from approvals import sweep
 from connectors.outbound import breakers
 from flows import services as flows
+from flows.alerts import services
+from flows.alerts.models import Incident, Outbox
 from runs import driver
 from runs.ground import clock
 from runs.ground.models import Event
@@ -431,8 +431,8 @@ def test_failures_committing_at_once_open_one_incident(olga, celery_in_thread):
 
 
 def test_beat_ticks_the_outbox_sweep(settings):
-    from alerts import tasks
+    from flows.alerts import tasks
 
     entry = settings.CELERY_BEAT_SCHEDULE["alert-outbox-sweep"]
-    assert entry["task"] == tasks.sweep_outbox.name == "alerts.tasks.sweep_outbox"
+    assert entry["task"] == tasks.sweep_outbox.name == "flows.alerts.tasks.sweep_outbox"
     assert tasks.deliver_alert.name == services.DELIVER_TASK

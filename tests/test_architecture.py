@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("runs", "flows", "connectors", "approvals", "alerts", "config", "fakeapi")
+PACKAGES = ("runs", "flows", "connectors", "approvals", "config", "fakeapi")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

@@ -1,5 +1,5 @@
 """The writes of the alerts app, each an event recorded before its rows
-change (``alerts/projection.py`` projects them in the same transaction).
+change (``flows/alerts/projection.py`` projects them in the same transaction).
 
 - ``failure_seen``: a failure of a flow opens an incident, or is folded into
   the open one of the same signature (once per incident, not per event);
@@ -23,9 +23,9 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from alerts import projection
-from alerts.models import Incident, Kind, Outbox
-from alerts.recipients import recipients_of
+from flows.alerts import projection
+from flows.alerts.models import Incident, Kind, Outbox
+from flows.alerts.recipients import recipients_of
 from flows.models import Flow
 from flows.services import next_row_id
 from runs.ground import clock, projectors
@@ -36,7 +36,7 @@ ACTOR = "system:alerts"
 # An undelivered notification older than this is re-enqueued by the sweep.
 SWEEP_AFTER = dt.timedelta(minutes=1)
 SWEEP_BATCH = 200
-DELIVER_TASK = "alerts.tasks.deliver_alert"
+DELIVER_TASK = "flows.alerts.tasks.deliver_alert"
 
 
 @dataclass(frozen=True)

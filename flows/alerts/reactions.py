@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 
 from django.db import transaction
 
-from alerts.models import Incident, Kind
-from alerts.services import Failure, failure_seen, flow_succeeded
+from flows.alerts.models import Incident, Kind
+from flows.alerts.services import Failure, failure_seen, flow_succeeded
 from flows.models import Criticality, Flow
 from runs import deadletters
 from runs.ground.models import Event

@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from alerts.models import Incident
+from flows.alerts.models import Incident
 from flows.models import Flow
 
 LIMIT = 50

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from alerts import services
+from flows.alerts import services
 from runs.ground import clock
 
 

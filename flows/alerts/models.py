@@ -1,6 +1,6 @@
 """Incidents and the outbox of their notifications.
 
-Both tables are projections of the ``alert.*`` events (``alerts/projection.py``
+Both tables are projections of the ``alert.*`` events (``flows/alerts/projection.py``
 is their only writer, live and on rebuild), except when an outbox row was last
 handed to the delivery task (``enqueued_at``), which no event records: a
 rebuild leaves it null.

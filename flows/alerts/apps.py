@@ -2,14 +2,16 @@ from django.apps import AppConfig
 
 
 class AlertsConfig(AppConfig):
-    name = "alerts"
+    name = "flows.alerts"
+    # Its own tables and migrations, under the label it was created with.
+    label = "alerts"
     verbose_name = "Alerts and incidents"
 
     def ready(self) -> None:
         # Imported here: they import models, which load only after every
         # app's models are registered. The tasks are imported so that every
         # process has them registered (the outbox is delivered by name).
-        from alerts import projection, reactions, tasks  # noqa: F401
+        from flows.alerts import projection, reactions, tasks  # noqa: F401
         from runs.ground.projectors import register_projector, register_rebuild
 
         # The incidents and the outbox follow the alert.* events.

@@ -11,7 +11,7 @@ only writer of the rows; ``rebuild`` replays the events through it.
 import datetime as dt
 from collections.abc import Sequence
 
-from alerts.models import Incident, Outbox
+from flows.alerts.models import Incident, Outbox
 from runs.ground.models import Event, Stream
 
 EVENT_PREFIX = "alert."
