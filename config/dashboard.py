@@ -18,6 +18,7 @@ from approvals.models import ApprovalTask, TaskStatus
 from connectors.outbound.models import Breaker
 from connectors.triggers import schedules
 from connectors.triggers.models import Binding
+from flows.alerts.selectors import open_incidents
 from flows.models import Flow, Status
 from flows.views import node_breakers
 from runs import decider
@@ -173,4 +174,5 @@ def dashboard(flow: Flow | None) -> dict:
         "approvals": approval_figures(flow),
         "breakers_open": breakers_open(flow),
         "next_fires": next_fires(flow),
+        "incidents": list(open_incidents(flow)),
     }

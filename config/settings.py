@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "connectors.credentials",
     "connectors.triggers",
     "approvals",
+    "flows.alerts",
 ]
 
 # The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
@@ -217,6 +218,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# How long a delivery of alert mail holds its outbox row; a process that dies
+# mid-send leaves it to the sweep after this (alerts/services.py).
+LEDGERFLOW_ALERT_DELIVERY_LEASE_SECONDS = env_int("LEDGERFLOW_ALERT_DELIVERY_LEASE_SECONDS", 300)
 # The recovery sweep's tick; the sweep also paces held steps due before the
 # next tick (runs/sweeper.py).
 LEDGERFLOW_SWEEP_SECONDS = env_int("LEDGERFLOW_SWEEP_SECONDS", 2)
@@ -241,6 +245,12 @@ CELERY_BEAT_SCHEDULE = {
     "audit-chain-verify": {
         "task": "runs.tasks.verify_chains",
         "schedule": float(env_int("LEDGERFLOW_CHAIN_VERIFY_SECONDS", 60)),
+    },
+    # Alert mail left undelivered (a lost message, a mail server down past
+    # the task's retries) is re-enqueued a minute after it was written.
+    "alert-outbox-sweep": {
+        "task": "flows.alerts.tasks.sweep_outbox",
+        "schedule": float(env_int("LEDGERFLOW_ALERT_SWEEP_SECONDS", 30)),
     },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils.text import slugify
 
-from flows.models import Criticality, Flow, Kind, Team
+from flows.models import Criticality, Flow, Kind, Team, alert_addresses, validate_alert_to
 from runs.forms import JSONTextField
 
 MAX_LIST_ITEMS = 20
@@ -40,6 +40,32 @@ class CommaListField(forms.CharField):
         return value
 
 
+MAX_ALERT_ADDRESSES = 10
+
+
+class EmailListField(forms.CharField):
+    """Comma-separated email addresses, kept as one normalised text
+    ("a@x.example, b@y.example"); each address is checked on its own, so
+    the error names the one that is wrong."""
+
+    def to_python(self, value):
+        return alert_addresses(super().to_python(value) or "")
+
+    def validate(self, value):
+        if self.required and not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        if len(value) > MAX_ALERT_ADDRESSES:
+            raise forms.ValidationError(f"At most {MAX_ALERT_ADDRESSES} addresses.")
+        validate_alert_to(", ".join(value))
+
+    def run_validators(self, value):
+        # The joined text must fit the column; each address was checked above.
+        super().run_validators(", ".join(value))
+
+    def clean(self, value):
+        return ", ".join(super().clean(value))
+
+
 class FlowForm(forms.Form):
     name = forms.CharField(max_length=150)
     slug = forms.SlugField(
@@ -68,6 +94,13 @@ class FlowForm(forms.Form):
         required=False,
         label="Failure mode",
         help_text="What happens if this fails silently?",
+    )
+    alert_to = EmailListField(
+        max_length=500,
+        required=False,
+        label="Alert to",
+        help_text="Where this flow's failures are mailed, comma-separated. "
+        "Blank: the owner's email address.",
     )
     review_cadence_days = forms.IntegerField(
         min_value=1, max_value=3650, initial=90, label="Review every (days)"

@@ -7,6 +7,8 @@
 import datetime as dt
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 
 from connectors.base import installed
@@ -46,6 +48,25 @@ class Kind(models.TextChoices):
     EXTERNAL = "external", "Runs elsewhere"
 
 
+def alert_addresses(text: str) -> list[str]:
+    """The addresses of an ``alert_to`` text: comma- or semicolon-separated."""
+    found: list[str] = []
+    for raw in (text or "").replace(";", ",").split(","):
+        address = raw.strip()
+        if address and address not in found:
+            found.append(address)
+    return found
+
+
+def validate_alert_to(text: str) -> None:
+    for address in alert_addresses(text):
+        try:
+            validate_email(address)
+        except ValidationError:
+            shown = address if len(address) <= 60 else address[:57] + "…"
+            raise ValidationError(f"“{shown}” is not an email address.", code="invalid") from None
+
+
 CRITICALITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
@@ -70,6 +91,9 @@ class Flow(models.Model):
         max_length=10, choices=Criticality.choices, default=Criticality.MEDIUM
     )
     runbook = models.TextField(blank=True)
+    # Where this flow's failures are mailed: comma-separated addresses;
+    # blank means the owner's address (alerts/recipients.py).
+    alert_to = models.CharField(max_length=500, blank=True, validators=[validate_alert_to])
     failure_mode = models.TextField(blank=True)
     review_cadence_days = models.PositiveIntegerField(default=90)
     last_reviewed_on = models.DateField(null=True, blank=True)

@@ -26,6 +26,7 @@ INVENTORY_FIELDS = [
     "criticality",
     "runbook",
     "failure_mode",
+    "alert_to",
     "review_cadence_days",
     "tags",
     "external_systems",

@@ -116,6 +116,7 @@ DEFAULT_FACTS = {
     "criticality": "medium",
     "runbook": "",
     "failure_mode": "",
+    "alert_to": "",
     "review_cadence_days": 90,
     "tags": [],
     "external_systems": [],

@@ -20,7 +20,7 @@ from runs.ground import plainjson
 FORMAT = "ledgerflow/flow@1"
 FACTS = [
     "name", "slug", "kind", "external_platform", "external_url", "purpose", "criticality",
-    "runbook", "failure_mode", "review_cadence_days", "tags", "external_systems",
+    "runbook", "failure_mode", "alert_to", "review_cadence_days", "tags", "external_systems",
 ]  # fmt: skip
 DEFAULT_FACTS = {**services.DEFAULT_FACTS, "owner": None}
 

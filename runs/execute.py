@@ -191,18 +191,20 @@ def execute_step(run_id: int, node: str, attempt: int) -> None:
         seconds = claimed.render_seconds + time.perf_counter() - started
         stepmetrics.observe(claimed.node_type, seconds, stepmetrics.outcome_of(outcome))
         if claimed.target:
-            _count_on_breaker(claimed.target, claimed.node_type, outcome)
+            _count_on_breaker(claimed.target, claimed.node_type, outcome, work.run_id)
         eager = time.monotonic() < deadline
         claimed = finish_step(work.run_id, work.node, work.attempt, outcome, eager)
 
 
-def _count_on_breaker(target: str, node_type: str, outcome: Outcome) -> None:
+def _count_on_breaker(target: str, node_type: str, outcome: Outcome, run_id: int) -> None:
     """Only failures that say the target is unwell count against it (time-
     outs, refused connections, 5xx, 429); a 4xx answer is a healthy remote
     refusing a bad request."""
     failed = outcome.result is None and outcome.retryable
     try:
-        breakers.record_call(target, ok=not failed, node_type=node_type, now=clock.now())
+        breakers.record_call(
+            target, ok=not failed, node_type=node_type, now=clock.now(), run_id=run_id
+        )
     except Exception:  # the outcome must still be recorded on the run
         log.exception("could not count a call on the breaker of %s", target)
 

@@ -103,7 +103,7 @@ def test_two_rebuilds_cannot_share_a_name(empty_registry):
 def test_every_app_registers_its_rebuild_and_the_command_walks_them(db):
     names = [name for name, _ in projectors.rebuilds()]
     assert sorted(names) == [
-        "approval tasks", "breakers", "business calendars", "credentials",
+        "alert incidents", "approval tasks", "breakers", "business calendars", "credentials",
         "dead-letter triage", "flows", "runs", "teams", "triggers",
     ]  # fmt: skip
     # Runs name flow versions; approval tasks and trigger rows name runs or flows.
@@ -111,6 +111,7 @@ def test_every_app_registers_its_rebuild_and_the_command_walks_them(db):
     assert names.index("flows") < names.index("triggers")
     assert names.index("teams") < names.index("flows")
     assert names.index("runs") < names.index("dead-letter triage")
+    assert names.index("flows") < names.index("alert incidents")
     out = io.StringIO()
     call_command("rebuild_projections", stdout=out)
     assert [line.split(":")[0] for line in out.getvalue().splitlines()] == names

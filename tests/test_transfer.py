@@ -42,6 +42,10 @@ def test_export_of_an_import_is_byte_identical_in_canonical_form(olga, tmp_path)
         ({"format": "zapier"}, "not a Ledgerflow flow file"),
         ({"flow": {"slug": "x", "name": "X", "owner": "ghost"}}, "owner 'ghost' is not a user"),
         ({"flow": {"slug": "x", "name": "X", "colour": "red"}}, "unknown flow fields: colour"),
+        (
+            {"flow": {"slug": "x", "name": "X", "alert_to": "ops@example.com, nope"}},
+            "flow.alert_to: “nope” is not an email address.",
+        ),  # fmt: skip
         ({"graph": chain(transform("a", x="{{ steps.zz.output }}"))}, "steps.zz is not a step"),
     ],
 )

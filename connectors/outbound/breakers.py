@@ -27,7 +27,7 @@ from django.db.models import F
 from connectors.outbound import _store
 from connectors.outbound._store import ALLOW, PROBE, WAIT, Reply, StoreDown  # noqa: F401
 from connectors.outbound.models import Breaker, StoreFault
-from runs.ground import clock
+from runs.ground import clock, projectors
 from runs.ground.eventstore import NewEvent, append_many
 from runs.ground.models import Event, Stream
 
@@ -102,9 +102,13 @@ def admit(target: str, *, now: dt.datetime, probe_seconds: float) -> Admission:
                      event=change_event(target, reply))  # fmt: skip
 
 
-def record_call(target: str, *, ok: bool, node_type: str, now: dt.datetime) -> str | None:
+def record_call(
+    target: str, *, ok: bool, node_type: str, now: dt.datetime, run_id: int | None = None
+) -> str | None:
     """Count a finished call; returns the new state if this call changed it.
-    On the database store the change and its event commit together."""
+    On the database store the change and its event commit together. The run
+    whose call it was is named on the event it causes (an alert tells that
+    run's flow)."""
     policy = policy_for(node_type)
     shared = store()
     # On the database the row's change and its event commit together; on
@@ -116,7 +120,7 @@ def record_call(target: str, *, ok: bool, node_type: str, now: dt.datetime) -> s
         except StoreDown as exc:
             note_fault(exc, now)
             return None
-        event = change_event(target, reply)
+        event = change_event(target, reply, run_id=run_id)
         if event is not None:
             publish([event], now=now)
     return reply.change
@@ -158,7 +162,12 @@ def note_fault(exc: Exception, now: dt.datetime) -> None:
 
 
 def change_event(
-    target: str, reply: Reply, *, actor: str = "system:breaker", reset: bool = False
+    target: str,
+    reply: Reply,
+    *,
+    actor: str = "system:breaker",
+    reset: bool = False,
+    run_id: int | None = None,
 ) -> NewEvent | None:
     if not reply.change:
         return None
@@ -170,6 +179,8 @@ def change_event(
         "opened_at": _iso(reply.opened_at),
         "probe_at": _iso(reply.probe_at),
     }
+    if run_id is not None:
+        payload["run_id"] = run_id
     kind = RESET_EVENT if reset else EVENT_TYPES[reply.change]
     return NewEvent(stream=f"breaker:{target}", type=kind, payload=payload, actor=actor)
 
@@ -180,10 +191,13 @@ def _iso(seconds: float | None) -> str | None:
 
 
 def publish(events: Iterable[NewEvent], *, now: dt.datetime | None = None) -> None:
-    """Append breaker events and project them, in the caller's transaction."""
+    """Append breaker events and project them, in the caller's transaction;
+    then hand them to the registry (an opening opens an alert incident)."""
     with transaction.atomic(savepoint=False):
-        for stored in append_many(list(events), at=now):
-            project(stored)
+        stored = append_many(list(events), at=now)
+        for event in stored:
+            project(event)
+        projectors.project(stored)
 
 
 def project(event: Event) -> None:

@@ -81,6 +81,13 @@ def _lock_head(name: str) -> Stream:
         return Stream.objects.select_for_update().get(name=name)
 
 
+def lock_head(name: str) -> Stream:
+    """Lock ``name``'s head (creating it) until the caller's transaction
+    ends: for a writer that must read its rows and decide under the same
+    lock its next append takes. Lock several heads in sorted order."""
+    return _lock_head(name)
+
+
 def append(stream: str, type: str, payload: dict, *, actor: str) -> Event:
     """Append one event to ``stream`` and return it."""
     return append_many([NewEvent(stream=stream, type=type, payload=payload, actor=actor)])[0]
