@@ -72,7 +72,14 @@ def _load_state(run: Run) -> RunState:
         concurrency_key=run.concurrency_key,
         wait_reason=run.wait_reason,
         business_key=run.business_key,
+        version_number=run.version_number,
     )
+
+
+def load_state(run: Run) -> RunState:
+    """The run's state as its rows hold it (for reads that ask the decider
+    what a command would do, such as a migration's check)."""
+    return _load_state(run)
 
 
 _graph_cache: dict[tuple[int, int | str], Graph] = {}
