@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from config.roles import role_required
 from connectors.triggers.forms import start_form_for
@@ -101,6 +102,11 @@ def run_detail(request, run_id):
     # The poll asks for the live fragment; "run-body" is what pages loaded
     # before it existed still ask for, and the fragment holds that too.
     if request.htmx and request.htmx.target in ("run-live", "run-body"):
+        drawn = request.GET.get("drawn", "")
+        if drawn.isdigit() and int(drawn) != run.version_number:
+            # The run moved to another version since its diagram was drawn:
+            # the page loads again, and draws the graph the run now follows.
+            return HttpResponseClientRefresh()
         return render(request, "runs/_run_live.html", context)
     context["diagram"] = {**run_graph_config(run), "states": STATES_ELEMENT}
     context["bundle"] = diagram_bundle()

@@ -369,3 +369,26 @@ def test_a_reviewer_may_not_replay_through_the_api(client, olga, rita, payments,
     )
     assert answer.status_code == 403
     assert not Event.objects.filter(stream=run.stream, type="run.migrated").exists()
+
+
+def test_an_open_run_page_reloads_once_its_run_has_moved(client, olga, payments, eager_celery):
+    """The run page's poll says which version its diagram shows; once the
+    run follows another, the answer asks htmx to load the page again."""
+    flow, run = dead_run(olga, payments, eager_celery, charge(payments))
+    settle = {"id": "settle", "type": "delay", "config": {"seconds": 600}}
+    publish(olga, chain(charge(payments, FIXED), settle), slug="charges")
+    login(client, olga)
+    url = reverse("runs:detail", args=[run.pk])
+    htmx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "run-live"}
+    fragment = client.get(url, {"drawn": "1"}, **htmx)
+    assert "HX-Refresh" not in fragment.headers
+    assert """hx-vals='{"drawn": "1"}'""" in fragment.content.decode()
+    with eager_celery():
+        driver.replay_on_newest(run.pk, "charge", actor="user:olga")
+    stale = client.get(url, {"drawn": "1"}, **htmx)
+    assert stale.headers["HX-Refresh"] == "true"
+    fresh = client.get(url, {"drawn": "2"}, **htmx)
+    assert "HX-Refresh" not in fresh.headers
+    text = fresh.content.decode()
+    assert """hx-vals='{"drawn": "2"}'""" in text
+    assert "run.migrated</code> version 1 → 2 by olga" in text
