@@ -165,23 +165,26 @@ def test_a_run_already_on_the_newest_version_is_told_so(olga, payments, eager_ce
 def test_a_pending_node_dropped_by_the_new_version_loses_its_row_and_rebuilds_alike(
     olga, payments, eager_celery
 ):
-    """Version 2 drops a node that never ran and adds two: the live rows
+    """Version 2 drops a node that never ran, adds one beside the charge
+    (which moves it down the order) and two after it: the live rows
     (positions, connectors, no row of the dropped node) equal a rebuild."""
     flow, run = dead_run(olga, payments, eager_celery, charge(payments),
                          transform("old_note", x="1"))  # fmt: skip
     # An untouched run on version 1 beside it, which keeps its graph.
     publish(olga, chain(transform("audit", ok=True), charge(payments, FIXED),
-                        transform("receipt", id="{{ steps.charge.output.id }}")),
+                        transform("receipt", id="{{ steps.charge.output.body.id }}")),
             slug="other")  # fmt: skip
-    publish(olga, chain(charge(payments, FIXED), transform("receipt", y="2"),
-                        transform("thanks", z="3")), slug="charges")  # fmt: skip
+    second = chain(charge(payments, FIXED), transform("receipt", y="2"), transform("thanks", z="3"))
+    second["nodes"].insert(1, transform("audit", a="1"))
+    second["edges"].append({"from": "start", "to": "audit"})
+    publish(olga, second, slug="charges")
     with clock.frozen_at(START + dt.timedelta(minutes=1)), eager_celery():
         moved = driver.replay_on_newest(run.pk, "charge", actor="user:olga")
     assert moved.to_version == 2
     steps = list(Step.objects.filter(run=run).order_by("position"))
     assert [(s.node_id, s.position, s.status) for s in steps] == [
-        ("start", 0, "succeeded"), ("charge", 1, "succeeded"), ("receipt", 2, "succeeded"),
-        ("thanks", 3, "succeeded"),
+        ("start", 0, "succeeded"), ("audit", 1, "succeeded"), ("charge", 2, "succeeded"),
+        ("receipt", 3, "succeeded"), ("thanks", 4, "succeeded"),
     ]  # fmt: skip
     live = projected_rows()
     call_command("rebuild_projections", stdout=io.StringIO())
