@@ -115,7 +115,7 @@ def step_replay(request: HttpRequest, run_id: int, node: str, payload: ReplayIn 
 
 
 class StepsIn(Schema):
-    steps: list[str] = Field(max_length=500)  # "<run id>:<node>"
+    steps: list[str] = Field(default=[], max_length=500)  # "<run id>:<node>"
     version: Literal["same", "newest"] = "same"
 
 

@@ -395,3 +395,26 @@ def test_an_open_run_page_reloads_once_its_run_has_moved(client, olga, payments,
     text = fresh.content.decode()
     assert """hx-vals='{"drawn": "2"}'""" in text
     assert "run.migrated</code> version 1 → 2 by olga" in text
+
+
+def test_the_api_replays_on_the_runs_own_version_and_names_what_is_not_a_step(
+    client, olga, payments, eager_celery
+):
+    flow, run = dead_run(olga, payments, eager_celery, charge(payments))
+    publish(olga, chain(charge(payments, FIXED), transform("receipt", y="2")), slug="charges")
+    login(client, olga)
+    with eager_celery():
+        same = client.post(
+            f"/api/v1/runs/{run.pk}/steps/charge/replay",
+            json.dumps({"version": "same"}),
+            content_type="application/json",
+        )
+    assert same.json() == {"run_id": run.pk, "node": "charge", "version_number": 1,
+                           "migrated_from": None, "checked": []}  # fmt: skip
+    run.refresh_from_db()
+    assert (run.status, run.version_number) == (decider.RUN_SUCCEEDED, 1)
+    assert not Event.objects.filter(stream=run.stream, type="run.migrated").exists()
+    bad = client.post("/api/v1/dead-letters/replay", json.dumps({"steps": ["charge"]}),
+                      content_type="application/json")  # fmt: skip
+    assert bad.status_code == 400 and "'charge'" in bad.json()["detail"]
+    assert client.get("/api/v1/dead-letters/replay-preview").status_code == 400
