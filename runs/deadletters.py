@@ -88,6 +88,15 @@ class Group:
         return any(letter.critical for letter in self.letters)
 
     @property
+    def behind(self) -> bool:
+        """Some of its runs follow an older version than the flow's newest:
+        a replay there (the fix just shipped) may be offered."""
+        newest = self.flow.published_version
+        return bool(newest) and any(
+            lt.step.run.version_number != newest and not lt.step.run.is_test for lt in self.letters
+        )
+
+    @property
     def oldest(self) -> dt.datetime:
         return min(letter.dead_since for letter in self.letters)
 

@@ -82,6 +82,7 @@ def test_a_group_replayed_on_the_newest_version_turns_its_runs_green_live(
     expect(group).to_have_count(1)
     expect(group.get_by_test_id("group-count")).to_have_text("2")
     expect(group).to_contain_text("answered 400")
+    expect(group.get_by_role("link", name=re.compile("on the newest version"))).to_have_count(0)
     screenshot(page, "dlq-migrate-1-inbox")
 
     # The first run's page stays open in another tab, live, painted red.
@@ -104,7 +105,7 @@ def test_a_group_replayed_on_the_newest_version_turns_its_runs_green_live(
 
     # (c) The group's preview on the newest version: version, runs, keys.
     page.goto(f"{live_server.url}/runs/dead-letters/")
-    group.get_by_role("link", name="… on the newest version").click()
+    group.get_by_role("link", name="… on the newest version (2)").click()
     summary = page.get_by_test_id("preview-summary")
     expect(summary).to_contain_text("2 runs move to the newest version")
     expect(summary).to_contain_text("charges version 2 (2 runs)")

@@ -256,6 +256,8 @@ def test_the_group_preview_on_the_newest_version_names_version_keys_and_refusals
             slug="charges")  # fmt: skip
     keys = {r.pk: Step.objects.get(run=r, node_id="charge").idempotency_key for r in (ok, other)}
     login(client, olga)
+    inbox = client.get(reverse("runs:dead_letters")).content.decode()
+    assert '&amp;version=newest">… on the newest version (2)</a>' in inbox
     steps = [f"{ok.pk}:charge", f"{other.pk}:charge"]
     preview = client.get(reverse("runs:dead_letters_preview"),
                          {"step": steps, "version": "newest"}).content.decode()  # fmt: skip
