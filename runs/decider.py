@@ -1046,7 +1046,9 @@ def migration_problems(state: RunState, previous: Graph, graph: Graph) -> list[t
     run has touched must be in ``graph`` with the same id and the same ports
     (its recorded port must still lead somewhere), and every node that feeds
     one of them there must be one the run has touched too (a new node before
-    a step that already ran would run after it)."""
+    a step that already ran would run after it). A dead letter replayed
+    before with an edited input cannot move: its edit would run, not the
+    new version's config."""
     touched = touched_nodes(state)
     done = set(touched)
     problems: list[tuple[str, str]] = []
@@ -1059,6 +1061,12 @@ def migration_problems(state: RunState, previous: Graph, graph: Graph) -> list[t
         if tuple(old) != tuple(new):
             problems.append((node, f"has other ports ({', '.join(old) or 'none'} before, "
                                    f"{', '.join(new) or 'none'} now)"))  # fmt: skip
+            continue
+        if state.steps[node].status == DEAD_LETTERED and state.steps[node].revision > 0:
+            # An edited input replaces the node's config on a replay: the
+            # edit, not the new version's config, would run.
+            problems.append((node, "was replayed with an edited input, which would run "
+                                   "instead of the new version's config"))  # fmt: skip
             continue
         if base_node(node)[1] == "do":
             feeders = sorted({e["from"] for e in graph.incoming.get(node, [])} - done)

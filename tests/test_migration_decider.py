@@ -116,3 +116,23 @@ def test_only_a_dead_letter_of_a_live_run_moves_and_not_onto_its_own_version():
     event = ("run.migrated", {"from_version": 1, "to_version": 2, "nodes": new.order})
     with pytest.raises(decider.IllegalTransition):
         decider.evolve(cancelled, event)
+
+
+def test_a_dead_letter_whose_input_was_edited_does_not_move():
+    """Its edited input would run instead of the new version's config."""
+    old = graph(CALL)
+    state = dead_lettered(old)
+    state = run(state, decider.Replay(node="call", edited_input={"url": "x"}, edited=True), old)
+    state = run(state, decider.Claim(node="call", attempt=2, input={}, lease_until=NOW), old)
+    state = run(state, decider.Fail(node="call", attempt=2, error="400", retryable=False, now=NOW,
+                                    jitter_sample=0.5, may_have_been_sent=False), old)  # fmt: skip
+    assert (state.steps["call"].status, state.steps["call"].revision) == ("dead_lettered", 1)
+    with pytest.raises(decider.MigrationRefused) as refused:
+        migrate(state, old, graph(CALL, transform("after", b=1)))
+    assert refused.value.problems == [
+        (
+            "call",
+            "was replayed with an edited input, which would "
+            "run instead of the new version's config",
+        )
+    ]
