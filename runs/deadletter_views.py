@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from config.roles import ADMIN, OPERATOR, role_required
-from runs import deadletters, decider, triage
+from runs import deadletters, decider, migration, triage
 from runs.models import DeadLetterAssignment, DeadLetterNote, Step
 
 MAX_SELECTED = 500
@@ -81,7 +81,11 @@ def dead_letter_detail(request, run_id: int, node: str):
         messages.info(request, f"Step {node} of run {run_id} is no longer a dead letter.")
         return redirect("runs:detail", run_id=run_id)
     letter = deadletters.letters_of([step])[0]
+    run = step.run
+    newer = run.flow.published_version and run.flow.published_version != run.version_number
     context = {
+        # Replaying on the newest version: what the move would do, or why not.
+        "newest": migration.plan(run, node) if newer and not run.is_test else None,
         "letter": letter,
         "step": step,
         "run": step.run,
@@ -106,7 +110,7 @@ def dead_letters_preview(request):
     if filters.group:
         groups, _ = deadletters.inbox_groups(filters)
         pairs += [(lt.step.run_id, lt.step.node_id) for g in groups for lt in g.letters]
-    preview = deadletters.replay_preview(pairs)
+    preview = deadletters.replay_preview(pairs, newest=request.GET.get("version") == "newest")
     for value in bad:
         messages.error(request, value if value in filters.errors.values() else
                        f"{value!r} is not a step.")  # fmt: skip

@@ -18,7 +18,7 @@ from django.utils import timezone
 from connectors import base as connectors
 from connectors.outbound.models import Breaker
 from flows.models import Flow
-from runs import decider, driver
+from runs import decider, driver, migration
 from runs.graph_facts import connector_of
 from runs.models import DeadLetterAssignment, Step
 from runs.signatures import Signature, signature_of
@@ -86,6 +86,15 @@ class Group:
     @property
     def critical(self) -> bool:
         return any(letter.critical for letter in self.letters)
+
+    @property
+    def behind(self) -> bool:
+        """Some of its runs follow an older version than the flow's newest:
+        a replay there (the fix just shipped) may be offered."""
+        newest = self.flow.published_version
+        return bool(newest) and any(
+            lt.step.run.version_number != newest and not lt.step.run.is_test for lt in self.letters
+        )
 
     @property
     def oldest(self) -> dt.datetime:
@@ -181,31 +190,74 @@ def breaker_of(target: str) -> Breaker | None:
 
 
 @dataclass
+class Call:
+    """A side-effecting step a replay calls out again, as the replay will
+    make the call (on the run's own version, or the newest)."""
+
+    letter: Letter
+    connector: str
+    target: str
+    side_effect: str
+    idempotency_key: str
+    plan: migration.Plan | None = None  # the run's move, on the newest version
+
+
+@dataclass
 class ReplayPreview:
     letters: list[Letter]
     versions: list[tuple[str, int, int]]  # flow name, version, how many runs
-    calls: list[Letter]  # the side-effecting steps that will call out again
+    calls: list[Call]  # the side-effecting steps that will call out again
+    newest: bool = False  # each run moves to its flow's newest version first
+    # On the newest version: each letter's move, and the runs that cannot move.
+    plans: dict[str, migration.Plan] = field(default_factory=dict)
+    refused: list[migration.Plan] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
         return len({letter.step.run_id for letter in self.letters})
 
+    @property
+    def moving(self) -> list[Letter]:
+        """The letters that will be replayed (all of them on their own version)."""
+        if not self.newest:
+            return self.letters
+        return [lt for lt in self.letters if self.plans[lt.value].allowed]
 
-def replay_preview(pairs: Iterable[tuple[int, str]]) -> ReplayPreview:
+    @property
+    def moving_runs(self) -> int:
+        return len({letter.step.run_id for letter in self.moving})
+
+
+def replay_preview(pairs: Iterable[tuple[int, str]], newest: bool = False) -> ReplayPreview:
     """What replaying these dead letters will do: each resumes its run on
-    the run's own version, and calls its connector again with the step's
-    idempotency key (the same key: a remote that honours it does not
-    repeat an effect it already made)."""
+    the run's own version (or, with ``newest``, moves the run to its flow's
+    newest version first, where it can move), and calls its connector again
+    with the step's idempotency key (the same key: a remote that honours it
+    does not repeat an effect it already made)."""
     wanted = set(pairs)
     steps = dead_letter_steps().filter(run_id__in={run for run, _ in wanted})
     letters = letters_of(s for s in steps if (s.run_id, s.node_id) in wanted)
+    preview = ReplayPreview(letters=letters, versions=[], calls=[], newest=newest)
     counted: dict[tuple[str, int], set[int]] = {}
+    none = str(connectors.SideEffect.NONE)
     for letter in letters:
-        run = letter.step.run
+        step, run = letter.step, letter.step.run
+        if newest:
+            plan = preview.plans[letter.value] = migration.plan(run, step.node_id)
+            if not plan.allowed:
+                preview.refused.append(plan)
+                continue
+            counted.setdefault((run.flow.name, plan.to_version), set()).add(run.pk)
+            if plan.calls_out:
+                preview.calls.append(Call(letter, plan.connector, plan.target, plan.side_effect,
+                                          plan.idempotency_key, plan))  # fmt: skip
+            continue
         counted.setdefault((run.flow.name, run.version_number), set()).add(run.pk)
-    versions = [(name, number, len(runs)) for (name, number), runs in sorted(counted.items())]
-    calls = [letter for letter in letters if letter.side_effect != str(connectors.SideEffect.NONE)]
-    return ReplayPreview(letters=letters, versions=versions, calls=calls)
+        if letter.side_effect != none:
+            preview.calls.append(Call(letter, step.connector, letter.target, letter.side_effect,
+                                      step.idempotency_key))  # fmt: skip
+    preview.versions = [(name, n, len(runs)) for (name, n), runs in sorted(counted.items())]
+    return preview
 
 
 EXPORT_FIELDS = [

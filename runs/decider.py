@@ -127,6 +127,15 @@ class StaleCommand(Exception):
     """The command names an attempt that is no longer the step's current one."""
 
 
+class MigrationRefused(IllegalTransition):
+    """The run cannot move to the other version; ``problems`` names each
+    offending node with why: [(node, why), ...]."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
 # --- graph -----------------------------------------------------------------
 
 
@@ -333,6 +342,9 @@ class RunState:
     # The flow's business key rendered from the trigger (an order id, a
     # customer): how people find this run; "" when the flow declares none.
     business_key: str = ""
+    # The published version whose graph the run follows: the one it started
+    # on, or the one a ``run.migrated`` moved it to (0 for a test run).
+    version_number: int = 0
 
 
 # --- commands ---------------------------------------------------------------
@@ -501,6 +513,20 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class Migrate:
+    """Move a live run whose step ``node`` is dead-lettered onto another
+    published version of its flow (the fix an operator just shipped), so
+    that the step is replayed there. Decided with the new version's graph;
+    ``previous`` is the graph the run has followed so far."""
+
+    node: str
+    from_version: int
+    to_version: int
+    previous: "Graph"
+    actor: str = ""
+
+
+@dataclass(frozen=True)
 class Discard:
     node: str
     reason: str
@@ -527,6 +553,7 @@ Command = (
     | ExpireLease
     | ExtendLease
     | Replay
+    | Migrate
     | Discard
     | Cancel
 )
@@ -1007,6 +1034,80 @@ def _replay(state: RunState, cmd: Replay, graph: Graph) -> list[Event]:
     ]
 
 
+def touched_nodes(state: RunState) -> list[str]:
+    """The nodes a run has done something with: every step not pending (a
+    finished, skipped, waiting, running or dead-lettered one)."""
+    return [node for node, step in state.steps.items() if step.status != PENDING]
+
+
+def migration_problems(state: RunState, previous: Graph, graph: Graph) -> list[tuple[str, str]]:
+    """Why the run in ``state``, which followed ``previous``, cannot follow
+    ``graph`` from here on: [(node, why)], empty when it can. Every node the
+    run has touched must be in ``graph`` with the same id and the same ports
+    (its recorded port must still lead somewhere), and every node that feeds
+    one of them there must be one the run has touched too (a new node before
+    a step that already ran would run after it). A dead letter replayed
+    before with an edited input cannot move: its edit would run, not the
+    new version's config."""
+    touched = touched_nodes(state)
+    done = set(touched)
+    problems: list[tuple[str, str]] = []
+    for node in touched:
+        if node not in graph.nodes:
+            problems.append((node, "is not in the new version"))
+            continue
+        old = previous.facts[node].ports if node in previous.facts else ()
+        new = graph.facts[node].ports
+        if tuple(old) != tuple(new):
+            problems.append((node, f"has other ports ({', '.join(old) or 'none'} before, "
+                                   f"{', '.join(new) or 'none'} now)"))  # fmt: skip
+            continue
+        if state.steps[node].status == DEAD_LETTERED and state.steps[node].revision > 0:
+            # An edited input replaces the node's config on a replay: the
+            # edit, not the new version's config, would run.
+            problems.append((node, "was replayed with an edited input, which would run "
+                                   "instead of the new version's config"))  # fmt: skip
+            continue
+        if base_node(node)[1] == "do":
+            feeders = sorted({e["from"] for e in graph.incoming.get(node, [])} - done)
+            if feeders:
+                problems.append((node, f"comes after {', '.join(feeders)} in the new version, "
+                                       "which this run never ran"))  # fmt: skip
+    return problems
+
+
+def _migrate(state: RunState, cmd: Migrate, graph: Graph) -> list[Event]:
+    _live(state)
+    if state.status == RUN_COMPENSATING:
+        raise IllegalTransition(f"run {state.run_id} is compensating; it stays on its version")
+    if state.version_number != cmd.from_version:
+        raise StaleCommand(f"run {state.run_id} follows version {state.version_number}, "
+                           f"not {cmd.from_version}")  # fmt: skip
+    if cmd.to_version == cmd.from_version:
+        raise IllegalTransition(f"run {state.run_id} already follows version {cmd.to_version}")
+    step = _step(state, cmd.node)
+    if step.status != DEAD_LETTERED or base_node(cmd.node)[1] != "do":
+        raise IllegalTransition(f"step {cmd.node} is {step.status}, not a dead-lettered step")
+    problems = migration_problems(state, cmd.previous, graph)
+    if problems:
+        named = "; ".join(f"{node} {why}" for node, why in problems)
+        raise MigrationRefused(
+            f"run {state.run_id} cannot move to version {cmd.to_version}: {named}", problems
+        )
+    touched = touched_nodes(state)
+    payload = {
+        "from_version": cmd.from_version,
+        "to_version": cmd.to_version,
+        "node": cmd.node,
+        "checked": touched,
+        "nodes": graph.order,
+        "added": [n for n in graph.order if n not in state.steps],
+        "dropped": [n for n in state.steps if n not in graph.nodes],
+        "actor": cmd.actor,
+    }
+    return [("run.migrated", payload)]
+
+
 def _discard(state: RunState, cmd: Discard, graph: Graph) -> list[Event]:
     _live(state)
     step = _step(state, cmd.node)
@@ -1047,6 +1148,7 @@ DECIDERS: dict[type, Callable[[RunState, Any, Graph], list[Event]]] = {
     ExpireLease: _expire_lease,
     ExtendLease: _extend_lease,
     Replay: _replay,
+    Migrate: _migrate,
     Discard: _discard,
     Cancel: _cancel,
 }
@@ -1076,7 +1178,8 @@ def evolve(state: RunState, event: Event, at: dt.datetime | None = None) -> RunS
 
 def _run_facts(state: RunState) -> tuple:
     return (state.status, state.input, state.output, state.error, state.root_run_id,
-            state.finished_at, state.concurrency_key, state.wait_reason)  # fmt: skip
+            state.finished_at, state.concurrency_key, state.wait_reason,
+            state.version_number)  # fmt: skip
 
 
 def _move(step: StepState, to: str) -> None:
@@ -1121,6 +1224,21 @@ def _run_started(state: RunState, payload: dict, at: dt.datetime | None) -> None
     state.started_at = at
     state.concurrency_key = payload.get("concurrency_key", "")
     state.business_key = payload.get("business_key", "")
+    state.version_number = payload.get("version", 0)
+
+
+def _run_migrated(state: RunState, payload: dict, at: dt.datetime | None) -> None:
+    """The run follows another version's graph from here: its steps are that
+    graph's nodes (new ones pending); a pending step whose node is gone is
+    dropped. Steps the run touched stay as they are (the decision checked
+    that each is in the new graph)."""
+    if state.status not in (RUN_RUNNING, RUN_WAITING):
+        raise IllegalTransition(f"run {state.run_id} is {state.status}; it cannot move")
+    nodes = payload["nodes"]
+    wanted = set(nodes)
+    kept = {n: s for n, s in state.steps.items() if n in wanted or s.status != PENDING}
+    state.steps = {**kept, **{n: StepState(node=n) for n in nodes if n not in kept}}
+    state.version_number = payload["to_version"]
 
 
 def _run_queued(state: RunState, payload: dict, at: dt.datetime | None) -> None:
@@ -1345,6 +1463,7 @@ EVOLVERS: dict[str, RunEvolver] = {
     "run.queued": _run_queued,
     "run.released": _run_released,
     "run.compensating": _run_compensating,
+    "run.migrated": _run_migrated,
     **{kind: _finishing(kind) for kind in RUN_FINISHES},
     "step.compensation_scheduled": _compensation_scheduled,
     **{kind: _on_step(kind, change) for kind, change in STEP_EVOLVERS.items()},

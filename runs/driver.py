@@ -10,6 +10,7 @@ change asked from outside), ``concurrency`` (keys and their queue) and
 
 from runs.concurrency import StartRefused, release_queued
 from runs.execute import execute_step
+from runs.migration import replay_many_on_newest, replay_on_newest
 from runs.services import (
     cancel_run,
     continue_run,
@@ -30,6 +31,7 @@ from runs.subflows import cancel_orphans, signal_parent
 __all__ = [
     "StartRefused", "cancel_orphans", "cancel_run", "continue_run", "discard_dead_letter",
     "execute_step", "expire_lease", "fire_timer", "give_up_wait", "graph_for", "lineage_of",
-    "record_iterations", "release_queued", "replay_dead_letter", "replay_run", "resume_run",
+    "record_iterations", "release_queued", "replay_dead_letter", "replay_many_on_newest",
+    "replay_on_newest", "replay_run", "resume_run",
     "signal_parent", "signal_step", "start_run",
 ]  # fmt: skip

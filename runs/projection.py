@@ -15,13 +15,14 @@ from runs.ground.models import Event, Stream
 from runs.models import Run, Step, Timer
 
 
-def _graph_of(graphs: dict, started: dict) -> Graph:
-    """The graph a run ran: its published version, or a test run's draft
-    snapshot (rebuilt before the runs, from the flows' streams)."""
+def _graph_of(graphs: dict, started: dict, version: int) -> Graph:
+    """The graph a run ran: the published version it follows (the last a
+    ``run.migrated`` moved it to, else the one it started on), or a test
+    run's draft snapshot (rebuilt before the runs, from the flows' streams)."""
     from flows.models import DraftSnapshot
 
     snapshot = started.get("test_snapshot", "")
-    key = (started["flow_id"], snapshot or started["version"])
+    key = (started["flow_id"], snapshot or version)
     if key not in graphs:
         if snapshot:
             document = DraftSnapshot.objects.get(flow_id=key[0], graph_hash=snapshot).graph
@@ -43,10 +44,10 @@ def rebuild() -> int:
             continue
         run_id = int(name.split(":", 1)[1])
         started = events[0].payload
-        graph = _graph_of(graphs, started)
         state = RunState(run_id=run_id)
         for event in events:
             state = decider.evolve(state, (event.type, event.payload), at=event.occurred_at)
+        graph = _graph_of(graphs, started, state.version_number)
         _write(run_id, state, graph, events)
         seen.append(run_id)
     Run.objects.exclude(pk__in=seen).delete()
@@ -67,7 +68,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
     Run(
         id=run_id,
         flow_id=first.payload["flow_id"],
-        version_number=first.payload["version"],
+        version_number=state.version_number,
         is_test=bool(first.payload.get("test_snapshot")),
         test_snapshot=first.payload.get("test_snapshot", ""),
         status=state.status,

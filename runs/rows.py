@@ -16,7 +16,7 @@ from runs.models import Run, Step, Timer
 # A step row's columns that hold its state (``port`` is "" for None).
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "lineage_id", "finished_at",
-              "updated_at", "concurrency_key", "wait_reason")  # fmt: skip
+              "updated_at", "concurrency_key", "wait_reason", "version_number")  # fmt: skip
 TIMED = (decider.WAITING, decider.RETRYING)
 
 
@@ -43,7 +43,21 @@ def _changed(old: StepState, new: StepState) -> list[str]:
 def write_steps(run_id: int, graph: Graph, before: RunState, after: RunState) -> None:
     """Bring the step and timer rows of ``before`` to ``after``: new steps
     get full rows, changed ones only their changed columns (most commits
-    touch a few fields of one or two steps, and JSON columns are costly)."""
+    touch a few fields of one or two steps, and JSON columns are costly).
+    A run moved to another version (``run.migrated``) loses the rows of the
+    pending steps it dropped, and its other rows take their place and
+    connector in the new graph, as a rebuild lays them out."""
+    dropped = [node for node in before.steps if node not in after.steps]
+    if dropped:
+        Step.objects.filter(run_id=run_id, node_id__in=dropped).delete()
+        Timer.objects.filter(run_id=run_id, node_id__in=dropped).delete()
+    if before.version_number != after.version_number and before.steps:
+        place = positions(graph, after.steps)
+        for node in after.steps:
+            if node in before.steps:
+                Step.objects.filter(run_id=run_id, node_id=node).update(
+                    position=place[node], connector=graph.nodes[node]["type"]
+                )
     added = [node for node in after.steps if node not in before.steps]
     if added:
         place = positions(graph, after.steps)

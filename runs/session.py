@@ -66,6 +66,12 @@ def _load_state(run: Run) -> RunState:
     )
 
 
+def load_state(run: Run) -> RunState:
+    """The run's state as its rows hold it (for reads that ask the decider
+    what a command would do, such as a migration's check)."""
+    return _load_state(run)
+
+
 _graph_cache: dict[tuple[int, int | str], Graph] = {}
 
 

@@ -7,13 +7,14 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from config.roles import role_required
 from connectors.triggers.forms import start_form_for
 from flows.models import Flow
 from flows.views import flow_page_context
 from flows.vite import diagram_bundle
-from runs import decider, driver, replay_edits, selectors
+from runs import decider, driver, migration, replay_edits, selectors
 from runs.diagram import STATES_ELEMENT, run_graph_config, run_steps, step_rows
 from runs.forms import DiscardForm, ReplayForm
 from runs.ground.models import Event
@@ -96,14 +97,35 @@ def run_detail(request, run_id):
         "can_act": request.user.has_perm("runs.change_run"),
         # Inside the live fragment: each update repaints the diagram.
         "diagram_states": json.dumps({"steps": step_rows(steps)}),
+        "newest_plans": _newest_plans(request, run, steps),
     }
     # The poll asks for the live fragment; "run-body" is what pages loaded
     # before it existed still ask for, and the fragment holds that too.
     if request.htmx and request.htmx.target in ("run-live", "run-body"):
+        drawn = request.GET.get("drawn", "")
+        if drawn.isdigit() and int(drawn) != run.version_number:
+            # The run moved to another version since its diagram was drawn:
+            # the page loads again, and draws the graph the run now follows.
+            return HttpResponseClientRefresh()
         return render(request, "runs/_run_live.html", context)
     context["diagram"] = {**run_graph_config(run), "states": STATES_ELEMENT}
     context["bundle"] = diagram_bundle()
     return render(request, "runs/detail.html", context)
+
+
+def _newest_plans(request, run: Run, steps) -> dict:
+    """For each dead letter of a live run behind its flow's newest version:
+    what replaying it there would do, or why it cannot (asked only where the
+    person may act)."""
+    newest = run.flow.published_version
+    if (not request.user.has_perm("runs.change_run") or run.is_test or not newest
+            or newest == run.version_number or run.status not in decider.RUN_LIVE):  # fmt: skip
+        return {}
+    return {
+        step.node_id: migration.plan(run, step.node_id)
+        for step in steps
+        if step.status == decider.DEAD_LETTERED
+    }
 
 
 @require_POST
@@ -120,10 +142,34 @@ def run_cancel(request, run_id):
     return redirect("runs:detail", run_id=run.pk)
 
 
+def _moved_words(moved: migration.Moved) -> str:
+    return (f"Run {moved.run_id} moved from version {moved.from_version} to version "
+            f"{moved.to_version} (nodes checked: {', '.join(moved.checked)}); step "
+            f"{moved.node} replayed there with its idempotency key.")  # fmt: skip
+
+
+def _replay_on_newest(request, run: Run, node: str):
+    """The fix just shipped: move the run to the newest version, in place,
+    and replay its dead letter there; refused with the nodes named."""
+    if request.POST.get("edited_input", "").strip():
+        messages.error(request, "Not replayed: an edited input replays on the run's own "
+                                "version; replay on the newest version unedited.")  # fmt: skip
+        return back_to(request, run)
+    try:
+        moved = driver.replay_on_newest(run.pk, node, actor=actor_of(request))
+    except (decider.IllegalTransition, decider.StaleCommand) as exc:
+        messages.error(request, f"Not replayed on the newest version: {exc}")
+    else:
+        messages.success(request, _moved_words(moved))
+    return back_to(request, run)
+
+
 @require_POST
 @role_required("runs.change_run")
 def step_replay(request, run_id, node):
     run = get_object_or_404(Run.objects.select_related("flow__team"), pk=run_id)
+    if request.POST.get("version") == "newest":
+        return _replay_on_newest(request, run, node)
     form = ReplayForm(request.POST)
     if not form.is_valid():
         for error in form.errors.get("edited_input", []):
@@ -210,8 +256,12 @@ def run_resume(request, run_id):
 @require_POST
 @role_required("runs.change_run")
 def dead_letters_replay(request):
-    """Replay many dead letters at once, after a fix; each keeps its key."""
+    """Replay many dead letters at once, after a fix; each keeps its key.
+    ``version=newest`` moves each run that can move to its flow's newest
+    version first, and names the ones that cannot."""
     chosen = request.POST.getlist("step")
+    if request.POST.get("version") == "newest":
+        return _replay_many_on_newest(request, chosen)
     replayed, refused = 0, []
     for value in chosen[:500]:
         run_id, _, node = value.partition(":")
@@ -227,6 +277,35 @@ def dead_letters_replay(request):
         messages.success(request, f"Replayed {replayed} dead letter{'s' if replayed > 1 else ''}.")
     for reason in refused:
         messages.error(request, f"Not replayed: {reason}.")
+    if not chosen:
+        messages.error(request, "Select the dead letters to replay.")
+    return redirect("runs:dead_letters")
+
+
+def _replay_many_on_newest(request, chosen: list[str]):
+    pairs, bad = [], []
+    for value in chosen[:500]:
+        run_id, _, node = value.partition(":")
+        if run_id.isdigit() and node:
+            pairs.append((int(run_id), node))
+        else:
+            bad.append(value)
+    outcome = migration.replay_many_on_newest(pairs, actor=actor_of(request))
+    count = len(outcome.moved)
+    if count:
+        runs = len({moved.run_id for moved in outcome.moved})
+        versions = ", ".join(
+            f"run {m.run_id}: version {m.from_version} → {m.to_version}" for m in outcome.moved[:20]
+        )
+        messages.success(
+            request,
+            f"Moved {runs} run{'s' if runs != 1 else ''} to the newest version and replayed "
+            f"{count} dead letter{'s' if count != 1 else ''} there ({versions}).",
+        )
+    for _, node, reason in outcome.refused:
+        messages.error(request, f"Not moved: step {node}: {reason}")
+    for value in bad:
+        messages.error(request, f"Not replayed: {value!r} is not a step.")
     if not chosen:
         messages.error(request, "Select the dead letters to replay.")
     return redirect("runs:dead_letters")

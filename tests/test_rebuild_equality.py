@@ -1,7 +1,7 @@
 """Every projection, dropped and derived again from the events alone, equals
 the rows the live writers left: a mixed workload with a saga whose
 compensations ran, a loop, sub-flows, approvals, a retry in flight, a dead
-letter, a delay and a cancellation."""
+letter, a delay, a cancellation and a run moved to a newer version."""
 
 import datetime as dt
 import io
@@ -113,6 +113,23 @@ def draft_test_runs(olga, payments, eager_celery) -> list:
     return [whole, single]
 
 
+def migrated_run(olga, payments, start, at, eager_celery):
+    """A run whose charge dead-lettered on version 1, moved in place to
+    version 2 (its pending note dropped, a delay and a receipt added) and
+    replayed there: it waits on the new version's delay."""
+    node = charge_node(payments, retry={"max_attempts": 1})
+    first = chain(transform("prepare", ok=True), node, transform("old_note", x="1"))
+    moving = publish(olga, first, slug="moving")
+    control(payments, fail_next=1, fail_status=400)
+    run = start(moving, at=at, order_id="m-1", amount=4)
+    settle = {"id": "settle", "type": "delay", "config": {"seconds": 600}}
+    publish(olga, chain(transform("prepare", ok=True), node, settle,
+                        transform("receipt", ok=True)), slug="moving")  # fmt: skip
+    with clock.frozen_at(at), eager_celery():
+        driver.replay_on_newest(run.pk, "charge", actor="user:olga")
+    return run
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     olga, rita, adam, payments, eager_celery, sweep_at
 ):
@@ -146,6 +163,7 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     retrying = start(charge, at=later, order_id="r-1", amount=5)
     dead = start(charge, at=later, order_id="d-1", amount=-5)
     dead_letter = start(charge, at=later, order_id="d-2", amount=-5)
+    migrated = migrated_run(olga, payments, start, later, eager_celery)
     with clock.frozen_at(later), eager_celery():
         task = ApprovalTask.objects.get(run=decided)
         approvals.task_decide(task_id=task.pk, user=rita, decision="approved",
@@ -176,6 +194,13 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     assert Step.objects.get(run=dead_letter, node_id="charge").status == "dead_lettered"
     assert statuses[dead.pk] == "failed" and statuses[replayed.pk] == "succeeded"
     assert statuses[resumed.pk] == "succeeded"
+    # Moved to version 2 (a node dropped, two added): its delay waits there.
+    assert (statuses[migrated.pk], Run.objects.get(pk=migrated.pk).version_number) == (
+        "waiting", 2)  # fmt: skip
+    assert list(Step.objects.filter(run=migrated).order_by("position")
+                .values_list("node_id", "status")) == [
+        ("start", "succeeded"), ("prepare", "succeeded"), ("charge", "succeeded"),
+        ("settle", "waiting"), ("receipt", "pending")]  # fmt: skip
     charge = Step.objects.get(run=resumed, node_id="charge")
     assert (charge.revision, Step.objects.get(run=resumed, node_id="prepare").status) == (
         1, "succeeded")  # fmt: skip

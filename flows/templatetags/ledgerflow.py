@@ -43,3 +43,9 @@ def duration(value) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min"
     return f"{hours // 24} d {hours % 24} h"
+
+
+@register.filter
+def get_item(mapping, key):
+    """``mapping[key]`` in a template; None when absent or not a mapping."""
+    return mapping.get(key) if isinstance(mapping, dict) else None
