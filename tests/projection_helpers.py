@@ -3,6 +3,7 @@ tests that compare the live rows with their rebuild."""
 
 from approvals.models import ApprovalTask, BusinessCalendar
 from connectors.outbound.models import Breaker
+from connectors.triggers.models import Backfill, Receipt
 from flows.models import DraftSnapshot, Flow, FlowVersion, Team
 from runs.models import DeadLetterAssignment, DeadLetterNote, Run, Step, Timer
 
@@ -18,6 +19,7 @@ NOT_PROJECTED = {
     DraftSnapshot: {"id"},  # test runs pin a snapshot by its graph hash
     DeadLetterAssignment: {"id"},  # one per dead letter, found by (run, node)
     DeadLetterNote: {"id"},  # found by (run, node, seq)
+    Receipt: {"id"},  # one per (flow, source, key)
 }
 ORDER = {
     Run: ["id"],
@@ -33,6 +35,8 @@ ORDER = {
     BusinessCalendar: ["group_id"],
     DeadLetterAssignment: ["run_id", "node_id"],
     DeadLetterNote: ["run_id", "node_id", "seq"],
+    Receipt: ["flow_id", "source", "key"],
+    Backfill: ["id"],
 }
 
 

@@ -19,7 +19,7 @@ from runs.ground.models import Event
 from runs.models import Run
 from tests.conftest import login
 from tests.engine_helpers import transform
-from tests.trigger_helpers import triggered_flow, webhook
+from tests.trigger_helpers import triggered_flow, wait_until, webhook
 
 UTC = dt.UTC
 
@@ -167,9 +167,9 @@ def test_a_backfill_before_the_first_live_fire_does_not_pull_the_live_cursor_bac
     # make the live sweep catch up from last month.
     published = at(2026, 6, 1, 10, 30)
     flow, twin = hourly_flow(olga, published), hourly_flow(olga, published, slug="twin")
-    backfill = request(flow, olga, eager_celery, at(2026, 6, 1, 10, 40), start=at(2026, 5, 1),
+    backfill = request(flow, olga, eager_celery, at(2026, 6, 1, 10, 40), start=at(2026, 5, 30),
                        end=at(2026, 5, 31, 23, 0), max_in_flight=50)  # fmt: skip
-    assert backfill_runs(backfill).count() == 31 * 24
+    assert backfill_runs(backfill).count() == 2 * 24
     moment = at(2026, 6, 1, 13, 0, 30)
     assert live_sweep(moment) == {"started": 6, "skipped": 0, "refused": 0, "duplicate": 0}
     assert live_fires(flow) == live_fires(twin) == [
@@ -188,16 +188,16 @@ def test_a_backfill_never_fires_what_the_live_sweep_has_not_reached(olga, eager_
     args = {"start": at(2026, 5, 31, 22, 0), "end": at(2026, 6, 1, 8, 0), "max_in_flight": 5}
     with clock.frozen_at(now):
         plan = backfills.plan(flow, **args)
-    assert plan.until == at(2026, 6, 1, 3, 0) and plan.after_cursor == 5
-    assert (plan.to_run, len(plan.already)) == (3, 3)
     backfill = request(flow, olga, eager_celery, now, **args)
-    assert sorted(r.input["fire_time"] for r in backfill_runs(backfill)) == [
-        "2026-05-31T22:00:00Z", "2026-05-31T23:00:00Z", "2026-06-01T00:00:00Z"
-    ]  # fmt: skip
     counts = live_sweep(now)
     assert counts == {"started": 10, "skipped": 0, "refused": 0, "duplicate": 0}
     assert live_fires(flow) == live_fires(twin)
     assert live_fires(flow)[-5:] == [f"2026-06-01T0{h}:00:00Z" for h in range(4, 9)]
+    assert sorted(r.input["fire_time"] for r in backfill_runs(backfill)) == [
+        "2026-05-31T22:00:00Z", "2026-05-31T23:00:00Z", "2026-06-01T00:00:00Z"
+    ]  # fmt: skip
+    assert plan.until == at(2026, 6, 1, 3, 0) and plan.after_cursor == 5
+    assert (plan.to_run, len(plan.already)) == (3, 3)
     # The cursor is the live sweep's own newest fire.
     assert schedules.live_cursor(Binding.objects.get(flow=flow)) == at(2026, 6, 1, 8, 0)
 
@@ -229,6 +229,10 @@ def test_a_live_fire_racing_a_backfill_of_the_same_instant_starts_one_run(
         )
 
     def live():
+        # Fire as the backfill's top-up begins (right after its request
+        # commits), so that both look for the instant's receipt before
+        # either has committed one: the unique receipt decides.
+        assert wait_until(Backfill.objects.exists, interval=0.001)
         return schedules.fire(binding, config, instant, now).status
 
     with clock.frozen_at(now):
