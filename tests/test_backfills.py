@@ -52,7 +52,9 @@ def live_fires(flow) -> list[str]:
 
 
 def backfill_runs(backfill):
-    return Run.objects.filter(flow_id=backfill.flow_id, started_by=f"schedule:backfill-{backfill.pk}")
+    return Run.objects.filter(
+        flow_id=backfill.flow_id, started_by=f"schedule:backfill-{backfill.pk}"
+    )
 
 
 def in_flight(backfill) -> int:
@@ -133,9 +135,7 @@ def test_cancelling_a_backfill_stops_its_pending_fires_and_cancels_its_runs_in_f
     assert len(running) == 3 and in_flight(backfill) == 3
     with clock.frozen_at(now), eager_celery():
         assert backfills.backfill_cancel(backfill.pk, actor=olga) == 3
-    assert set(Run.objects.filter(pk__in=running).values_list("status", flat=True)) == {
-        "cancelled"
-    }
+    assert set(Run.objects.filter(pk__in=running).values_list("status", flat=True)) == {"cancelled"}
     later = now + dt.timedelta(hours=2)
     sweep_at(later)
     with clock.frozen_at(later), eager_celery():
@@ -296,7 +296,10 @@ def test_the_flow_page_links_to_the_backfill_of_a_scheduled_flow_only(client, ol
     page = client.get(reverse("flows:detail", args=[hook.slug])).content.decode()
     assert "backfill-link" not in page
     login(client, rita)
-    assert "backfill-link" not in client.get(reverse("flows:detail", args=[flow.slug])).content.decode()
+    assert (
+        "backfill-link"
+        not in client.get(reverse("flows:detail", args=[flow.slug])).content.decode()
+    )
     assert client.get(link).status_code == 403
 
 
@@ -377,5 +380,7 @@ def test_a_flow_without_a_schedule_cannot_be_backfilled(client, olga):
     form = {"start": "2026-05-31T00:00", "end": "2026-06-01T00:00", "max_in_flight": "5"}
     with clock.frozen_at(at(2026, 6, 1, 12, 0)):
         response = client.post(url, {**form, "confirm": "1", "expected": "1"})
-    assert response.status_code == 422 and "not triggered by a schedule" in response.content.decode()
+    assert (
+        response.status_code == 422 and "not triggered by a schedule" in response.content.decode()
+    )
     assert not Backfill.objects.exists()

@@ -94,8 +94,7 @@ def _schedule(flow) -> tuple[Binding, ScheduleConfig]:
     binding = Binding.objects.filter(flow=flow).first()
     if binding is None or binding.kind != "schedule":
         raise BackfillError(
-            f"“{flow.name}” is not triggered by a schedule; only scheduled flows can be"
-            " backfilled."
+            f"“{flow.name}” is not triggered by a schedule; only scheduled flows can be backfilled."
         )
     return binding, ScheduleConfig.model_validate(binding.config)
 
@@ -277,9 +276,7 @@ def top_up(backfill_id: int) -> dict[str, int]:
 def sweep() -> dict[str, int]:
     """Top up every active backfill (ticked by beat with the trigger sweep)."""
     started = 0
-    for backfill_id in Backfill.objects.filter(status=Backfill.ACTIVE).values_list(
-        "pk", flat=True
-    ):
+    for backfill_id in Backfill.objects.filter(status=Backfill.ACTIVE).values_list("pk", flat=True):
         started += top_up(backfill_id)["started"]
     return {"backfill_runs": started}
 
@@ -300,7 +297,9 @@ def _pending(backfill: Backfill):
     Fires start oldest first and each commits its receipt, so every planned
     time up to the backfill's newest receipt is taken: look after it."""
     newest = (
-        Receipt.objects.filter(backfill_id=backfill.pk).order_by("-key").values_list("key", flat=True)
+        Receipt.objects.filter(backfill_id=backfill.pk)
+        .order_by("-key")
+        .values_list("key", flat=True)
     ).first()
     position = backfill.start - dt.timedelta(microseconds=1)
     if newest is not None:

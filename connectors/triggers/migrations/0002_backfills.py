@@ -5,40 +5,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0005_draft_snapshots'),
-        ('triggers', '0001_triggers'),
+        ("flows", "0005_draft_snapshots"),
+        ("triggers", "0001_triggers"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='receipt',
-            name='backfill_id',
+            model_name="receipt",
+            name="backfill_id",
             field=models.BigIntegerField(db_index=True, null=True),
         ),
         migrations.CreateModel(
-            name='Backfill',
+            name="Backfill",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('requested_by', models.CharField(max_length=200)),
-                ('requested_at', models.DateTimeField()),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('until', models.DateTimeField()),
-                ('cron', models.CharField(max_length=200)),
-                ('timezone', models.CharField(max_length=64)),
-                ('max_in_flight', models.PositiveIntegerField()),
-                ('planned', models.PositiveIntegerField()),
-                ('already', models.PositiveIntegerField()),
-                ('status', models.CharField(db_index=True, default='active', max_length=20)),
-                ('ended_at', models.DateTimeField(null=True)),
-                ('ended_by', models.CharField(blank=True, max_length=200)),
-                ('summary', models.JSONField(default=dict)),
-                ('flow', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='backfills', to='flows.flow')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("requested_by", models.CharField(max_length=200)),
+                ("requested_at", models.DateTimeField()),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("until", models.DateTimeField()),
+                ("cron", models.CharField(max_length=200)),
+                ("timezone", models.CharField(max_length=64)),
+                ("max_in_flight", models.PositiveIntegerField()),
+                ("planned", models.PositiveIntegerField()),
+                ("already", models.PositiveIntegerField()),
+                ("status", models.CharField(db_index=True, default="active", max_length=20)),
+                ("ended_at", models.DateTimeField(null=True)),
+                ("ended_by", models.CharField(blank=True, max_length=200)),
+                ("summary", models.JSONField(default=dict)),
+                (
+                    "flow",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="backfills",
+                        to="flows.flow",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
     ]
