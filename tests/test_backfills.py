@@ -10,16 +10,17 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from connectors.triggers import backfills, schedules
+from connectors.triggers import backfills, schedules, tasks
 from connectors.triggers.configs import ScheduleConfig
 from connectors.triggers.models import Backfill, Binding, Receipt
+from flows import services
 from runs import decider
 from runs.ground import clock
 from runs.ground.models import Event
 from runs.models import Run
 from tests.conftest import login
 from tests.engine_helpers import transform
-from tests.trigger_helpers import triggered_flow, wait_until, webhook
+from tests.trigger_helpers import pause, triggered_flow, wait_until, webhook
 
 UTC = dt.UTC
 
@@ -105,9 +106,9 @@ def test_the_throttle_never_has_more_than_n_runs_in_flight(olga, eager_celery, s
     order = []
     moment = now
     for _ in range(10):
-        # The trigger sweep tops up; the recovery sweep ends the waits.
+        # The trigger sweep (beat's task) tops up; the recovery sweep ends the waits.
         with clock.frozen_at(moment), eager_celery():
-            backfills.sweep()
+            tasks.sweep()
         seen.append(in_flight(backfill))
         order.extend(
             r.input["fire_time"] for r in backfill_runs(backfill).order_by("id")[len(order) :]
@@ -384,3 +385,26 @@ def test_a_flow_without_a_schedule_cannot_be_backfilled(client, olga):
         response.status_code == 422 and "not triggered by a schedule" in response.content.decode()
     )
     assert not Backfill.objects.exists()
+
+
+def test_a_backfill_waits_while_its_flow_is_paused_and_uses_up_no_fire(
+    olga, eager_celery, sweep_at
+):
+    flow = hourly_flow(olga, at(2026, 6, 2, 0, 30), slow=True)
+    now = at(2026, 6, 2, 0, 40)
+    backfill = request(flow, olga, eager_celery, now, start=at(2026, 6, 1, 0, 0),
+                       end=at(2026, 6, 1, 3, 0), max_in_flight=2)  # fmt: skip
+    pause(flow, olga)
+    later = now + dt.timedelta(seconds=601)
+    sweep_at(later)  # the two runs in flight finish their wait
+    with clock.frozen_at(later), eager_celery():
+        backfills.sweep()
+    assert backfill_runs(backfill).count() == 2
+    assert Receipt.objects.filter(flow=flow).count() == 2  # nothing refused, nothing used up
+    assert backfills.progress(backfill)["pending"] == 2
+    services.flow_transition(flow=flow, actor=olga, action="activate")
+    with clock.frozen_at(later), eager_celery():
+        backfills.sweep()
+    assert sorted(r.input["fire_time"] for r in backfill_runs(backfill)) == [
+        f"2026-06-01T0{h}:00:00Z" for h in range(4)
+    ]
