@@ -89,6 +89,7 @@ def _cursor(binding: Binding) -> dt.datetime:
 
 
 def live_cursor(binding: Binding) -> dt.datetime:
+    """The live sweep's cursor, for a backfill to stop at (see ``_cursor``)."""
     return _cursor(binding)
 
 
