@@ -348,6 +348,7 @@ BAD = [
     ({"max_in_flight": "51"}, "between 1 and 50"),
     ({"max_in_flight": "many"}, "Enter a whole number"),
     ({"start": "last tuesday"}, "is not a date and time"),
+    ({"start": "0001-01-01T00:00", "end": "0001-01-02T00:00"}, "before 1970"),
     ({"start": "2026-06-01T06:00", "end": "2026-06-01T07:00"}, "Choose an earlier start"),
     ({"start": "2026-06-01T04:00", "end": "2026-06-01T05:00"}, "already ran"),
     ({"start": "2026-06-01T01:00:01", "end": "2026-06-01T01:59:59"}, "no fire time"),

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 50
 MAX_RANGE = dt.timedelta(days=366)
 MAX_RUNS = 10_000
+# The earliest start: cron arithmetic near year 1 overflows.
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Fire times already recorded that a preview lists (all are counted).
 LISTED = 50
 TOP_UP_TASK = "connectors.triggers.tasks.top_up_backfill"
@@ -109,6 +111,8 @@ def plan(flow, *, start: dt.datetime, end: dt.datetime, max_in_flight: int) -> P
             f"Runs in flight must be between 1 and {MAX_IN_FLIGHT}.", "max_in_flight"
         )
     now = clock.now()
+    if start < EPOCH:
+        raise BackfillError("The start is before 1970; choose a later one.", "start")
     if end < start:
         raise BackfillError("The end is before the start.", "end")
     if start > now or end > now:
