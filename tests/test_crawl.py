@@ -283,7 +283,31 @@ def test_the_demo_has_a_run_of_each_kind(demo):
     assert Run.objects.count() == 3
 
 
-def test_every_page_as_every_role(client, demo):
+@pytest.fixture
+def backfilled(demo):
+    """A scheduled flow with a backfill, so the crawl reaches the backfill
+    pages from its flow page (the demo has no scheduled flow of its own)."""
+    import datetime as dt
+
+    from connectors.triggers import backfills
+    from runs.ground import clock
+    from tests.engine_helpers import publish, transform
+
+    operator = get_user_model().objects.get(username="operator")
+    trigger = {"id": "at", "type": "trigger.schedule", "config": {"cron": "0 * * * *"}}
+    graph = {
+        "nodes": [trigger, transform("seen", ok=True)],
+        "edges": [{"from": "at", "to": "seen"}],
+    }
+    with clock.frozen_at(dt.datetime(2026, 6, 1, 0, 30, tzinfo=dt.UTC)):
+        flow = publish(operator, graph, slug="hourly-report")
+    with clock.frozen_at(dt.datetime(2026, 6, 1, 1, 0, tzinfo=dt.UTC)):
+        backfills.backfill_request(flow, start=dt.datetime(2026, 5, 31, tzinfo=dt.UTC),
+                                   end=dt.datetime(2026, 5, 31, 2, tzinfo=dt.UTC),
+                                   max_in_flight=2, actor=operator)  # fmt: skip
+
+
+def test_every_page_as_every_role(client, demo, backfilled):
     User = get_user_model()
     client.raise_request_exception = False  # a 500 is a finding, not the end
     reached: set[str] = set()

@@ -12,6 +12,8 @@ from django.core.management import call_command
 from approvals import services as approvals
 from approvals.calendars import calendar_save
 from approvals.models import ApprovalTask, BusinessCalendar
+from connectors.triggers import backfills, schedules
+from connectors.triggers.models import Backfill, Receipt
 from flows import services, testruns
 from flows import services as flows
 from flows.management.commands.seed_demo import order_graph
@@ -130,6 +132,27 @@ def migrated_run(olga, payments, start, at, eager_celery):
     return run
 
 
+def backfilled_flow(olga, eager_celery) -> None:
+    """A schedule that fired live, and two backfills of it: one with runs
+    in flight and one cancelled."""
+    trigger = {"id": "start", "type": "trigger.schedule",
+               "config": {"cron": "0 * * * *", "timezone": "UTC"}}  # fmt: skip
+    wait = {"id": "wait", "type": "delay", "config": {"seconds": 600}}
+    graph = {"nodes": [trigger, wait], "edges": [{"from": "start", "to": "wait"}]}
+    with clock.frozen_at(START - dt.timedelta(hours=2, minutes=30)):
+        flow = publish(olga, graph, slug="hourly")
+    with clock.frozen_at(START):
+        schedules.sweep(START)
+    with clock.frozen_at(START), eager_celery():
+        first = backfills.backfill_request(flow, start=START - dt.timedelta(days=1),
+                                           end=START, max_in_flight=2, actor=olga)  # fmt: skip
+    with clock.frozen_at(START), eager_celery():
+        backfills.backfill_request(flow, start=START - dt.timedelta(days=2),
+                                   end=START - dt.timedelta(days=1, hours=1), max_in_flight=3,
+                                   actor=olga)  # fmt: skip
+        backfills.backfill_cancel(first.pk, actor=olga)
+
+
 def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     olga, rita, adam, payments, eager_celery, sweep_at
 ):
@@ -215,7 +238,10 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
 
     assert [Run.objects.get(pk=r.pk).status for r in tested] == ["succeeded", "succeeded"]
     assert [r.is_test for r in tested] == [True, True]
+    backfilled_flow(olga, eager_celery)
     before = projected_rows()
+    assert sorted(row["status"] for row in before["Backfill"]) == ["active", "cancelled"]
+    assert len({row["backfill_id"] for row in before["Receipt"]}) == 3  # live, and two backfills
     assert len(before["DraftSnapshot"]) == 2  # the whole draft, and the single step's part
     assert len(before["Timer"]) >= 3  # the retry, the delay, the waiting child's delay
     assert len(before["ApprovalTask"]) == 2
@@ -231,6 +257,8 @@ def test_every_projection_rebuilds_to_the_rows_the_live_writers_left(
     BusinessCalendar.objects.all().delete()
     DeadLetterAssignment.objects.all().delete()
     DeadLetterNote.objects.all().delete()
+    Receipt.objects.all().delete()
+    Backfill.objects.all().delete()
     call_command("rebuild_projections", stdout=io.StringIO())
     after = projected_rows()
     assert {table: differences(rows, after[table]) for table, rows in before.items()} == {

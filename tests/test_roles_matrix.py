@@ -1,17 +1,20 @@
 """Every URL pattern, every role: allowed or denied, and anonymous users are
 sent to the login page. A new URL without a row here fails the suite."""
 
+import datetime as dt
+
 import pytest
 from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from approvals import links
 from connectors.credentials import store as credentials
-from connectors.triggers import testhooks
+from connectors.triggers import backfills, testhooks
 from connectors.triggers.models import Binding
 from flows import services, testruns
 from flows.models import Flow, Team
 from runs import driver
+from runs.ground import clock
 from tests.approval_helpers import INPUT, approval_flow, task_of
 from tests.conftest import PASSWORD, _user
 from tests.engine_helpers import READY, chain, publish
@@ -146,6 +149,9 @@ MATRIX = {
     "triggers:test_webhook": ("POST", PUBLIC),
     "triggers:topics": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "triggers:rotate_webhook": ("POST", {OPERATOR, ADMIN}),
+    "triggers:backfill_new": ("GET", {OPERATOR, ADMIN}),
+    "triggers:backfill": ("GET", {OPERATOR, ADMIN}),
+    "triggers:backfill_cancel": ("POST", {OPERATOR, ADMIN}),
 }
 
 
@@ -201,6 +207,15 @@ def url_for(personas, make_flow):
         slug=hook.slug,
     )
     hook_token = Binding.objects.get(flow=hook).token
+    trigger = {"id": "at", "type": "trigger.schedule", "config": {"cron": "0 * * * *"}}
+    with clock.frozen_at(dt.datetime(2026, 6, 1, 0, 30, tzinfo=dt.UTC)):
+        nightly = publish(personas[ADMIN], {"nodes": [trigger], "edges": []}, slug="nightly")
+    with clock.frozen_at(dt.datetime(2026, 6, 1, 1, 0, tzinfo=dt.UTC)):
+        backfill = backfills.backfill_request(
+            nightly, start=dt.datetime(2026, 5, 31, tzinfo=dt.UTC),
+            end=dt.datetime(2026, 5, 31, 1, tzinfo=dt.UTC), max_in_flight=1, actor=personas[ADMIN],
+        )  # fmt: skip
+    backfill_kwargs = {"slug": nightly.slug, "backfill_id": backfill.pk}
     test_run = testruns.test_run_start(flow=flow, actor="user:adam", input={})
     kwargs = {
         "triggers:webhook": {"token": hook_token},
@@ -209,6 +224,9 @@ def url_for(personas, make_flow):
         "api:flow_test_run_list": {"slug": flow.slug},
         "api:flow_test_run": {"slug": flow.slug, "run_id": test_run.pk},
         "triggers:rotate_webhook": {"slug": hook.slug},
+        "triggers:backfill_new": {"slug": nightly.slug},
+        "triggers:backfill": backfill_kwargs,
+        "triggers:backfill_cancel": backfill_kwargs,
         "flows:detail": {"slug": flow.slug},
         "flows:edit": {"slug": flow.slug},
         "flows:change_owner": {"slug": flow.slug},

@@ -142,3 +142,47 @@ def _field(spec: dict, required: bool) -> forms.Field:
     return forms.CharField(
         max_length=spec.get("maxLength"), min_length=spec.get("minLength"), strip=False, **common
     )
+
+
+class BackfillForm(forms.Form):
+    """A backfill's range and throttle. Times are UTC, whatever the
+    schedule's time zone: a local time can be missing or twice on a
+    daylight-saving day, a UTC instant cannot."""
+
+    start = forms.CharField(
+        label="Start (UTC)",
+        max_length=40,
+        help_text="The first fire time to consider, in UTC, e.g. 2026-05-01T00:00.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+    )
+    end = forms.CharField(
+        label="End (UTC)",
+        max_length=40,
+        help_text="The last fire time to consider, in UTC (inclusive).",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+    )
+    max_in_flight = forms.IntegerField(
+        label="Runs in flight at most",
+        initial=5,
+        help_text="How many of the backfill's runs may be running at once (1 to 50).",
+    )
+
+    def _instant(self, name: str):
+        import datetime as dt
+
+        text = self.cleaned_data[name].strip()
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise forms.ValidationError(
+                f"“{text[:40]}” is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+            ) from None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)
+
+    def clean_start(self):
+        return self._instant("start")
+
+    def clean_end(self):
+        return self._instant("end")

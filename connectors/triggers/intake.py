@@ -40,6 +40,8 @@ class Delivery:
     # a refused webhook may be sent again once the flow is resumed.
     final_refusal: bool = False
     detail: dict = field(default_factory=dict)
+    # A schedule fire made by a backfill: its receipt names the backfill.
+    backfill: int | None = None
 
 
 @dataclass
@@ -142,6 +144,7 @@ def _claim(delivery: Delivery, outcome: str) -> Receipt | None:
         key=delivery.key,
         outcome=outcome,
         at=clock.now(),
+        backfill_id=delivery.backfill,
     )
 
 
@@ -184,6 +187,8 @@ def _accepted_payload(delivery: Delivery) -> dict:
     payload = {"flow_id": delivery.flow.pk, "source": delivery.source, "key": delivery.key}
     if delivery.entity is not None:
         payload.update(entity=delivery.entity, position=delivery.position)
+    if delivery.backfill is not None:
+        payload["backfill"] = delivery.backfill
     return payload
 
 

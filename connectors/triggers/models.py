@@ -1,7 +1,7 @@
 """Rows of the trigger side.
 
-``Binding``, ``Receipt``, ``Watermark`` and ``DeliveryRecord`` are
-projections: ``connectors.triggers.projection.rebuild`` derives them from the
+``Binding``, ``Receipt``, ``Watermark``, ``DeliveryRecord`` and ``Backfill``
+are projections: ``connectors.triggers.projection.rebuild`` derives them from the
 event log alone. ``SeenSignature`` is not: it is a short-lived replay guard
 (a signature is refused while its timestamp is within tolerance), purged by
 the trigger sweep, and losing it only re-opens that window.
@@ -47,6 +47,10 @@ class Receipt(models.Model):
     run_id = models.BigIntegerField(null=True)
     outcome = models.CharField(max_length=20)  # started, stale, skipped, refused
     at = models.DateTimeField(db_index=True)
+    # The backfill that fired this instant (a schedule key only); None for a
+    # live fire. The live sweep's cursor reads live receipts only
+    # (connectors/triggers/schedules.py, ``_cursor``).
+    backfill_id = models.BigIntegerField(null=True, db_index=True)
 
     class Meta:
         constraints = [
@@ -108,3 +112,46 @@ class SeenSignature(models.Model):
 
     def __str__(self) -> str:
         return self.signature
+
+
+class Backfill(models.Model):
+    """A run of a scheduled flow over past fire times, throttled to
+    ``max_in_flight`` runs at a time: the projection of the
+    ``backfill:<id>`` stream (requested, then cancelled or finished).
+
+    Its progress (started, finished, failed, pending) is read from the
+    receipts and runs it started, not kept here: each of its runs commits on
+    its own stream, and none of them writes this row."""
+
+    ACTIVE, CANCELLED, FINISHED = "active", "cancelled", "finished"
+
+    id = models.BigAutoField(primary_key=True)
+    flow = models.ForeignKey("flows.Flow", on_delete=models.CASCADE, related_name="backfills")
+    requested_by = models.CharField(max_length=200)
+    requested_at = models.DateTimeField()
+    # The range the operator asked for, and its last instant the backfill
+    # may fire (the live sweep's cursor at the request, if earlier): UTC.
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    until = models.DateTimeField()
+    # The schedule as it was when requested: the plan does not change if a
+    # new version changes the cron.
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64)
+    max_in_flight = models.PositiveIntegerField()
+    planned = models.PositiveIntegerField()  # fire times in [start, until]
+    already = models.PositiveIntegerField()  # of those, recorded before the request
+    status = models.CharField(max_length=20, default=ACTIVE, db_index=True)
+    ended_at = models.DateTimeField(null=True)
+    ended_by = models.CharField(max_length=200, blank=True)
+    summary = models.JSONField(default=dict)  # counts when it finished
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"backfill {self.pk} ({self.status})"
+
+    @property
+    def stream(self) -> str:
+        return f"backfill:{self.pk}"

@@ -7,6 +7,8 @@
   Webhook keys older than the retention window are left out, as the sweep
   would have purged them.
 - ``DeliveryRecord``: from the ``triggers:<flow id>`` streams.
+- ``Backfill``: from the ``backfill:<id>`` streams; a backfill's receipts
+  name it from their ``trigger.accepted`` events.
 ``SeenSignature`` is a replay guard, not a projection (see models).
 """
 
@@ -14,7 +16,7 @@ import datetime as dt
 
 from django.conf import settings
 
-from connectors.triggers import bindings
+from connectors.triggers import backfills, bindings
 from connectors.triggers.intake import is_older, record_from
 from connectors.triggers.models import Binding, DeliveryRecord, Receipt, Watermark
 from flows.models import Flow
@@ -27,6 +29,7 @@ def rebuild() -> int:
     count = _rebuild_bindings(flows)
     count += _rebuild_records(flows)
     count += _rebuild_ledger(flows)
+    count += backfills.rebuild(flows)
     return count
 
 
@@ -64,18 +67,20 @@ def _rebuild_ledger(flows: set[int]) -> int:
     receipts: dict[tuple, Receipt] = {}
     marks: dict[tuple, Watermark] = {}
 
-    def keep(flow_id, source, key, run_id, outcome, at):
+    def keep(flow_id, source, key, run_id, outcome, at, backfill=None):
         if flow_id not in flows or not key or (source == "webhook" and at < cutoff):
             return
         receipts.setdefault(
             (flow_id, source, key),
-            Receipt(flow_id=flow_id, source=source, key=key, run_id=run_id, outcome=outcome, at=at),
-        )
+            Receipt(flow_id=flow_id, source=source, key=key, run_id=run_id, outcome=outcome,
+                    at=at, backfill_id=backfill),
+        )  # fmt: skip
 
     for event in Event.objects.filter(type="trigger.accepted").order_by("occurred_at", "id"):
         p = event.payload
         run_id = int(event.stream.split(":", 1)[1])
-        keep(p["flow_id"], p["source"], p.get("key"), run_id, "started", event.occurred_at)
+        keep(p["flow_id"], p["source"], p.get("key"), run_id, "started", event.occurred_at,
+             p.get("backfill"))  # fmt: skip
         if p.get("entity") is not None and p["flow_id"] in flows:
             mark = marks.setdefault(
                 (p["flow_id"], p["entity"]),

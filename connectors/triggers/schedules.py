@@ -68,8 +68,17 @@ def key_of(instant: dt.datetime) -> str:
 
 
 def _cursor(binding: Binding) -> dt.datetime:
+    """Where the live sweep goes on: its newest fire, else the publication.
+
+    Only live receipts count. A backfill fires only instants at or before
+    this cursor as it stood when the backfill was requested (see
+    connectors/triggers/backfills.py), and the cursor only moves forward, so
+    the two never share an instant; and since its receipts are left out
+    here, a backfill can neither pull the cursor back (a flow published
+    today, backfilled over last month, must not catch up from last month)
+    nor push it past instants the live sweep has not fired."""
     last = (
-        Receipt.objects.filter(flow_id=binding.flow_id, source="schedule")
+        Receipt.objects.filter(flow_id=binding.flow_id, source="schedule", backfill_id__isnull=True)
         .order_by("-key")
         .values_list("key", flat=True)
         .first()
@@ -77,6 +86,11 @@ def _cursor(binding: Binding) -> dt.datetime:
     if last is None:
         return binding.since
     return dt.datetime.strptime(last, KEY_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def live_cursor(binding: Binding) -> dt.datetime:
+    """The live sweep's cursor, for a backfill to stop at (see ``_cursor``)."""
+    return _cursor(binding)
 
 
 def sweep(now: dt.datetime) -> dict[str, int]:
@@ -90,25 +104,39 @@ def sweep(now: dt.datetime) -> dict[str, int]:
     return counts
 
 
+def delivery_for(
+    flow, config: ScheduleConfig, instant: dt.datetime, *, late: bool, backfill: int | None = None
+) -> intake.Delivery:
+    """The delivery of one fire, keyed by its UTC instant: a live fire and a
+    backfill's fire of one instant claim the same receipt."""
+    local = instant.astimezone(zoneinfo.ZoneInfo(config.timezone))
+    fire_input = {
+        "fire_time": key_of(instant),
+        "local_time": local.isoformat(),
+        "timezone": config.timezone,
+        "late": late,
+    }
+    if backfill is not None:
+        fire_input["backfill"] = backfill
+    return intake.Delivery(
+        flow=flow,
+        source="schedule",
+        key=key_of(instant),
+        actor="schedule" if backfill is None else f"schedule:backfill-{backfill}",
+        # A live fire refused (the flow paused) is final; a backfill's is
+        # not: the fire stays pending until the flow runs again.
+        final_refusal=backfill is None,
+        input=fire_input,
+        detail={"fire_time": key_of(instant)},
+        backfill=backfill,
+    )
+
+
 def fire(
     binding: Binding, config: ScheduleConfig, instant: dt.datetime, now: dt.datetime
 ) -> intake.Outcome:
     late = (now - instant).total_seconds() > settings.LEDGERFLOW_SCHEDULE_GRACE_SECONDS
-    local = instant.astimezone(zoneinfo.ZoneInfo(config.timezone))
-    delivery = intake.Delivery(
-        flow=binding.flow,
-        source="schedule",
-        key=key_of(instant),
-        actor="schedule",
-        final_refusal=True,
-        input={
-            "fire_time": key_of(instant),
-            "local_time": local.isoformat(),
-            "timezone": config.timezone,
-            "late": late,
-        },
-        detail={"fire_time": key_of(instant)},
-    )
+    delivery = delivery_for(binding.flow, config, instant, late=late)
     if late and config.catch_up == "skip":
         return intake.record_without_run(
             delivery,

@@ -17,8 +17,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.roles import role_required
-from connectors.triggers import testhooks, topics, webhook_receiver
+from connectors.triggers import backfills, testhooks, topics, webhook_receiver
 from connectors.triggers.bindings import rotate_token
+from connectors.triggers.forms import BackfillForm
+from connectors.triggers.models import Backfill
 from flows import services
 from flows.models import Flow
 from runs import decider
@@ -195,3 +197,70 @@ def rotate_webhook(request, slug):
     else:
         messages.success(request, "The webhook URL was rotated; the old URL no longer works.")
     return redirect("flows:detail", slug=flow.slug)
+
+
+# --- backfills -------------------------------------------------------------------
+
+
+def _backfill_flow(request, slug) -> Flow:
+    flow = get_object_or_404(Flow.objects.select_related("team"), slug=slug)
+    if not services.user_can_edit_flow(request.user, flow):
+        raise PermissionDenied(f"Only members of the team {flow.team} may run this flow.")
+    return flow
+
+
+@role_required("runs.change_run")
+def backfill_new(request, slug):
+    """The backfill form; a POST previews (nothing starts) and a confirmed
+    POST records the backfill."""
+    flow = _backfill_flow(request, slug)
+    form = BackfillForm(request.POST or None)
+    context = {"flow": flow, "form": form, **backfills.schedule_facts(flow)}
+    if request.method != "POST" or not form.is_valid():
+        return render(request, "triggers/backfill_new.html", context, status=_status(form))
+    data = form.cleaned_data
+    args = {"start": data["start"], "end": data["end"], "max_in_flight": data["max_in_flight"]}
+    try:
+        plan = backfills.plan(flow, **args)
+        if request.POST.get("confirm") and request.POST.get("expected") == str(plan.to_run):
+            backfill = backfills.backfill_request(flow, actor=request.user, **args)
+            messages.success(request, f"Backfill {backfill.pk} started.")
+            return redirect("triggers:backfill", slug=flow.slug, backfill_id=backfill.pk)
+    except backfills.BackfillError as exc:
+        form.add_error(exc.field, str(exc))
+        return render(request, "triggers/backfill_new.html", context, status=422)
+    if request.POST.get("confirm"):
+        context["changed"] = True  # fires were recorded since the preview
+    context["plan"] = plan
+    return render(request, "triggers/backfill_new.html", context)
+
+
+def _status(form) -> int:
+    return 422 if form.is_bound and form.errors else 200
+
+
+@role_required("runs.change_run")
+def backfill_detail(request, slug, backfill_id):
+    flow = _backfill_flow(request, slug)
+    backfill = get_object_or_404(Backfill, pk=backfill_id, flow=flow)
+    context = {
+        "flow": flow,
+        "backfill": backfill,
+        "progress": backfills.progress(backfill),
+        "runs": backfills.recent_runs(backfill),
+    }
+    return render(request, "triggers/backfill.html", context)
+
+
+@require_POST
+@role_required("runs.change_run")
+def backfill_cancel(request, slug, backfill_id):
+    flow = _backfill_flow(request, slug)
+    backfill = get_object_or_404(Backfill, pk=backfill_id, flow=flow)
+    try:
+        cancelled = backfills.backfill_cancel(backfill.pk, actor=request.user)
+    except backfills.BackfillError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Backfill cancelled; {cancelled} runs in flight cancelled.")
+    return redirect("triggers:backfill", slug=flow.slug, backfill_id=backfill.pk)
