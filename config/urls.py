@@ -1,6 +1,5 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from config import login_views, metrics, views
 from config.api import api
@@ -16,10 +15,7 @@ urlpatterns = [
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("audit/export.<str:fmt>", audit_views.audit_export, name="audit_export"),
     # The audit trail's earlier address: bookmarks and runbooks still name it.
-    path(
-        "audit-log/",
-        RedirectView.as_view(pattern_name="audit_log", permanent=True, query_string=True),
-    ),
+    path("audit-log/", audit_views.audit_log_moved, name="audit_log_moved"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),

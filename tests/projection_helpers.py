@@ -3,11 +3,8 @@ tests that compare the live rows with their rebuild."""
 
 from approvals.models import ApprovalTask, BusinessCalendar
 from connectors.outbound.models import Breaker
-<<<<<<< HEAD
-from flows.alerts.models import Incident, Outbox
-=======
 from connectors.triggers.models import Backfill, Receipt
->>>>>>> h-backfill
+from flows.alerts.models import Incident, Outbox
 from flows.models import DraftSnapshot, Flow, FlowVersion, Team
 from runs.models import DeadLetterAssignment, DeadLetterNote, Run, Step, Timer
 
@@ -23,11 +20,8 @@ NOT_PROJECTED = {
     DraftSnapshot: {"id"},  # test runs pin a snapshot by its graph hash
     DeadLetterAssignment: {"id"},  # one per dead letter, found by (run, node)
     DeadLetterNote: {"id"},  # found by (run, node, seq)
-<<<<<<< HEAD
     Outbox: {"enqueued_at"},  # the sweep's bookkeeping
-=======
     Receipt: {"id"},  # one per (flow, source, key)
->>>>>>> h-backfill
 }
 ORDER = {
     Run: ["id"],
@@ -43,13 +37,10 @@ ORDER = {
     BusinessCalendar: ["group_id"],
     DeadLetterAssignment: ["run_id", "node_id"],
     DeadLetterNote: ["run_id", "node_id", "seq"],
-<<<<<<< HEAD
     Incident: ["id"],
     Outbox: ["id"],
-=======
     Receipt: ["flow_id", "source", "key"],
     Backfill: ["id"],
->>>>>>> h-backfill
 }
 
 

@@ -30,6 +30,7 @@ UNLINKED = {
     "healthz": "a probe for the process manager, not a page",
     "readyz": "a probe for the process manager, not a page",
     "metrics": "scraped by Prometheus with a bearer token, not a page",
+    "audit_log_moved": "the audit trail's earlier address, kept for old bookmarks",
     "api:api-root": "django-ninja's mount point: it only anchors the API's paths",
     "api:openapi-json": "the schema the API reference page loads from script",
     "approvals:link": "a signed link sent by email, never shown on a page",

@@ -67,6 +67,7 @@ MATRIX = {
     "metrics": ("GET", TOKEN),
     "dashboard": ("GET", {OPERATOR, REVIEWER, ADMIN}),
     "audit_log": ("GET", {ADMIN}),
+    "audit_log_moved": ("GET", {ADMIN}),
     "audit_export": ("GET", {ADMIN}),
     "lockouts": ("GET", {ADMIN}),
     "lockout_unlock": ("POST", {ADMIN}),

@@ -3,7 +3,8 @@
 from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from config.audit import export, trail
 from config.roles import role_required
@@ -12,6 +13,14 @@ EXPORTS = {
     "csv": ("text/csv; charset=utf-8", export.csv_lines),
     "jsonl": ("application/x-ndjson; charset=utf-8", export.jsonl_lines),
 }
+
+
+@role_required("runs.view_audit_log")
+def audit_log_moved(request: HttpRequest) -> HttpResponse:
+    """The trail's earlier address, kept with its filters; checked like the
+    trail itself, so it tells nobody else that the page exists."""
+    query = request.META.get("QUERY_STRING", "")
+    return redirect(reverse("audit_log") + (f"?{query}" if query else ""))
 
 
 @role_required("runs.view_audit_log")
