@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.models import DraftSnapshot, FlowVersion
-from runs import decider, follow_ups, rows, wakeups
+from runs import decider, follow_ups, live, rows, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import is_disabled, runs_inline
 from runs.graph_facts import build_graph, connector_of
@@ -299,6 +299,8 @@ class Session:
         )  # fmt: skip
         run_id = self.run.pk
         transaction.on_commit(lambda: _send_all(sends))
+        # The run's open pages refresh once this commits (best effort).
+        live.announce_on_commit(run_id)
         # Remember the committed state: the next session on this run in this
         # process (eager continuation) skips reloading it. Keyed by the stream
         # head, so any other writer in between invalidates it.
