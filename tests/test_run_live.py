@@ -4,11 +4,14 @@ run's commits over the real Redis channel layer, a run that goes on when
 the layer is down, the page's two modes and its timeline with durations."""
 
 import logging
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import AnonymousUser, User
+from django.test import Client
+from websockets.sync.client import connect
 
 from runs import driver, live
 from runs.consumers import RunConsumer
@@ -75,7 +78,10 @@ def test_each_commit_on_the_run_is_announced_to_its_pages_over_redis(olga, setti
         await communicator.wait(timeout=5)
         return changed
 
-    assert async_to_sync(scenario)() == {"type": "websocket.send", "text": '{"event": "run-changed"}'}
+    assert async_to_sync(scenario)() == {
+        "type": "websocket.send",
+        "text": '{"event": "run-changed"}',
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -151,3 +157,20 @@ def test_the_timeline_gives_offsets_and_how_long_each_attempt_and_the_run_took(o
     assert html.count('<span class="took">took ') == 4
     assert html.count('class="muted step-took">took ') == 3
     assert "+0 ms" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_socket_outlives_the_layers_blocking_pop(asgi_server, olga, settings):
+    """Served as `make run` serves it, a run's socket stays open past the
+    5 s the channel layer's blocking pop waits on Redis, and still hears of
+    the run's next commit."""
+    settings.LEDGERFLOW_LIVE_UPDATES = "channels"
+    run = waiting_run(olga)
+    client = Client()
+    client.force_login(olga)
+    headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+    with connect(f"ws://{asgi_server}/ws/runs/{run.pk}/", additional_headers=headers,
+                 origin=f"http://{asgi_server}", open_timeout=5) as websocket:  # fmt: skip
+        time.sleep(7)  # past one empty pop of the consumer's reader
+        driver.cancel_run(run.pk, actor="user:olga", reason="done")
+        assert websocket.recv(timeout=5) == '{"event": "run-changed"}'
