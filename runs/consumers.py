@@ -2,8 +2,8 @@
 fetches its live fragment over HTTP through the run page's view and its
 permission check, so the socket carries no run data."""
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.db import database_sync_to_async  # type: ignore[import-untyped]
+from channels.generic.websocket import AsyncJsonWebsocketConsumer  # type: ignore[import-untyped]
 
 from runs.live import group
 from runs.models import Run

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 
-from channels.layers import get_channel_layer
+from channels.layers import get_channel_layer  # type: ignore[import-untyped]
 from django.conf import settings
 from django.db import transaction
 
