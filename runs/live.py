@@ -43,14 +43,20 @@ def announce_on_commit(run_id: int) -> None:
 
 
 class _Sender:
-    """A daemon thread running an event loop that sends announcements."""
+    """A daemon thread running an event loop that sends announcements, one
+    at a time from a queue (a burst of commits on many runs does not open a
+    connection per announcement), each run at most once in the queue."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.pending: set[int] = set()
         self.lock = threading.Lock()
+        self.failing = False
+        self.handled = 0  # announcements sent or given up, for tests and benches
         thread = threading.Thread(target=self.loop.run_forever, name="run-live", daemon=True)
         thread.start()
+        asyncio.run_coroutine_threadsafe(self._drain(), self.loop)
 
     def announce(self, run_id: int) -> None:
         with self.lock:
@@ -58,22 +64,35 @@ class _Sender:
                 return  # an announcement not yet sent covers this commit too
             self.pending.add(run_id)
         try:
-            asyncio.run_coroutine_threadsafe(self._send(run_id), self.loop)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, run_id)
         except RuntimeError as exc:  # the loop is gone (interpreter exit)
-            with self.lock:
-                self.pending.discard(run_id)
             log.warning("could not announce a change of run %s: %s", run_id, exc)
 
+    async def _drain(self) -> None:
+        while True:
+            run_id = await self.queue.get()
+            # Taken off before sending: a commit from now on gets its own send.
+            with self.lock:
+                self.pending.discard(run_id)
+            await self._send(run_id)
+            self.handled += 1
+
     async def _send(self, run_id: int) -> None:
-        # Taken off before sending: a commit from now on gets its own send.
-        with self.lock:
-            self.pending.discard(run_id)
         try:
             layer = get_channel_layer()
             if layer is not None:
                 await asyncio.wait_for(layer.group_send(group(run_id), MESSAGE), SEND_TIMEOUT)
         except Exception as exc:  # the layer is down; nothing is lost but a refresh
-            log.warning("could not announce a change of run %s: %s", run_id, exc)
+            if not self.failing:
+                log.warning(
+                    "could not announce a change of run %s: %s (silent until it works again)",
+                    run_id, exc,
+                )  # fmt: skip
+            self.failing = True
+        else:
+            if self.failing:
+                log.info("announcing run changes works again")
+            self.failing = False
 
 
 _senders: dict[int, _Sender] = {}

@@ -95,31 +95,22 @@ def test_a_run_goes_on_when_the_channel_layer_is_down(olga, settings, caplog):
         }
     }
     flow = publish(olga, chain(transform("shape", n="{{ trigger.n }}"), transform("done")))
+    sender = live._sender()
+    handled = sender.handled
     with caplog.at_level(logging.WARNING, logger="runs.live"):
         run = driver.start_run(flow=flow, input={"n": 1}, actor="user:olga")
         run.refresh_from_db()
         assert run.status == "succeeded"
-        flush_announcements()
+        wait_for_sender(lambda: sender.handled > handled)
     assert any("could not announce a change of run" in r.getMessage() for r in caplog.records)
 
 
-def flush_announcements() -> None:
-    """Wait until this process's sender has sent (or failed) what it holds."""
-    import asyncio
-
-    sender = live._sender()
-    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), sender.loop).result(timeout=5)
-    for _ in range(100):
-        tasks = asyncio.run_coroutine_threadsafe(_others(), sender.loop).result(timeout=5)
-        if not tasks:
+def wait_for_sender(done) -> None:
+    for _ in range(200):
+        if done():
             return
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), sender.loop).result(timeout=5)
-
-
-async def _others() -> int:
-    import asyncio
-
-    return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+        time.sleep(0.05)
+    raise AssertionError("the sender did not get to the announcement")
 
 
 @pytest.mark.django_db
