@@ -9,6 +9,7 @@ from typing import Any
 
 from runs.decider import RUN_FINISHES
 from runs.ground.models import Event
+from runs.session import ENGINE  # the engine's own decisions: not named
 
 # The events that end a step's attempt: the time since its step.started.
 STEP_ENDS = {"step.succeeded", "step.attempt_failed", "step.lease_expired", "step.cancelled"}
@@ -19,6 +20,7 @@ class Entry:
     event: Event
     since_start: timedelta
     took: timedelta | None = None
+    by: str = ""  # who, when not the engine: "olga", "webhook:orders"
 
 
 def timeline(events: Iterable[Event]) -> list[Entry]:
@@ -39,5 +41,6 @@ def timeline(events: Iterable[Event]) -> list[Entry]:
                 del began[node]
         elif event.type in RUN_FINISHES:
             took = at - first
-        entries.append(Entry(event, at - first, took))
+        by = "" if event.actor == ENGINE else event.actor.removeprefix("user:")
+        entries.append(Entry(event, at - first, took, by))
     return entries

@@ -148,6 +148,10 @@ def test_the_timeline_gives_offsets_and_how_long_each_attempt_and_the_run_took(o
     assert html.count('<span class="took">took ') == 4
     assert html.count('class="muted step-took">took ') == 3
     assert "+0 ms" in html
+    # Who acted, where it was not the engine: olga started the run.
+    assert (
+        html.count('class="muted by">by ') == 1 and '<span class="muted by">by olga</span>' in html
+    )
 
 
 @pytest.mark.django_db(transaction=True)
