@@ -259,11 +259,20 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# A websocket consumer waits for its messages with a blocking pop that the
+# Redis server answers, empty, after 5 s (channels_redis' brpop_timeout).
+# redis-py 8 reads with a 5 s socket timeout by default: the client gave up
+# at the moment the server answered, the consumer died and every live page's
+# websocket closed every 5 s. Reads wait longer than that pop.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15.0
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]
+            },
         }
     }
 else:

@@ -5,6 +5,8 @@ The event log's own tables (``Event``, ``Stream``) live in the ground layer
 them with this app, whose migrations create them.
 """
 
+import datetime as dt
+
 from django.db import models
 
 from runs.ground.models import Event, ImmutableEventError, Stream
@@ -171,6 +173,13 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}/{self.node_id} ({self.status})"
+
+    @property
+    def took(self) -> dt.timedelta | None:
+        """How long its last attempt ran, once it finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
 
 class Timer(models.Model):

@@ -127,7 +127,7 @@ def _create_and_start(
                 test_snapshot=test_snapshot,
             )
         )
-        session.events.extend(extra_events or [])
+        session.record(extra_events)
     return run
 
 
@@ -259,7 +259,7 @@ def signal_step(
                 node=node, attempt=attempt, reason=reason, output=output, port=port, error=error
             )
         )
-        session.events[:0] = extra_events or []
+        session.record(extra_events, first=True)
 
 
 def give_up_wait(
@@ -273,7 +273,7 @@ def give_up_wait(
     # change is the rule that needs no proof case by case.
     with run_session(run_id, actor=actor) as session:
         session.apply(decider.GiveUp(node=node, attempt=attempt, reason=reason, error=error))
-        session.events[:0] = extra_events or []
+        session.record(extra_events, first=True)
 
 
 def cancel_run(run_id: int, *, actor: str, reason: str) -> None:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from flows.models import DraftSnapshot, FlowVersion
-from runs import decider, follow_ups, rows, stepmetrics, wakeups
+from runs import decider, follow_ups, live, rows, stepmetrics, wakeups
 from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import is_disabled, runs_inline
 from runs.graph_facts import build_graph, connector_of
@@ -126,10 +126,20 @@ class Work:
     attempt: int
 
 
-class Session:
-    """One locked transaction on one run. Use inside ``transaction.atomic``."""
+# Who the engine's own decisions are recorded as.
+ENGINE = "system:engine"
 
-    def __init__(self, run_id: int, *, actor: str = "system:engine", now=None):
+
+class Session:
+    """One locked transaction on one run. Use inside ``transaction.atomic``.
+
+    ``actor`` is who asked for the change (a person, a trigger, the sweep):
+    the event that records their command carries them. What the engine
+    decides as a consequence (steps scheduled and run inline, the run
+    finishing or failing, a dead letter's step scheduled again) carries
+    ``ENGINE``: a person starts or cancels a run, the engine runs its steps."""
+
+    def __init__(self, run_id: int, *, actor: str = ENGINE, now=None):
         # The run's stream head is the run's lock: every change to a run is an
         # append to its stream, so holding the head serialises the deciders.
         head = Stream.objects.select_for_update().filter(name=f"run:{run_id}").first()
@@ -144,7 +154,8 @@ class Session:
         self.before = self.state
         self.actor = actor
         self.now = now or clock.now()
-        self.events: list[tuple[str, dict]] = []
+        # Events to append: (type, payload, actor).
+        self.events: list[tuple[str, dict, str]] = []
         self.needs_continuation = False
         self.abandoned = False
 
@@ -152,12 +163,30 @@ class Session:
         """Nothing to change after all: ``run_session`` will not commit."""
         self.abandoned = True
 
-    def apply(self, command) -> list[tuple[str, dict]]:
+    def apply(self, command, *, engine: bool = False) -> list[tuple[str, dict]]:
+        """Decide ``command`` and evolve the state. The command is the
+        caller's (``engine`` false): the first event the decider returns is
+        the command's own record and carries the session's actor; any
+        further ones (a queued start, a replayed step scheduled again, the
+        run failing after a discard) are the engine's consequences. The
+        engine's own commands (``engine`` true) carry ``ENGINE`` whole."""
         events = decider.decide(self.state, command, self.graph)
         for event in events:
             self.state = decider.evolve(self.state, event, at=self.now)
-        self.events.extend(events)
+        for index, (kind, payload) in enumerate(events):
+            by = self.actor if index == 0 and not engine else ENGINE
+            self.events.append((kind, payload, by))
         return events
+
+    def record(self, events, *, first: bool = False) -> None:
+        """Append the caller's own facts (a trigger's delivery, an approval's
+        decision), in the caller's name; ``first`` puts them before the
+        events already decided in this session."""
+        mine = [(kind, payload, self.actor) for kind, payload in events or []]
+        if first:
+            self.events[:0] = mine
+        else:
+            self.events.extend(mine)
 
     # Pure steps, inline --------------------------------------------------
     def drive(self) -> None:
@@ -168,7 +197,7 @@ class Session:
         started = time.monotonic()
         done = 0
         while True:
-            self.apply(decider.Advance())
+            self.apply(decider.Advance(), engine=True)
             ready = [
                 s
                 for s in self.state.steps.values()
@@ -194,16 +223,18 @@ class Session:
             decider.Claim(
                 node=node, attempt=attempt, input=recorded_input(connector, config),
                 lease_until=self.now,
-            )
+            ),
+            engine=True,
         )  # fmt: skip
         if error:
-            self.apply(self.fail(node, attempt, error, retryable=False, may_have_been_sent=False))
+            failed = self.fail(node, attempt, error, retryable=False, may_have_been_sent=False)
+            self.apply(failed, engine=True)
             self.count_attempt(node, time.perf_counter() - started, stepmetrics.FAILED)
             return
         ctx = step_context(self, node, attempt, config)
         with stepmetrics.running(self.graph.nodes[node]["type"]):
             outcome = perform(connector, ctx)
-        self.apply(outcome_command(outcome, node, attempt, self.now))
+        self.apply(outcome_command(outcome, node, attempt, self.now), engine=True)
         self.record_facts(outcome)
         self.count_attempt(node, time.perf_counter() - started, stepmetrics.outcome_of(outcome))
 
@@ -211,10 +242,12 @@ class Session:
         """A disabled node calls nothing: it succeeds at once with what flowed
         into it, out of its first port, and its event says it was disabled."""
         data = passed_through(self.graph, node, self.state)
-        self.apply(decider.Claim(node=node, attempt=attempt, input=data, lease_until=self.now))
+        claim = decider.Claim(node=node, attempt=attempt, input=data, lease_until=self.now)
+        self.apply(claim, engine=True)
         port = self.graph.ports(node)[0]
         self.apply(
-            decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True)
+            decider.Complete(node=node, attempt=attempt, output=data, port=port, disabled=True),
+            engine=True,
         )
         self.count_attempt(node, 0.0, stepmetrics.SUCCEEDED)
 
@@ -229,7 +262,7 @@ class Session:
     def record_facts(self, outcome: Outcome) -> None:
         """The connector's own facts go after the step's outcome they explain."""
         if outcome.result is not None:
-            self.events.extend(outcome.result.events)
+            self.events.extend((kind, payload, ENGINE) for kind, payload in outcome.result.events)
 
     def fail(self, node, attempt, error, retryable, may_have_been_sent) -> decider.Fail:
         return decider.Fail(
@@ -254,8 +287,8 @@ class Session:
             return
         stored = append_many(
             (
-                NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=self.actor)
-                for kind, payload in self.events
+                NewEvent(stream=self.run.stream, type=kind, payload=payload, actor=actor)
+                for kind, payload, actor in self.events
             ),
             at=self.now,
             # This session holds the head's lock (taken above); the append
@@ -281,6 +314,8 @@ class Session:
         )  # fmt: skip
         run_id = self.run.pk
         transaction.on_commit(lambda: _send_all(sends))
+        # The run's open pages refresh once this commits (best effort).
+        live.announce_on_commit(run_id)
         # Remember the committed state: the next session on this run in this
         # process (eager continuation) skips reloading it. Keyed by the stream
         # head, so any other writer in between invalidates it.
@@ -292,7 +327,7 @@ class Session:
 
 @contextmanager
 def run_session(
-    run_id: int, *, actor: str = "system:engine", now=None, drive: bool = True,
+    run_id: int, *, actor: str = ENGINE, now=None, drive: bool = True,
     savepoint: bool = True,
 ) -> Iterator[Session]:  # fmt: skip
     """One change to a run: lock it, let the caller apply commands, drive it

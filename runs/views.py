@@ -14,11 +14,12 @@ from connectors.triggers.forms import start_form_for
 from flows.models import Flow
 from flows.views import flow_page_context
 from flows.vite import diagram_bundle
-from runs import decider, driver, migration, replay_edits, selectors
+from runs import decider, driver, live, migration, replay_edits, selectors
 from runs.diagram import STATES_ELEMENT, run_graph_config, run_steps, step_rows
 from runs.forms import DiscardForm, ReplayForm
 from runs.ground.models import Event
 from runs.models import Run
+from runs.timeline import timeline
 
 
 def actor_of(request) -> str:
@@ -92,14 +93,17 @@ def run_detail(request, run_id):
     context = {
         "run": run,
         "steps": steps,
-        "events": Event.objects.filter(stream=run.stream).order_by("seq"),
+        "timeline": timeline(Event.objects.filter(stream=run.stream).order_by("seq")),
         "live": run.status in decider.RUN_LIVE,
+        # "channels": a websocket says when to fetch the live fragment;
+        # "polling": the fragment asks every 2 s (the embedded default).
+        "live_updates": live.mode(),
         "can_act": request.user.has_perm("runs.change_run"),
         # Inside the live fragment: each update repaints the diagram.
         "diagram_states": json.dumps({"steps": step_rows(steps)}),
         "newest_plans": _newest_plans(request, run, steps),
     }
-    # The poll asks for the live fragment; "run-body" is what pages loaded
+    # Live updates ask for the live fragment; "run-body" is what pages loaded
     # before it existed still ask for, and the fragment holds that too.
     if request.htmx and request.htmx.target in ("run-live", "run-body"):
         drawn = request.GET.get("drawn", "")

@@ -23,3 +23,13 @@ document.addEventListener("change", (event) => {
     other.checked = box.checked;
   }
 });
+
+// A live update of the run page swaps in its live fragment and nothing else:
+// a reply without it (the login page once the session has ended, a proxy's
+// error page) leaves the page as it was instead of blanking it.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const { target, serverResponse } = event.detail;
+  if (target?.id === "run-live" && !String(serverResponse ?? "").includes('id="run-live"')) {
+    event.detail.shouldSwap = false;
+  }
+});

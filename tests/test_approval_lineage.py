@@ -270,8 +270,12 @@ def test_a_decision_from_an_email_link_records_the_person_and_the_means(
     decided = Event.objects.get(stream=run.stream, type="approval.decided")
     assert decided.actor == "user:rita"
     assert (decided.payload["user"], decided.payload["via"]) == ("rita", "email-link")
-    step_event = Event.objects.filter(stream=run.stream, type="step.succeeded").last()
+    step_event = Event.objects.get(stream=run.stream, type="step.succeeded", payload__node="a1")
     assert step_event.actor == "user:rita"
+    # What the decision set going (the next steps) is the engine's, not rita's.
+    later = Event.objects.filter(stream=run.stream, seq__gt=step_event.seq)
+    assert later.exists()
+    assert set(later.values_list("actor", flat=True)) == {"system:engine"}
 
 
 def test_an_admin_page_reassignment_to_a_conflicted_person_is_refused(

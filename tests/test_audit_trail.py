@@ -41,7 +41,7 @@ NAMES = words.Names(flows={3: "Orders"})
         (_event("flow.published", {"number": 3}, stream="flow:3"),
          "ana published version 3 of flow “Orders”"),
         (_event("step.retry_scheduled", {"node": "charge", "attempt": 2}, actor="system:engine"),
-         "system retried step charge of run 12"),
+         "the engine retried step charge of run 12"),
         (_event("run.started", {"flow_id": 3, "version": 2}, actor="webhook", stream="run:40"),
          "webhook started run 40 of “Orders” on version 2"),
         (_event("run.started", {"flow_id": 9, "replay_of": 7}, stream="run:8"),
@@ -76,7 +76,7 @@ def test_a_payload_of_another_shape_still_reads_as_a_sentence():
 
 def test_actors_in_words():
     assert [words.actor_words(a) for a in ("user:olga", "system:engine", "webhook:test", "")] == [
-        "olga", "system", "test webhook", "someone",
+        "olga", "the engine", "test webhook", "someone",
     ]  # fmt: skip
 
 
@@ -154,7 +154,13 @@ def test_filters_by_actor_run_type_and_time(client, adam, history):
 
     assert set(events(actor="olga").values_list("actor", flat=True)) == {"user:olga"}
     assert set(events(actor="webhook").values_list("stream", flat=True)) == {hooked.stream}
-    assert not events(actor="system").exists()
+    # The people and triggers started the runs; the engine ran their steps.
+    engine = events(actor="system")
+    assert set(engine.values_list("actor", flat=True)) == {"system:engine"}
+    assert set(engine.values_list("stream", flat=True)) == {manual.stream, hooked.stream}
+    assert {"step.succeeded", "run.succeeded"} <= set(engine.values_list("type", flat=True))
+    olgas = events(actor="olga", run=str(manual.pk))
+    assert list(olgas.values_list("type", flat=True)) == ["run.started"]
     assert set(events(run=str(manual.pk)).values_list("stream", flat=True)) == {manual.stream}
     assert set(events(type="step.").values_list("type", flat=True)) >= {"step.succeeded"}
     assert all(t.startswith("step.") for t in events(type="step.").values_list("type", flat=True))
@@ -216,7 +222,7 @@ def test_engine_actions_are_the_systems_and_the_start_is_the_persons(
     login(client, adam)
     page = client.get(URL, {"run": run.pk}).content.decode()
     assert f"olga started run {run.pk} of “pay” on version 1" in page
-    assert f"system retried step charge of run {run.pk}" in page
+    assert f"the engine retried step charge of run {run.pk}" in page
     system = client.get(URL, {"run": run.pk, "actor": "system"})
     assert set(Event.objects.filter(pk__in=shown(system)).values_list("actor", flat=True)) == {
         "system:engine"

@@ -21,6 +21,14 @@ WAIT = {"id": "wait", "type": "delay", "config": {"seconds": 600}}
 FOCUSED = re.compile(r"\blf-step-focus\b")
 POLLS = 6.5  # the page polls every 2 s: three polls and more
 
+
+@pytest.fixture(autouse=True)
+def polling(settings):
+    """Django's live server speaks no websocket: these pages poll, as on the
+    embedded default (tests/test_browser_run_live.py watches the socket)."""
+    settings.LEDGERFLOW_LIVE_UPDATES = "polling"
+
+
 # Counts, on every frame the browser draws, the diagram's nodes and whether
 # the element holding the React root is still the one first drawn into.
 FRAME_WATCH = """

@@ -55,6 +55,13 @@ def publish_through_the_api(page, live_server, slug: str, graph: dict) -> int:
     return published.json()["number"]
 
 
+@pytest.fixture(autouse=True)
+def polling(settings):
+    """Django's live server speaks no websocket: the run page polls, as on
+    the embedded default (tests/test_browser_run_live.py watches the socket)."""
+    settings.LEDGERFLOW_LIVE_UPDATES = "polling"
+
+
 def test_a_group_replayed_on_the_newest_version_turns_its_runs_green_live(
     browser,  # noqa: F811
     live_server,

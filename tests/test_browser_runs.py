@@ -18,6 +18,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 POLLS = 5.5  # the page polls every 2 s: this spans two polls and more
 
 
+@pytest.fixture(autouse=True)
+def polling(settings):
+    """Django's live server speaks no websocket: these pages poll, as on the
+    embedded default (tests/test_browser_run_live.py watches the socket)."""
+    settings.LEDGERFLOW_LIVE_UPDATES = "polling"
+
+
 def test_a_run_waiting_on_a_dead_letter_stays_whole(browser, live_server, olga):  # noqa: F811
     flow = publish(olga, chain(transform("a", x="{{ trigger.value.deep }}")), slug="calc")
     run = driver.start_run(flow=flow, input={}, actor="user:olga")

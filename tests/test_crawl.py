@@ -73,6 +73,12 @@ class Page(HTMLParser):
         self._read_form(tag, attrs)
         if attrs.get("hx-get"):
             self.fragments.append(attrs)
+        elif attrs.get("data-live-url") and attrs.get("id"):
+            # A live run page in channels mode: static/runs-live.js asks for
+            # this fragment when the socket says so, as a poll would.
+            target = f"#{attrs['id']}"
+            self.fragments.append({"id": attrs["id"], "hx-get": attrs["data-live-url"],
+                                   "hx-target": target, "hx-select": target})  # fmt: skip
         if tag == "main":
             self.main_depth += 1
             self.has_main = True
@@ -330,9 +336,12 @@ def test_every_page_as_every_role(client, demo, backfilled):
     assert not reached & set(UNLINKED), "UNLINKED lists pages a link does reach"
 
 
-def test_a_live_run_page_is_whole_after_its_first_live_update(client, demo):
-    """The crawl's fragment check, on its own: the waiting runs' pages poll,
-    and the poll's reply holds what it swaps in."""
+@pytest.mark.parametrize("mode", ["channels", "polling"])
+def test_a_live_run_page_is_whole_after_its_first_live_update(client, demo, settings, mode):
+    """The crawl's fragment check, on its own: the waiting runs' pages poll
+    (or listen, and fetch the same fragment), and the reply holds what it
+    swaps in."""
+    settings.LEDGERFLOW_LIVE_UPDATES = mode
     client.force_login(get_user_model().objects.get(username="operator"))
     client.raise_request_exception = False
     crawl = Crawl(client, "operator")

@@ -37,12 +37,14 @@ def test_settings_with_no_environment_are_sqlite_and_filesystem_broker(tmp_path)
         "o = s.DATABASES['default']['OPTIONS'];"
         "print(s.DATABASES['default']['ENGINE'], o['transaction_mode'], o['timeout'],"
         " s.CELERY_BROKER_URL, s.CELERY_BROKER_TRANSPORT,"
-        " s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'])"
+        " s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'],"
+        # No layer shared between processes: live pages (runs, inbox) poll.
+        " s.LEDGERFLOW_LIVE_UPDATES, s.CHANNEL_LAYERS['default']['BACKEND'])"
     )
     out = manage(env, "shell", "--no-imports", "-c", code)
     assert out.split() == [
         "django.db.backends.sqlite3", "IMMEDIATE", "20", "filesystem://",
-        "config.broker:Transport", "0.1",
+        "config.broker:Transport", "0.1", "polling", "channels.layers.InMemoryChannelLayer",
     ]  # fmt: skip
     manage(env, "migrate", "--noinput")
     assert sqlite_rows(tmp_path, "PRAGMA journal_mode") == [("wal",)]

@@ -7,6 +7,7 @@ derived again by a rebuild."""
 import datetime as dt
 import io
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -376,9 +377,20 @@ def test_a_reviewer_may_not_replay_through_the_api(client, olga, rita, payments,
     assert not Event.objects.filter(stream=run.stream, type="run.migrated").exists()
 
 
-def test_an_open_run_page_reloads_once_its_run_has_moved(client, olga, payments, eager_celery):
-    """The run page's poll says which version its diagram shows; once the
-    run follows another, the answer asks htmx to load the page again."""
+DRAWN_MARKS = {
+    "polling": """hx-vals='{{"drawn": "{}"}}'""",
+    "channels": 'data-live-url="/runs/{run}/?drawn={}"',
+}
+
+
+@pytest.mark.parametrize("mode", sorted(DRAWN_MARKS))
+def test_an_open_run_page_reloads_once_its_run_has_moved(
+    client, olga, payments, eager_celery, settings, mode
+):
+    """The run page's live updates (the poll, or the websocket's fetch) say
+    which version its diagram shows; once the run follows another, the
+    answer asks htmx to load the page again."""
+    settings.LEDGERFLOW_LIVE_UPDATES = mode
     flow, run = dead_run(olga, payments, eager_celery, charge(payments))
     settle = {"id": "settle", "type": "delay", "config": {"seconds": 600}}
     publish(olga, chain(charge(payments, FIXED), settle), slug="charges")
@@ -387,7 +399,7 @@ def test_an_open_run_page_reloads_once_its_run_has_moved(client, olga, payments,
     htmx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "run-live"}
     fragment = client.get(url, {"drawn": "1"}, **htmx)
     assert "HX-Refresh" not in fragment.headers
-    assert """hx-vals='{"drawn": "1"}'""" in fragment.content.decode()
+    assert DRAWN_MARKS[mode].format(1, run=run.pk) in fragment.content.decode()
     with eager_celery():
         driver.replay_on_newest(run.pk, "charge", actor="user:olga")
     stale = client.get(url, {"drawn": "1"}, **htmx)
@@ -395,8 +407,8 @@ def test_an_open_run_page_reloads_once_its_run_has_moved(client, olga, payments,
     fresh = client.get(url, {"drawn": "2"}, **htmx)
     assert "HX-Refresh" not in fresh.headers
     text = fresh.content.decode()
-    assert """hx-vals='{"drawn": "2"}'""" in text
-    assert "run.migrated</code> version 1 → 2 by olga" in text
+    assert DRAWN_MARKS[mode].format(2, run=run.pk) in text
+    assert re.search(r"run.migrated</code> version 1 → 2 .*by olga", text)
 
 
 def test_the_api_replays_on_the_runs_own_version_and_names_what_is_not_a_step(

@@ -141,7 +141,10 @@ def poll(client, run, target="run-live"):
     )
 
 
-def test_the_poll_of_a_waiting_run_holds_its_target_badge_and_actions(client, olga, eager_celery):
+def test_the_poll_of_a_waiting_run_holds_its_target_badge_and_actions(
+    client, olga, eager_celery, settings
+):
+    settings.LEDGERFLOW_LIVE_UPDATES = "polling"  # the embedded default
     flow = publish(olga, chain(transform("a", x="{{ trigger.value.deep }}")), slug="calc")
     with eager_celery():
         run = driver.start_run(flow=flow, input={}, actor="u")

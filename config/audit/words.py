@@ -1,5 +1,5 @@
 """The event log in people's words: "ana published version 3 of “Orders”",
-"system retried step charge of run 12", "webhook started run 40".
+"the engine retried step charge of run 12", "webhook started run 40".
 
 One sentence per event, built from its actor, its stream and its payload
 (as stored, so redacted). An event type without words of its own still
@@ -21,15 +21,16 @@ class Names:
 
 
 def actor_words(actor: str) -> str:
-    """Who acted. The engine and the platform's sweeps are the system;
-    a person is their user name; a trigger is named by its kind."""
+    """Who acted. The engine is "the engine" (what it decided as a run
+    went on); the platform's other parts are "system (<part>)"; a person
+    is their user name; a trigger is named by its kind."""
     kind, _, rest = actor.partition(":")
     if not rest:
         return actor or "someone"
     if kind == "user":
         return rest
     if kind == "system":
-        return "system" if rest == "engine" else f"system ({rest})"
+        return "the engine" if rest == "engine" else f"system ({rest})"
     if kind == "webhook":
         return f"{rest} webhook"
     if kind == "topic":
