@@ -104,7 +104,10 @@ def append_many(
     ``known_heads`` ({stream: (last seq, last hash)}) is for a caller that
     already serialises appends to a stream by a lock of its own (the driver
     holds the run row): the head is then checked by a compare-and-set on
-    update instead of being read and locked first.
+    update instead of being read and locked first. A known head at seq 0 is
+    a stream its caller has just brought into being (a run created in this
+    transaction): its head row is inserted with the new head, and the
+    primary key on the stream's name is the compare-and-set.
     """
     new_events = list(new_events)
     if not new_events:
@@ -163,6 +166,11 @@ def append_many(
         # One INSERT for the batch; the unique (stream, seq) still guards it.
         Event.objects.bulk_create(written)
         for head in heads.values():
+            if expected.get(head.name) == 0:
+                # A plain INSERT: a second writer's head row makes it fail
+                # on the primary key, as a moved head fails the update below.
+                Stream.objects.bulk_create([head])
+                continue
             rows = Stream.objects.filter(name=head.name)
             if head.name in expected:
                 rows = rows.filter(last_seq=expected[head.name])
