@@ -70,7 +70,11 @@ def start_run(
     business = business_key(graph, input)
     now = clock.now()
     try:
-        with transaction.atomic():
+        # A savepoint only where this function recovers from the failure (a
+        # sub-flow's racing start); any other failure fails a caller's open
+        # transaction with it (a trigger's, which records the delivery with
+        # the run), and two round trips per start are saved.
+        with transaction.atomic(savepoint=bool(parent)):
             if key:
                 lock_key(flow.pk, key)
             run = _create_and_start(
