@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from runs.ground import clock, plainjson
+from runs.ground.inserts import insert_values
 from runs.ground.models import Event, Stream
 from runs.ground.redaction import redact, secret_forms
 
@@ -164,7 +165,7 @@ def append_many(
             head.last_seq, head.last_hash = seq, digest
             written.append(event)
         # One INSERT for the batch; the unique (stream, seq) still guards it.
-        _insert(written)
+        insert_values(written)
         for head in heads.values():
             if expected.get(head.name) == 0:
                 # A plain INSERT: a second writer's head row makes it fail
@@ -179,40 +180,6 @@ def append_many(
                     f"stream {head.name} moved on since seq {expected[head.name]}"
                 )
     return written
-
-
-EVENT_COLUMNS = ("stream", "seq", "type", "payload", "actor", "occurred_at", "prev_hash", "hash",
-                 "body")  # fmt: skip
-
-
-def _insert(events: list[Event]) -> None:
-    """Insert ``events`` with one ``INSERT ... VALUES`` and give them their ids.
-
-    Not ``bulk_create``: on PostgreSQL, Django sends a batch as UNNEST of one
-    array per column, and psycopg quotes each text element of an array in
-    Python, one regular-expression substitution per quote character. An
-    event's body and payload are JSON, mostly quote characters: the quoting
-    cost more than the rest of the append. Here each value is a parameter
-    of its own, which the driver escapes in C."""
-    fields = [Event._meta.get_field(name) for name in EVENT_COLUMNS]
-    params: list[Any] = []
-    for event in events:
-        params += [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
-    ops = connection.ops
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    # Names from the model and placeholders only: every value is a parameter.
-    table = ops.quote_name(Event._meta.db_table)
-    columns = ", ".join(ops.quote_name(f.column) for f in fields)
-    values = ", ".join([row] * len(events))
-    sql = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {ops.quote_name('id')}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        ids = [found for (found,) in cursor.fetchall()]
-    # Rows come back in the order of the VALUES list (bulk_create relies on
-    # the same), so each event gets its own id.
-    for event, found in zip(events, ids, strict=True):
-        event.id = found
-        event._state.adding = False
 
 
 def _storable(value: Any) -> Any:
