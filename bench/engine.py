@@ -10,6 +10,7 @@ from that file.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -242,8 +243,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
-    database = common.fresh_database("ledgerflow_bench")
-    redis_url = "redis://127.0.0.1:6379/11"
+    # A database of this process's own, and an overridable Redis database:
+    # two benches on one machine must not drop or flush each other's.
+    database = common.drill_database("ledgerflow_bench")
+    redis_url = os.environ.get("LEDGERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     common.flush_redis(redis_url)
     env = common.platform_env(database, redis_url)
     common.setup_django(env)
