@@ -12,6 +12,6 @@ class ApprovalsConfig(AppConfig):
 
         # Approval facts recorded by the engine (a request, a decision that
         # ends a wait) and a run's end reach the task table in the same commit.
-        register_projector(("approval.", *projection.RUN_ENDS), projection.project)
+        register_projector(projection.SUBSCRIBED, projection.project)
         register_rebuild("approval tasks", projection.rebuild, after=("runs",))
         register_rebuild("business calendars", projection.rebuild_calendars)

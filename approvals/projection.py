@@ -21,6 +21,9 @@ from runs.models import Run
 
 # Run events after which no decision can resume the run.
 RUN_ENDS = ("run.cancelled", "run.failed", "run.succeeded", "run.compensating", "run.compensated")
+# What the live projector is handed: approval facts, run ends, and a run's
+# start (which tells it that the commit holds the run's whole log).
+SUBSCRIBED = ("approval.", "run.started", *RUN_ENDS)
 
 
 def _moment(text: str | None) -> dt.datetime | None:
@@ -51,20 +54,26 @@ def project(events: Sequence[Event]) -> None:
     for event in events:
         by_run.setdefault(int(event.stream.split(":", 1)[1]), []).append(event)
     for run_id, run_events in by_run.items():
-        _project(run_id, run_events, effects=True)
+        # A commit that holds its run's first event (a run that starts and
+        # ends in one commit, as a webhook's pure flow does) can only end
+        # tasks it requested itself: no statement looks for others.
+        from_start = run_events[0].type == "run.started"
+        _project(run_id, run_events, effects=True, may_have_tasks=not from_start)
 
 
-def _project(run_id: int, events: Sequence[Event], *, effects: bool) -> None:
+def _project(
+    run_id: int, events: Sequence[Event], *, effects: bool, may_have_tasks: bool = True
+) -> None:
     changed = False
     run: Run | None = None
     for event in events:
         if event.type.startswith("approval."):
             run = run or Run.objects.get(pk=run_id)
             task = _apply(run, event)
-            changed = True
+            changed = may_have_tasks = True
             if effects and event.type == "approval.requested":
                 notify.send_on_commit(task.pk, "request")
-        elif event.type in RUN_ENDS:
+        elif event.type in RUN_ENDS and may_have_tasks:
             changed |= bool(
                 ApprovalTask.objects.filter(run_id=run_id, status=TaskStatus.OPEN).update(
                     status=TaskStatus.CANCELLED, updated_at=event.occurred_at

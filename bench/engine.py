@@ -346,8 +346,10 @@ def main() -> None:
         starter(args.starter, args.threads, args.seconds, args.warmup, args.max_runs)
         return
 
-    database = common.fresh_database("ledgerflow_bench")
-    redis_url = "redis://127.0.0.1:6379/11"
+    # A database of this process's own, and an overridable Redis database:
+    # two benches on one machine must not drop or flush each other's.
+    database = common.drill_database("ledgerflow_bench")
+    redis_url = os.environ.get("LEDGERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
     common.flush_redis(redis_url)
     port = common.free_port()
     payments = common.start_payments(port, (0, 0))

@@ -35,7 +35,9 @@ from pathlib import Path
 from bench import common
 
 DATABASE = "ledgerflow_bench_webhook_flow"
-REDIS = "redis://127.0.0.1:6379/13"
+# The Redis database is overridable, so that two benches on one machine do
+# not flush each other's queues.
+REDIS = os.environ.get("LEDGERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 CONCURRENCY = (1, 8, 32)
 BODY = {"a": 2, "b": 3, "name": "bench"}
 
@@ -243,7 +245,7 @@ def stop_groups(procs: list[subprocess.Popen]) -> None:
 
 
 def run_pg(args) -> dict:
-    database_url = common.fresh_database(DATABASE)
+    database_url = common.drill_database(DATABASE)
     common.flush_redis(REDIS)
     env = common.platform_env(database_url, REDIS)
     common.setup_django(env)

@@ -4,6 +4,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+if os.environ.get("LEDGERFLOW_PROCESS") == "web":
+    # With --workers, uvicorn's worker processes are children of its main
+    # process, which supervisord's death takes down at once (SIGKILL, see
+    # config/orphans.py): each worker goes too when its parent has gone.
+    from config.orphans import watch_parent
+
+    watch_parent()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

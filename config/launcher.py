@@ -47,6 +47,8 @@ def platform_env(port: int) -> dict[str, str]:
         LEDGERFLOW_PORT=str(port),
         LEDGERFLOW_HOST=env_str("LEDGERFLOW_HOST") or "127.0.0.1",
         LEDGERFLOW_WORKER_CONCURRENCY=str(env_int("LEDGERFLOW_WORKER_CONCURRENCY", 2)),
+        # Web processes: one per core unless told (uvicorn --workers).
+        WEB_CONCURRENCY=str(env_int("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))),
         LEDGERFLOW_DEMO_PAYMENTS_PORT=str(payments),
         LEDGERFLOW_PYTHON=sys.executable,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -106,7 +106,7 @@ if LEDGERFLOW_DEMO:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "config.badinput.BadInputMiddleware",
@@ -163,11 +163,13 @@ if DATABASE_URL:
 else:
     # IMMEDIATE takes SQLite's writer lock when a transaction begins, so two
     # processes never both read then fail to upgrade to a write ("database is
-    # locked"); the timeout makes a waiting writer queue instead of failing,
-    # and WAL lets readers proceed while one process writes.
+    # locked"); WAL lets readers proceed while one process writes. Writers
+    # queue on a file lock first (config/sqlite/base.py: woken in turn, not
+    # by SQLite's sleep-and-retry); the timeout is for writes outside a
+    # transaction.
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "config.sqlite",
             "NAME": DATA_DIR / "ledgerflow.sqlite3",
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",

@@ -6,6 +6,7 @@ them with this app, whose migrations create them.
 """
 
 import datetime as dt
+from typing import Any
 
 from django.db import models
 
@@ -120,6 +121,12 @@ class Run(models.Model):
             )
         ]
         # view_run and change_run are Django's defaults; the roles use them.
+
+    # Not a column: the run's state (runs.decider.RunState) as the commit
+    # that started it in this process left it, set by ``start_run``: what
+    # its inline steps did, for a caller that answers from it (a webhook's
+    # Respond step) without reading the rows back. None when loaded.
+    state: Any = None
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from runs import decider
 from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import new_timer, timer_kind
+from runs.ground.inserts import insert_values
 from runs.models import Run, Step, Timer
 
 # A step row's columns that hold its state (``port`` is "" for None).
@@ -61,11 +62,12 @@ def write_steps(run_id: int, graph: Graph, before: RunState, after: RunState) ->
     added = [node for node in after.steps if node not in before.steps]
     if added:
         place = positions(graph, after.steps)
-        Step.objects.bulk_create(
+        # One statement for the new rows (a pure run's start adds them all).
+        insert_values([
             Step(run_id=run_id, node_id=node, position=place[node],
                  connector=graph.nodes[node]["type"], **_columns(after.steps[node], STEP_FIELDS))
             for node in added
-        )  # fmt: skip
+        ])  # fmt: skip
     timers = []
     for node, step in after.steps.items():
         old = before.steps.get(node)

@@ -60,14 +60,21 @@ def start_run(
         number = version_number or flow.published_version
         if not number:
             raise StartRefused(f"“{flow.name}” has no published version to run.")
-        if not FlowVersion.objects.filter(flow=flow, number=number).exists():
-            raise StartRefused(f"“{flow.name}” has no version {number}.")
-        graph = graph_of(flow.pk, number)
+        try:
+            # Published versions are immutable: after the first run of one,
+            # its graph comes from this process's cache, without a query.
+            graph = graph_of(flow.pk, number)
+        except FlowVersion.DoesNotExist:
+            raise StartRefused(f"“{flow.name}” has no version {number}.") from None
         key = concurrency_key(graph, input)
     business = business_key(graph, input)
     now = clock.now()
     try:
-        with transaction.atomic():
+        # A savepoint only where this function recovers from the failure (a
+        # sub-flow's racing start); any other failure fails a caller's open
+        # transaction with it (a trigger's, which records the delivery with
+        # the run), and two round trips per start are saved.
+        with transaction.atomic(savepoint=bool(parent)):
             if key:
                 lock_key(flow.pk, key)
             run = _create_and_start(
@@ -83,7 +90,9 @@ def start_run(
         if not parent:
             raise
         return Run.objects.get(parent_key=parent["key"])
-    run.refresh_from_db()
+    # No reload: the start's session wrote the run's row from this very
+    # object (runs/rows.py sets what it writes), and ``run.state`` holds
+    # what the start committed (the outputs of the steps it ran inline).
     return run
 
 
@@ -109,7 +118,7 @@ def _create_and_start(
         updated_at=now,
         business_key=business_key,
     )
-    with run_session(run.pk, actor=actor, now=now, savepoint=False) as session:
+    with run_session(run.pk, actor=actor, now=now, savepoint=False, new_run=run) as session:
         session.apply(
             decider.Start(
                 input=input,
@@ -128,6 +137,7 @@ def _create_and_start(
             )
         )
         session.record(extra_events)
+    run.state = session.state
     return run
 
 

@@ -26,7 +26,7 @@ from runs.decider import Graph, RunState, StepState
 from runs.follow_ups import is_disabled, runs_inline
 from runs.graph_facts import build_graph, connector_of
 from runs.ground import clock, projectors
-from runs.ground.eventstore import NewEvent, append_many
+from runs.ground.eventstore import GENESIS_HASH, NewEvent, append_many
 from runs.ground.models import Stream
 from runs.models import Run
 from runs.perform import (
@@ -49,9 +49,9 @@ def setting(name: str, default):
 # --- loading and saving a run ----------------------------------------------
 
 
-def _load_state(run: Run) -> RunState:
+def _load_state(run: Run, step_rows=None) -> RunState:
     steps = {}
-    for row in run.steps.all():
+    for row in run.steps.all() if step_rows is None else step_rows:
         steps[row.node_id] = StepState(
             node=row.node_id,
             **{name: getattr(row, name) for name in rows.STEP_FIELDS if name != "port"},
@@ -139,17 +139,26 @@ class Session:
     finishing or failing, a dead letter's step scheduled again) carries
     ``ENGINE``: a person starts or cancels a run, the engine runs its steps."""
 
-    def __init__(self, run_id: int, *, actor: str = ENGINE, now=None):
-        # The run's stream head is the run's lock: every change to a run is an
-        # append to its stream, so holding the head serialises the deciders.
-        head = Stream.objects.select_for_update().filter(name=f"run:{run_id}").first()
-        self.head: tuple[int, str] | None = (head.last_seq, head.last_hash) if head else None
-        cached = _state_cache.get(run_id)
-        if cached is not None and self.head is not None and cached[0] == self.head:
-            _, self.run, self.state = cached
+    def __init__(self, run_id: int, *, actor: str = ENGINE, now=None, new_run: Run | None = None):
+        self.head: tuple[int, str] | None
+        if new_run is not None:
+            # A run inserted by this very transaction: no other transaction
+            # can see it, so there is no head to lock and no row to load; its
+            # stream starts at the genesis head (the append inserts it).
+            self.head = (0, GENESIS_HASH)
+            self.run, self.state = new_run, _load_state(new_run, step_rows=())
         else:
-            self.run = Run.objects.get(pk=run_id)
-            self.state = _load_state(self.run)
+            # The run's stream head is the run's lock: every change to a run
+            # is an append to its stream, so holding the head serialises the
+            # deciders.
+            head = Stream.objects.select_for_update().filter(name=f"run:{run_id}").first()
+            self.head = (head.last_seq, head.last_hash) if head else None
+            cached = _state_cache.get(run_id)
+            if cached is not None and self.head is not None and cached[0] == self.head:
+                _, self.run, self.state = cached
+            else:
+                self.run = Run.objects.get(pk=run_id)
+                self.state = _load_state(self.run)
         self.graph = graph_for(self.run)
         self.before = self.state
         self.actor = actor
@@ -328,7 +337,7 @@ class Session:
 @contextmanager
 def run_session(
     run_id: int, *, actor: str = ENGINE, now=None, drive: bool = True,
-    savepoint: bool = True,
+    savepoint: bool = True, new_run: Run | None = None,
 ) -> Iterator[Session]:  # fmt: skip
     """One change to a run: lock it, let the caller apply commands, drive it
     on (unless ``drive`` is false: the caller drives, or the change cannot
@@ -336,9 +345,10 @@ def run_session(
     rolls everything back; ``session.abandon()`` commits nothing of the
     session's (the caller's own row writes still commit). ``savepoint`` false
     joins the caller's open transaction outright (one that holds a lock the
-    session's change depends on)."""
+    session's change depends on). ``new_run`` is the run the caller has just
+    inserted in its open transaction (the start of a run)."""
     with transaction.atomic(savepoint=savepoint):
-        session = Session(run_id, actor=actor, now=now)
+        session = Session(run_id, actor=actor, now=now, new_run=new_run)
         yield session
         if session.abandoned:
             return

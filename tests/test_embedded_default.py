@@ -43,7 +43,7 @@ def test_settings_with_no_environment_are_sqlite_and_filesystem_broker(tmp_path)
     )
     out = manage(env, "shell", "--no-imports", "-c", code)
     assert out.split() == [
-        "django.db.backends.sqlite3", "IMMEDIATE", "20", "filesystem://",
+        "config.sqlite", "IMMEDIATE", "20", "filesystem://",
         "config.broker:Transport", "0.1", "polling", "channels.layers.InMemoryChannelLayer",
     ]  # fmt: skip
     manage(env, "migrate", "--noinput")

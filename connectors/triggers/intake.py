@@ -51,6 +51,9 @@ class Outcome:
     message: str = ""
     first_outcome: str = ""  # a duplicate's first delivery: started, stale, ...
     flow_status: str = ""
+    # A started run's state as its start committed it (runs.decider.RunState):
+    # the outputs of the steps that ran inline, read without a query.
+    run_state: Any = None
 
 
 def trigger_stream(flow_id: int) -> str:
@@ -88,7 +91,7 @@ def _deliver(delivery: Delivery) -> Outcome:
             )
             if receipt is not None:
                 _settle(receipt, run_id=run.pk, at=run.created_at)
-            return Outcome("started", run_id=run.pk)
+            return Outcome("started", run_id=run.pk, run_state=run.state)
     except IntegrityError:
         first = _first(delivery)
         if first is None:

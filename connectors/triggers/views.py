@@ -4,6 +4,7 @@ service, answer."""
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -33,37 +34,63 @@ POLL_SECONDS = 0.05
 @csrf_exempt
 async def receive_webhook(request, token: str):
     """A delivery to a flow's webhook URL. No login: the token is the
-    credential. Async, so a delivery waiting for its flow's response holds no
-    worker thread while it waits."""
-    try:
-        return await _receive(request, token)
-    finally:
-        await sync_to_async(_release_connection)()
+    credential.
 
-
-def _release_connection() -> None:
-    # Under ASGI each request makes its database calls on a thread of its
-    # own, so a persistent connection (CONN_MAX_AGE) would be left behind by
-    # every delivery and a burst would exhaust PostgreSQL's connection slots.
-    # Inside a transaction (a test's), the connection is not ours to close.
-    if not connection.in_atomic_block:
-        connection.close()
-
-
-async def _receive(request, token: str):
+    All of a delivery's database work is one call on a thread (find the
+    webhook, take the delivery, read the answer of a Respond step that ran
+    inline from the state the start committed), so a delivery costs one hop
+    between the event loop and a thread. Django's ASGI handler gives each
+    request a thread-sensitive context of its own, so that thread is the
+    request's own: deliveries do not queue behind each other. Async, so a
+    delivery waiting for a Respond step that did not run inline holds no
+    thread while it waits."""
     if request.method != "POST":
         return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
-    hook = await sync_to_async(webhook_receiver.find)(token)
+    answer = await sync_to_async(_releasing(_receive))(request, token)
+    if isinstance(answer, _Pending):
+        answer = await _await_response(answer)
+    return answer
+
+
+def _releasing(function):
+    """``function``, then the connection of the thread it ran on released:
+    under ASGI each request makes its database calls on a thread of its own,
+    so a persistent connection (CONN_MAX_AGE) would be left behind by every
+    delivery and a burst would exhaust PostgreSQL's connection slots; in
+    the web process, closing gives the connection back to its pool. Inside
+    a transaction (a test's), the connection is not ours to close."""
+
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return call
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A started run whose Respond step has not answered yet."""
+
+    run_id: int
+    node: str
+    timeout: float
+
+
+def _receive(request, token: str) -> HttpResponse | _Pending:
+    hook = webhook_receiver.find(token)
     if hook is None:
         return JsonResponse({"error": "no webhook at this URL"}, status=404)
     body = _bounded_body(request, hook.config.max_body_bytes)
     if isinstance(body, JsonResponse):
         return body
     try:
-        outcome = await sync_to_async(webhook_receiver.accept)(hook, **_delivery(request, body))
+        outcome = webhook_receiver.accept(hook, **_delivery(request, body))
     except webhook_receiver.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
-    return await _answer(hook, outcome)
+    return _answer(hook, outcome)
 
 
 def _bounded_body(request, max_body_bytes: int) -> bytes | JsonResponse:
@@ -93,17 +120,14 @@ def _delivery(request, body: bytes) -> dict:
 @csrf_exempt
 async def receive_test_webhook(request, token: str):
     """A delivery to a webhook flow's test URL: a test run of its draft."""
-    try:
-        return await _receive_test(request, token)
-    finally:
-        await sync_to_async(_release_connection)()
-
-
-async def _receive_test(request, token: str):
     if request.method != "POST":
         return JsonResponse({"error": "POST deliveries to this URL"}, status=405)
+    return await sync_to_async(_releasing(_receive_test))(request, token)
+
+
+def _receive_test(request, token: str) -> HttpResponse:
     try:
-        hook = await sync_to_async(testhooks.find)(token)
+        hook = testhooks.find(token)
         if hook is None:
             return JsonResponse(
                 {"error": "no test webhook at this URL (or the draft's trigger is not a webhook)"},
@@ -112,7 +136,7 @@ async def _receive_test(request, token: str):
         body = _bounded_body(request, hook.config.max_body_bytes)
         if isinstance(body, JsonResponse):
             return body
-        run = await sync_to_async(testhooks.accept)(hook, **_delivery(request, body))
+        run = testhooks.accept(hook, **_delivery(request, body))
     except webhook_receiver.Rejected as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"run_id": run.pk, "test_run": True}, status=202)
@@ -131,7 +155,7 @@ def _multipart_fields(request) -> dict | None:
     return {name: values[0] if len(values) == 1 else values for name, values in fields}
 
 
-async def _answer(hook, outcome):
+def _answer(hook, outcome) -> HttpResponse | _Pending:
     if outcome.status == "refused":
         status = REFUSED_STATUS.get(outcome.flow_status, 409)
         return JsonResponse({"error": outcome.message}, status=status)
@@ -144,25 +168,32 @@ async def _answer(hook, outcome):
         return response
     binding = hook.binding
     if hook.config.respond == "respond_node" and binding.respond_node:
-        answer = await _await_response(
-            outcome.run_id, binding.respond_node, hook.config.response_timeout_seconds
-        )
-        if answer is not None:
-            return answer
+        # The start has committed by now: if its Respond step ran inline,
+        # the state the start committed holds the answer, and it goes out
+        # at once; otherwise the delivery waits for the step.
+        run_status, output = webhook_receiver.response_in(outcome.run_state, binding.respond_node)
+        if output is not None:
+            return _http_response(output, outcome.run_id)
+        if run_status not in decider.RUN_TERMINAL:
+            return _Pending(
+                outcome.run_id, binding.respond_node, hook.config.response_timeout_seconds
+            )
     return JsonResponse({"run_id": outcome.run_id}, status=202)
 
 
-async def _await_response(run_id: int, node: str, timeout: float) -> HttpResponse | None:
-    """Poll the run's Respond node until it answers, the run ends without it,
-    or the timeout passes (then the caller falls back to 202)."""
-    deadline = time.monotonic() + timeout
+async def _await_response(pending: _Pending) -> HttpResponse:
+    """Poll the run's Respond step until it answers, the run ends without
+    it, or the timeout passes (then 202). Each poll is one short call on a
+    thread; between polls the delivery holds none."""
+    deadline = time.monotonic() + pending.timeout
+    poll = sync_to_async(_releasing(webhook_receiver.response_of))
     while True:
-        run_status, output = await sync_to_async(webhook_receiver.response_of)(run_id, node)
-        if output is not None:
-            return _http_response(output, run_id)
-        if run_status in decider.RUN_TERMINAL or time.monotonic() >= deadline:
-            return None
         await asyncio.sleep(POLL_SECONDS)
+        run_status, output = await poll(pending.run_id, pending.node)
+        if output is not None:
+            return _http_response(output, pending.run_id)
+        if run_status in decider.RUN_TERMINAL or time.monotonic() >= deadline:
+            return JsonResponse({"run_id": pending.run_id}, status=202)
 
 
 def _http_response(output: dict, run_id: int) -> HttpResponse:

@@ -269,6 +269,16 @@ def _check_storable(delivery: intake.Delivery) -> None:
             raise Rejected(400, f"the delivery's {part} cannot be stored: {problem}")
 
 
+def response_in(state: Any, node: str) -> tuple[str, dict | None]:
+    """``response_of`` from a run's state (``runs.decider.RunState``) as
+    its start committed it, without a query; ("unknown", None) without one."""
+    if state is None:
+        return "unknown", None
+    step = state.steps.get(node)
+    output = step.output if step is not None and step.status == "succeeded" else None
+    return state.status, output
+
+
 def response_of(run_id: int, node: str) -> tuple[str, dict | None]:
     """(run status, the Respond node's output once it has succeeded)."""
     row = (

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from runs.ground import clock, plainjson
+from runs.ground.inserts import insert_values
 from runs.ground.models import Event, Stream
 from runs.ground.redaction import redact, secret_forms
 
@@ -111,7 +112,10 @@ def append_many(
     ``known_heads`` ({stream: (last seq, last hash)}) is for a caller that
     already serialises appends to a stream by a lock of its own (the driver
     holds the run row): the head is then checked by a compare-and-set on
-    update instead of being read and locked first.
+    update instead of being read and locked first. A known head at seq 0 is
+    a stream its caller has just brought into being (a run created in this
+    transaction): its head row is inserted with the new head, and the
+    primary key on the stream's name is the compare-and-set.
     """
     new_events = list(new_events)
     if not new_events:
@@ -168,8 +172,13 @@ def append_many(
             head.last_seq, head.last_hash = seq, digest
             written.append(event)
         # One INSERT for the batch; the unique (stream, seq) still guards it.
-        Event.objects.bulk_create(written)
+        insert_values(written)
         for head in heads.values():
+            if expected.get(head.name) == 0:
+                # A plain INSERT: a second writer's head row makes it fail
+                # on the primary key, as a moved head fails the update below.
+                Stream.objects.bulk_create([head])
+                continue
             rows = Stream.objects.filter(name=head.name)
             if head.name in expected:
                 rows = rows.filter(last_seq=expected[head.name])
