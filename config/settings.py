@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "connectors.credentials",
     "connectors.triggers",
     "approvals",
+    "config.tokens",
 ]
 
 # The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
@@ -111,6 +112,7 @@ MIDDLEWARE = [
     "config.badinput.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.tokens.auth.ActingTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -272,6 +274,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # username alone is only slowed, never locked, so nobody can lock the admin
 # out from elsewhere. Addresses are the connection's own (REMOTE_ADDR).
 AUTHENTICATION_BACKENDS = [
+    # A token's scope bounds its user's role (config/tokens/auth.py).
+    "config.tokens.auth.TokenScopeBackend",
     "config.throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -287,6 +291,12 @@ AXES_VERBOSE = False
 # each login, doubling from 0.25 s up to the cap.
 LEDGERFLOW_LOGIN_SLOW_AFTER = env_int("LEDGERFLOW_LOGIN_SLOW_AFTER", 5)
 LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS = float(env_int("LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS", 3))
+# API writes (POST, PUT, PATCH, DELETE) per token, or per person for a
+# browser's session, per minute (config/tokens/ratelimit.py): past it, 429
+# with Retry-After. Counted in Redis, or in the database without it.
+LEDGERFLOW_API_WRITES_PER_MINUTE = env_int("LEDGERFLOW_API_WRITES_PER_MINUTE", 120)
+# How long an Idempotency-Key's answer is kept (config/tokens/idempotency.py).
+LEDGERFLOW_IDEMPOTENCY_HOURS = env_int("LEDGERFLOW_IDEMPOTENCY_HOURS", 24)
 SESSION_COOKIE_HTTPONLY = True
 # Headers: no MIME sniffing, no referrer beyond this origin, never framed.
 SECURE_CONTENT_TYPE_NOSNIFF = True

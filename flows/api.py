@@ -11,14 +11,20 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import Field
 
+from config.roles import require
+from config.tokens import idempotency
+from config.tokens.errors import ApiError
 from connectors.credentials.models import Credential
 from connectors.triggers import testhooks
+from connectors.triggers.forms import input_problems
 from flows import samples, services, testruns
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
 from flows.transfer import export_flow
+from runs import driver
 from runs.ground import plainjson
 from runs.ground.redaction import redact, secret_forms
 from runs.models import Run, Step
@@ -27,8 +33,7 @@ router = Router(tags=["flows"])
 
 
 def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise HttpError(403, f"Your role does not allow this ({permission}).")
+    require(request.user, permission)
 
 
 def _flow(request: HttpRequest, slug: str) -> Flow:
@@ -513,3 +518,76 @@ def test_run_get(request: HttpRequest, slug: str, run_id: int):
     flow = _flow(request, slug)
     run = get_object_or_404(Run, pk=run_id, flow=flow, is_test=True)
     return _test_run(run)
+
+
+# --- starting a run ---------------------------------------------------------------
+
+
+class RunStartIn(Schema):
+    # The trigger's input, checked against the manual trigger's input schema
+    # as the start form does. Omitted: {}.
+    input: Any = None
+    # A published version; omitted: the newest.
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+class RunOut(Schema):
+    id: int
+    flow: str
+    version_number: int
+    status: str
+    is_test: bool
+    started_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    url: str
+
+
+def run_out(run: Run, slug: str) -> dict:
+    return {
+        "id": run.pk,
+        "flow": slug,
+        "version_number": run.version_number,
+        "status": run.status,
+        "is_test": run.is_test,
+        "started_by": run.started_by,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "url": reverse("runs:detail", kwargs={"run_id": run.pk}),
+    }
+
+
+@router.post("/flows/{slug}/runs", response={201: RunOut}, url_name="run_start", tags=["runs"])
+def run_start(request: HttpRequest, slug: str, payload: RunStartIn):
+    """Start a run of a published version, as the flow page's start form
+    does. Send an ``Idempotency-Key`` header to make retries safe: the same
+    key and body answer the first run again; the same key with another body
+    is 409. 409 also when the flow cannot run now (a draft, paused, no such
+    version); 422 when the input breaks the trigger's input schema."""
+    _require(request, "runs.change_run")
+    flow = get_object_or_404(Flow.objects.select_related("team"), slug=slug)
+    given = payload.input if payload.input is not None else {}
+
+    def act():
+        problem = plainjson.problem(given)
+        if problem:
+            raise ApiError(400, f"The input cannot be stored: {problem}")
+        wrong = input_problems(flow, given)
+        if wrong:
+            raise ApiError(422, "The input does not fit the trigger's input schema.", wrong)
+        try:
+            run = driver.start_run(
+                flow=flow, input=given, actor=services.actor_of(request.user),
+                version_number=payload.version,
+            )  # fmt: skip
+        except driver.StartRefused as exc:
+            raise ApiError(409, str(exc)) from None
+        return 201, run_out(run, flow.slug)
+
+    status, body = idempotency.once(
+        request,
+        operation=f"POST /flows/{slug}/runs",
+        request={"input": given, "version": payload.version},
+        act=act,
+    )
+    return Status(status, body)
