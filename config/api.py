@@ -65,7 +65,66 @@ def docs_access(view):
     return wrapper
 
 
-api = NinjaAPI(
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}
+ERROR_ANSWERS = {
+    400: "The request cannot be read or stored.",
+    401: "No valid token or session.",
+    403: "The role or the token's scope does not allow this, or the resource refuses.",
+    404: "No such resource.",
+    409: "Conflicts with the resource's state or an earlier Idempotency-Key.",
+    422: "The request does not fit the schema; details name each problem.",
+    429: "Too many writes for this token; see Retry-After.",
+}
+WRITES = ("post", "put", "patch", "delete")
+# The calls that take an Idempotency-Key (config/tokens/idempotency.py).
+IDEMPOTENT = {"flows_api_run_start", "approvals_api_task_decide"}
+
+
+class LedgerflowAPI(NinjaAPI):
+    def get_openapi_schema(self, *args, **kwargs):
+        """Every operation documents the error answers it may give, in the
+        one error shape (429 on writes only)."""
+        schema = super().get_openapi_schema(*args, **kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for operations in schema["paths"].values():
+            for method, operation in operations.items():
+                if operation.get("operationId") in IDEMPOTENT:
+                    operation.setdefault("parameters", []).append({
+                        "in": "header",
+                        "name": "Idempotency-Key",
+                        "required": False,
+                        "description": "Retries with the same key get the first answer; "
+                        "kept 24 h per person.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    })  # fmt: skip
+                answers = operation.setdefault("responses", {})
+                for status, description in ERROR_ANSWERS.items():
+                    if status == 429 and method not in WRITES:
+                        continue
+                    if str(status) in answers or status in answers:
+                        continue
+                    answers[str(status)] = {"description": description, "content": ref}
+                    if status == 429:
+                        answers["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        return schema
+
+
+api = LedgerflowAPI(
     title="Ledgerflow API",
     version="1",
     description=(

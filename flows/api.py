@@ -15,7 +15,7 @@ from pydantic import Field
 
 from config.roles import require
 from config.tokens import idempotency
-from config.tokens.errors import ApiError
+from config.tokens.errors import ApiError, ErrorOut, envelop
 from connectors.credentials.models import Credential
 from connectors.triggers import testhooks
 from connectors.triggers.forms import input_problems
@@ -126,6 +126,7 @@ class SavedOut(RevisionOut):
 
 class StaleOut(RevisionOut):
     detail: str
+    error: ErrorOut
 
 
 @router.put(
@@ -143,7 +144,7 @@ def draft_save(request: HttpRequest, slug: str, payload: DraftIn):
             flow=flow, actor=request.user, graph=payload.graph, base_revision=payload.base_revision
         )
     except services.StaleDraft as exc:
-        return Status(409, _stale(exc))
+        return Status(409, envelop(409, _stale(exc)))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return {**_revision(flow), "errors": problems(flow.draft_graph)}
@@ -206,6 +207,7 @@ class PublishedOut(Schema):
 
 class InvalidOut(Schema):
     detail: str
+    error: ErrorOut
     errors: list[GraphErrorOut]
 
 
@@ -228,10 +230,11 @@ def draft_publish(request: HttpRequest, slug: str, payload: PublishIn | None = N
             base_revision=payload.base_revision,
         )
     except services.StaleDraft as exc:
-        return Status(409, _stale(exc))
+        return Status(409, envelop(409, _stale(exc)))
     except services.InvalidDraft as exc:
         errors = [{"message": e.message, "node": e.node, "field": e.field} for e in exc.errors]
-        return Status(422, {"detail": "The draft cannot be published.", "errors": errors})
+        answer = {"detail": "The draft cannot be published.", "errors": errors}
+        return Status(422, envelop(422, answer, {"errors": errors}))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return {
@@ -414,11 +417,13 @@ class SideEffectOut(Schema):
 
 class UnconfirmedOut(Schema):
     detail: str
+    error: ErrorOut
     nodes: list[SideEffectOut]
 
 
 class MissingInputsOut(Schema):
     detail: str
+    error: ErrorOut
     missing: list[str]
 
 
@@ -482,12 +487,14 @@ def test_run_create(request: HttpRequest, slug: str, payload: TestRunIn):
         )
     except testruns.SideEffectsUnconfirmed as exc:
         nodes = [vars(n) for n in exc.nodes]
-        return Status(409, {"detail": str(exc), "nodes": nodes})
+        return Status(409, envelop(409, {"detail": str(exc), "nodes": nodes}, {"nodes": nodes}))
     except testruns.StepInputsMissing as exc:
-        return Status(422, {"detail": str(exc), "missing": exc.missing})
+        answer = {"detail": str(exc), "missing": exc.missing}
+        return Status(422, envelop(422, answer, {"missing": exc.missing}))
     except services.InvalidDraft as exc:
         errors = [{"message": e.message, "node": e.node, "field": e.field} for e in exc.errors]
-        return Status(422, {"detail": "The draft cannot run yet.", "errors": errors})
+        answer = {"detail": "The draft cannot run yet.", "errors": errors}
+        return Status(422, envelop(422, answer, {"errors": errors}))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return _test_run(run)

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.http import JsonResponse
+from ninja import Schema
 
 CODES = {
     400: "bad_request",
@@ -41,3 +42,19 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, details: Any = None, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.details, self.code = status, message, details, code
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(Schema):
+    error: ErrorOut
+
+
+def envelop(status: int, answer: dict, details: Any = None) -> dict:
+    """A typed refusal (a stale save, say) in the error shape too: its own
+    fields stay beside ``error`` for the editor that reads them."""
+    return {**answer, **body(status, str(answer.get("detail", "")), details)}
