@@ -244,6 +244,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "runs.tasks.verify_chains",
         "schedule": float(env_int("LEDGERFLOW_CHAIN_VERIFY_SECONDS", 60)),
     },
+    # Idempotency-Key answers past their 24 hours (config/tokens).
+    "api-idempotency-purge": {
+        "task": "config.tokens.tasks.forget_idempotent_answers",
+        "schedule": 3600.0,
+    },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
         "schedule": float(env_int("LEDGERFLOW_HEARTBEAT_SECONDS", 10)),

@@ -131,6 +131,19 @@ def test_a_key_is_kept_24_hours(client, olga, flow):
     assert Run.objects.count() == 2
 
 
+def test_the_hourly_purge_forgets_answers_past_24_hours(client, olga, flow):
+    from config.tokens.tasks import forget_idempotent_answers
+
+    secret = token_for(olga, "operate")
+    for key in ("old", "new"):
+        call(client, "POST", start_url(flow), secret, {}, HTTP_IDEMPOTENCY_KEY=key)
+    IdempotentAnswer.objects.filter(key="old").update(
+        created_at=IdempotentAnswer.objects.get(key="old").created_at - dt.timedelta(hours=25)
+    )
+    assert forget_idempotent_answers() == 1
+    assert list(IdempotentAnswer.objects.values_list("key", flat=True)) == ["new"]
+
+
 def test_a_decision_retried_with_its_key_is_the_same_answer(client, adam, rita):
     flow = approval_flow(adam, slug="refunds", fields=[])
     run = call(client, "POST", start_url(flow), token_for(adam, "operate"), {"input": INPUT})
@@ -213,3 +226,13 @@ def test_the_schema_and_docs_are_served_from_here_with_a_token(client, olga):
     nobody = User.objects.create_user("nobody")  # no role: a token gives nothing
     refused = client.get("/api/v1/openapi.json", **bearer(token_for(nobody, "read")))
     shape(refused, 403, "forbidden")
+
+
+def test_the_purge_is_on_the_beat_schedule_and_registered():
+    from django.conf import settings
+
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["api-idempotency-purge"]
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks
