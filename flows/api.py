@@ -15,7 +15,7 @@ from pydantic import Field
 
 from config.roles import require
 from config.tokens import idempotency
-from config.tokens.errors import ApiError, ErrorOut, envelop
+from config.tokens.errors import ApiError, ErrorEnvelope, ErrorOut, envelop
 from connectors.credentials.models import Credential
 from connectors.triggers import testhooks
 from connectors.triggers.forms import input_problems
@@ -131,7 +131,7 @@ class StaleOut(RevisionOut):
 
 @router.put(
     "/flows/{slug}/draft",
-    response={200: SavedOut, 409: StaleOut},
+    response={200: SavedOut, 409: StaleOut | ErrorEnvelope},
     url_name="flow_draft_save",
 )
 def draft_save(request: HttpRequest, slug: str, payload: DraftIn):
@@ -213,7 +213,7 @@ class InvalidOut(Schema):
 
 @router.post(
     "/flows/{slug}/publish",
-    response={200: PublishedOut, 409: StaleOut, 422: InvalidOut},
+    response={200: PublishedOut, 409: StaleOut | ErrorEnvelope, 422: InvalidOut | ErrorEnvelope},
     url_name="flow_publish",
 )
 def draft_publish(request: HttpRequest, slug: str, payload: PublishIn | None = None):
@@ -465,7 +465,11 @@ def _test_run(run: Run) -> dict:
 
 @router.post(
     "/flows/{slug}/test-runs",
-    response={200: TestRunOut, 409: UnconfirmedOut, 422: InvalidOut | MissingInputsOut},
+    response={
+        200: TestRunOut,
+        409: UnconfirmedOut | ErrorEnvelope,
+        422: InvalidOut | MissingInputsOut | ErrorEnvelope,
+    },
     url_name="flow_test_runs",
 )
 def test_run_create(request: HttpRequest, slug: str, payload: TestRunIn):
