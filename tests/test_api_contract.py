@@ -236,3 +236,20 @@ def test_the_purge_is_on_the_beat_schedule_and_registered():
     entry = settings.CELERY_BEAT_SCHEDULE["api-idempotency-purge"]
     app.loader.import_default_modules()
     assert entry["task"] in app.tasks
+
+
+def test_a_session_call_needs_its_csrf_token_and_a_bearer_call_none(olga, flow):
+    from django.test import Client
+
+    from tests.conftest import login
+
+    browser = login(Client(enforce_csrf_checks=True), olga)
+    refused = browser.post(start_url(flow), {}, content_type="application/json")
+    assert refused.status_code == 403 and set(refused.json()) == {"error"}
+    browser.get(reverse("profile"))  # sets the CSRF cookie, as any page does
+    csrf = browser.cookies["csrftoken"].value
+    allowed = browser.post(start_url(flow), {}, content_type="application/json",
+                           HTTP_X_CSRFTOKEN=csrf)  # fmt: skip
+    assert allowed.status_code == 201, allowed.content
+    script = Client(enforce_csrf_checks=True)
+    assert call(script, "POST", start_url(flow), token_for(olga, "operate")).status_code == 201
