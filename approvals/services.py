@@ -22,7 +22,7 @@ from runs.models import Run
 DECISIONS = ("approved", "rejected")
 # How a person acted: recorded beside the actor, never in it, so the actor of
 # every event is the person alone and each check compares people.
-VIA = ("page", "email-link")
+VIA = ("page", "email-link", "api")
 MAX_TEXT = 2000
 
 

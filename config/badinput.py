@@ -19,6 +19,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponseBadRequest, JsonResponse
 
+from config.tokens.errors import response as api_error
 from runs.ground.eventstore import EventPayloadError
 
 FORM = "application/x-www-form-urlencoded"
@@ -38,7 +39,9 @@ def _nul_message(name: str) -> str:
 
 
 def _bad_request(request, message: str):
-    if request.path.startswith(("/api/", "/hooks/")):
+    if request.path.startswith("/api/"):
+        return api_error(400, message)
+    if request.path.startswith("/hooks/"):
         return JsonResponse({"error": message, "detail": message}, status=400)
     return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 

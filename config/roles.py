@@ -52,6 +52,26 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
+# API tokens carry a scope; a token may do what its scope allows AND its
+# user's current role allows (config/tokens/auth.py). Reading is the
+# permissions that only show things; each wider scope adds one role's.
+SCOPES = ("read", "operate", "review", "admin")
+READ_PERMISSIONS = [
+    "flows.view_flow",
+    "runs.view_run",
+    "approvals.view_approvaltask",
+    "connectors.view_breaker",
+    "flows.audit_inventory",
+    "runs.view_audit_log",
+]
+SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "read": frozenset(READ_PERMISSIONS),
+    "operate": frozenset(READ_PERMISSIONS + ROLE_PERMISSIONS[OPERATOR]),
+    "review": frozenset(READ_PERMISSIONS + ROLE_PERMISSIONS[REVIEWER]),
+    "admin": frozenset(p for perms in ROLE_PERMISSIONS.values() for p in perms),
+}
+
+
 def ensure_roles(**_kwargs) -> None:
     """Create the role groups and give them exactly their permissions.
 
@@ -81,6 +101,24 @@ def user_role(user) -> str | None:
         if role in names:
             return role
     return "Superuser" if user.is_superuser else None
+
+
+def refusal(user, permission: str) -> str | None:
+    """Why ``user`` may not do what ``permission`` guards, or None. The one
+    check of pages and API alike; a token's user is held to its scope."""
+    if user.has_perm(permission):
+        return None
+    scope = getattr(user, "token_scope", None)
+    if scope and permission not in SCOPE_PERMISSIONS[scope]:
+        return f"This token's scope ({scope}) does not allow this ({permission})."
+    return f"Your role does not allow this ({permission})."
+
+
+def require(user, permission: str) -> None:
+    """For the API: PermissionDenied (403) unless ``user`` may."""
+    why = refusal(user, permission)
+    if why:
+        raise PermissionDenied(why)
 
 
 def role_required(permission: str) -> Callable:

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "connectors.triggers",
     "approvals",
     "flows.alerts",
+    "config.tokens",
 ]
 
 # The demo: its connectors (payments, inventory, CPU work; fakeapi/connectors)
@@ -112,6 +113,7 @@ MIDDLEWARE = [
     "config.badinput.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.tokens.auth.ActingTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -254,6 +256,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "flows.alerts.tasks.sweep_outbox",
         "schedule": float(env_int("LEDGERFLOW_ALERT_SWEEP_SECONDS", 30)),
     },
+    # Idempotency-Key answers past their 24 hours (config/tokens).
+    "api-idempotency-purge": {
+        "task": "config.tokens.tasks.forget_idempotent_answers",
+        "schedule": 3600.0,
+    },
     "heartbeat": {
         "task": "runs.tasks.record_heartbeat",
         "schedule": float(env_int("LEDGERFLOW_HEARTBEAT_SECONDS", 10)),
@@ -293,6 +300,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # username alone is only slowed, never locked, so nobody can lock the admin
 # out from elsewhere. Addresses are the connection's own (REMOTE_ADDR).
 AUTHENTICATION_BACKENDS = [
+    # A token's scope bounds its user's role (config/tokens/auth.py).
+    "config.tokens.auth.TokenScopeBackend",
     "config.throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -308,6 +317,12 @@ AXES_VERBOSE = False
 # each login, doubling from 0.25 s up to the cap.
 LEDGERFLOW_LOGIN_SLOW_AFTER = env_int("LEDGERFLOW_LOGIN_SLOW_AFTER", 5)
 LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS = float(env_int("LEDGERFLOW_LOGIN_MAX_DELAY_SECONDS", 3))
+# API writes (POST, PUT, PATCH, DELETE) per token, or per person for a
+# browser's session, per minute (config/tokens/ratelimit.py): past it, 429
+# with Retry-After. Counted in Redis, or in the database without it.
+LEDGERFLOW_API_WRITES_PER_MINUTE = env_int("LEDGERFLOW_API_WRITES_PER_MINUTE", 120)
+# How long an Idempotency-Key's answer is kept (config/tokens/idempotency.py).
+LEDGERFLOW_IDEMPOTENCY_HOURS = env_int("LEDGERFLOW_IDEMPOTENCY_HOURS", 24)
 SESSION_COOKIE_HTTPONLY = True
 # Headers: no MIME sniffing, no referrer beyond this origin, never framed.
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -4,6 +4,7 @@ from django.urls import include, path
 from config import login_views, metrics, views
 from config.api import api
 from config.audit import views as audit_views
+from config.tokens import views as token_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +18,13 @@ urlpatterns = [
     # The audit trail's earlier address: bookmarks and runbooks still name it.
     path("audit-log/", audit_views.audit_log_moved, name="audit_log_moved"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("profile/", token_views.profile, name="profile"),
+    path("profile/tokens/", token_views.token_create, name="profile_token_create"),
+    path(
+        "profile/tokens/<int:token_id>/revoke/",
+        token_views.token_revoke,
+        name="profile_token_revoke",
+    ),
     path("security/lockouts/", login_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", login_views.unlock, name="lockout_unlock"),
     path("flows/", include("flows.urls")),

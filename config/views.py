@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from config import dashboard as figures
 from config.celery import app
 from config.roles import role_required
+from config.tokens import errors as api_errors
 from flows.models import Flow
 from flows.vite import chart_bundle
 from runs.ground import clock
@@ -107,14 +108,26 @@ def dashboard(request):
     return render(request, "dashboard.html", context)
 
 
+def _api(request) -> bool:
+    """Under /api/ the answer is the API's error shape, also where no
+    endpoint matched (an id that is not a number, say)."""
+    return request.path.startswith("/api/")
+
+
 def permission_denied(request, exception=None):
     message = str(exception) if exception else ""
+    if _api(request):
+        return api_errors.response(403, message or "You may not do this.")
     return render(request, "403.html", {"message": message}, status=403)
 
 
 def page_not_found(request, exception=None):
+    if _api(request):
+        return api_errors.response(404, "No such resource.")
     return render(request, "404.html", status=404)
 
 
 def server_error(request):
+    if _api(request):
+        return api_errors.response(500, "The server failed; nothing was changed.", code="error")
     return render(request, "500.html", status=500)

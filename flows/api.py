@@ -11,14 +11,20 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import Field
 
+from config.roles import require
+from config.tokens import idempotency
+from config.tokens.errors import ApiError, ErrorEnvelope, ErrorOut, envelop
 from connectors.credentials.models import Credential
 from connectors.triggers import testhooks
+from connectors.triggers.forms import input_problems
 from flows import samples, services, testruns
 from flows.diff import graph_diff
 from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
 from flows.transfer import export_flow
+from runs import driver
 from runs.ground import plainjson
 from runs.ground.redaction import redact, secret_forms
 from runs.models import Run, Step
@@ -27,8 +33,7 @@ router = Router(tags=["flows"])
 
 
 def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise HttpError(403, f"Your role does not allow this ({permission}).")
+    require(request.user, permission)
 
 
 def _flow(request: HttpRequest, slug: str) -> Flow:
@@ -121,11 +126,12 @@ class SavedOut(RevisionOut):
 
 class StaleOut(RevisionOut):
     detail: str
+    error: ErrorOut
 
 
 @router.put(
     "/flows/{slug}/draft",
-    response={200: SavedOut, 409: StaleOut},
+    response={200: SavedOut, 409: StaleOut | ErrorEnvelope},
     url_name="flow_draft_save",
 )
 def draft_save(request: HttpRequest, slug: str, payload: DraftIn):
@@ -138,7 +144,7 @@ def draft_save(request: HttpRequest, slug: str, payload: DraftIn):
             flow=flow, actor=request.user, graph=payload.graph, base_revision=payload.base_revision
         )
     except services.StaleDraft as exc:
-        return Status(409, _stale(exc))
+        return Status(409, envelop(409, _stale(exc)))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return {**_revision(flow), "errors": problems(flow.draft_graph)}
@@ -201,12 +207,13 @@ class PublishedOut(Schema):
 
 class InvalidOut(Schema):
     detail: str
+    error: ErrorOut
     errors: list[GraphErrorOut]
 
 
 @router.post(
     "/flows/{slug}/publish",
-    response={200: PublishedOut, 409: StaleOut, 422: InvalidOut},
+    response={200: PublishedOut, 409: StaleOut | ErrorEnvelope, 422: InvalidOut | ErrorEnvelope},
     url_name="flow_publish",
 )
 def draft_publish(request: HttpRequest, slug: str, payload: PublishIn | None = None):
@@ -223,10 +230,11 @@ def draft_publish(request: HttpRequest, slug: str, payload: PublishIn | None = N
             base_revision=payload.base_revision,
         )
     except services.StaleDraft as exc:
-        return Status(409, _stale(exc))
+        return Status(409, envelop(409, _stale(exc)))
     except services.InvalidDraft as exc:
         errors = [{"message": e.message, "node": e.node, "field": e.field} for e in exc.errors]
-        return Status(422, {"detail": "The draft cannot be published.", "errors": errors})
+        answer = {"detail": "The draft cannot be published.", "errors": errors}
+        return Status(422, envelop(422, answer, {"errors": errors}))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return {
@@ -409,11 +417,13 @@ class SideEffectOut(Schema):
 
 class UnconfirmedOut(Schema):
     detail: str
+    error: ErrorOut
     nodes: list[SideEffectOut]
 
 
 class MissingInputsOut(Schema):
     detail: str
+    error: ErrorOut
     missing: list[str]
 
 
@@ -455,7 +465,11 @@ def _test_run(run: Run) -> dict:
 
 @router.post(
     "/flows/{slug}/test-runs",
-    response={200: TestRunOut, 409: UnconfirmedOut, 422: InvalidOut | MissingInputsOut},
+    response={
+        200: TestRunOut,
+        409: UnconfirmedOut | ErrorEnvelope,
+        422: InvalidOut | MissingInputsOut | ErrorEnvelope,
+    },
     url_name="flow_test_runs",
 )
 def test_run_create(request: HttpRequest, slug: str, payload: TestRunIn):
@@ -477,12 +491,14 @@ def test_run_create(request: HttpRequest, slug: str, payload: TestRunIn):
         )
     except testruns.SideEffectsUnconfirmed as exc:
         nodes = [vars(n) for n in exc.nodes]
-        return Status(409, {"detail": str(exc), "nodes": nodes})
+        return Status(409, envelop(409, {"detail": str(exc), "nodes": nodes}, {"nodes": nodes}))
     except testruns.StepInputsMissing as exc:
-        return Status(422, {"detail": str(exc), "missing": exc.missing})
+        answer = {"detail": str(exc), "missing": exc.missing}
+        return Status(422, envelop(422, answer, {"missing": exc.missing}))
     except services.InvalidDraft as exc:
         errors = [{"message": e.message, "node": e.node, "field": e.field} for e in exc.errors]
-        return Status(422, {"detail": "The draft cannot run yet.", "errors": errors})
+        answer = {"detail": "The draft cannot run yet.", "errors": errors}
+        return Status(422, envelop(422, answer, {"errors": errors}))
     except services.FlowError as exc:
         raise HttpError(400, str(exc)) from None
     return _test_run(run)
@@ -513,3 +529,76 @@ def test_run_get(request: HttpRequest, slug: str, run_id: int):
     flow = _flow(request, slug)
     run = get_object_or_404(Run, pk=run_id, flow=flow, is_test=True)
     return _test_run(run)
+
+
+# --- starting a run ---------------------------------------------------------------
+
+
+class RunStartIn(Schema):
+    # The trigger's input, checked against the manual trigger's input schema
+    # as the start form does. Omitted: {}.
+    input: Any = None
+    # A published version; omitted: the newest.
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+class RunOut(Schema):
+    id: int
+    flow: str
+    version_number: int
+    status: str
+    is_test: bool
+    started_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    url: str
+
+
+def run_out(run: Run, slug: str) -> dict:
+    return {
+        "id": run.pk,
+        "flow": slug,
+        "version_number": run.version_number,
+        "status": run.status,
+        "is_test": run.is_test,
+        "started_by": run.started_by,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "url": reverse("runs:detail", kwargs={"run_id": run.pk}),
+    }
+
+
+@router.post("/flows/{slug}/runs", response={201: RunOut}, url_name="run_start", tags=["runs"])
+def run_start(request: HttpRequest, slug: str, payload: RunStartIn):
+    """Start a run of a published version, as the flow page's start form
+    does. Send an ``Idempotency-Key`` header to make retries safe: the same
+    key and body answer the first run again; the same key with another body
+    is 409. 409 also when the flow cannot run now (a draft, paused, no such
+    version); 422 when the input breaks the trigger's input schema."""
+    _require(request, "runs.change_run")
+    flow = get_object_or_404(Flow.objects.select_related("team"), slug=slug)
+    given = payload.input if payload.input is not None else {}
+
+    def act():
+        problem = plainjson.problem(given)
+        if problem:
+            raise ApiError(400, f"The input cannot be stored: {problem}")
+        wrong = input_problems(flow, given)
+        if wrong:
+            raise ApiError(422, "The input does not fit the trigger's input schema.", wrong)
+        try:
+            run = driver.start_run(
+                flow=flow, input=given, actor=services.actor_of(request.user),
+                version_number=payload.version,
+            )  # fmt: skip
+        except driver.StartRefused as exc:
+            raise ApiError(409, str(exc)) from None
+        return 201, run_out(run, flow.slug)
+
+    status, body = idempotency.once(
+        request,
+        operation=f"POST /flows/{slug}/runs",
+        request={"input": given, "version": payload.version},
+        act=act,
+    )
+    return Status(status, body)

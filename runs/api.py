@@ -3,6 +3,7 @@ page's permission check (runs.view_run), and the replay of dead letters
 (runs.change_run), on the run's own version or in place on the flow's
 newest one, with its preview."""
 
+import datetime as dt
 from typing import Literal
 
 from django.http import HttpRequest
@@ -10,12 +11,44 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
+from config.roles import require
 from runs import deadletters, decider, driver, migration
 from runs.deadletter_views import chosen_steps
 from runs.diagram import node_states, run_graph_config, run_steps, step_rows
+from runs.ground.redaction import redact, secret_forms
 from runs.models import Run
 
 router = Router(tags=["runs"])
+
+
+class RunSummaryOut(Schema):
+    id: int
+    flow: str
+    version_number: int
+    status: str
+    is_test: bool
+    started_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str
+
+
+@router.get("/runs/{int:run_id}", response=RunSummaryOut, url_name="run")
+def run_get(request: HttpRequest, run_id: int):
+    """A run's status, who started it and when; its error once failed."""
+    require(request.user, "runs.view_run")
+    run = get_object_or_404(Run.objects.select_related("flow"), pk=run_id)
+    return {
+        "id": run.pk,
+        "flow": run.flow.slug,
+        "version_number": run.version_number,
+        "status": run.status,
+        "is_test": run.is_test,
+        "started_by": run.started_by,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "error": redact(run.error, secret_forms()),
+    }
 
 
 class StepRowOut(Schema):
@@ -47,8 +80,7 @@ def run_diagram(request: HttpRequest, run_id: int):
     """The graph of the version the run is pinned to, its step rows, and the
     state each node is painted with: a node's compensation (``<node>~undo``)
     shows on its node. ``live`` says whether the run still moves."""
-    if not request.user.has_perm("runs.view_run"):
-        raise HttpError(403, "Your role does not allow this (runs.view_run).")
+    require(request.user, "runs.view_run")
     run = get_object_or_404(Run.objects.select_related("flow"), pk=run_id)
     rows = step_rows(run_steps(run))
     return {
@@ -64,11 +96,6 @@ def run_diagram(request: HttpRequest, run_id: int):
 
 
 # --- dead letters: replay, on the run's own version or the newest --------------
-
-
-def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise HttpError(403, f"Your role does not allow this ({permission}).")
 
 
 def _actor(request: HttpRequest) -> str:
@@ -101,7 +128,7 @@ def step_replay(request: HttpRequest, run_id: int, node: str, payload: ReplayIn 
     "newest"`` first moves the run, in place, to its flow's newest version
     (recorded as ``run.migrated``, with you as its actor); 409 names the
     nodes that keep it from moving, and nothing is written."""
-    _require(request, "runs.change_run")
+    require(request.user, "runs.change_run")
     run = get_object_or_404(Run, pk=run_id)
     version = (payload or ReplayIn()).version
     try:
@@ -141,7 +168,7 @@ def _pairs(values: list[str]) -> list[tuple[int, str]]:
 def dead_letters_replay(request: HttpRequest, payload: StepsIn):
     """Replay many dead letters, each in a transaction of its own; on the
     newest version each run that can move is moved, the others are named."""
-    _require(request, "runs.change_run")
+    require(request.user, "runs.change_run")
     pairs = _pairs(payload.steps)
     actor = _actor(request)
     if payload.version == "newest":
@@ -194,7 +221,7 @@ def dead_letters_replay_preview(request: HttpRequest, version: Literal["same", "
     would do, before it is asked: for each, the version it resumes on,
     whether it may move there (and which nodes keep it from moving), and the
     call it makes again with which idempotency key."""
-    _require(request, "runs.change_run")
+    require(request.user, "runs.change_run")
     pairs = _pairs(request.GET.getlist("step"))
     if not pairs:
         raise HttpError(400, "Name the dead letters: step=<run id>:<node>, repeated.")

@@ -43,6 +43,8 @@ UNLINKED = {
     "api:flow_test_run": "the flow editor's script polls a test run it started",
     "api:run_diagram": "for API clients: the run page embeds the same graph and step rows",
     "api:dead_letters_replay_preview": "for API clients: the inbox links to the preview page",
+    "api:run": "for API clients (scripts, CI): the run page shows the same",
+    "api:approval_tasks": "for API clients (scripts, CI): the inbox shows the same",
 }
 
 JUNK_VALUES = ["zz-not-a-value", "-1", "99999999999999999999999", "run:", "<b>'\"", "\x00"]

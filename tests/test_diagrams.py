@@ -178,7 +178,7 @@ def test_the_run_diagram_api_is_refused_as_the_run_page_is(client, olga, nora, e
     login(client, nora)
     assert client.get(reverse("runs:detail", args=[run.pk])).status_code == 403
     refused = client.get(url)
-    assert refused.status_code == 403 and "runs.view_run" in refused.json()["detail"]
+    assert refused.status_code == 403 and "runs.view_run" in refused.json()["error"]["message"]
     login(client, olga)
     assert client.get(reverse("api:run_diagram", args=[run.pk + 1000])).status_code == 404
 

@@ -178,7 +178,7 @@ def test_a_team_that_restricts_edits_keeps_other_operators_out(client, olga, flo
     assert client.get(draft_url(flow)).json()["can_edit"] is False
     response = put(client, flow, GRAPH, 0)
     assert response.status_code == 403
-    assert "Ledger" in response.json()["detail"]
+    assert "Ledger" in response.json()["error"]["message"]
 
 
 def test_saving_needs_a_csrf_token_and_a_login(olga, flow):

@@ -125,7 +125,7 @@ def test_requests_naming_what_the_draft_lacks_are_400_with_the_reason(
 ):
     login(client, olga)
     response = preview(client, **body)
-    assert response.status_code == 400 and response.json()["detail"] == detail
+    assert response.status_code == 400 and response.json()["error"]["message"] == detail
 
 
 def test_only_those_who_may_edit_the_flow_preview(client, rita, flow):

@@ -327,7 +327,7 @@ def test_the_api_replays_on_the_newest_version_and_refuses_with_409(
     url = f"/api/v1/runs/{stuck.pk}/steps/charge/replay"
     refused = client.post(url, json.dumps({"version": "newest"}), content_type="application/json")
     assert refused.status_code == 409
-    assert "charge is not in the new version" in refused.json()["detail"]
+    assert "charge is not in the new version" in refused.json()["error"]["message"]
 
     with eager_celery():
         done = client.post(f"/api/v1/runs/{run.pk}/steps/charge/replay",
@@ -430,5 +430,5 @@ def test_the_api_replays_on_the_runs_own_version_and_names_what_is_not_a_step(
     assert not Event.objects.filter(stream=run.stream, type="run.migrated").exists()
     bad = client.post("/api/v1/dead-letters/replay", json.dumps({"steps": ["charge"]}),
                       content_type="application/json")  # fmt: skip
-    assert bad.status_code == 400 and "'charge'" in bad.json()["detail"]
+    assert bad.status_code == 400 and "'charge'" in bad.json()["error"]["message"]
     assert client.get("/api/v1/dead-letters/replay-preview").status_code == 400

@@ -50,6 +50,10 @@ API_ENDPOINTS = {
     "api:step_replay",
     "api:dead_letters_replay",
     "api:dead_letters_replay_preview",
+    "api:run",
+    "api:run_start",
+    "api:approval_tasks",
+    "api:approval_decide",
 }
 
 # Answers that come after the permission check, to the matrix's bare
@@ -66,6 +70,10 @@ MATRIX = {
     "readyz": ("GET", PROBE),
     "metrics": ("GET", TOKEN),
     "dashboard": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    # Everyone's own API tokens (a token adds no right its role lacks).
+    "profile": ("GET", EVERY_ROLE),
+    "profile_token_create": ("POST", EVERY_ROLE),
+    "profile_token_revoke": ("POST", EVERY_ROLE),
     "audit_log": ("GET", {ADMIN}),
     "audit_log_moved": ("GET", {ADMIN}),
     "audit_export": ("GET", {ADMIN}),
@@ -138,6 +146,12 @@ MATRIX = {
     "api:step_replay": ("POST", {OPERATOR, ADMIN}),
     "api:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
     "api:dead_letters_replay_preview": ("GET", {OPERATOR, ADMIN}),
+    "api:run": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:run_start": ("POST", {OPERATOR, ADMIN}),
+    "api:approval_tasks": ("GET", {REVIEWER, ADMIN}),
+    # An admin may decide, but this task waits in the reviewers' queue: the
+    # answer is the task's refusal (403 "refused"), not the role's.
+    "api:approval_decide": ("POST", {REVIEWER, ADMIN}),
     "breakers:list": ("GET", {OPERATOR, ADMIN}),
     "breakers:reset": ("POST", {ADMIN}),
     "credentials:list": ("GET", {OPERATOR, ADMIN}),
@@ -248,6 +262,10 @@ def url_for(personas, make_flow):
         "runs:detail": {"run_id": run.pk},
         "api:run_diagram": {"run_id": run.pk},
         "api:step_replay": {"run_id": run.pk, "node": "wait"},
+        "api:run": {"run_id": run.pk},
+        "api:run_start": {"slug": flow.slug},
+        "api:approval_decide": task_kwargs,
+        "profile_token_revoke": {"token_id": 999999},
         "runs:cancel": {"run_id": run.pk},
         "runs:replay": {"run_id": run.pk, "node": "wait"},
         "runs:discard": {"run_id": run.pk, "node": "wait"},
@@ -284,6 +302,10 @@ def _request(client, method, url, name=""):
         return client.put(url, _draft_body(url), content_type="application/json")
     if name == "api:expression_preview":
         return client.post(url, _preview_body(url), content_type="application/json")
+    if name == "api:approval_decide":
+        return client.post(url, {"decision": "rejected"}, content_type="application/json")
+    if name == "profile_token_create":
+        return client.post(url, {"name": "matrix", "scope": "read", "expires": "30"})
     if method == "POST" and name in API_ENDPOINTS:
         return client.post(url, {}, content_type="application/json")  # API clients send JSON
     return client.post(url) if method == "POST" else client.get(url)
@@ -323,6 +345,10 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
         assert response.status_code in (401, 404), response.status_code
     elif allowed == ANCHOR:
         assert response.status_code == 404
+    elif role in allowed and name in API_ENDPOINTS:
+        refused = response.status_code == 403 and response.json()["error"]["code"] == "refused"
+        past = response.status_code in PAST_THE_CHECK.get(name, ())
+        assert response.status_code in (200, 201) or refused or past, response.content
     elif role in allowed:
         assert response.status_code in (200, 302, *PAST_THE_CHECK.get(name, ())), (
             response.status_code
@@ -331,3 +357,5 @@ def test_role_is_allowed_or_denied(client, personas, url_for, name, role):
             assert not response.url.startswith(reverse("login")) or name == "logout"
     else:
         assert response.status_code == 403, f"{role} reached {name}"
+        if name in API_ENDPOINTS:
+            assert response.json()["error"]["code"] == "forbidden"

@@ -245,14 +245,14 @@ def test_test_runs_stay_out_of_the_flow_page_and_the_dead_letter_queue(
 def test_bad_requests_get_clear_answers(client, olga, rita, flow, eager_celery):
     login(client, olga)
     nothing = start(client, flow, eager_celery)
-    assert nothing.status_code == 400 and "no draft" in nothing.json()["detail"]
+    assert nothing.status_code == 400 and "no draft" in nothing.json()["error"]["message"]
     save(flow, olga, graph_of(transform("shape", x="{{ steps.later.output }}"),
                               transform("later", y=1)))  # fmt: skip
     invalid = start(client, flow, eager_celery)
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["node"] == "shape"
     save(flow, olga, graph_of(transform("shape", ok=True)))
     unknown = start(client, flow, eager_celery, node="ghost")
-    assert unknown.status_code == 400 and "no node “ghost”" in unknown.json()["detail"]
+    assert unknown.status_code == 400 and "no node “ghost”" in unknown.json()["error"]["message"]
     url = reverse("api:flow_test_runs", kwargs={"slug": flow.slug})
     too_big = client.post(url, '{"input": {"n": 1e400}}', content_type="application/json")
     assert too_big.status_code in (400, 422)

@@ -24,6 +24,13 @@ def input_schema(flow) -> dict:
     return schema if isinstance(schema, dict) else {}
 
 
+def input_problems(flow, value: Any) -> dict[str, str]:
+    """{field or "input": message} for each way ``value`` breaks the flow's
+    manual input schema; empty when it fits (the API's start call)."""
+    problems = _schema_errors(input_schema(flow), value)
+    return {field or "input": message for field, message in problems}
+
+
 def start_form_for(flow, data=None) -> "JSONStartForm | SchemaStartForm":
     schema = input_schema(flow)
     if _is_flat(schema):

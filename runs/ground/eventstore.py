@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
-from runs.ground import clock, plainjson
+from runs.ground import acting, clock, plainjson
 from runs.ground.inserts import insert_values
 from runs.ground.models import Event, Stream
 from runs.ground.redaction import redact, secret_forms
@@ -124,7 +124,7 @@ def append_many(
     prepared = []
     for new in new_events:
         # Before any query: a payload the log cannot store changes nothing.
-        payload = _storable(redact(new.payload, forms))
+        payload = _storable(redact(acting.tag(new.payload, new.actor), forms))
         prepared.append((new, payload, _storable(redact(new.actor, forms))))
     # A caller that stamps its own rows with a time passes it, so that the
     # rows and the events agree to the microsecond (rebuilds compare them).

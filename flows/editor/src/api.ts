@@ -49,8 +49,18 @@ export class ApiError extends Error {
     public status: number,
     public body: unknown,
   ) {
-    super(typeof body === "object" && body && "detail" in body ? String((body as { detail: unknown }).detail) : `HTTP ${status}`);
+    super(errorMessage(body) ?? `HTTP ${status}`);
   }
+}
+
+/** The API's error shape, {"error": {"code", "message", "details"}}; the
+ * editor's own typed answers (a stale save, say) carry "detail". */
+function errorMessage(body: unknown): string | undefined {
+  if (typeof body !== "object" || !body) return undefined;
+  const error = (body as { error?: { message?: unknown } }).error;
+  if (error && typeof error === "object" && "message" in error) return String(error.message);
+  if ("detail" in body) return String((body as { detail: unknown }).detail);
+  return undefined;
 }
 
 function csrfToken(): string {
