@@ -69,12 +69,17 @@ wrk:
 
 # lint-imports checks the layering contracts in pyproject.toml (it needs the
 # project on the path); mypy checks the modules listed there.
+# pytest runs in TEST_PROCESSES parallel processes (pytest-xdist): each has
+# its own test database, Redis database and data directory
+# (config/settings_test.py); tests marked with an xdist_group (the drills)
+# take turns on one process. TEST_PROCESSES=0 runs everything in one.
+TEST_PROCESSES ?= 3
 test: $(VENV)/.dev services browser wrk editor editor-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

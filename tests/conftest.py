@@ -1,6 +1,7 @@
 """Personas with fixed roles, in the healthchecks manner: olga the operator,
 rita the reviewer, adam the admin, and nora who has no role at all."""
 
+import os
 import threading
 import time
 
@@ -11,6 +12,26 @@ from config.roles import ADMIN, OPERATOR
 from flows import services
 
 PASSWORD = "correct-horse-battery"
+
+
+def pytest_collection_modifyitems(config, items):
+    """In parallel runs (`make test`: pytest-xdist), hand out first the long
+    tests that start platform processes and use no test database: they mostly
+    wait on other processes, so they overlap best with the many short tests,
+    and none is left to run alone at the end. The rest keep pytest-django's
+    order (database tests, then transactional ones, then the others); each
+    worker runs a part of that order in order. Every worker sorts its
+    collection alike (xdist checks that they agree); a plain run keeps the
+    usual order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def first(item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        uses_db = item.get_closest_marker("django_db") or {"db", "transactional_db"} & set(fixtures)
+        return bool(item.get_closest_marker("slow")) and not uses_db
+
+    items.sort(key=lambda item: not first(item))  # stable
 
 
 def _user(username: str, role: str | None) -> User:

@@ -1,12 +1,17 @@
 """Helpers for tests that start real platform processes on the embedded
 default (SQLite and the filesystem broker) in a temporary data directory."""
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from fakeapi.payments import PaymentsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -47,6 +52,85 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def worker_command(concurrency: int) -> list[str]:
+    """A Celery worker with ``concurrency`` pool processes, logging INFO."""
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker",
+        "--concurrency", str(concurrency), "--loglevel", "INFO",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
+def start_worker(env: dict[str, str], log_path: Path, concurrency: int) -> subprocess.Popen:
+    """A Celery worker in a process group of its own (``terminate_group``
+    stops it and its pool), writing to ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            worker_command(concurrency), cwd=ROOT, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def order_file(payments_url: str, owner: str) -> dict:
+    """An export of the orders flow: a manual trigger, a charge at the fake
+    payments API, a one-second delay and a confirmation."""
+    return {
+        "format": "ledgerflow/flow@1",
+        "flow": {"slug": "orders", "name": "Orders", "owner": owner,
+                 "runbook": "Replay the dead letter.", "failure_mode": "Orders ship unpaid."},
+        "graph": {
+            "nodes": [
+                {"id": "start", "type": "trigger.manual"},
+                {"id": "prepare", "type": "transform",
+                 "config": {"fields": {"amount": "{{ trigger.amount * 100 }}"}}},
+                {"id": "charge", "type": "http.request", "config": {
+                    "method": "POST", "url": f"{payments_url}/charges",
+                    "json_body": {"order_id": "{{ trigger.order_id }}",
+                                  "amount": "{{ steps.prepare.output.amount }}"},
+                    "honours_idempotency_key": True}},
+                {"id": "settle", "type": "delay", "config": {"seconds": 1}},
+                {"id": "confirm", "type": "transform",
+                 "config": {"fields": {"charge": "{{ steps.charge.output.body.id }}"}}},
+            ],
+            "edges": [
+                {"from": "start", "to": "prepare"}, {"from": "prepare", "to": "charge"},
+                {"from": "charge", "to": "settle"}, {"from": "settle", "to": "confirm"},
+            ],
+        },
+    }  # fmt: skip
+
+
+# The demo seeds runs of its own: count only the imported flow's.
+ORDERS_RUNS = (
+    "SELECT COUNT(*) FROM runs_run r JOIN flows_flow f ON f.id = r.flow_id WHERE f.slug = 'orders'"
+)
+
+
+@contextmanager
+def embedded_orders(
+    data_dir: Path, **extra: str
+) -> Iterator[tuple[dict[str, str], PaymentsServer]]:
+    """The embedded default in ``data_dir``, migrated and seeded, with the
+    orders flow imported and active against a fake payments API; yields the
+    environment for its processes (which may reach that API and nothing else
+    local) and the API, which stops on exit."""
+    env = embedded_env(data_dir, **extra)
+    manage(env, "migrate", "--noinput")
+    manage(env, "seed_demo")
+    with PaymentsServer() as payments:
+        flow_path = data_dir / "orders.json"
+        flow_path.write_text(json.dumps(order_file(payments.url, "operator")))
+        manage(env, "import_flow", str(flow_path), "--activate")
+        env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
+        yield env, payments
+
+
+def start_order(env: dict[str, str], data_dir: Path, order: dict) -> None:
+    """Start a run of the orders flow with ``order`` as its input."""
+    (data_dir / "in.json").write_text(json.dumps(order))
+    manage(env, "start_run", "orders", "--input", str(data_dir / "in.json"))
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

@@ -7,6 +7,7 @@ longer fail turns this file red. The drills use their own redis-server and
 databases, so the protected and unprotected forms of a drill run side by
 side to keep this file short."""
 
+import os
 import re
 import subprocess
 import sys
@@ -15,12 +16,17 @@ import pytest
 
 from tests.processes import ROOT
 
-pytestmark = pytest.mark.slow
+# Each drill runs two platforms at once; in a parallel run (`make test`) the
+# drills take turns on one worker, so no more than two load the machine.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("drills")]
 
 
 def start(command: list[str]) -> subprocess.Popen:
+    # The platforms a drill starts keep their metrics in their own data
+    # directories, not in this test process's folder.
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     return subprocess.Popen(
-        [sys.executable, "-m", *command], cwd=ROOT, text=True,
+        [sys.executable, "-m", *command], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -22,6 +21,7 @@ from tests.processes import (
     parent_of,
     platform_pids,
     sqlite_rows,
+    start_worker,
     stop_group,
     terminate_group,
     wait_until,
@@ -53,12 +53,7 @@ def test_settings_with_no_environment_are_sqlite_and_filesystem_broker(tmp_path)
 def test_a_task_sent_through_the_filesystem_broker_is_done_by_two_worker_processes(tmp_path):
     env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput")
-    log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
-         "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker(env, tmp_path / "worker.log", concurrency=2)
     try:
         # Heartbeats are counted in the database; beat's routine ticks stay
         # out of the INFO log, so the pool processes are seen working on
@@ -90,7 +85,6 @@ def test_a_task_sent_through_the_filesystem_broker_is_done_by_two_worker_process
         assert "runs.tasks.record_heartbeat[" not in (tmp_path / "worker.log").read_text()
     finally:
         terminate_group(worker)
-        log.close()
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -204,10 +198,15 @@ def test_make_run_restarts_a_killed_worker_and_leaves_nothing_behind(tmp_path):
         supervisord_log = (tmp_path / "log" / "supervisord.log").read_text()
         assert "exited: worker (terminated by SIGKILL; not expected)" in supervisord_log
         assert (tmp_path / "log" / "worker.log").read_text().count("celery@") >= 2
-        # A service manager stopping the group: SIGTERM, SIGKILL 5 s later.
+        # A service manager stopping the group: SIGTERM, and SIGKILL to what
+        # is still there 5 s later.
         os.killpg(run.pid, signal.SIGTERM)
-        time.sleep(5)
-        if group_alive(run.pid):
+        try:
+            wait_until(
+                lambda: run.poll() is not None and not group_alive(run.pid),
+                timeout=5, interval=0.1, what="the group to exit",
+            )  # fmt: skip
+        except AssertionError:
             os.killpg(run.pid, signal.SIGKILL)
         wait_until(lambda: not platform_pids(tmp_path), timeout=5, what="no process left")
     finally:

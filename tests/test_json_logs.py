@@ -11,11 +11,19 @@ import sys
 import pytest
 
 from config.logjson import JsonFormatter
-from fakeapi.payments import PaymentsServer
 from runs.ground.logcontext import log_context
 from runs.models import Run
-from tests.processes import ROOT, embedded_env, manage, sqlite_rows, terminate_group, wait_until
-from tests.test_engine_e2e import ORDERS_RUNS, order_file
+from tests.processes import (
+    ORDERS_RUNS,
+    ROOT,
+    embedded_env,
+    embedded_orders,
+    sqlite_rows,
+    start_order,
+    start_worker,
+    terminate_group,
+    wait_until,
+)
 from tests.test_webhooks import hook_url, post_json
 from tests.trigger_helpers import triggered_flow, webhook
 
@@ -27,38 +35,25 @@ def json_lines(text: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_worker_logs_json_lines_naming_the_run_step_and_flow(tmp_path):
-    env = embedded_env(tmp_path, LOG_FORMAT="json")
-    manage(env, "migrate", "--noinput")
-    manage(env, "seed_demo")
-    with PaymentsServer() as payments:
-        flow_path = tmp_path / "orders.json"
-        flow_path.write_text(json.dumps(order_file(payments.url, "operator")))
-        manage(env, "import_flow", str(flow_path), "--activate")
-        env["LEDGERFLOW_OUTBOUND_ALLOWLIST"] = payments.url.removeprefix("http://")
+    with embedded_orders(tmp_path, LOG_FORMAT="json") as (env, _payments):
         log_path = tmp_path / "worker.log"
-        with open(log_path, "w") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "1",
-                 "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            try:
-                (tmp_path / "in.json").write_text(json.dumps({"order_id": "j-1", "amount": 2}))
-                manage(env, "start_run", "orders", "--input", str(tmp_path / "in.json"))
-                run_id = sqlite_rows(tmp_path, ORDERS_RUNS.replace("COUNT(*)", "r.id"))[0][0]
+        worker = start_worker(env, log_path, concurrency=1)
+        try:
+            start_order(env, tmp_path, {"order_id": "j-1", "amount": 2})
+            run_id = sqlite_rows(tmp_path, ORDERS_RUNS.replace("COUNT(*)", "r.id"))[0][0]
 
-                def charged() -> list[dict]:
-                    return [
-                        line
-                        for line in json_lines(log_path.read_text())
-                        if "runs.tasks.execute_step" in line["message"]
-                        and "succeeded" in line["message"]
-                        and line["step"] == "charge"
-                    ]
+            def charged() -> list[dict]:
+                return [
+                    line
+                    for line in json_lines(log_path.read_text())
+                    if "runs.tasks.execute_step" in line["message"]
+                    and "succeeded" in line["message"]
+                    and line["step"] == "charge"
+                ]
 
-                lines = wait_until(charged, timeout=60, what="the charge step's log line")
-            finally:
-                terminate_group(worker)
+            lines = wait_until(charged, timeout=60, what="the charge step's log line")
+        finally:
+            terminate_group(worker)
     assert lines[0]["run_id"] == run_id
     assert lines[0]["flow"] == "orders"
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "celery.app.trace"
