@@ -76,6 +76,14 @@ TYPE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("user", "User"),
         FieldSpec("password", "Password", secret=True),
     ),
+    # A Salesforce-style API: a client-credentials token from ``token_url``,
+    # then calls to ``instance_url`` (or the instance URL the token names).
+    CredentialType.CRM_OAUTH: (
+        FieldSpec("instance_url", "Instance URL"),
+        FieldSpec("token_url", "Token URL"),
+        FieldSpec("client_id", "Client id"),
+        FieldSpec("client_secret", "Client secret", secret=True),
+    ),
 }
 
 
