@@ -172,9 +172,7 @@ class CrmState:
         if match["limit"]:
             rows = rows[: int(match["limit"])]
         fields = [f.strip() for f in match["fields"].split(",")]
-        picked = [
-            {"attributes": {"type": type_}, **{f: r.get(f) for f in fields}} for r in rows
-        ]
+        picked = [{"attributes": {"type": type_}, **{f: r.get(f) for f in fields}} for r in rows]
         self.queries += 1
         return 200, self._page(picked, total=len(picked))
 
@@ -242,8 +240,9 @@ class Handler(BaseHTTPRequestHandler):
                 if (form.get("client_id"), form.get("client_secret")) != (
                     CLIENT_ID, CLIENT_SECRET,
                 ):  # fmt: skip
+                    refusal = "invalid client credentials"
                     return self._send(400, {"error": "invalid_client",
-                                            "error_description": "invalid client credentials"})  # fmt: skip
+                                            "error_description": refusal})  # fmt: skip
                 token = "00D" + secrets.token_urlsafe(24)
                 state.tokens[token] = True
             host, port = self.server.server_address[:2]

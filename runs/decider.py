@@ -333,6 +333,11 @@ class RunState:
     # The flow's business key rendered from the trigger (an order id, a
     # customer): how people find this run; "" when the flow declares none.
     business_key: str = ""
+    # The flow's last successful run before this one started ({"run_id",
+    # "output", "finished_at"}), as the driver found it and recorded it in
+    # ``run.started``; expressions read it as ``last_success``. None when
+    # there was none, or the graph does not read it.
+    last_success: dict | None = None
 
 
 # --- commands ---------------------------------------------------------------
@@ -356,6 +361,9 @@ class Start:
     queued: bool = False
     lineage_id: int | None = None
     business_key: str = ""
+    # The flow's last successful run, found by the driver (not here: the
+    # decider reads nothing) and recorded so a replay of the log agrees.
+    last_success: dict | None = None
     # A test run of the draft: the hash of its pinned snapshot ("" otherwise).
     test_snapshot: str = ""
 
@@ -616,12 +624,10 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["carried"] = cmd.carried
     if cmd.parent:
         payload["parent"] = cmd.parent
-    if cmd.concurrency_key:
-        payload["concurrency_key"] = cmd.concurrency_key
-    if cmd.business_key:
-        payload["business_key"] = cmd.business_key
-    if cmd.test_snapshot:
-        payload["test_snapshot"] = cmd.test_snapshot
+    # Recorded only when there is one (older runs' events lack them).
+    optional = {"concurrency_key": cmd.concurrency_key, "business_key": cmd.business_key,
+                "test_snapshot": cmd.test_snapshot, "last_success": cmd.last_success}  # fmt: skip
+    payload.update({name: value for name, value in optional.items() if value})
     events: list[Event] = [("run.started", payload)]
     if cmd.queued:
         if not cmd.concurrency_key:
@@ -1121,6 +1127,7 @@ def _run_started(state: RunState, payload: dict, at: dt.datetime | None) -> None
     state.started_at = at
     state.concurrency_key = payload.get("concurrency_key", "")
     state.business_key = payload.get("business_key", "")
+    state.last_success = payload.get("last_success")
 
 
 def _run_queued(state: RunState, payload: dict, at: dt.datetime | None) -> None:

@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connectors', '0004_fill_allowed_hosts'),
+        ("connectors", "0004_fill_allowed_hosts"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='credential',
-            name='type',
-            field=models.CharField(choices=[('bearer', 'Bearer token'), ('basic', 'Basic auth (username and password)'), ('header_key', 'API key in a header'), ('hmac', 'HMAC request signing'), ('smtp', 'SMTP server'), ('postgres', 'PostgreSQL database'), ('crm_oauth', 'CRM OAuth2 client credentials')], max_length=20),
+            model_name="credential",
+            name="type",
+            field=models.CharField(
+                choices=[
+                    ("bearer", "Bearer token"),
+                    ("basic", "Basic auth (username and password)"),
+                    ("header_key", "API key in a header"),
+                    ("hmac", "HMAC request signing"),
+                    ("smtp", "SMTP server"),
+                    ("postgres", "PostgreSQL database"),
+                    ("crm_oauth", "CRM OAuth2 client credentials"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

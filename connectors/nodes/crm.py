@@ -118,8 +118,10 @@ class _Session:
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise base.ConnectorError("timed out: the call took longer than its timeout",
-                                      retryable=True, may_have_been_sent=self.answered > 0)  # fmt: skip
+            raise base.ConnectorError(
+                "timed out: the call took longer than its timeout",
+                retryable=True, may_have_been_sent=self.answered > 0,
+            )  # fmt: skip
         return left
 
     def _send(self, request: httpx.Request, *, api: bool) -> httpx.Response:
@@ -308,8 +310,9 @@ class Crm(base.Connector):
                 "pages": pages, "truncated": truncated}  # fmt: skip
 
     def _upsert(self, session: _Session, config: CrmConfig, ctx: base.Context) -> dict:
+        value = quote(str(config.external_id), safe="")
         path = (f"{self._base(config)}/sobjects/{config.object_type}/"
-                f"{config.external_id_field}/{quote(str(config.external_id), safe='')}")  # fmt: skip
+                f"{config.external_id_field}/{value}")  # fmt: skip
         response = session.call("PATCH", path, json=config.fields)
         body = _json(response) or {}
         return {"status": response.status_code, "created": response.status_code == 201,
