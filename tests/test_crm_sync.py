@@ -108,12 +108,13 @@ def test_a_crash_mid_loop_upserts_no_record_twice(sync_flow, crm, sweep_at):
 
     later = START + dt.timedelta(seconds=claimed.lease_seconds + 1)
     assert sweep_at(later)["leases"] == 1
+    # What the CRM saw first: every customer written once, as queried.
+    seen = report(crm)
+    assert seen["duplicates"] == [] and seen["conflicts"] == []
+    assert seen["writes"] == {contact(n): 1 for n in range(7)}
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert Step.objects.get(run=run, node_id="upsert_each").attempt == 2
-    seen = report(crm)
-    assert seen["writes"] == {contact(n): 1 for n in range(7)}
-    assert seen["duplicates"] == [] and seen["conflicts"] == []
     assert seen["records"][contact(1)]["Name"] == "Customer 1"
     assert seen["query_pages"] == 3  # the query was not run again
     assert run.output["mark"] == {"since": "2026-11-16T08:00:00Z", "synced": 7}
