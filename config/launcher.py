@@ -146,7 +146,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     thread = threading.Thread(target=tail.run, daemon=True)
     thread.start()
-    print(f"Logs of web, worker, beat, queues and payments: {log_dir}/", flush=True)
+    print(f"Logs of web, worker, beat, queues, payments and crm: {log_dir}/", flush=True)
     code = supervisord.wait()
     tail.stopped.set()
     thread.join(timeout=2)
