@@ -5,8 +5,10 @@ A worker that dies mid-loop repeats nothing that finished: the fake counts
 every write per external id, and keeps what each one carried."""
 
 import datetime as dt
+import io
 
 import pytest
+from django.core.management import call_command
 
 from flows.management.commands.seed_demo import EPOCH, seed_crm_sync
 from runs import driver, execute, perform
@@ -14,6 +16,7 @@ from runs.ground import clock
 from runs.ground.models import Event
 from runs.models import Run, Step
 from tests.crm_helpers import control, report
+from tests.engine_helpers import chain, publish, transform
 
 START = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
 CUSTOMERS = [
@@ -118,3 +121,26 @@ def test_a_crash_mid_loop_upserts_no_record_twice(sync_flow, crm, sweep_at):
     assert seen["records"][contact(1)]["Name"] == "Customer 1"
     assert seen["query_pages"] == 3  # the query was not run again
     assert run.output["mark"] == {"since": "2026-11-16T08:00:00Z", "synced": 7}
+
+
+def test_last_success_survives_a_rebuild_and_is_not_looked_up_when_unread(
+    sync_flow, olga, crm, eager_celery
+):
+    with eager_celery():
+        first = driver.start_run(flow=sync_flow, input={}, actor="schedule")
+    with eager_celery():
+        second = driver.start_run(flow=sync_flow, input={}, actor="schedule")
+    second.refresh_from_db()
+    recorded = second.last_success
+    assert recorded["run_id"] == first.pk
+    Run.objects.filter(pk=second.pk).update(last_success=None)
+    call_command("rebuild_projections", stdout=io.StringIO())
+    assert Run.objects.get(pk=second.pk).last_success == recorded
+
+    plain = publish(olga, chain(transform("t", x="{{ run.id }}")), slug="plain")
+    runs = []
+    for _ in range(2):
+        with eager_celery():
+            runs.append(driver.start_run(flow=plain, input={}, actor="u"))
+    assert all(Run.objects.get(pk=r.pk).status == "succeeded" for r in runs)
+    assert "last_success" not in started(runs[1]) and runs[1].last_success is None
