@@ -173,3 +173,12 @@ def test_a_step_waits_for_the_crm_retry_after(olga, crm, eager_celery, sweep_at)
     sweep_at(start + dt.timedelta(seconds=121))
     run.refresh_from_db()
     assert run.status == "succeeded" and report(crm)["creates"] == 1
+
+
+def test_a_crm_credential_is_used_with_its_token_and_instance_hosts(db):
+    from connectors.credentials.hosts import hosts_used
+
+    fields = {"token_url": "https://login.crm.example/services/oauth2/token",
+              "instance_url": "https://EU1.crm.example:8443", "client_id": "x"}  # fmt: skip
+    assert hosts_used("crm", "crm_oauth", fields) == [
+        "eu1.crm.example:8443", "login.crm.example:443"]  # fmt: skip
