@@ -24,7 +24,8 @@ each write carried, so ``GET /report`` shows a record written twice
 before acting), ``fail_after_write_next`` (acts, then answers 500: the
 client cannot know it acted), ``expire_tokens``, ``page_size``, ``seed``
 ({type: [records]}, records of a type queryable by the tests and the demo),
-``touch`` ({type, id, fields}: change a seeded record), ``reset``.
+``touch`` ({type, id, fields}: change a seeded record), ``latency``
+(seconds each API request waits before it is handled), ``reset``.
 
     python -m fakeapi.crm --port 8766
 """
@@ -105,6 +106,7 @@ class CrmState:
         self.writes: dict[str, list[dict]] = {}  # key -> the content of each write
         self.creates: list[dict] = []
         self.batches = 0
+        self.latency = 0.0
 
     def report(self) -> dict:
         def canonical(content: dict) -> str:
@@ -264,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
             if body.get("expire_tokens"):
                 state.tokens = dict.fromkeys(state.tokens, False)
             for name in ("rate_limit_next", "retry_after", "fail_next", "fail_status",
-                         "fail_after_write_next", "page_size"):  # fmt: skip
+                         "fail_after_write_next", "page_size", "latency"):  # fmt: skip
                 if name in body:
                     setattr(state, name, body[name])
             for type_, rows in (body.get("seed") or {}).items():
@@ -278,6 +280,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, url, raw: bytes) -> None:
         state = self.state
+        if state.latency:
+            time.sleep(state.latency)
         with state.lock:
             state.requests += 1
             auth = self.headers.get("Authorization", "")
