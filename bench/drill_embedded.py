@@ -40,6 +40,7 @@ PROGRAMS = {
     "beat": " beat ",
     "queues": "consume_queues",
     "payments": "fakeapi.payments",
+    "crm": "fakeapi.crm",
 }
 DEADLINE_SECONDS = 180
 CHARGE_TIMEOUT = 5
@@ -89,14 +90,14 @@ def _wait(predicate, timeout: float, what: str):
 class Platform:
     """`make run` on its own data directory, in its own process group."""
 
-    def __init__(self, data_dir: Path, port: int, payments_port: int):
+    def __init__(self, data_dir: Path, port: int, payments_port: int, crm_port: int):
         self.data_dir = data_dir
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.payments = f"http://127.0.0.1:{payments_port}"
         self.env = embedded_env(
             data_dir, PORT=str(port), LEDGERFLOW_DEMO_PAYMENTS_PORT=str(payments_port),
-            LEDGERFLOW_HEARTBEAT_SECONDS="2",
+            LEDGERFLOW_DEMO_CRM_PORT=str(crm_port), LEDGERFLOW_HEARTBEAT_SECONDS="2",
         )  # fmt: skip
         for name in ("LEDGERFLOW_OUTBOUND_ALLOWLIST", "LEDGERFLOW_BASE_URL"):
             self.env.pop(name, None)
@@ -247,7 +248,7 @@ def charges_per_order(payments_url: str) -> dict[str, int]:
 
 def run(bursts: int, deliveries: int, concurrency: int) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="ledgerflow-drill-embedded-"))
-    platform = Platform(data_dir, free_port(), free_port())
+    platform = Platform(data_dir, free_port(), free_port(), free_port())
     kills: list[dict] = []
     try:
         platform.start()

@@ -4,7 +4,7 @@ what its processes say.
     python -m config.launcher [--port 8000]
 
 It settles the environment the processes share (the web port, the demo
-payments API's port kept in the data directory, the outbound allowlist and
+payments API's and fake CRM's ports kept in the data directory, the outbound allowlist and
 the base URL of links in e-mails), starts supervisord with
 platform/supervisord.conf, and prints new lines of LEDGERFLOW_DATA_DIR/log/
 *.log prefixed with the process name, as the terminal is where the demo's
@@ -26,7 +26,7 @@ from config.orphans import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "platform" / "supervisord.conf"
-PROGRAMS = ("web", "worker", "beat", "queues", "payments")
+PROGRAMS = ("web", "worker", "beat", "queues", "payments", "crm")
 
 
 def data_dir() -> Path:
@@ -37,6 +37,7 @@ def platform_env(port: int) -> dict[str, str]:
     """The environment every process of the platform starts with."""
     data = data_dir()
     payments = demo.payments_port(data)
+    crm = demo.crm_port(data)
     env = dict(os.environ)
     env.update(
         LEDGERFLOW_DATA_DIR=str(data),
@@ -50,16 +51,18 @@ def platform_env(port: int) -> dict[str, str]:
         # Web processes: one per core unless told (uvicorn --workers).
         WEB_CONCURRENCY=str(env_int("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))),
         LEDGERFLOW_DEMO_PAYMENTS_PORT=str(payments),
+        LEDGERFLOW_DEMO_CRM_PORT=str(crm),
         LEDGERFLOW_PYTHON=sys.executable,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
     )
-    # The demo's worker may call the demo payments API, and nothing else
-    # local; links in e-mails point at the port web serves on. The launcher
-    # runs the demo (its payments API too), so its connectors are registered.
+    # The demo's worker may call the demo payments API and the fake CRM, and
+    # nothing else local; links in e-mails point at the port web serves on.
+    # The launcher runs the demo (its fake APIs too), so its connectors are
+    # registered.
     defaults = {
         "LEDGERFLOW_DEMO": "1",
-        "LEDGERFLOW_OUTBOUND_ALLOWLIST": f"127.0.0.1:{payments}",
+        "LEDGERFLOW_OUTBOUND_ALLOWLIST": f"127.0.0.1:{payments},127.0.0.1:{crm}",
         "LEDGERFLOW_BASE_URL": f"http://127.0.0.1:{port}",
     }
     for name, value in defaults.items():
@@ -145,7 +148,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     thread = threading.Thread(target=tail.run, daemon=True)
     thread.start()
-    print(f"Logs of web, worker, beat, queues and payments: {log_dir}/", flush=True)
+    print(f"Logs of web, worker, beat, queues, payments and crm: {log_dir}/", flush=True)
     code = supervisord.wait()
     tail.stopped.set()
     thread.join(timeout=2)

@@ -83,7 +83,9 @@ def sample_context(
         # The trigger is a step too; its output is what started the run.
         steps[trigger], sources[trigger] = {"output": trigger_data}, sources["trigger"]
     run_ids = {"id": run.pk, "root_id": run.root_run_id} if run else {"id": 0, "root_id": 0}
-    return Sample(data={"trigger": trigger_data, "steps": steps, "run": run_ids}, sources=sources)
+    data = {"trigger": trigger_data, "steps": steps, "run": run_ids,
+            "last_success": run.last_success if run else None}  # fmt: skip
+    return Sample(data=data, sources=sources)
 
 
 @dataclass

@@ -345,6 +345,11 @@ class RunState:
     # The published version whose graph the run follows: the one it started
     # on, or the one a ``run.migrated`` moved it to (0 for a test run).
     version_number: int = 0
+    # The flow's last successful run before this one started ({"run_id",
+    # "output", "finished_at"}), as the driver found it and recorded it in
+    # ``run.started``; expressions read it as ``last_success``. None when
+    # there was none, or the graph does not read it.
+    last_success: dict | None = None
 
 
 # --- commands ---------------------------------------------------------------
@@ -368,6 +373,9 @@ class Start:
     queued: bool = False
     lineage_id: int | None = None
     business_key: str = ""
+    # The flow's last successful run, found by the driver (not here: the
+    # decider reads nothing) and recorded so a replay of the log agrees.
+    last_success: dict | None = None
     # A test run of the draft: the hash of its pinned snapshot ("" otherwise).
     test_snapshot: str = ""
 
@@ -643,12 +651,10 @@ def _start(state: RunState, cmd: Start, graph: Graph) -> list[Event]:
         payload["carried"] = cmd.carried
     if cmd.parent:
         payload["parent"] = cmd.parent
-    if cmd.concurrency_key:
-        payload["concurrency_key"] = cmd.concurrency_key
-    if cmd.business_key:
-        payload["business_key"] = cmd.business_key
-    if cmd.test_snapshot:
-        payload["test_snapshot"] = cmd.test_snapshot
+    # Recorded only when there is one (older runs' events lack them).
+    optional = {"concurrency_key": cmd.concurrency_key, "business_key": cmd.business_key,
+                "test_snapshot": cmd.test_snapshot, "last_success": cmd.last_success}  # fmt: skip
+    payload.update({name: value for name, value in optional.items() if value})
     events: list[Event] = [("run.started", payload)]
     if cmd.queued:
         if not cmd.concurrency_key:
@@ -1225,6 +1231,7 @@ def _run_started(state: RunState, payload: dict, at: dt.datetime | None) -> None
     state.concurrency_key = payload.get("concurrency_key", "")
     state.business_key = payload.get("business_key", "")
     state.version_number = payload.get("version", 0)
+    state.last_success = payload.get("last_success")
 
 
 def _run_migrated(state: RunState, payload: dict, at: dt.datetime | None) -> None:

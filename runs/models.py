@@ -92,6 +92,9 @@ class Run(models.Model):
     # The flow's business key rendered at start (settings.business_key: an
     # order id, a customer), so "where is order A-1?" is an exact lookup.
     business_key = models.CharField(max_length=200, blank=True)
+    # The flow's last successful run when this one started, for expressions
+    # (``last_success``); recorded in run.started. Null when none or unread.
+    last_success = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

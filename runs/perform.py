@@ -48,6 +48,10 @@ def step_data(state: RunState) -> dict:
             in (decider.SUCCEEDED, decider.WAITING, decider.COMPENSATING, decider.COMPENSATED)
         },
         "run": {"id": state.run_id, "root_id": state.root_run_id},
+        # The flow's last successful run before this one ({"run_id", "output",
+        # "finished_at"}), or None: e.g. a sync's watermark,
+        # ``{{ last_success.output.mark.since }}``.
+        "last_success": state.last_success,
     }
 
 

@@ -88,6 +88,7 @@ def _write(run_id: int, state: RunState, graph: Graph, events: list[Event]) -> N
         concurrency_key=state.concurrency_key,
         wait_reason=state.wait_reason,
         business_key=state.business_key,
+        last_success=state.last_success,
     ).save()
     Step.objects.filter(run_id=run_id).delete()
     Timer.objects.filter(run_id=run_id).delete()

@@ -17,7 +17,8 @@ from runs.models import Run, Step, Timer
 # A step row's columns that hold its state (``port`` is "" for None).
 STEP_FIELDS = [f.name for f in dataclasses.fields(StepState) if f.name != "node"]
 RUN_FIELDS = ("status", "input", "output", "error", "root_run_id", "lineage_id", "finished_at",
-              "updated_at", "concurrency_key", "wait_reason", "version_number")  # fmt: skip
+              "updated_at", "concurrency_key", "wait_reason", "version_number",
+              "last_success")  # fmt: skip
 TIMED = (decider.WAITING, decider.RETRYING)
 
 

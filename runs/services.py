@@ -2,6 +2,7 @@
 trigger, an approval or the sweep asks for. Each is one ``run_session``."""
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -68,6 +69,7 @@ def start_run(
             raise StartRefused(f"“{flow.name}” has no version {number}.") from None
         key = concurrency_key(graph, input)
     business = business_key(graph, input)
+    last = last_success_of(flow.pk, graph)
     now = clock.now()
     try:
         # A savepoint only where this function recovers from the failure (a
@@ -82,7 +84,7 @@ def start_run(
                 replay_of=replay_of, mode=mode, root_run_id=root_run_id, carried=carried,
                 parent=parent, key=key, extra_events=extra_events, lineage_id=lineage_id,
                 business_key=business,
-                test_snapshot=test_snapshot,
+                test_snapshot=test_snapshot, last_success=last,
             )  # fmt: skip
     except IntegrityError:
         # Two attempts of one parent step raced to start its child: the
@@ -100,7 +102,7 @@ def _create_and_start(
     *, flow, number: int, input: Any, actor: str, now, replay_of, mode, root_run_id, carried,
     parent: dict | None, key: str, extra_events: list | None, lineage_id: int | None = None,
     business_key: str = "",
-    test_snapshot: str = "",
+    test_snapshot: str = "", last_success: dict | None = None,
 ) -> Run:  # fmt: skip
     run = Run.objects.create(
         flow=flow,
@@ -134,11 +136,41 @@ def _create_and_start(
                 queued=bool(key) and queue_ahead(flow.pk, key, run.pk),
                 business_key=business_key,
                 test_snapshot=test_snapshot,
+                last_success=last_success,
             )
         )
         session.record(extra_events)
     run.state = session.state
     return run
+
+
+def reads_last_success(graph) -> bool:
+    """Whether any node's config names ``last_success``."""
+    return any(
+        "last_success" in json.dumps(node.get("config"), default=str)
+        for node in graph.nodes.values()
+    )
+
+
+def last_success_of(flow_id: int, graph) -> dict | None:
+    """The expression variable ``last_success``: the flow's newest
+    succeeded production run ({"run_id", "output", "finished_at"}), found
+    once, at start, and recorded in ``run.started`` (the decider stays pure
+    and a rebuild from the log agrees). None when the graph never reads it
+    (nothing is looked up or recorded) or no run has succeeded yet."""
+    if not reads_last_success(graph):
+        return None
+    last = (
+        Run.objects.filter(flow_id=flow_id, status=decider.RUN_SUCCEEDED, is_test=False)
+        .order_by("-finished_at", "-id")
+        .values("id", "output", "finished_at")
+        .first()
+    )
+    if last is None:
+        return None
+    finished = last["finished_at"]
+    return {"run_id": last["id"], "output": last["output"],
+            "finished_at": finished.isoformat() if finished else None}  # fmt: skip
 
 
 # --- concurrency keys ----------------------------------------------------------

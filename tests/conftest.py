@@ -193,6 +193,20 @@ def payments(settings):
         yield server
 
 
+@pytest.fixture
+def crm(settings):
+    """The fake CRM (fakeapi/crm.py) on a free local port, allowlisted; the
+    connector's token cache starts empty."""
+    from connectors.nodes.crm import forget_tokens
+    from fakeapi.crm import CrmServer
+
+    forget_tokens()
+    with CrmServer() as server:
+        allow_outbound(settings, server.url)
+        yield server
+    forget_tokens()
+
+
 @pytest.fixture(autouse=True)
 def fresh_breakers():
     """Breakers and rate buckets live in Redis, outside the test's database

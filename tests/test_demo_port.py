@@ -56,3 +56,20 @@ def test_a_bad_port_in_the_environment_is_a_clear_error(tmp_path, monkeypatch, v
     with pytest.raises(ImproperlyConfigured, match="LEDGERFLOW_DEMO_PAYMENTS_PORT"):
         demo.payments_port(tmp_path)
     assert not (tmp_path / "demo-payments-port").exists()
+
+
+def test_the_fake_crm_port_is_kept_apart_from_the_payments_api(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEDGERFLOW_DEMO_PAYMENTS_PORT", raising=False)
+    monkeypatch.delenv("LEDGERFLOW_DEMO_CRM_PORT", raising=False)
+    payments = demo.payments_port(tmp_path)
+    # Even when the CRM's preferred port is the payments API's (both free
+    # now, as at a first start before anything listens).
+    monkeypatch.setattr(demo, "CRM_PREFERRED", payments)
+    crm = demo.crm_port(tmp_path)
+    assert crm != payments
+    assert (tmp_path / "demo-crm-port").read_text().strip() == str(crm)
+    assert demo.crm_url(tmp_path) == f"http://127.0.0.1:{crm}"
+    monkeypatch.setenv("LEDGERFLOW_DEMO_CRM_PORT", "9912")
+    assert demo.crm_port(tmp_path) == 9912
+    monkeypatch.delenv("LEDGERFLOW_DEMO_CRM_PORT")
+    assert demo.crm_port(tmp_path) == 9912

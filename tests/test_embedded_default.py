@@ -127,7 +127,12 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
     stale = tmp_path / "metrics" / "histogram_999999.db"
     stale.parent.mkdir()
     stale.write_bytes(b"\0" * 8)
-    run = _make_run(tmp_path, port, LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()))
+    run = _make_run(
+        tmp_path,
+        port,
+        LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()),
+        LEDGERFLOW_DEMO_CRM_PORT=str(free_port()),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_serving(base)
@@ -144,7 +149,7 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
             # the task with its id: "Task runs.tasks.record_heartbeat[<id>]".
             assert "runs.tasks.record_heartbeat[" not in text, name
             assert "Sending due task" not in text, name
-        assert len(platform_pids(tmp_path)) >= 8  # make, launcher, supervisord, 5 programs
+        assert len(platform_pids(tmp_path)) >= 9  # make, launcher, supervisord, 6 programs
         run.send_signal(signal.SIGTERM)  # to make alone: it must stop everything
         asked = time.monotonic()
         run.wait(timeout=30)
@@ -158,7 +163,7 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
         for user in ("admin", "operator", "reviewer"):
             assert f"  {user} " in output
         # What each process said is kept, and shown in the terminal too.
-        for name in ("web", "worker", "beat", "queues", "payments"):
+        for name in ("web", "worker", "beat", "queues", "payments", "crm"):
             assert (tmp_path / "log" / f"{name}.log").stat().st_size > 0, name
         assert "celery@" in (tmp_path / "log" / "worker.log").read_text()
         assert "worker   | " in output
@@ -169,7 +174,12 @@ def test_make_run_serves_login_and_healthz_then_stops_on_sigterm(tmp_path):
 
 def test_make_run_restarts_a_killed_worker_and_leaves_nothing_behind(tmp_path):
     port = free_port()
-    run = _make_run(tmp_path, port, LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()))
+    run = _make_run(
+        tmp_path,
+        port,
+        LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()),
+        LEDGERFLOW_DEMO_CRM_PORT=str(free_port()),
+    )
     base = f"http://127.0.0.1:{port}"
     env = embedded_env(tmp_path)
     try:
@@ -216,7 +226,12 @@ def test_make_run_restarts_a_killed_worker_and_leaves_nothing_behind(tmp_path):
 
 def test_make_run_leaves_nothing_behind_when_supervisord_is_killed(tmp_path):
     port = free_port()
-    run = _make_run(tmp_path, port, LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()))
+    run = _make_run(
+        tmp_path,
+        port,
+        LEDGERFLOW_DEMO_PAYMENTS_PORT=str(free_port()),
+        LEDGERFLOW_DEMO_CRM_PORT=str(free_port()),
+    )
     try:
         _wait_serving(f"http://127.0.0.1:{port}")
         pids = platform_pids(tmp_path)

@@ -35,4 +35,4 @@ def _supervisord() -> dict[str, list[str]]:
 
 def test_procfile_and_supervisord_conf_run_the_same_commands():
     assert _procfile() == _supervisord()
-    assert set(_procfile()) == {"web", "worker", "beat", "queues", "payments"}
+    assert set(_procfile()) == {"web", "worker", "beat", "queues", "payments", "crm"}

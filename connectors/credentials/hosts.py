@@ -51,6 +51,9 @@ def hosts_used(name: str, type_: str, fields: dict) -> list[str]:
     if type_ in OWN_SERVER and fields.get("host"):
         own = str(fields["host"]).strip().lower()
         found.add(f"[{own}]:{fields.get('port')}" if ":" in own else f"{own}:{fields.get('port')}")
+    if type_ == "crm_oauth":  # sent to its token endpoint and its instance
+        ends = (_host_port(fields.get(f)) for f in ("token_url", "instance_url"))
+        found.update(end for end in ends if end)
     graphs = list(Flow.objects.exclude(draft_graph=None).values_list("draft_graph", flat=True))
     graphs += list(FlowVersion.objects.values_list("graph", flat=True))
     for graph in graphs:

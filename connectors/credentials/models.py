@@ -21,6 +21,7 @@ class CredentialType(models.TextChoices):
     HMAC = "hmac", "HMAC request signing"
     SMTP = "smtp", "SMTP server"
     POSTGRES = "postgres", "PostgreSQL database"
+    CRM_OAUTH = "crm_oauth", "CRM OAuth2 client credentials"
 
 
 class Credential(models.Model):

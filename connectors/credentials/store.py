@@ -76,6 +76,15 @@ TYPE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         FieldSpec("user", "User"),
         FieldSpec("password", "Password", secret=True),
     ),
+    # A Salesforce-style API (connectors/nodes/crm.py): a client-credentials
+    # token from ``token_url``, then calls to ``instance_url`` (the one set
+    # here, not one a token answer names: the allowed hosts check both).
+    CredentialType.CRM_OAUTH: (
+        FieldSpec("instance_url", "Instance URL"),
+        FieldSpec("token_url", "Token URL"),
+        FieldSpec("client_id", "Client id"),
+        FieldSpec("client_secret", "Client secret", secret=True),
+    ),
 }
 
 

@@ -10,9 +10,10 @@ recorded iteration. A crash inside a batch repeats only that batch's
 unrecorded iterations, under the same keys, so an idempotent remote
 deduplicates them. A body that calls out (not inline) runs a batch's items
 concurrently, up to ``MAX_PARALLEL`` at once, with no database access; a
-pure body runs them in order. One failing item fails the step after the
-batch's finished items are recorded. The output lists the bodies' outputs
-in item order.
+pure body runs them in order, and so does one that names a credential
+(reading the store is database access: it happens in the loop's thread).
+One failing item fails the step after the batch's finished items are
+recorded. The output lists the bodies' outputs in item order.
 """
 
 import dataclasses
@@ -140,7 +141,8 @@ class Loop(base.Connector):
 
         finished: dict[int, Any] = {}
         failures: dict[int, base.ConnectorError] = {}
-        if connector.inline or len(indexes) == 1:
+        names_credential = any(ctx.config.body.config.get(f) for f in connector.credential_fields)
+        if connector.inline or len(indexes) == 1 or names_credential:
             for index in indexes:
                 try:
                     finished[index] = one(index)

@@ -198,6 +198,98 @@ is missing, then *edit input* with the corrected address and replay it, or
 discard it with the ticket number if the order was cancelled.
 """
 DEMO_CREDENTIAL = "payments-api-token"
+CRM_CREDENTIAL = "demo-crm"
+CRM_SYNC_SLUG = "nightly-crm-sync"
+EPOCH = "1970-01-01T00:00:00Z"
+
+CRM_RUNBOOK = """\
+## When the sync fails
+1. Open the run and read the failed step's error (a 401 the token refresh
+   could not cure means the CRM client secret changed: update `demo-crm`).
+2. Replay the dead letter: upserted customers are not written again, and an
+   upsert is idempotent at the CRM anyway.
+3. The next night's run starts from the last successful run's watermark, so
+   nothing changed in between is lost.
+"""
+
+
+def crm_sync_graph(credential: str = CRM_CREDENTIAL) -> dict:
+    """ "Nightly CRM sync": at 02:00 UTC, query the customers changed since
+    the last successful run's watermark (``last_success``, recorded at the
+    run's start), upsert each into the CRM's contacts by customer id (a loop:
+    each upsert is a durable iteration, so a crash mid-loop repeats nothing
+    that finished), then record the new watermark as the run's output."""
+    since = f"{{{{ last_success.output.mark.since | default('{EPOCH}') }}}}"
+    return {
+        "nodes": [
+            {"id": "nightly", "type": "trigger.schedule", "position": {"x": 0, "y": 0},
+             "config": {"cron": "0 2 * * *", "timezone": "UTC", "catch_up": "run_late"}},
+            {"id": "since", "type": "transform", "position": {"x": 200, "y": 0},
+             "config": {"fields": {"since": since}}},
+            {"id": "changed", "type": "crm", "position": {"x": 400, "y": 0},
+             "config": {"credential": credential, "operation": "query", "max_records": 1000,
+                        "soql": "SELECT Id, Email, Name, LastModifiedDate FROM Customer "
+                                "WHERE LastModifiedDate > '{{ steps.since.output.since }}' "
+                                "ORDER BY LastModifiedDate"},
+             "retry": {"max_attempts": 5}},
+            {"id": "upsert_each", "type": "loop", "position": {"x": 600, "y": 0},
+             "config": {"items": "{{ steps.changed.output.records }}", "batch_size": 2,
+                        "body": {"type": "crm", "config": {
+                            "credential": credential, "operation": "upsert",
+                            "object_type": "Contact", "external_id_field": "Customer_Id__c",
+                            "external_id": "{{ item.Id }}",
+                            "fields": {"Email": "{{ item.Email }}", "Name": "{{ item.Name }}",
+                                       "Source_Modified__c": "{{ item.LastModifiedDate }}"}}}},
+             "retry": {"max_attempts": 5}},
+            {"id": "mark", "type": "transform", "position": {"x": 800, "y": 0},
+             "config": {"fields": {
+                 "since": "{{ (steps.changed.output.records | map(attribute='LastModifiedDate')"
+                          " | list | max) if steps.changed.output.records"
+                          " else steps.since.output.since }}",
+                 "synced": "{{ steps.upsert_each.output.count }}"}}},
+        ],
+        "edges": [
+            {"from": "nightly", "to": "since"},
+            {"from": "since", "to": "changed"},
+            {"from": "changed", "to": "upsert_each"},
+            {"from": "upsert_each", "to": "mark"},
+        ],
+    }  # fmt: skip
+
+
+def seed_crm_sync(*, actor, owner, crm_url: str | None = None):
+    """The fake CRM's credential and the "Nightly CRM sync" flow, published
+    and active; nothing when they exist. A data directory seeded before the
+    sync was a flow keeps its inventory entry as it is."""
+    from connectors.credentials import store as credentials
+    from fakeapi.crm import CLIENT_ID, CLIENT_SECRET
+
+    crm_url = crm_url or demo.crm_url(settings.DATA_DIR)
+    if not credentials.Credential.objects.filter(name=CRM_CREDENTIAL).exists():
+        credentials.credential_create(
+            actor=actor, name=CRM_CREDENTIAL, type="crm_oauth",
+            fields={"instance_url": crm_url, "token_url": f"{crm_url}/services/oauth2/token",
+                    "client_id": CLIENT_ID},
+            secrets={"client_secret": CLIENT_SECRET},
+            allowed_hosts=[crm_url.split("://", 1)[1]],
+        )  # fmt: skip
+    flow = Flow.objects.filter(slug=CRM_SYNC_SLUG).first()
+    if flow is not None:
+        return flow
+    growth = Team.objects.filter(name="Growth").first() or team_create(name="Growth", actor=actor)
+    flow = services.flow_create(actor=actor, data={
+        "name": "Nightly CRM sync", "slug": CRM_SYNC_SLUG, "kind": "ledgerflow",
+        "external_platform": "", "external_url": "",
+        "purpose": "Copies the customers changed since the last successful sync into the CRM "
+                   "at 02:00.",
+        "owner": owner, "team": growth, "criticality": "medium", "runbook": CRM_RUNBOOK,
+        "failure_mode": "Sales works from stale contacts; changed customers reach the CRM a "
+                        "night late.",
+        "review_cadence_days": 90, "tags": ["sync"], "external_systems": ["CRM"],
+    })  # fmt: skip
+    services.flow_save_draft(flow=flow, actor=actor, graph=crm_sync_graph())
+    services.flow_publish(flow=flow, actor=actor, note="Demo version")
+    return services.flow_transition(flow=flow, actor=actor, action="activate")
 
 
 def address_graph() -> dict:
@@ -278,6 +370,7 @@ class Command(BaseCommand):
             self._inventory()
             self.stdout.write(f"Demo inventory: {Flow.objects.count()} automations.")
         self._approvals()
+        self._crm_sync()
         self._examples()
 
     @transaction.atomic
@@ -291,6 +384,14 @@ class Command(BaseCommand):
         runs = seed_runs(actor=admin, owner=operator)
         if runs:
             self.stdout.write("Demo runs: " + ", ".join(f"{k} {v}" for k, v in runs.items()) + ".")
+
+    @transaction.atomic
+    def _crm_sync(self) -> None:
+        User = get_user_model()
+        operator = User.objects.get(username="operator")
+        flow = seed_crm_sync(actor=User.objects.get(username="admin"), owner=operator)
+        where = demo.crm_url(settings.DATA_DIR)
+        self.stdout.write(f"Demo CRM sync: {flow.name} (/flows/{flow.slug}/), against {where}.")
 
     @transaction.atomic
     def _approvals(self) -> None:
@@ -390,19 +491,6 @@ class Command(BaseCommand):
             failure_mode=REFUND_FAILURE_MODE,
             tags=["approvals"],
             external_systems=["Payments API"],
-        )
-        make(
-            None,
-            name="Nightly CRM sync",
-            slug="nightly-crm-sync",
-            kind="external",
-            external_platform="cron on ops-1",
-            external_url="https://ops.example.com/cron/crm-sync",
-            purpose="Copies yesterday's customers into the CRM at 02:00.",
-            team=growth,
-            criticality="medium",
-            external_systems=["CRM"],
-            tags=["sync"],
         )
         zap = make(
             operator,
