@@ -34,9 +34,10 @@ def _remove_metrics_dir() -> None:
 # (test_<name>_gw0, ...); everything else a test touches outside its database
 # must be the worker's own too. Workers inherit the environment of the
 # process that started them (which ran this file first), so they are moved
-# here: each worker gets a data directory of its own (with its metrics
-# folder), and a Redis database of its own, since breakers, rate buckets, the
-# channel layer and a Celery broker in one database would be shared.
+# here: each worker gets a data directory of its own (its metrics folder is
+# already its own: METRICS_DIR above), and a Redis database of its own,
+# since breakers, rate buckets, the channel layer and a Celery broker in one
+# database would be shared.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 # The first worker keeps the configured database; the others take spare ones
 # from the top, never the configured one nor the benchmarks' 11 and 13.
@@ -63,7 +64,6 @@ if WORKER and os.environ.get("LEDGERFLOW_TEST_WORKER") != WORKER:
     worker_dir = os.path.join(os.environ["LEDGERFLOW_DATA_DIR"], WORKER)
     os.makedirs(worker_dir, exist_ok=True)
     os.environ["LEDGERFLOW_DATA_DIR"] = worker_dir
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(worker_dir, "metrics")
     os.environ["REDIS_URL"] = worker_redis_url(os.environ["REDIS_URL"], WORKER)
 
 from config.settings import *  # noqa: E402, F403
