@@ -29,3 +29,19 @@ def control(payments, **settings) -> None:
 def report(payments) -> dict:
     """What the API saw and did: requests, charges, refunds."""
     return httpx.get(f"{payments.url}/report").json()
+
+
+def refused_charges(olga, payments, prefix: str, count: int = 2):
+    """A published "charges" flow whose next ``count`` charges the fake API
+    refuses (400, no retry): that many dead letters in one group. The flow,
+    the runs and their charges' idempotency keys."""
+    from runs import driver
+    from runs.models import Step
+    from tests.engine_helpers import chain, publish
+
+    flow = publish(olga, chain(charge_node(payments, retry={"max_attempts": 1})), slug="charges")
+    control(payments, fail_next=count, fail_status=400)
+    runs = [driver.start_run(flow=flow, input={"order_id": f"{prefix}-{n}", "amount": 5},
+                             actor="user:olga") for n in range(count)]  # fmt: skip
+    keys = [Step.objects.get(run=run, node_id="charge").idempotency_key for run in runs]
+    return flow, runs, keys

@@ -13,9 +13,8 @@ from approvals.models import ApprovalTask
 from config.tokens import ratelimit
 from config.tokens.models import IdempotentAnswer, RateWindow
 from runs.models import Run
-from tests.api_helpers import bearer, call, token_for
+from tests.api_helpers import bearer, call, ready_flow, start_url, token_for  # noqa: F401
 from tests.approval_helpers import INPUT, approval_flow
-from tests.engine_helpers import READY, chain, publish
 
 
 def shape(response, status: int, code: str) -> dict:
@@ -25,18 +24,6 @@ def shape(response, status: int, code: str) -> dict:
     assert set(body["error"]) == {"code", "message", "details"}, body
     assert body["error"]["code"] == code and body["error"]["message"]
     return body["error"]
-
-
-@pytest.fixture
-def flow(adam, make_flow):
-    flow = make_flow(adam, owner=adam, **READY)
-    publish(adam, chain({"id": "shape", "type": "transform", "config": {"fields": {}}}),
-            slug=flow.slug)  # fmt: skip
-    return flow
-
-
-def start_url(flow) -> str:
-    return reverse("api:run_start", kwargs={"slug": flow.slug})
 
 
 def test_every_refusal_has_the_one_error_shape(client, olga, rita, flow):

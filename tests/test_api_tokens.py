@@ -18,10 +18,9 @@ from config.tokens import services
 from config.tokens.models import ApiToken
 from runs.ground import clock
 from runs.ground.models import Event
-from tests.api_helpers import bearer, call, token_for
+from tests.api_helpers import bearer, call, ready_flow, start_url, token_for  # noqa: F401
 from tests.approval_helpers import INPUT, approval_flow
 from tests.conftest import PASSWORD, login
-from tests.engine_helpers import READY, chain, publish
 
 CONNECTORS = "/api/v1/connectors"
 
@@ -114,18 +113,6 @@ def test_deactivating_the_user_disables_the_token(client, olga):
     assert call(client, "GET", CONNECTORS, secret).status_code == 200
     User.objects.filter(pk=olga.pk).update(is_active=False)
     assert call(client, "GET", CONNECTORS, secret).status_code == 401
-
-
-@pytest.fixture
-def flow(adam, make_flow):
-    flow = make_flow(adam, owner=adam, **READY)
-    publish(adam, chain({"id": "shape", "type": "transform", "config": {"fields": {}}}),
-            slug=flow.slug)  # fmt: skip
-    return flow
-
-
-def start_url(flow) -> str:
-    return reverse("api:run_start", kwargs={"slug": flow.slug})
 
 
 def test_a_tokens_rights_are_its_scope_and_its_users_role_both(client, olga, rita, flow):

@@ -6,12 +6,9 @@ sees the runs succeed."""
 import pytest
 from playwright.sync_api import expect
 
-from runs import driver
-from runs.models import Step
 from tests.browser import browser, log_in, screenshot  # noqa: F401
 from tests.conftest import PASSWORD
-from tests.engine_helpers import chain, publish
-from tests.payments_helpers import charge_node, control, report
+from tests.payments_helpers import control, refused_charges, report
 from tests.test_browser_editor import eager_tasks  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,11 +21,7 @@ def test_a_refused_group_is_previewed_replayed_and_succeeds(
     payments,
     eager_tasks,  # noqa: F811
 ):
-    flow = publish(olga, chain(charge_node(payments, retry={"max_attempts": 1})), slug="charges")
-    control(payments, fail_next=2, fail_status=400)
-    runs = [driver.start_run(flow=flow, input={"order_id": f"B-{n}", "amount": 5},
-                             actor="user:olga") for n in range(2)]  # fmt: skip
-    keys = [Step.objects.get(run=run, node_id="charge").idempotency_key for run in runs]
+    flow, runs, keys = refused_charges(olga, payments, "B")
     page = log_in(browser, live_server, "olga", PASSWORD)
     page.on("dialog", lambda dialog: dialog.accept())
 

@@ -14,11 +14,11 @@ from playwright.sync_api import expect
 from runs import driver
 from runs.ground import clock
 from runs.ground.models import Event
-from runs.models import Step, Timer
+from runs.models import Timer
 from tests.browser import browser, log_in, screenshot  # noqa: F401
 from tests.conftest import PASSWORD
-from tests.engine_helpers import chain, publish, transform
-from tests.payments_helpers import charge_node, control, report
+from tests.engine_helpers import chain, transform
+from tests.payments_helpers import charge_node, control, refused_charges, report
 from tests.test_browser_editor import eager_tasks  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -69,11 +69,7 @@ def test_a_group_replayed_on_the_newest_version_turns_its_runs_green_live(
     payments,
     eager_tasks,  # noqa: F811
 ):
-    flow = publish(olga, chain(charge_node(payments, retry={"max_attempts": 1})), slug="charges")
-    control(payments, fail_next=2, fail_status=400)
-    runs = [driver.start_run(flow=flow, input={"order_id": f"N-{n}", "amount": 5},
-                             actor="user:olga") for n in range(2)]  # fmt: skip
-    keys = [Step.objects.get(run=run, node_id="charge").idempotency_key for run in runs]
+    flow, runs, keys = refused_charges(olga, payments, "N")
     page = log_in(browser, live_server, "olga", PASSWORD)
     confirmations: list[str] = []
 
