@@ -280,7 +280,12 @@ def test_make_run_picks_another_demo_api_port_when_8765_is_taken(tmp_path):
             if "=" in item
         )
         assert environ["LEDGERFLOW_BASE_URL"] == f"http://127.0.0.1:{port}"
-        assert environ["LEDGERFLOW_OUTBOUND_ALLOWLIST"] == f"127.0.0.1:{demo}"
+        # Both demo APIs, each on its own port: the CRM's default (8766)
+        # went to the payments API here, so the CRM took another.
+        crm = int((tmp_path / "demo-crm-port").read_text())
+        assert crm not in (demo, 8765)
+        allowed = environ["LEDGERFLOW_OUTBOUND_ALLOWLIST"]
+        assert allowed == f"127.0.0.1:{demo},127.0.0.1:{crm}"
     finally:
         holder.close()
         stop_group(run)
