@@ -154,7 +154,7 @@ def sweep_at(eager_celery):
 
 
 @pytest.fixture
-def asgi_server(transactional_db):
+def asgi_server(transactional_db, fresh_channel_layers):
     """The ASGI app under uvicorn (the server `make run` uses), in a thread;
     yields its ``host:port``."""
     import uvicorn
@@ -176,6 +176,19 @@ def asgi_server(transactional_db):
     yield f"127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    fresh_channel_layers()
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layers():
+    """Each test starts with channel layers of its own. A layer instance is
+    cached per process and tied to the event loops that used it: a consumer
+    left receiving in a stopped server's loop makes the next loop's receive
+    fail ("Two event loops are trying to receive() on one channel layer")."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    return channel_layers.backends.clear
 
 
 def allow_outbound(settings, url_or_hostport: str) -> None:

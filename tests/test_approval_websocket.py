@@ -10,7 +10,9 @@ from websockets.sync.client import connect
 from runs import driver
 from tests.approval_helpers import INPUT, approval_flow, reviewer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Websocket tests share one xdist process and run one after another: the
+# channel layer and its Redis database are per process.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("channels")]
 
 
 def session_cookie(user) -> str:

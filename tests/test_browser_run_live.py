@@ -25,7 +25,13 @@ from tests.browser import browser, log_in, screenshot  # noqa: F401
 from tests.conftest import PASSWORD
 from tests.engine_helpers import publish, transform
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# Websocket tests share one xdist process and run one after another: the
+# channel layer and its Redis database are per process.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.xdist_group("channels"),
+]
 
 WAITS = ["w1", "w2", "w3", "w4", "w5"]
 NODES = ["start", "shape", "review", *WAITS, "done"]

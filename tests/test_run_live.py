@@ -22,6 +22,11 @@ from tests.engine_helpers import chain, publish, transform
 WAIT = {"id": "wait", "type": "delay", "config": {"seconds": 600}}
 
 
+# Websocket tests share one xdist process and run one after another: the
+# channel layer and its Redis database are per process.
+pytestmark = pytest.mark.xdist_group("channels")
+
+
 def socket(user, run_id: int) -> ApplicationCommunicator:
     """The consumer as the ASGI server's router would run it."""
     scope = {
