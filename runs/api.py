@@ -51,6 +51,62 @@ def run_get(request: HttpRequest, run_id: int):
     }
 
 
+RUN_STATUSES = Literal["pending", "running", "waiting", "succeeded", "failed",
+                       "compensating", "compensated", "cancelled"]  # fmt: skip
+
+
+@router.get("/runs", response=list[RunSummaryOut], url_name="runs")
+def runs_list(
+    request: HttpRequest,
+    status: RUN_STATUSES | None = None,
+    flow: str = "",
+    limit: int = 50,
+):
+    """The newest runs (not test runs), optionally of one status or flow;
+    at most ``limit`` of them (1 to 500)."""
+    require(request.user, "runs.view_run")
+    limit = max(1, min(limit, 500))
+    flow = flow[:150].replace("\x00", "")
+    found = Run.objects.select_related("flow").filter(is_test=False)
+    if status:
+        found = found.filter(status=status)
+    if flow:
+        found = found.filter(flow__slug=flow)
+    forms = secret_forms()
+    return [
+        {"id": run.pk, "flow": run.flow.slug, "version_number": run.version_number,
+         "status": run.status, "is_test": run.is_test, "started_by": run.started_by,
+         "created_at": run.created_at, "finished_at": run.finished_at,
+         "error": redact(run.error, forms)}
+        for run in found.order_by("-created_at", "-id")[:limit]
+    ]  # fmt: skip
+
+
+class DeadLetterOut(Schema):
+    group: str
+    run_id: int
+    node: str
+    flow: str
+    version_number: int
+    error: str
+    dead_since: dt.datetime
+
+
+@router.get("/dead-letters", response=list[DeadLetterOut], url_name="dead_letters")
+def dead_letters_list(request: HttpRequest):
+    """The open dead letters as the inbox groups them (its size limit too);
+    ``group`` is the inbox's group key, for a replay of the whole group."""
+    require(request.user, "runs.change_run")
+    groups, _ = deadletters.inbox_groups(deadletters.DeadLetterFilters())
+    forms = secret_forms()
+    return [
+        {"group": group.key, "run_id": letter.step.run_id, "node": letter.step.node_id,
+         "flow": group.flow.slug, "version_number": letter.step.run.version_number,
+         "error": redact(letter.step.error or "", forms), "dead_since": letter.dead_since}
+        for group in groups for letter in group.letters
+    ]  # fmt: skip
+
+
 class StepRowOut(Schema):
     node: str
     status: str

@@ -51,6 +51,7 @@ EXPECTED = {
     "api:flow_test_run": ("GET", STAFF, EVERY_SCOPE),
     "api:run_diagram": ("GET", STAFF, EVERY_SCOPE),
     "api:run": ("GET", STAFF, EVERY_SCOPE),
+    "api:runs": ("GET", STAFF, EVERY_SCOPE),
     "api:run_start": ("POST", EDITORS, EDIT_SCOPES),
     # Reading one's tasks is reading; deciding needs the review scope.
     "api:approval_tasks": ("GET", REVIEWERS, EVERY_SCOPE),
@@ -58,6 +59,8 @@ EXPECTED = {
     # Replaying dead letters (and previewing a replay) changes runs.
     "api:step_replay": ("POST", EDITORS, EDIT_SCOPES),
     "api:dead_letters_replay": ("POST", EDITORS, EDIT_SCOPES),
+    # The dead-letter list is the replay page's: editors only.
+    "api:dead_letters": ("GET", EDITORS, EDIT_SCOPES),
     "api:dead_letters_replay_preview": ("GET", EDITORS, EDIT_SCOPES),
 }
 EVERY_ROLE = (OPERATOR, REVIEWER, ADMIN, NOROLE)

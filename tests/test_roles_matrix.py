@@ -51,6 +51,8 @@ API_ENDPOINTS = {
     "api:dead_letters_replay",
     "api:dead_letters_replay_preview",
     "api:run",
+    "api:runs",
+    "api:dead_letters",
     "api:run_start",
     "api:approval_tasks",
     "api:approval_decide",
@@ -147,6 +149,8 @@ MATRIX = {
     "api:dead_letters_replay": ("POST", {OPERATOR, ADMIN}),
     "api:dead_letters_replay_preview": ("GET", {OPERATOR, ADMIN}),
     "api:run": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:runs": ("GET", {OPERATOR, REVIEWER, ADMIN}),
+    "api:dead_letters": ("GET", {OPERATOR, ADMIN}),
     "api:run_start": ("POST", {OPERATOR, ADMIN}),
     "api:approval_tasks": ("GET", {REVIEWER, ADMIN}),
     # An admin may decide, but this task waits in the reviewers' queue: the
