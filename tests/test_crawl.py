@@ -44,6 +44,8 @@ UNLINKED = {
     "api:run_diagram": "for API clients: the run page embeds the same graph and step rows",
     "api:dead_letters_replay_preview": "for API clients: the inbox links to the preview page",
     "api:run": "for API clients (scripts, CI): the run page shows the same",
+    "api:runs": "for API clients (the ledgerflow CLI): the runs list shows the same",
+    "api:dead_letters": "for API clients (the ledgerflow CLI): the inbox shows the same",
     "api:approval_tasks": "for API clients (scripts, CI): the inbox shows the same",
 }
 
