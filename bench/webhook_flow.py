@@ -267,7 +267,7 @@ def run_embedded(args) -> dict:
     from bench.drill_embedded import Platform
 
     data_dir = Path(tempfile.mkdtemp(prefix="lf-webhook-flow-embedded-"))
-    platform = Platform(data_dir, common.free_port(), common.free_port())
+    platform = Platform(data_dir, common.free_port(), common.free_port(), common.free_port())
     platform.start()
     try:
         for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
