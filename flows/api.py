@@ -25,6 +25,7 @@ from flows.graph import InvalidGraph, validate
 from flows.models import Flow, FlowVersion
 from flows.transfer import export_flow
 from runs import driver
+from runs.api import RunFacts
 from runs.ground import plainjson
 from runs.ground.redaction import redact, secret_forms
 from runs.models import Run, Step
@@ -542,15 +543,7 @@ class RunStartIn(Schema):
     version: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
-class RunOut(Schema):
-    id: int
-    flow: str
-    version_number: int
-    status: str
-    is_test: bool
-    started_by: str
-    created_at: dt.datetime
-    finished_at: dt.datetime | None
+class RunOut(RunFacts):
     url: str
 
 

@@ -21,7 +21,9 @@ from runs.models import Run
 router = Router(tags=["runs"])
 
 
-class RunSummaryOut(Schema):
+class RunFacts(Schema):
+    """What every answer about one run says of it."""
+
     id: int
     flow: str
     version_number: int
@@ -30,6 +32,9 @@ class RunSummaryOut(Schema):
     started_by: str
     created_at: dt.datetime
     finished_at: dt.datetime | None
+
+
+class RunSummaryOut(RunFacts):
     error: str
 
 
