@@ -84,8 +84,10 @@ def run_two_writers(path, engine: str) -> list:
         first_began.set()
         time.sleep(HOLD_SECONDS)
         end(db)
-        db.close()
+        # Noted before the lock can pass on: the second may commit as soon
+        # as this commit releases it.
         results.append("first committed")
+        db.close()
 
     def second():
         first_began.wait()
