@@ -83,10 +83,10 @@ def run_two_writers(path, engine: str) -> list:
         db.cursor().execute("INSERT INTO ledger VALUES (1)")
         first_began.set()
         time.sleep(HOLD_SECONDS)
-        end(db)
-        # Noted before the lock can pass on: the second may commit as soon
-        # as this commit releases it.
+        # Noted while the lock is still held: the second may commit as soon
+        # as this commit releases it, so noting it after would race.
         results.append("first committed")
+        end(db)
         db.close()
 
     def second():
