@@ -169,6 +169,10 @@ def test_build_test_publish_and_trigger_a_flow_on_the_canvas(
         expect(node(page, node_id)).to_have_attribute("data-status", "succeeded", timeout=20_000)
     select(page, "http_request")
     expect(page.locator('[data-testid="test-output"]')).to_contain_text('"order_id": "T-1"')
+    # The banner follows the run to its end, not only the nodes.
+    status = page.locator('[data-testid="test-run-status"]')
+    expect(status).to_have_attribute("data-settled", "true", timeout=20_000)
+    expect(status).to_have_attribute("data-status", "succeeded")
     screenshot(page, "editor-journey-test-run")
     assert payments.state.report()["charges"] == 1
 
